@@ -1,0 +1,177 @@
+"""Turning what callers pass to ``append`` into ``Event`` objects.
+
+Accepted: an ``Event``; a string (a user message); a dict in this library's
+shape, the OpenAI Chat Completions / Responses item shape, or AgentScope's
+``Msg`` shape; any object with ``to_dict()`` or ``model_dump()`` giving one of
+those; or a list of any of these.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from sessionhub.errors import InvalidInput
+from sessionhub.models import (
+    DataPart,
+    Event,
+    FilePart,
+    Part,
+    TextPart,
+    ToolCallPart,
+    ToolResultPart,
+    UnknownPart,
+)
+
+_EVENT_FIELDS = frozenset({"id", "seq", "role", "content", "timestamp", "state_delta", "metadata"})
+_TEXT_TYPES = frozenset({"text", "input_text", "output_text"})
+_MEDIA_TYPES = frozenset({"image", "audio", "video", "file"})
+
+
+def to_events(value: Any) -> list[Event]:
+    """Normalise one input or a list of inputs to events (copies; the input is not changed)."""
+    if isinstance(value, (list, tuple)):
+        return [to_event(item, f"events[{index}]") for index, item in enumerate(value)]
+    return [to_event(value, "event")]
+
+
+def to_event(value: Any, field: str = "event") -> Event:
+    """Normalise a single input to a new ``Event``."""
+    if isinstance(value, Event):
+        return value.model_copy()
+    if isinstance(value, str):
+        return Event(role="user", content=[TextPart(text=value)])
+    if not isinstance(value, Mapping):
+        as_dict = getattr(value, "to_dict", None) or getattr(value, "model_dump", None)
+        if as_dict is None:
+            raise InvalidInput(
+                field,
+                f"cannot make an event from a {type(value).__name__}; pass an Event, a str, "
+                "a dict with 'role' and 'content', or a list of those",
+            )
+        value = as_dict()
+        if not isinstance(value, Mapping):
+            raise InvalidInput(field, f"{type(value).__name__}.to_dict() did not return a dict")
+    try:
+        return _from_mapping(value)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise InvalidInput(f"{field}.{where}" if where else field, first["msg"]) from exc
+
+
+def _from_mapping(data: Mapping[str, Any]) -> Event:
+    kind = data.get("type")
+    if kind == "function_call":  # OpenAI Responses API item
+        return Event(
+            id=str(data.get("id") or ""),
+            role="assistant",
+            content=[_tool_call(data.get("call_id") or data.get("id"), data)],
+        )
+    if kind == "function_call_output":
+        return Event(
+            role="tool",
+            content=[ToolResultPart(call_id=str(data.get("call_id", "")), output=data.get("output"))],
+        )
+    role = data.get("role") or data.get("author")
+    if not isinstance(role, str) or not role:
+        raise InvalidInput("event.role", "must be a non-empty string (user, assistant, system, tool or an author name)")
+    content = _parts(data.get("content"))
+    if data.get("tool_calls"):  # OpenAI Chat Completions assistant message
+        content.extend(_tool_call(call.get("id"), call) for call in data["tool_calls"])
+    if role == "tool" and data.get("tool_call_id"):
+        text = "".join(p.text for p in content if isinstance(p, TextPart))
+        content = [ToolResultPart(call_id=str(data["tool_call_id"]), output=text)]
+    fields = {key: data[key] for key in _EVENT_FIELDS & data.keys() if data[key] is not None}
+    fields["role"] = role
+    fields["content"] = content
+    metadata = dict(fields.get("metadata") or {})
+    name = data.get("name")
+    if isinstance(name, str) and name != role:
+        metadata.setdefault("name", name)  # AgentScope's author name
+    fields["metadata"] = metadata
+    if isinstance(fields.get("timestamp"), str):
+        fields["timestamp"] = _parse_time(fields["timestamp"])
+    fields.pop("seq", None)
+    return Event.model_validate(fields)
+
+
+def _parse_time(value: str) -> datetime:
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise InvalidInput("event.timestamp", f"{value!r} is not an ISO 8601 time") from exc
+
+
+def _parts(content: Any) -> list[Part]:
+    if content is None:
+        return []
+    if isinstance(content, str):
+        return [TextPart(text=content)]
+    if isinstance(content, Mapping):
+        return [_part(content)]
+    if isinstance(content, Sequence):
+        return [_part(block) for block in content]
+    raise InvalidInput("event.content", f"must be a string or a list of parts, got {type(content).__name__}")
+
+
+def _part(block: Any) -> Part:
+    if isinstance(block, str):
+        return TextPart(text=block)
+    if not isinstance(block, Mapping):
+        if hasattr(block, "model_dump"):
+            block = block.model_dump()
+        else:
+            raise InvalidInput("event.content", f"a part must be a dict or a str, got {type(block).__name__}")
+    kind = block.get("type")
+    if kind in _TEXT_TYPES:
+        return TextPart(text=str(block.get("text", "")))
+    if kind == "tool_call":
+        return ToolCallPart.model_validate(block)
+    if kind in ("tool_use", "function_call"):
+        return _tool_call(block.get("id") or block.get("call_id"), block)
+    if kind == "tool_result":
+        if "call_id" in block:
+            return ToolResultPart.model_validate(block)
+        return ToolResultPart(
+            call_id=str(block.get("id") or block.get("tool_use_id") or ""),
+            output=block.get("output", block.get("content")),
+            is_error=bool(block.get("is_error", False)),
+        )
+    if kind == "data":
+        return DataPart.model_validate(block)
+    if kind == "image_url":  # OpenAI Chat Completions
+        url = block.get("image_url")
+        return FilePart(mime_type="image/*", uri=url.get("url") if isinstance(url, Mapping) else url)
+    if kind in _MEDIA_TYPES:
+        return _media(kind, block)
+    return UnknownPart.model_validate(block)
+
+
+def _media(kind: str, block: Mapping[str, Any]) -> Part:
+    if kind == "file" and ("data" in block or "uri" in block or "mime_type" in block):
+        return FilePart.model_validate(block)
+    source = block.get("source")
+    if isinstance(source, Mapping):  # AgentScope / Anthropic media block
+        if source.get("type") == "base64":
+            return FilePart(mime_type=str(source.get("media_type", f"{kind}/*")), data=source.get("data"))
+        return FilePart(mime_type=f"{kind}/*", uri=source.get("url"))
+    return FilePart(mime_type=f"{kind}/*", uri=block.get("url"))
+
+
+def _tool_call(call_id: Any, data: Mapping[str, Any]) -> ToolCallPart:
+    function = data.get("function")
+    if isinstance(function, Mapping):  # Chat Completions: {"id", "function": {"name", "arguments"}}
+        name, arguments = function.get("name"), function.get("arguments")
+    else:
+        name, arguments = data.get("name"), data.get("arguments", data.get("input"))
+    if isinstance(arguments, str):
+        try:
+            arguments = json.loads(arguments)
+        except ValueError:
+            pass  # not JSON: keep the model's raw text
+    return ToolCallPart(id=str(call_id or ""), name=str(name or ""), arguments=arguments or {})

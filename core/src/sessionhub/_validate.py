@@ -1,0 +1,117 @@
+"""Input rules checked by the service before anything reaches a backend.
+
+Identifiers are 1-256 printable characters; everything stored is JSON; state
+keys follow the scope-prefix rules. Each failure is an ``InvalidInput`` that
+names the field (a dotted path) and the rule.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from sessionhub.backend import StateDeltas
+from sessionhub.errors import InvalidInput
+from sessionhub.models import APP_PREFIX, TEMP_PREFIX, USER_PREFIX
+
+MAX_ID_LENGTH = 256
+_MAX_DEPTH = 64
+
+
+def check_identifier(value: object, field: str) -> str:
+    """Return ``value`` if it is a valid identifier, else raise ``InvalidInput``."""
+    if not isinstance(value, str):
+        raise InvalidInput(field, f"must be a string, got {type(value).__name__}")
+    if not value or value.isspace():
+        raise InvalidInput(field, "must not be empty or blank")
+    if len(value) > MAX_ID_LENGTH:
+        raise InvalidInput(field, f"must be at most {MAX_ID_LENGTH} characters, got {len(value)}")
+    if not value.isprintable():
+        raise InvalidInput(field, "must contain printable characters only (no control characters)")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidInput(field, "must be valid Unicode (no lone surrogates)") from exc
+    return value
+
+
+def check_json(value: Any, field: str, depth: int = 0) -> None:
+    """Raise ``InvalidInput`` unless ``value`` is a JSON value (str keys, finite numbers)."""
+    if value is None or isinstance(value, (str, bool, int)):
+        if isinstance(value, str):
+            _check_text(value, field)
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidInput(field, f"{value} is not a JSON number (NaN and infinity are not allowed)")
+        return
+    if depth >= _MAX_DEPTH:
+        raise InvalidInput(field, f"nests deeper than {_MAX_DEPTH} levels")
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise InvalidInput(field, f"has a key {key!r} of type {type(key).__name__}; JSON keys are strings")
+            check_json(item, f"{field}.{key}", depth + 1)
+        return
+    if isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            check_json(item, f"{field}[{index}]", depth + 1)
+        return
+    raise InvalidInput(
+        field,
+        f"a value of type {type(value).__name__} is not JSON; store str, int, float, bool, None, "
+        "list or dict (encode bytes as base64 text, datetimes as ISO 8601 strings)",
+    )
+
+
+def _check_text(value: str, field: str) -> None:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidInput(field, "contains a lone surrogate, which is not valid Unicode") from exc
+
+
+def check_mapping(value: object, field: str) -> Mapping[str, Any]:
+    """Check ``value`` is a JSON object and return it."""
+    if not isinstance(value, Mapping):
+        raise InvalidInput(field, f"must be a dict, got {type(value).__name__}")
+    check_json(value, field)
+    return value
+
+
+def split_delta(delta: Mapping[str, Any], field: str) -> StateDeltas:
+    """Split a state delta by scope prefix; drop ``temp:`` keys. ``delta`` must be checked JSON."""
+    deltas = StateDeltas()
+    for key, value in delta.items():
+        if not key:
+            raise InvalidInput(field, "state keys must not be empty")
+        if key.startswith(TEMP_PREFIX):
+            continue
+        if key.startswith(APP_PREFIX):
+            target, bare = deltas.app, key[len(APP_PREFIX) :]
+        elif key.startswith(USER_PREFIX):
+            target, bare = deltas.user, key[len(USER_PREFIX) :]
+        else:
+            target, bare = deltas.session, key
+        if not bare:
+            raise InvalidInput(f"{field}.{key}", "a scope prefix must be followed by a key name")
+        target[bare] = value
+    return deltas
+
+
+def without_temp(delta: dict[str, Any]) -> dict[str, Any]:
+    """``delta`` without its ``temp:`` keys (the same object when it has none)."""
+    if any(key.startswith(TEMP_PREFIX) for key in delta):
+        return {k: v for k, v in delta.items() if not k.startswith(TEMP_PREFIX)}
+    return delta
+
+
+def check_count(value: object, field: str, *, minimum: int, maximum: int | None = None) -> int:
+    """Check an integer argument lies in range."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInput(field, f"must be an integer, got {type(value).__name__}")
+    if value < minimum or (maximum is not None and value > maximum):
+        bound = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
+        raise InvalidInput(field, f"must be {bound}, got {value}")
+    return value

@@ -1,0 +1,347 @@
+"""The storage contract: the ``Backend`` abstract class and what travels across it.
+
+A backend implements a small set of atomic primitives; the service does
+everything else once (validation, ids, clocks, hooks, TTL arithmetic, the
+state-prefix rules, input normalisation). Values arriving here are already
+validated: identifiers are well formed, events carry ids, timestamps and no
+``temp:`` keys, state deltas are split by scope, expiry times are computed.
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import Enum
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, SecretStr
+
+from sessionhub.models import Event, Session
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from typing_extensions import Self
+
+__all__ = [
+    "Backend",
+    "BackendInfo",
+    "BackendSettings",
+    "Capabilities",
+    "SessionKey",
+    "Scope",
+    "StateDeltas",
+    "Expiry",
+    "EventWindow",
+    "StoredSession",
+    "AppendRequest",
+    "AppendResult",
+    "ListCursor",
+    "apply_delta",
+    "event_to_json",
+    "event_from_json",
+    "dump_json",
+]
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend can do beyond the contract every backend meets.
+
+    The conformance suite skips the tests of a capability a backend does not declare.
+    """
+
+    persistent: bool = False
+    """Data survives closing the backend and opening a new instance on the same store."""
+    shared_store: bool = False
+    """Two backend instances on the same store (two connections) see each other's writes."""
+    multi_process: bool = False
+    """Several processes (or hosts) may write to the same store at once."""
+    native_ttl: bool = False
+    """The storage reclaims expired data by itself; ``purge_expired`` is optional work."""
+    cluster: bool = False
+    """The layout works on a clustered/sharded deployment of the store."""
+
+
+class BackendSettings(BaseModel):
+    """Base for a backend's own settings table (``[name]`` in the config file).
+
+    Subclass it to add options; the top-level ``url`` setting is copied into ``url``.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    url: SecretStr | None = None
+
+
+@dataclass
+class BackendInfo:
+    """A storage backend, as a plugin registers it with ``sessionhub_register_backends``.
+
+    ``factory`` and ``settings_model`` may be ``"package.module:Name"`` strings so
+    the driver is imported only when the backend is chosen. ``factory`` is called
+    with one argument, the validated settings model instance.
+    """
+
+    name: str
+    factory: Callable[[Any], Backend] | str
+    settings_model: type[BackendSettings] | str = BackendSettings
+    url_schemes: tuple[str, ...] = ()
+    description: str = ""
+    distribution: str | None = None
+    """Filled in by the registry from the plugin's distribution."""
+    version: str | None = None
+    """Filled in by the registry from the plugin's distribution."""
+
+
+@dataclass(frozen=True)
+class SessionKey:
+    """The identity of a session: two users may each own a session ``"s1"``."""
+
+    app_name: str
+    user_id: str
+    session_id: str
+
+
+class Scope(str, Enum):
+    """The wider state scopes (session state travels with its session)."""
+
+    APP = "app"
+    USER = "user"
+
+
+@dataclass
+class StateDeltas:
+    """A state delta split by scope, prefixes removed; ``None`` values delete keys."""
+
+    app: dict[str, Any] = field(default_factory=dict)
+    user: dict[str, Any] = field(default_factory=dict)
+    session: dict[str, Any] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.app or self.user or self.session)
+
+
+@dataclass(frozen=True)
+class Expiry:
+    """New expiry times computed by the service for a write or a sliding read.
+
+    ``None`` means the scope does not expire. ``now`` is the service's clock: a
+    record whose stored ``expires_at`` is at or before ``now`` is expired and must
+    be treated as absent, whether or not its storage was reclaimed.
+    """
+
+    now: datetime
+    session: datetime | None = None
+    user: datetime | None = None
+    app: datetime | None = None
+
+
+@dataclass(frozen=True)
+class EventWindow:
+    """Which events ``get_session`` returns, oldest first.
+
+    Events with ``seq > after_seq`` and ``timestamp > after_time`` are selected,
+    then only the newest ``last_n`` of those are kept. ``last_n=0`` reads no events.
+    """
+
+    last_n: int | None = None
+    after_seq: int | None = None
+    after_time: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ListCursor:
+    """Keyset position in a listing ordered by ``(updated_at, session id)`` descending."""
+
+    updated_at: datetime
+    session_id: str
+
+
+@dataclass
+class StoredSession:
+    """A session as read from storage, before the service merges the state scopes.
+
+    ``session.state`` holds the session scope only; ``session.events`` the window.
+    """
+
+    session: Session
+    app_state: dict[str, Any]
+    user_state: dict[str, Any]
+
+
+@dataclass
+class AppendRequest:
+    """One atomic append: events (ids, timestamps set; seq 0) and their split deltas.
+
+    For each event whose id is not stored yet the backend allocates the next seq,
+    stores it and applies its deltas; an id already stored is skipped and the
+    stored event is returned in its place. Then it trims to ``event_limit``
+    newest events, sets ``updated_at = expiry.now`` and the expiry times. All of
+    it is one transaction (or one script): all or nothing.
+    """
+
+    key: SessionKey
+    events: list[Event]
+    deltas: list[StateDeltas]
+    expiry: Expiry
+    event_limit: int | None = None
+
+
+@dataclass
+class AppendResult:
+    """What an append stored: events in request order, with their seqs."""
+
+    events: list[Event]
+    last_seq: int
+    event_count: int
+    updated_at: datetime
+    expires_at: datetime | None
+
+
+class Backend(abc.ABC):
+    """A storage backend: the atomic primitives the service is built on.
+
+    Subclass it, declare ``capabilities``, implement the abstract methods and run
+    the conformance suite (:mod:`sessionhub.testing`). ``open`` and ``close``
+    must be idempotent; a backend is an async context manager.
+    """
+
+    name: ClassVar[str] = "backend"
+    """The backend's public name (its entry point name)."""
+    capabilities: ClassVar[Capabilities] = Capabilities()
+
+    async def open(self) -> None:  # noqa: B027 -- optional hook with a no-op default
+        """Connect and prepare the storage (create tables, load scripts). Idempotent."""
+
+    async def close(self) -> None:  # noqa: B027 -- optional hook with a no-op default
+        """Release every connection and resource. Idempotent."""
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    @abc.abstractmethod
+    async def ping(self) -> None:
+        """Check the storage answers; raise :class:`~sessionhub.BackendUnavailable` if not."""
+
+    @abc.abstractmethod
+    async def create_session(
+        self, session: Session, deltas: StateDeltas, expiry: Expiry
+    ) -> StoredSession:
+        """Store a new session with ``session.state`` as its session state.
+
+        ``deltas.app`` / ``deltas.user`` are applied to the wider scopes in the same
+        transaction. Raise :class:`~sessionhub.SessionExists` if a live session
+        with this key exists (an expired one is replaced).
+        """
+
+    @abc.abstractmethod
+    async def get_session(
+        self, key: SessionKey, window: EventWindow, expiry: Expiry, *, refresh: bool
+    ) -> StoredSession | None:
+        """Return the session with the events of ``window``, or ``None`` if absent or expired.
+
+        With ``refresh`` (sliding TTL), set the session's, the user state's and
+        the app state's expiry to those of ``expiry``. Read only the events returned.
+        """
+
+    @abc.abstractmethod
+    async def list_sessions(
+        self,
+        app_name: str,
+        user_id: str,
+        *,
+        limit: int,
+        after: ListCursor | None,
+        parent_id: str | None,
+        now: datetime,
+    ) -> list[Session]:
+        """Return up to ``limit`` live sessions, newest ``updated_at`` first, without events.
+
+        Order is ``(updated_at, id)`` descending; ``after`` is exclusive. With
+        ``parent_id`` only that session's direct children are listed.
+        ``state`` holds the session scope only.
+        """
+
+    @abc.abstractmethod
+    async def append(self, request: AppendRequest) -> AppendResult:
+        """Store events atomically (see :class:`AppendRequest`).
+
+        Raise :class:`~sessionhub.SessionNotFound` if the session is absent or expired.
+        """
+
+    @abc.abstractmethod
+    async def update_session(
+        self,
+        key: SessionKey,
+        deltas: StateDeltas,
+        metadata: Mapping[str, Any],
+        expiry: Expiry,
+    ) -> StoredSession:
+        """Apply state deltas and a metadata delta (``None`` deletes) without an event.
+
+        Bumps ``updated_at`` and the expiry times. Raise
+        :class:`~sessionhub.SessionNotFound` if the session is absent or expired.
+        The returned session carries no events.
+        """
+
+    @abc.abstractmethod
+    async def delete_session(self, key: SessionKey) -> bool:
+        """Delete the session and all its events; return whether it existed."""
+
+    @abc.abstractmethod
+    async def get_state(
+        self, scope: Scope, app_name: str, user_id: str | None, expiry: Expiry, *, refresh: bool
+    ) -> dict[str, Any]:
+        """Return the app or user state (``{}`` if absent or expired); refresh its expiry."""
+
+    @abc.abstractmethod
+    async def update_state(
+        self,
+        scope: Scope,
+        app_name: str,
+        user_id: str | None,
+        delta: Mapping[str, Any],
+        expiry: Expiry,
+    ) -> dict[str, Any]:
+        """Apply ``delta`` to the app or user state atomically and return the new state."""
+
+    @abc.abstractmethod
+    async def purge_expired(self, now: datetime) -> int:
+        """Reclaim the storage of expired sessions and states; return how many were removed."""
+
+
+def apply_delta(target: dict[str, Any], delta: Mapping[str, Any]) -> dict[str, Any]:
+    """Apply a state or metadata delta in place (``None`` deletes a key); return ``target``."""
+    for key, value in delta.items():
+        if value is None:
+            target.pop(key, None)
+        else:
+            target[key] = value
+    return target
+
+
+def dump_json(value: Any) -> str:
+    """Serialise a validated JSON value compactly, the way every backend stores it."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def event_to_json(event: Event) -> str:
+    """Serialise a stored event to the JSON text a backend keeps."""
+    return event.model_dump_json()
+
+
+def event_from_json(data: str | bytes) -> Event:
+    """Rebuild an event from the JSON text made by :func:`event_to_json`."""
+    return Event.model_validate_json(data)

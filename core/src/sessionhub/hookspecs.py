@@ -1,0 +1,132 @@
+"""Every hook a sessionhub plugin can implement; each docstring is the hook's reference.
+
+Hooks register things and observe or rewrite what passes through the service;
+ordinary async classes (backends) do the storage work. Implementations may be
+plain functions or ``async def``: the service calls them one at a time in
+pluggy's call order (last registered first, adjusted by ``tryfirst`` /
+``trylast``) and awaits each result that is awaitable before calling the next.
+``wrapper=True`` implementations are not supported on these hooks (they could
+not await); use :func:`sessionhub_wrap_backend` to wrap storage.
+
+Implement a hook with the marker::
+
+    from sessionhub import hookimpl
+
+    @hookimpl
+    def sessionhub_register_backends():
+        return BackendInfo(name="acme", factory="sessionhub_acme.backend:AcmeBackend")
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    from sessionhub.backend import Backend, BackendInfo
+    from sessionhub.models import Event, Session
+    from sessionhub.settings import SessionHubSettings
+
+__all__ = ["PROJECT_NAME", "hookspec", "hookimpl", "AppendContext"]
+
+PROJECT_NAME = "sessionhub"
+"""The pluggy project name and the entry point group plugins register under."""
+
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+"""Marker for hook specifications (used only in this module)."""
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+"""Marker for hook implementations: ``@hookimpl`` on a ``sessionhub_*`` function."""
+
+
+@dataclass
+class AppendContext:
+    """What :func:`sessionhub_before_append` receives; rewrite ``events`` in place."""
+
+    app_name: str
+    """The app the session belongs to."""
+    user_id: str
+    """The session's owner."""
+    session_id: str
+    """The session being appended to."""
+    events: list[Event]
+    """The events about to be stored, in order; ids and timestamps are already set."""
+
+
+# --- registration -------------------------------------------------------------
+
+
+@hookspec
+def sessionhub_register_backends() -> BackendInfo | Sequence[BackendInfo] | None:
+    """Return the storage backends this plugin provides.
+
+    Called when a plugin manager is built, to fill the backend registry.
+    ``factory`` and ``settings_model`` of each :class:`~sessionhub.BackendInfo`
+    may be ``"package.module:Name"`` strings so that the driver is imported only
+    when the backend is selected. Two plugins registering the same name is an
+    error that names both.
+
+    :returns: One ``BackendInfo``, a sequence of them, or ``None``.
+    """
+
+
+@hookspec
+def sessionhub_wrap_backend(backend: Backend, settings: SessionHubSettings) -> Backend | None:
+    """Return a backend that wraps ``backend`` (encryption at rest, metrics, tracing), or None.
+
+    Called once when a service is built, after the backend is selected. Wrappers
+    apply in call order: each receives what the previous one returned.
+
+    :param backend: The backend built so far.
+    :param settings: The resolved settings of the service being built.
+    :returns: A :class:`~sessionhub.Backend`, or ``None`` to leave it as it is.
+    """
+
+
+# --- around operations --------------------------------------------------------
+
+
+@hookspec
+def sessionhub_before_append(ctx: AppendContext) -> Awaitable[None] | None:
+    """Inspect, rewrite or reject events before they are stored (redaction, enrichment).
+
+    Called by ``append`` after the input is normalised and before it is
+    validated and stored. Rewrite ``ctx.events`` in place (change an event, or
+    replace, add or remove list items); raise :class:`~sessionhub.InvalidInput`
+    to reject the whole append, in which case nothing is written.
+
+    :param ctx: The :class:`AppendContext` of this append.
+    """
+
+
+@hookspec
+def sessionhub_after_append(session: Session, events: Sequence[Event]) -> Awaitable[None] | None:
+    """Observe events just stored.
+
+    Called by ``append`` after the backend committed the events.
+
+    :param session: The session after the append, without its events.
+    :param events: The stored events, with their ``seq``.
+    """
+
+
+@hookspec
+def sessionhub_session_created(session: Session) -> Awaitable[None] | None:
+    """Observe a session just created (by ``create_session``, ``spawn_child``, ...).
+
+    :param session: The new session.
+    """
+
+
+@hookspec
+def sessionhub_session_deleted(
+    app_name: str, user_id: str, session_id: str
+) -> Awaitable[None] | None:
+    """Observe a session just deleted (once per session, children included).
+
+    :param app_name: The app the session belonged to.
+    :param user_id: The session's owner.
+    :param session_id: The deleted session's id.
+    """

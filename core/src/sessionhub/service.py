@@ -1,0 +1,756 @@
+"""``SessionHistoryService``: the one facade applications call.
+
+It does everything once, for every backend: validates input, generates ids
+and timestamps, normalises events, applies the state-scope rules, computes
+TTL expiry from its clock, runs the plugin hooks, and calls the selected
+backend's atomic primitives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any, Protocol, Union
+
+from sessionhub import _validate
+from sessionhub._normalize import to_events
+from sessionhub.backend import (
+    AppendRequest,
+    Backend,
+    EventWindow,
+    Expiry,
+    ListCursor,
+    Scope,
+    SessionKey,
+    StateDeltas,
+    StoredSession,
+    apply_delta,
+)
+from sessionhub.errors import BackendUnavailable, ConfigError, InvalidInput, SessionNotFound
+from sessionhub.hookspecs import AppendContext
+from sessionhub.models import APP_PREFIX, USER_PREFIX, Event, HealthStatus, Page, Session
+from sessionhub.plugins import SessionHubPluginManager, call_hook, get_plugin_manager
+from sessionhub.registry import BackendRegistry
+from sessionhub.settings import SessionHubSettings, load_settings, validate_backend_settings
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    import pluggy
+    from typing_extensions import Self
+
+__all__ = ["SessionHistoryService", "Conversation", "StateModule", "Clock", "EventInput"]
+
+logger = logging.getLogger("sessionhub")
+
+Clock = Callable[[], datetime]
+"""A function returning the current UTC-aware time."""
+
+EventInput = Union[Event, str, Mapping[str, Any], Any]
+"""What ``append`` accepts for one event (see :func:`SessionHistoryService.append`)."""
+
+MAX_PAGE_SIZE = 1000
+SNAPSHOT_PREFIX = "snapshot:"
+
+
+class StateModule(Protocol):
+    """AgentScope's state-module protocol, as used by ``save_state`` / ``load_state``."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """Return the module's state (nested modules included) as JSON values."""
+        ...
+
+    def load_state_dict(self, state_dict: dict[str, Any], strict: bool = True) -> None:
+        """Restore the module from what ``state_dict`` returned."""
+        ...
+
+
+def _utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class SessionHistoryService:
+    """Sessions, events and state for one app, on a backend chosen by configuration.
+
+    ``SessionHistoryService()`` reads the settings (constructor arguments >
+    environment > ``.env`` > ``sessionhub.toml`` > ``pyproject.toml`` >
+    defaults) and builds the selected backend. Pass a :class:`Backend` instance
+    to use it directly. Use it as an async context manager, or call
+    :meth:`start` / :meth:`stop`; any operation starts it on demand.
+
+    :param backend: A backend name, a :class:`Backend` instance, or ``None``.
+    :param url: A storage URL whose scheme selects the backend.
+    :param settings: Resolved settings to use as they are (no sources are read).
+    :param plugin_manager: The plugin manager; default: the installed plugins.
+    :param clock: Returns the current time; inject one to test TTLs.
+    :param overrides: Any other setting (``event_limit=100``, ``session_ttl=3600``...).
+    """
+
+    def __init__(
+        self,
+        backend: Backend | str | None = None,
+        *,
+        url: str | None = None,
+        settings: SessionHubSettings | None = None,
+        plugin_manager: pluggy.PluginManager | None = None,
+        clock: Clock | None = None,
+        **overrides: Any,
+    ) -> None:
+        if settings is None:
+            if isinstance(backend, str):
+                overrides["backend"] = backend
+            if url is not None:
+                overrides["url"] = url
+            settings = load_settings(**overrides)
+        elif overrides or url is not None or isinstance(backend, str):
+            settings = SessionHubSettings.model_validate(
+                {**settings.model_dump(), **overrides,
+                 **({"backend": backend} if isinstance(backend, str) else {}),
+                 **({"url": url} if url is not None else {})}
+            )
+        self.settings: SessionHubSettings = settings
+        """The resolved settings."""
+        self.plugin_manager: pluggy.PluginManager = plugin_manager or get_plugin_manager(
+            load=settings.plugins, disable=settings.disable_plugins
+        )
+        """The pluggy plugin manager whose hooks this service runs."""
+        self.app_name: str = _validate.check_identifier(settings.app_name, "app_name")
+        self._clock: Clock = clock or _utc_now
+        built = backend if isinstance(backend, Backend) else self._build_backend()
+        self.backend: Backend = self._wrap(built)
+        """The backend this service stores into (after any ``sessionhub_wrap_backend``)."""
+        self._started = False
+        self._start_lock: asyncio.Lock | None = None
+        self._purge_task: asyncio.Task[None] | None = None
+
+    @classmethod
+    def from_settings(
+        cls, settings: SessionHubSettings | None = None, **overrides: Any
+    ) -> SessionHistoryService:
+        """Build a service from resolved ``settings``, or from every source plus ``overrides``."""
+        if settings is None:
+            return cls(**overrides)
+        return cls(settings=settings, **overrides)
+
+    def _build_backend(self) -> Backend:
+        registry = BackendRegistry.from_plugin_manager(self.plugin_manager)
+        url = self.settings.url.get_secret_value() if self.settings.url else None
+        info = registry.select(self.settings.backend, url)
+        config = validate_backend_settings(self.settings, info.name, registry.settings_model(info))
+        backend = registry.factory(info)(config)
+        if not isinstance(backend, Backend):
+            raise ConfigError(
+                f"The factory of backend {info.name!r} returned a {type(backend).__name__}, "
+                "not a sessionhub Backend. Fix the plugin's BackendInfo.factory."
+            )
+        return backend
+
+    def _wrap(self, backend: Backend) -> Backend:
+        hook = self.plugin_manager.hook.sessionhub_wrap_backend
+        for impl in reversed(hook.get_hookimpls()):
+            wrapped = impl.function(
+                *[{"backend": backend, "settings": self.settings}[a] for a in impl.argnames]
+            )
+            if wrapped is None:
+                continue
+            if not isinstance(wrapped, Backend):
+                raise ConfigError(
+                    f"Plugin {impl.plugin_name!r}: sessionhub_wrap_backend must return a Backend "
+                    f"or None (synchronously), got {type(wrapped).__name__}."
+                )
+            backend = wrapped
+        return backend
+
+    # --- lifecycle -------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the backend (and start the expiry sweep when one is needed). Idempotent."""
+        if self._started:
+            return
+        if self._start_lock is None:
+            self._start_lock = asyncio.Lock()
+        async with self._start_lock:
+            if self._started:
+                return
+            await self.backend.open()
+            self._started = True
+            if self._needs_sweep():
+                self._purge_task = asyncio.create_task(self._sweep_forever())
+
+    async def stop(self) -> None:
+        """Stop the sweep and close the backend. Idempotent."""
+        if self._purge_task is not None:
+            self._purge_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._purge_task
+            self._purge_task = None
+        self._started = False
+        await self.backend.close()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def health(self) -> HealthStatus:
+        """Ping the backend and report whether it answered and how fast."""
+        began = time.perf_counter()
+        try:
+            await self._ready()
+            await self.backend.ping()
+        except BackendUnavailable as exc:
+            return HealthStatus(ok=False, backend=self.backend.name, detail=str(exc))
+        return HealthStatus(
+            ok=True, backend=self.backend.name, latency_ms=(time.perf_counter() - began) * 1000
+        )
+
+    def _needs_sweep(self) -> bool:
+        s = self.settings
+        has_ttl = any((s.session_ttl, s.app_state_ttl, s.user_state_ttl))
+        return bool(has_ttl and s.purge_interval and not self.backend.capabilities.native_ttl)
+
+    async def _sweep_forever(self) -> None:
+        assert self.settings.purge_interval is not None
+        interval = self.settings.purge_interval.total_seconds()
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                removed = await self.purge_expired()
+            except Exception:  # the sweep must outlive a failed round
+                logger.exception("Reclaiming expired sessions failed; retrying in %ss", interval)
+            else:
+                logger.debug("Reclaimed %d expired records", removed)
+
+    async def _ready(self) -> None:
+        if not self._started:
+            await self.start()
+
+    # --- sessions --------------------------------------------------------------
+
+    async def create_session(
+        self,
+        user_id: str,
+        session_id: str | None = None,
+        *,
+        state: Mapping[str, Any] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        parent: Session | str | None = None,
+    ) -> Session:
+        """Create a session and return it.
+
+        ``state`` keys prefixed ``app:`` / ``user:`` update those scopes; ``temp:``
+        keys are dropped. A blank ``session_id`` gets a generated one. With
+        ``parent`` (a session or its id, same user), the new session is its child.
+        Raises :class:`~sessionhub.SessionExists` if the id is taken.
+        """
+        user_id = self._user(user_id)
+        session_id = self._session_id_or_new(session_id)
+        deltas = self._state_deltas(state, "state")
+        meta = dict(_validate.check_mapping(metadata or {}, "metadata"))
+        parent_session = await self._parent(user_id, parent) if parent is not None else None
+        now = self._clock()
+        expiry = self._expiry(now)
+        session = Session(
+            id=session_id,
+            app_name=self.app_name,
+            user_id=user_id,
+            parent_id=parent_session.id if parent_session else None,
+            root_id=parent_session.root_id if parent_session else session_id,
+            depth=parent_session.depth + 1 if parent_session else 0,
+            created_at=now,
+            updated_at=now,
+            expires_at=expiry.session,
+            state={k: v for k, v in deltas.session.items() if v is not None},
+            metadata={k: v for k, v in meta.items() if v is not None},
+        )
+        await self._ready()
+        created = self._merged(await self.backend.create_session(session, deltas, expiry))
+        await call_hook(self.plugin_manager, "sessionhub_session_created", session=created)
+        return created
+
+    async def spawn_child(
+        self,
+        parent: Session,
+        session_id: str | None = None,
+        *,
+        state: Mapping[str, Any] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Session:
+        """Create a child of ``parent`` (same user; ``parent_id``, ``root_id``, ``depth`` set)."""
+        return await self.create_session(
+            parent.user_id, session_id, state=state, metadata=metadata, parent=parent
+        )
+
+    async def get_session(
+        self,
+        user_id: str,
+        session_id: str,
+        *,
+        last_n: int | None = None,
+        after_seq: int | None = None,
+        after_time: datetime | None = None,
+    ) -> Session | None:
+        """Return the session with its events, or ``None`` if absent, expired or another user's.
+
+        Events with ``seq > after_seq`` and ``timestamp > after_time`` are
+        selected, then the newest ``last_n`` of them are returned, oldest first.
+        ``last_n=0`` loads no events. Reading extends a sliding TTL.
+        """
+        key = self._key(user_id, session_id)
+        window = EventWindow(
+            last_n=None if last_n is None else _validate.check_count(last_n, "last_n", minimum=0),
+            after_seq=None
+            if after_seq is None
+            else _validate.check_count(after_seq, "after_seq", minimum=0),
+            after_time=_aware(after_time, "after_time"),
+        )
+        await self._ready()
+        stored = await self.backend.get_session(
+            key, window, self._expiry(self._clock()), refresh=self._sliding
+        )
+        return None if stored is None else self._merged(stored)
+
+    async def list_sessions(
+        self,
+        user_id: str,
+        *,
+        limit: int = 50,
+        cursor: str | None = None,
+        parent_id: str | None = None,
+    ) -> Page[Session]:
+        """List a user's live sessions, newest ``updated_at`` first, without events.
+
+        Pass ``page.next_cursor`` back as ``cursor`` for the next page; it is
+        ``None`` on the last page. With ``parent_id``, only that session's
+        direct children are listed.
+        """
+        user_id = self._user(user_id)
+        limit = _validate.check_count(limit, "limit", minimum=1, maximum=MAX_PAGE_SIZE)
+        after = _decode_cursor(cursor) if cursor else None
+        if parent_id is not None:
+            parent_id = _validate.check_identifier(parent_id, "parent_id")
+        await self._ready()
+        expiry = self._expiry(self._clock())
+        rows = await self.backend.list_sessions(
+            self.app_name, user_id, limit=limit + 1, after=after, parent_id=parent_id, now=expiry.now
+        )
+        next_cursor = None
+        if len(rows) > limit:
+            rows = rows[:limit]
+            next_cursor = _encode_cursor(rows[-1])
+        if rows:
+            app_state, user_state = await asyncio.gather(
+                self.backend.get_state(Scope.APP, self.app_name, None, expiry, refresh=False),
+                self.backend.get_state(Scope.USER, self.app_name, user_id, expiry, refresh=False),
+            )
+            for row in rows:
+                row.state = _merge_scopes(app_state, user_state, row.state)
+        return Page[Session](items=rows, next_cursor=next_cursor)
+
+    async def update_session(
+        self,
+        user_id: str,
+        session_id: str,
+        *,
+        state: Mapping[str, Any] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Session:
+        """Apply a state delta and a metadata delta directly, without an event.
+
+        ``None`` values delete keys; ``app:`` / ``user:`` state keys update those
+        scopes. Returns the session without events. Raises
+        :class:`~sessionhub.SessionNotFound` if it is absent or expired.
+        """
+        key = self._key(user_id, session_id)
+        deltas = self._state_deltas(state, "state")
+        meta = _validate.check_mapping(metadata or {}, "metadata")
+        await self._ready()
+        stored = await self.backend.update_session(key, deltas, meta, self._expiry(self._clock()))
+        return self._merged(stored)
+
+    async def delete_session(self, user_id: str, session_id: str, *, cascade: bool = True) -> bool:
+        """Delete a session and its events; with ``cascade``, its descendants too.
+
+        Idempotent: returns whether the session existed.
+        """
+        key = self._key(user_id, session_id)
+        await self._ready()
+        doomed = [key.session_id]
+        if cascade:
+            doomed.extend(await self._descendants(key.user_id, key.session_id))
+        existed = False
+        for session_id_ in reversed(doomed):  # children first: a re-run finishes the job
+            gone = await self.backend.delete_session(
+                SessionKey(self.app_name, key.user_id, session_id_)
+            )
+            if gone:
+                await call_hook(
+                    self.plugin_manager,
+                    "sessionhub_session_deleted",
+                    app_name=self.app_name,
+                    user_id=key.user_id,
+                    session_id=session_id_,
+                )
+            existed = existed or (gone and session_id_ == key.session_id)
+        return existed
+
+    async def _descendants(self, user_id: str, session_id: str) -> list[str]:
+        found: list[str] = []
+        frontier = [session_id]
+        while frontier:
+            parent = frontier.pop()
+            cursor: str | None = None
+            while True:
+                page = await self.list_sessions(
+                    user_id, limit=MAX_PAGE_SIZE, cursor=cursor, parent_id=parent
+                )
+                for child in page.items:
+                    found.append(child.id)
+                    frontier.append(child.id)
+                cursor = page.next_cursor
+                if cursor is None:
+                    break
+        return found
+
+    # --- events ----------------------------------------------------------------
+
+    async def append(
+        self,
+        session: Session | tuple[str, str],
+        events: EventInput | Sequence[EventInput],
+    ) -> list[Event]:
+        """Append one event or a list of events atomically; return them as stored, with ``seq``.
+
+        An event may be an :class:`Event`, a string (a user message), a dict in
+        this library's, OpenAI's or AgentScope's shape, or an object with
+        ``to_dict()`` / ``model_dump()``. Missing ids and timestamps are filled
+        in. Each event's ``state_delta`` is applied with it. Re-appending an id
+        already stored returns the stored event and changes nothing. When
+        ``session`` is a :class:`Session`, it is updated in place.
+        Raises :class:`~sessionhub.SessionNotFound` if the session is absent or expired.
+        """
+        if isinstance(session, Session):
+            key = self._key(session.user_id, session.id)
+            if session.app_name != self.app_name:
+                raise InvalidInput(
+                    "session.app_name",
+                    f"belongs to app {session.app_name!r}, but this service is for app "
+                    f"{self.app_name!r}",
+                )
+        else:
+            if not isinstance(session, tuple) or len(session) != 2:
+                raise InvalidInput("session", "must be a Session or a (user_id, session_id) tuple")
+            key = self._key(*session)
+        batch = to_events(events)
+        if not batch:
+            return []
+        now = self._clock()
+        for event in batch:
+            if not event.id:
+                event.id = _new_id()
+            if event.timestamp is None:
+                event.timestamp = now
+        ctx = AppendContext(self.app_name, key.user_id, key.session_id, batch)
+        await call_hook(self.plugin_manager, "sessionhub_before_append", ctx=ctx)
+        batch = to_events(ctx.events)  # a hook may have added dicts or strings
+        deltas = self._check_events(batch, now)
+        if not batch:
+            return []
+        await self._ready()
+        expiry = self._expiry(now)
+        result = await self.backend.append(
+            AppendRequest(key, batch, deltas, expiry, self.settings.event_limit)
+        )
+        if isinstance(session, Session):
+            self._update_in_place(session, result.events, deltas, result)
+        if self.plugin_manager.hook.sessionhub_after_append.get_hookimpls():
+            observed = session if isinstance(session, Session) else await self._header(key)
+            if observed is not None:
+                await call_hook(
+                    self.plugin_manager,
+                    "sessionhub_after_append",
+                    session=observed,
+                    events=result.events,
+                )
+        return result.events
+
+    def _check_events(self, batch: list[Event], now: datetime) -> list[StateDeltas]:
+        seen: set[str] = set()
+        deltas: list[StateDeltas] = []
+        for index, event in enumerate(batch):
+            field = f"events[{index}]"
+            if not event.id:
+                event.id = _new_id()
+            if event.timestamp is None:
+                event.timestamp = now
+            _validate.check_identifier(event.id, f"{field}.id")
+            if event.id in seen:
+                raise InvalidInput(f"{field}.id", f"{event.id!r} appears twice in one append")
+            seen.add(event.id)
+            _validate.check_identifier(event.role, f"{field}.role")
+            for number, part in enumerate(event.content):
+                _validate.check_json(part.model_dump(), f"{field}.content[{number}]")
+            _validate.check_mapping(event.metadata, f"{field}.metadata")
+            _validate.check_mapping(event.state_delta, f"{field}.state_delta")
+            deltas.append(_validate.split_delta(event.state_delta, f"{field}.state_delta"))
+            event.state_delta = _validate.without_temp(event.state_delta)
+            event.seq = 0
+        return deltas
+
+    def _update_in_place(
+        self, session: Session, stored: list[Event], deltas: list[StateDeltas], result: Any
+    ) -> None:
+        known = {event.id for event in session.events}
+        fresh = [event for event in stored if event.id not in known]
+        session.events.extend(fresh)
+        fresh_ids = {event.id for event in fresh}
+        for event, delta in zip(stored, deltas):
+            if event.id in fresh_ids:
+                apply_delta(session.state, {APP_PREFIX + k: v for k, v in delta.app.items()})
+                apply_delta(session.state, {USER_PREFIX + k: v for k, v in delta.user.items()})
+                apply_delta(session.state, delta.session)
+        session.last_seq = result.last_seq
+        session.event_count = result.event_count
+        session.updated_at = result.updated_at
+        session.expires_at = result.expires_at
+
+    async def _header(self, key: SessionKey) -> Session | None:
+        stored = await self.backend.get_session(
+            key, EventWindow(last_n=0), self._expiry(self._clock()), refresh=False
+        )
+        return None if stored is None else self._merged(stored)
+
+    # --- state -----------------------------------------------------------------
+
+    async def get_app_state(self) -> dict[str, Any]:
+        """Return the app state (keys without the ``app:`` prefix)."""
+        await self._ready()
+        return await self.backend.get_state(
+            Scope.APP, self.app_name, None, self._expiry(self._clock()), refresh=self._sliding
+        )
+
+    async def get_user_state(self, user_id: str) -> dict[str, Any]:
+        """Return a user's state (keys without the ``user:`` prefix)."""
+        user_id = self._user(user_id)
+        await self._ready()
+        return await self.backend.get_state(
+            Scope.USER, self.app_name, user_id, self._expiry(self._clock()), refresh=self._sliding
+        )
+
+    async def update_app_state(self, delta: Mapping[str, Any]) -> dict[str, Any]:
+        """Apply a delta to the app state atomically (``None`` deletes); return the new state."""
+        clean = self._scope_delta(delta, APP_PREFIX)
+        await self._ready()
+        return await self.backend.update_state(
+            Scope.APP, self.app_name, None, clean, self._expiry(self._clock())
+        )
+
+    async def update_user_state(self, user_id: str, delta: Mapping[str, Any]) -> dict[str, Any]:
+        """Apply a delta to a user's state atomically (``None`` deletes); return the new state."""
+        user_id = self._user(user_id)
+        clean = self._scope_delta(delta, USER_PREFIX)
+        await self._ready()
+        return await self.backend.update_state(
+            Scope.USER, self.app_name, user_id, clean, self._expiry(self._clock())
+        )
+
+    def _scope_delta(self, delta: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+        _validate.check_mapping(delta, "delta")
+        clean: dict[str, Any] = {}
+        for key, value in delta.items():
+            bare = key[len(prefix) :] if key.startswith(prefix) else key
+            if not bare:
+                raise InvalidInput(f"delta.{key}", "state keys must not be empty")
+            if not key.startswith("temp:"):
+                clean[bare] = value
+        return clean
+
+    # --- agent snapshots (AgentScope's StateModule protocol) ---------------------
+
+    async def save_state(self, user_id: str, session_id: str, **modules: StateModule) -> None:
+        """Store each module's ``state_dict()`` in the session (created if missing).
+
+        Each module is kept under the session state key ``snapshot:<name>``;
+        nested modules travel inside their parent's ``state_dict``.
+        """
+        if not modules:
+            raise InvalidInput("modules", "pass at least one module, e.g. save_state(u, s, agent=agent)")
+        delta = {}
+        for name, module in modules.items():
+            snapshot = module.state_dict()
+            _validate.check_mapping(snapshot, f"{name}.state_dict()")
+            delta[SNAPSHOT_PREFIX + name] = snapshot
+        try:
+            await self.update_session(user_id, session_id, state=delta)
+        except SessionNotFound:
+            await self.create_session(user_id, session_id, state=delta)
+
+    async def load_state(
+        self, user_id: str, session_id: str, *, allow_not_exist: bool = True, **modules: StateModule
+    ) -> None:
+        """Restore modules saved by :meth:`save_state` with ``load_state_dict``.
+
+        A missing session is ignored when ``allow_not_exist`` (the default),
+        else :class:`~sessionhub.SessionNotFound`. A module with no saved state
+        is left as it is.
+        """
+        session = await self.get_session(user_id, session_id, last_n=0)
+        if session is None:
+            if allow_not_exist:
+                return
+            raise SessionNotFound(self.app_name, user_id, session_id)
+        for name, module in modules.items():
+            snapshot = session.state.get(SNAPSHOT_PREFIX + name)
+            if snapshot is not None:
+                module.load_state_dict(snapshot)
+
+    # --- conversation helper -----------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def conversation(
+        self, user_id: str, session_id: str | None = None, *, last_n: int | None = None
+    ) -> AsyncIterator[Conversation]:
+        """Load the session (or create it) and expose ``history`` and ``append``.
+
+        ``async with svc.conversation("alice", "chat-1") as chat: await chat.append("hi")``
+        """
+        session = None
+        if session_id is not None and session_id.strip():
+            session = await self.get_session(user_id, session_id, last_n=last_n)
+        if session is None:
+            session = await self.create_session(user_id, session_id)
+        yield Conversation(self, session)
+
+    # --- maintenance -------------------------------------------------------------
+
+    async def purge_expired(self) -> int:
+        """Reclaim the storage of expired sessions and states now; return how many went."""
+        await self._ready()
+        return await self.backend.purge_expired(self._clock())
+
+    # --- helpers -----------------------------------------------------------------
+
+    @property
+    def _sliding(self) -> bool:
+        s = self.settings
+        return bool(s.session_ttl or s.app_state_ttl or s.user_state_ttl)
+
+    def _expiry(self, now: datetime) -> Expiry:
+        s = self.settings
+
+        def at(ttl: timedelta | None) -> datetime | None:
+            return None if ttl is None else now + ttl
+
+        return Expiry(
+            now=now, session=at(s.session_ttl), user=at(s.user_state_ttl), app=at(s.app_state_ttl)
+        )
+
+    def _user(self, user_id: str) -> str:
+        return _validate.check_identifier(user_id, "user_id")
+
+    def _key(self, user_id: str, session_id: str) -> SessionKey:
+        return SessionKey(
+            self.app_name,
+            self._user(user_id),
+            _validate.check_identifier(session_id, "session_id"),
+        )
+
+    def _session_id_or_new(self, session_id: str | None) -> str:
+        if session_id is None or (isinstance(session_id, str) and not session_id.strip()):
+            return _new_id()
+        return _validate.check_identifier(session_id, "session_id")
+
+    def _state_deltas(self, state: Mapping[str, Any] | None, field: str) -> StateDeltas:
+        if not state:
+            return StateDeltas()
+        return _validate.split_delta(_validate.check_mapping(state, field), field)
+
+    async def _parent(self, user_id: str, parent: Session | str) -> Session:
+        parent_id = parent.id if isinstance(parent, Session) else parent
+        if isinstance(parent, Session) and parent.user_id != user_id:
+            raise InvalidInput("parent", "a child session must belong to its parent's user")
+        found = await self.get_session(user_id, parent_id, last_n=0)
+        if found is None:
+            raise SessionNotFound(self.app_name, user_id, parent_id)
+        return found
+
+    def _merged(self, stored: StoredSession) -> Session:
+        session = stored.session
+        session.state = _merge_scopes(stored.app_state, stored.user_state, session.state)
+        return session
+
+
+class Conversation:
+    """A session being worked on: its ``history`` and an ``append`` that keeps it current."""
+
+    def __init__(self, service: SessionHistoryService, session: Session) -> None:
+        self.service = service
+        """The service the conversation stores into."""
+        self.session = session
+        """The session, updated in place by :meth:`append`."""
+
+    @property
+    def history(self) -> list[Event]:
+        """The events loaded or appended so far, oldest first."""
+        return self.session.events
+
+    @property
+    def state(self) -> dict[str, Any]:
+        """The merged state view of the session."""
+        return self.session.state
+
+    async def append(self, *events: EventInput) -> list[Event]:
+        """Append events (see :meth:`SessionHistoryService.append`) and add them to ``history``."""
+        return await self.service.append(self.session, list(events))
+
+
+def _merge_scopes(
+    app_state: Mapping[str, Any], user_state: Mapping[str, Any], session_state: dict[str, Any]
+) -> dict[str, Any]:
+    merged = {APP_PREFIX + key: value for key, value in app_state.items()}
+    merged.update((USER_PREFIX + key, value) for key, value in user_state.items())
+    merged.update(session_state)
+    return merged
+
+
+def _aware(value: datetime | None, field: str) -> datetime | None:
+    if value is None:
+        return None
+    if not isinstance(value, datetime):
+        raise InvalidInput(field, f"must be a datetime, got {type(value).__name__}")
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
+
+
+def _encode_cursor(session: Session) -> str:
+    raw = json.dumps([session.updated_at.isoformat(), session.id], separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> ListCursor:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        updated_at, session_id = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        return ListCursor(datetime.fromisoformat(updated_at), str(session_id))
+    except (ValueError, TypeError, binascii.Error) as exc:
+        raise InvalidInput(
+            "cursor", "is not a cursor returned by list_sessions (pass page.next_cursor as it is)"
+        ) from exc

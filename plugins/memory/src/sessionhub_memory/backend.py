@@ -1,0 +1,302 @@
+"""The memory backend: sessions, events and state in Python dicts, stored as JSON text.
+
+Events and state are kept as JSON text, exactly as a real store keeps them, so
+callers can never change stored data through an object they hold. Every
+primitive runs without awaiting, so asyncio cannot interleave two of them:
+each is atomic within the process without a lock. ``memory://name`` shares one
+store between the backends of a process that use the same name; ``memory://``
+gives each backend a private store.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
+
+from sessionhub import (
+    AppendRequest,
+    AppendResult,
+    Backend,
+    BackendSettings,
+    Capabilities,
+    Event,
+    EventWindow,
+    Expiry,
+    ListCursor,
+    Scope,
+    Session,
+    SessionExists,
+    SessionKey,
+    SessionNotFound,
+    StateDeltas,
+    StoredSession,
+)
+from sessionhub.backend import apply_delta, dump_json, event_from_json, event_to_json
+
+__all__ = ["MemoryBackend", "MemorySettings", "MemoryStore"]
+
+
+class MemorySettings(BackendSettings):
+    """Options of the memory backend (``[memory]``): only ``url`` (``memory://`` or ``memory://name``)."""
+
+
+@dataclass
+class _Record:
+    header: dict[str, Any]
+    """The session's fields as JSON-ready values, state as JSON text."""
+    events: list[str] = field(default_factory=list)
+    """Stored events as JSON text, in seq order: contiguous, ending at ``last_seq``."""
+    by_id: dict[str, int] = field(default_factory=dict)
+    """Event id -> seq."""
+
+
+@dataclass
+class _State:
+    text: str = "{}"
+    expires_at: datetime | None = None
+
+
+@dataclass
+class MemoryStore:
+    """Everything one memory store holds; shared by backends that use the same name."""
+
+    sessions: dict[SessionKey, _Record] = field(default_factory=dict)
+    by_user: dict[tuple[str, str], dict[str, _Record]] = field(default_factory=dict)
+    states: dict[tuple[str, str, str | None], _State] = field(default_factory=dict)
+
+
+_NAMED_STORES: dict[str, MemoryStore] = {}
+
+
+def _expired(expires_at: datetime | None, now: datetime) -> bool:
+    return expires_at is not None and expires_at <= now
+
+
+class MemoryBackend(Backend):
+    """In-process storage for tests, demos and single-process apps."""
+
+    name: ClassVar[str] = "memory"
+    capabilities: ClassVar[Capabilities] = Capabilities(shared_store=True)
+
+    def __init__(self, settings: MemorySettings | None = None, *, store: MemoryStore | None = None) -> None:
+        url = settings.url.get_secret_value() if settings and settings.url else "memory://"
+        if store is None:
+            name = urlsplit(url).netloc + urlsplit(url).path
+            store = _NAMED_STORES.setdefault(name, MemoryStore()) if name else MemoryStore()
+        self.store = store
+
+    async def ping(self) -> None:
+        """Always answers: the store is in this process."""
+
+    # --- sessions ----------------------------------------------------------------
+
+    def _live(self, key: SessionKey, now: datetime) -> _Record | None:
+        record = self.store.sessions.get(key)
+        if record is None or _expired(record.header["expires_at"], now):
+            return None
+        return record
+
+    def _session(self, record: _Record, events: list[Event] | None = None) -> Session:
+        header = dict(record.header)
+        header["state"] = json.loads(header["state"])
+        header["metadata"] = json.loads(header["metadata"])
+        header["event_count"] = len(record.events)
+        return Session.model_construct(**header, events=events or [])
+
+    def _scopes(self, key: SessionKey, expiry: Expiry, *, refresh: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+        app = self._state(Scope.APP, key.app_name, None, expiry, refresh=refresh)
+        user = self._state(Scope.USER, key.app_name, key.user_id, expiry, refresh=refresh)
+        return app, user
+
+    async def create_session(self, session: Session, deltas: StateDeltas, expiry: Expiry) -> StoredSession:
+        """Store a new session and apply its app/user deltas."""
+        key = SessionKey(session.app_name, session.user_id, session.id)
+        if self._live(key, expiry.now) is not None:
+            raise SessionExists(*_parts(key))
+        header = session.model_dump(exclude={"events", "event_count"})
+        header["state"] = dump_json(session.state)
+        header["metadata"] = dump_json(session.metadata)
+        record = _Record(header=header)
+        self.store.sessions[key] = record
+        self.store.by_user.setdefault((key.app_name, key.user_id), {})[key.session_id] = record
+        self._update_scopes(key, deltas, expiry)
+        app, user = self._scopes(key, expiry, refresh=False)
+        return StoredSession(self._session(record), app, user)
+
+    async def get_session(
+        self, key: SessionKey, window: EventWindow, expiry: Expiry, *, refresh: bool
+    ) -> StoredSession | None:
+        """Return the session with the events of ``window``."""
+        record = self._live(key, expiry.now)
+        if record is None:
+            return None
+        if refresh:
+            record.header["expires_at"] = expiry.session
+        events = [event_from_json(text) for text in _window(record, window)]
+        app, user = self._scopes(key, expiry, refresh=refresh)
+        return StoredSession(self._session(record, events), app, user)
+
+    async def list_sessions(
+        self,
+        app_name: str,
+        user_id: str,
+        *,
+        limit: int,
+        after: ListCursor | None,
+        parent_id: str | None,
+        now: datetime,
+    ) -> list[Session]:
+        """Return a page of the user's live sessions, newest first."""
+        records = self.store.by_user.get((app_name, user_id), {}).values()
+        rows = sorted(
+            (
+                r
+                for r in records
+                if not _expired(r.header["expires_at"], now)
+                and (parent_id is None or r.header["parent_id"] == parent_id)
+            ),
+            key=lambda r: (r.header["updated_at"], r.header["id"]),
+            reverse=True,
+        )
+        if after is not None:
+            position = (after.updated_at, after.session_id)
+            rows = [r for r in rows if (r.header["updated_at"], r.header["id"]) < position]
+        return [self._session(r) for r in rows[:limit]]
+
+    async def append(self, request: AppendRequest) -> AppendResult:
+        """Store new events, apply their deltas, trim, bump times: all before yielding."""
+        key = request.key
+        record = self._live(key, request.expiry.now)
+        if record is None:
+            raise SessionNotFound(*_parts(key))
+        stored: list[Event] = []
+        session_state = json.loads(record.header["state"])
+        for event, delta in zip(request.events, request.deltas):
+            seq = record.by_id.get(event.id)
+            if seq is not None:
+                stored.append(event_from_json(record.events[seq - _first_seq(record)]))
+                continue
+            record.header["last_seq"] += 1
+            saved = event.model_copy(update={"seq": record.header["last_seq"]})
+            record.events.append(event_to_json(saved))
+            record.by_id[saved.id] = saved.seq
+            apply_delta(session_state, delta.session)
+            self._update_scopes(key, StateDeltas(app=delta.app, user=delta.user), request.expiry)
+            stored.append(saved)
+        limit = request.event_limit
+        if limit is not None and len(record.events) > limit:
+            for text in record.events[:-limit]:
+                del record.by_id[json.loads(text)["id"]]
+            del record.events[:-limit]
+        record.header["state"] = dump_json(session_state)
+        record.header["updated_at"] = request.expiry.now
+        record.header["expires_at"] = request.expiry.session
+        return AppendResult(
+            events=stored,
+            last_seq=record.header["last_seq"],
+            event_count=len(record.events),
+            updated_at=request.expiry.now,
+            expires_at=request.expiry.session,
+        )
+
+    async def update_session(
+        self, key: SessionKey, deltas: StateDeltas, metadata: Mapping[str, Any], expiry: Expiry
+    ) -> StoredSession:
+        """Apply state and metadata deltas without an event."""
+        record = self._live(key, expiry.now)
+        if record is None:
+            raise SessionNotFound(*_parts(key))
+        record.header["state"] = dump_json(apply_delta(json.loads(record.header["state"]), deltas.session))
+        record.header["metadata"] = dump_json(apply_delta(json.loads(record.header["metadata"]), metadata))
+        record.header["updated_at"] = expiry.now
+        record.header["expires_at"] = expiry.session
+        self._update_scopes(key, deltas, expiry)
+        app, user = self._scopes(key, expiry, refresh=False)
+        return StoredSession(self._session(record), app, user)
+
+    async def delete_session(self, key: SessionKey) -> bool:
+        """Forget the session and its events."""
+        record = self.store.sessions.pop(key, None)
+        if record is None:
+            return False
+        self.store.by_user.get((key.app_name, key.user_id), {}).pop(key.session_id, None)
+        return True
+
+    # --- app and user state ----------------------------------------------------------
+
+    def _state(
+        self, scope: Scope, app_name: str, user_id: str | None, expiry: Expiry, *, refresh: bool
+    ) -> dict[str, Any]:
+        entry = self.store.states.get((scope.value, app_name, user_id))
+        if entry is None or _expired(entry.expires_at, expiry.now):
+            return {}
+        if refresh:
+            entry.expires_at = expiry.app if scope is Scope.APP else expiry.user
+        result: dict[str, Any] = json.loads(entry.text)
+        return result
+
+    def _update_scopes(self, key: SessionKey, deltas: StateDeltas, expiry: Expiry) -> None:
+        if deltas.app:
+            self._update_state(Scope.APP, key.app_name, None, deltas.app, expiry)
+        if deltas.user:
+            self._update_state(Scope.USER, key.app_name, key.user_id, deltas.user, expiry)
+
+    def _update_state(
+        self, scope: Scope, app_name: str, user_id: str | None, delta: Mapping[str, Any], expiry: Expiry
+    ) -> dict[str, Any]:
+        current = self._state(scope, app_name, user_id, expiry, refresh=False)
+        apply_delta(current, delta)
+        self.store.states[(scope.value, app_name, user_id)] = _State(
+            dump_json(current), expiry.app if scope is Scope.APP else expiry.user
+        )
+        return current
+
+    async def get_state(
+        self, scope: Scope, app_name: str, user_id: str | None, expiry: Expiry, *, refresh: bool
+    ) -> dict[str, Any]:
+        """Return the app or user state."""
+        return self._state(scope, app_name, user_id, expiry, refresh=refresh)
+
+    async def update_state(
+        self, scope: Scope, app_name: str, user_id: str | None, delta: Mapping[str, Any], expiry: Expiry
+    ) -> dict[str, Any]:
+        """Apply a delta to the app or user state."""
+        return self._update_state(scope, app_name, user_id, delta, expiry)
+
+    async def purge_expired(self, now: datetime) -> int:
+        """Drop expired sessions and states."""
+        doomed = [k for k, r in self.store.sessions.items() if _expired(r.header["expires_at"], now)]
+        for key in doomed:
+            await self.delete_session(key)
+        stale = [k for k, s in self.store.states.items() if _expired(s.expires_at, now)]
+        for state_key in stale:
+            del self.store.states[state_key]
+        return len(doomed) + len(stale)
+
+
+def _window(record: _Record, window: EventWindow) -> list[str]:
+    if window.last_n == 0 or not record.events:
+        return []
+    start = 0
+    if window.after_seq is not None:
+        start = max(0, window.after_seq - _first_seq(record) + 1)
+    texts = record.events[start:]
+    if window.after_time is not None:
+        after = window.after_time
+        texts = [t for t in texts if event_from_json(t).timestamp > after]  # type: ignore[operator]
+    if window.last_n is not None:
+        texts = texts[-window.last_n :]
+    return texts
+
+
+def _first_seq(record: _Record) -> int:
+    last_seq: int = record.header["last_seq"]
+    return last_seq - len(record.events) + 1
+
+
+def _parts(key: SessionKey) -> tuple[str, str, str]:
+    return key.app_name, key.user_id, key.session_id
