@@ -115,8 +115,8 @@ class SessionHistoryService:
                 overrides["url"] = url
             settings = load_settings(**overrides)
         elif overrides or url is not None or isinstance(backend, str):
-            settings = SessionHubSettings.model_validate(
-                {**settings.model_dump(), **overrides,
+            settings = SessionHubSettings.isolated(
+                **{**settings.model_dump(), **overrides,
                  **({"backend": backend} if isinstance(backend, str) else {}),
                  **({"url": url} if url is not None else {})}
             )
@@ -464,15 +464,12 @@ class SessionHistoryService:
         if not batch:
             return []
         now = self._clock()
-        for event in batch:
-            if not event.id:
-                event.id = _new_id()
-            if event.timestamp is None:
-                event.timestamp = now
+        _stamp(batch, now)
         ctx = AppendContext(self.app_name, key.user_id, key.session_id, batch)
         await call_hook(self.plugin_manager, "sessionhub_before_append", ctx=ctx)
         batch = to_events(ctx.events)  # a hook may have added dicts or strings
-        deltas = self._check_events(batch, now)
+        _stamp(batch, now)
+        deltas = self._check_events(batch)
         if not batch:
             return []
         await self._ready()
@@ -493,15 +490,11 @@ class SessionHistoryService:
                 )
         return result.events
 
-    def _check_events(self, batch: list[Event], now: datetime) -> list[StateDeltas]:
+    def _check_events(self, batch: list[Event]) -> list[StateDeltas]:
         seen: set[str] = set()
         deltas: list[StateDeltas] = []
         for index, event in enumerate(batch):
             field = f"events[{index}]"
-            if not event.id:
-                event.id = _new_id()
-            if event.timestamp is None:
-                event.timestamp = now
             _validate.check_identifier(event.id, f"{field}.id")
             if event.id in seen:
                 raise InvalidInput(f"{field}.id", f"{event.id!r} appears twice in one append")
@@ -675,7 +668,7 @@ class SessionHistoryService:
         )
 
     def _session_id_or_new(self, session_id: str | None) -> str:
-        if session_id is None or (isinstance(session_id, str) and not session_id.strip()):
+        if _blank(session_id):
             return _new_id()
         return _validate.check_identifier(session_id, "session_id")
 
@@ -721,6 +714,19 @@ class Conversation:
     async def append(self, *events: EventInput) -> list[Event]:
         """Append events (see :meth:`SessionHistoryService.append`) and add them to ``history``."""
         return await self.service.append(self.session, list(events))
+
+
+def _blank(value: object) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def _stamp(batch: list[Event], now: datetime) -> None:
+    """Give events without an id a generated one, and without a timestamp ``now``."""
+    for event in batch:
+        if _blank(event.id):
+            event.id = _new_id()
+        if event.timestamp is None:
+            event.timestamp = now
 
 
 def _merge_scopes(

@@ -131,6 +131,18 @@ class SessionHubSettings(BaseSettings):
                 )
         return self
 
+    @classmethod
+    def isolated(cls, **values: Any) -> SessionHubSettings:
+        """Settings from ``values`` and defaults only: no environment, no files.
+
+        For tests and for code that must not depend on the process's configuration.
+        Raises :class:`~sessionhub.ConfigError` like :func:`load_settings`.
+        """
+        try:
+            return _IsolatedSettings(**values)
+        except ValidationError as exc:
+            raise ConfigError(_describe(exc, prefix="")) from exc
+
     def backend_table(self, name: str) -> dict[str, Any]:
         """The raw options table of backend ``name`` (``{}`` if none)."""
         table = (self.model_extra or {}).get(name, {})
@@ -147,6 +159,22 @@ class SessionHubSettings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         """Order the sources by precedence (see the module docstring)."""
         return tuple(source for _, source in _sources(settings_cls, init_settings))
+
+
+class _IsolatedSettings(SessionHubSettings):
+    """``SessionHubSettings`` that read nothing but their constructor arguments."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Only the constructor arguments."""
+        return (init_settings,)
 
 
 def _sources(

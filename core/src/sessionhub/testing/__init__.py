@@ -1,0 +1,56 @@
+"""The conformance suite: every rule of the sessionhub contract as ordinary pytest tests.
+
+A backend author subclasses :class:`BackendConformance` and overrides one
+fixture, ``backend``, which yields an opened, EMPTY backend (and cleans up
+after the ``yield``)::
+
+    import pytest_asyncio
+    from sessionhub.testing import BackendConformance
+
+    class TestAcmeConformance(BackendConformance):
+        @pytest_asyncio.fixture
+        async def backend(self, tmp_path):
+            async with AcmeBackend(path=tmp_path / "acme") as backend:
+                yield backend
+
+Install with ``pip install "sessionhub[testing]"``. Tests of a capability the
+backend does not declare are skipped with that reason. Overriding a suite test
+is allowed only with ``@pytest.mark.xfail(reason=...)``.
+"""
+
+from __future__ import annotations
+
+from sessionhub.testing._base import ConformanceFixtures, FakeClock, requires
+from sessionhub.testing._helpers import assert_backend_registered
+from sessionhub.testing._suite.concurrency import ConcurrencyTests
+from sessionhub.testing._suite.events import EventTests
+from sessionhub.testing._suite.inputs import InputTests
+from sessionhub.testing._suite.isolation import IsolationTests
+from sessionhub.testing._suite.lifecycle import LifecycleTests
+from sessionhub.testing._suite.limits import LimitTests
+from sessionhub.testing._suite.sessions import SessionTests
+from sessionhub.testing._suite.state import StateTests
+from sessionhub.testing._suite.ttl import TTLTests
+
+__all__ = [
+    "BackendConformance",
+    "ConformanceFixtures",
+    "FakeClock",
+    "requires",
+    "assert_backend_registered",
+]
+
+
+class BackendConformance(
+    LifecycleTests,
+    SessionTests,
+    EventTests,
+    StateTests,
+    TTLTests,
+    LimitTests,
+    IsolationTests,
+    InputTests,
+    ConcurrencyTests,
+    ConformanceFixtures,
+):
+    """The whole contract. Subclass it and override the ``backend`` fixture."""

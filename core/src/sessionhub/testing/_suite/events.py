@@ -1,0 +1,195 @@
+"""Events: seq allocation, input shapes, idempotent retries, windowed reads."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from sessionhub.errors import SessionNotFound
+from sessionhub.models import (
+    DataPart,
+    Event,
+    FilePart,
+    TextPart,
+    ToolCallPart,
+    ToolResultPart,
+    UnknownPart,
+)
+from sessionhub.service import SessionHistoryService
+from sessionhub.testing._base import FakeClock
+
+
+
+class EventTests:
+    """DESIGN §2-3: appending and reading events."""
+
+    pytestmark = pytest.mark.asyncio
+
+    async def test_seqs_are_contiguous_from_one(self, service: SessionHistoryService) -> None:
+        """The backend numbers a session's events 1, 2, 3 ... in append order."""
+        await service.create_session("alice", "s1")
+        first = await service.append(("alice", "s1"), ["a", "b"])
+        second = await service.append(("alice", "s1"), "c")
+        assert [e.seq for e in first + second] == [1, 2, 3]
+        got = await service.get_session("alice", "s1")
+        assert got is not None
+        assert [(e.seq, e.text) for e in got.events] == [(1, "a"), (2, "b"), (3, "c")]
+        assert (got.event_count, got.last_seq) == (3, 3)
+
+    async def test_append_fills_ids_and_timestamps(self, service: SessionHistoryService) -> None:
+        """Events without id or timestamp get a generated id and the service's time."""
+        s = await service.create_session("alice", "s1")
+        [event] = await service.append(s, "hello")
+        assert event.id and event.role == "user" and event.text == "hello"
+        assert event.timestamp is not None and event.timestamp >= s.created_at
+        got = await service.get_session("alice", "s1")
+        assert got is not None and got.events[0].id == event.id
+        assert got.events[0].timestamp == event.timestamp
+
+    async def test_append_accepts_every_input_shape(self, service: SessionHistoryService) -> None:
+        """append takes an Event, a str, our dict, OpenAI and AgentScope dicts, or a list."""
+        await service.create_session("alice", "s1")
+        stored = await service.append(
+            ("alice", "s1"),
+            [
+                Event(role="system", content=[TextPart(text="be brief")]),
+                "what is 2+2?",
+                {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [
+                        {"id": "c1", "type": "function",
+                         "function": {"name": "add", "arguments": '{"a": 2, "b": 2}'}}
+                    ],
+                },
+                {"role": "tool", "tool_call_id": "c1", "content": "4"},
+                {"name": "Friday", "role": "assistant",
+                 "content": [{"type": "text", "text": "It is 4."}]},
+            ],
+        )
+        assert [e.seq for e in stored] == [1, 2, 3, 4, 5]
+        got = await service.get_session("alice", "s1")
+        assert got is not None
+        system, user, call, result, reply = got.events
+        assert system.role == "system" and system.text == "be brief"
+        assert user.role == "user" and user.text == "what is 2+2?"
+        assert call.content == [ToolCallPart(id="c1", name="add", arguments={"a": 2, "b": 2})]
+        assert result.content == [ToolResultPart(call_id="c1", output="4")]
+        assert reply.text == "It is 4." and reply.metadata["name"] == "Friday"
+
+    async def test_every_part_type_round_trips(self, service: SessionHistoryService) -> None:
+        """All part types, and parts of unknown type, are stored and read back unchanged."""
+        await service.create_session("alice", "s1")
+        content = [
+            TextPart(text="hé ✓ 中文"),
+            ToolCallPart(id="c", name="f", arguments={"x": [1, 2.5, None, True]}),
+            ToolResultPart(call_id="c", output={"ok": False}, is_error=True),
+            DataPart(data=[{"nested": {"deep": "yes"}}]),
+            FilePart(mime_type="image/png", data="aGVsbG8="),
+            FilePart(mime_type="text/plain", uri="https://example.com/a.txt", name="a.txt"),
+        ]
+        event = Event(role="assistant", content=content, metadata={"model": "m"})
+        await service.append(("alice", "s1"), [event, {"role": "user", "content": [
+            {"type": "hologram", "payload": {"x": 1}}]}])
+        got = await service.get_session("alice", "s1")
+        assert got is not None
+        assert got.events[0].content == content
+        assert got.events[0].metadata == {"model": "m"}
+        [unknown] = got.events[1].content
+        assert isinstance(unknown, UnknownPart)
+        assert unknown.model_dump() == {"type": "hologram", "payload": {"x": 1}}
+
+    async def test_append_updates_session_in_place(self, service: SessionHistoryService) -> None:
+        """When append gets a Session, its events, state and counters are kept current."""
+        s = await service.create_session("alice", "s1")
+        await service.append(s, {"role": "user", "content": "hi", "state_delta": {"k": "v"}})
+        assert [e.text for e in s.events] == ["hi"]
+        assert s.state == {"k": "v"}
+        assert (s.last_seq, s.event_count) == (1, 1)
+        assert s.updated_at > s.created_at
+
+    async def test_append_to_missing_session_raises(self, service: SessionHistoryService) -> None:
+        """Appending to a session that does not exist raises SessionNotFound; nothing is created."""
+        with pytest.raises(SessionNotFound):
+            await service.append(("alice", "missing"), "hello")
+        assert await service.get_session("alice", "missing") is None
+
+    async def test_reappend_same_id_is_a_no_op(self, service: SessionHistoryService) -> None:
+        """Re-appending a stored event id returns the stored event; nothing changes."""
+        await service.create_session("alice", "s1")
+        event = Event(id="e1", role="user", content=[TextPart(text="once")], state_delta={"n": 1})
+        [first] = await service.append(("alice", "s1"), event)
+        retry = event.model_copy(update={"content": [TextPart(text="twice")], "state_delta": {"n": 2}})
+        [again] = await service.append(("alice", "s1"), retry)
+        assert again.seq == first.seq == 1
+        assert again.text == "once"
+        got = await service.get_session("alice", "s1")
+        assert got is not None
+        assert (got.event_count, got.last_seq, got.state) == (1, 1, {"n": 1})
+
+    async def test_retry_of_a_batch_stores_only_new_events(self, service: SessionHistoryService) -> None:
+        """A batch mixing stored and new ids stores only the new ones, in order."""
+        await service.create_session("alice", "s1")
+        a = Event(id="a", role="user", content=[TextPart(text="a")])
+        b = Event(id="b", role="user", content=[TextPart(text="b")])
+        await service.append(("alice", "s1"), [a])
+        stored = await service.append(("alice", "s1"), [a, b])
+        assert [(e.id, e.seq) for e in stored] == [("a", 1), ("b", 2)]
+        got = await service.get_session("alice", "s1")
+        assert got is not None and [e.id for e in got.events] == ["a", "b"]
+
+    async def test_empty_append_stores_nothing(self, service: SessionHistoryService) -> None:
+        """Appending an empty list returns [] and changes nothing."""
+        s = await service.create_session("alice", "s1")
+        assert await service.append(s, []) == []
+        got = await service.get_session("alice", "s1")
+        assert got is not None and got.updated_at == s.updated_at
+
+    async def test_last_n(self, service: SessionHistoryService) -> None:
+        """last_n returns the newest n events, oldest first; 0 returns none; counters stay whole."""
+        await service.create_session("alice", "s1")
+        await service.append(("alice", "s1"), [str(i) for i in range(1, 11)])
+        got = await service.get_session("alice", "s1", last_n=3)
+        assert got is not None and [e.seq for e in got.events] == [8, 9, 10]
+        assert (got.event_count, got.last_seq) == (10, 10)
+        none = await service.get_session("alice", "s1", last_n=0)
+        assert none is not None and none.events == [] and none.event_count == 10
+        everything = await service.get_session("alice", "s1", last_n=100)
+        assert everything is not None and len(everything.events) == 10
+
+    async def test_after_seq(self, service: SessionHistoryService) -> None:
+        """after_seq returns events with a greater seq; with last_n, the newest of those."""
+        await service.create_session("alice", "s1")
+        await service.append(("alice", "s1"), [str(i) for i in range(1, 11)])
+        got = await service.get_session("alice", "s1", after_seq=7)
+        assert got is not None and [e.seq for e in got.events] == [8, 9, 10]
+        got = await service.get_session("alice", "s1", after_seq=2, last_n=2)
+        assert got is not None and [e.seq for e in got.events] == [9, 10]
+        got = await service.get_session("alice", "s1", after_seq=10)
+        assert got is not None and got.events == []
+
+    async def test_after_time(self, service: SessionHistoryService, clock: FakeClock) -> None:
+        """after_time returns events with a later timestamp; combinable with last_n."""
+        await service.create_session("alice", "s1")
+        await service.append(("alice", "s1"), ["old1", "old2"])
+        clock.advance(60)
+        cut = clock.now
+        clock.advance(60)
+        await service.append(("alice", "s1"), ["new1", "new2", "new3"])
+        got = await service.get_session("alice", "s1", after_time=cut)
+        assert got is not None and [e.text for e in got.events] == ["new1", "new2", "new3"]
+        got = await service.get_session("alice", "s1", after_time=cut, last_n=1)
+        assert got is not None and [e.text for e in got.events] == ["new3"]
+        later = await service.get_session("alice", "s1", after_time=cut + timedelta(days=1))
+        assert later is not None and later.events == []
+
+    async def test_client_timestamps_are_kept(self, service: SessionHistoryService, clock: FakeClock) -> None:
+        """An event's own timestamp is stored as given (normalised to UTC)."""
+        await service.create_session("alice", "s1")
+        when = clock.now - timedelta(days=3)
+        [event] = await service.append(
+            ("alice", "s1"), Event(role="user", content=[TextPart(text="x")], timestamp=when)
+        )
+        got = await service.get_session("alice", "s1")
+        assert got is not None and got.events[0].timestamp == when == event.timestamp
