@@ -1,0 +1,470 @@
+"""The SQL of every primitive, as synchronous functions over one ``sqlite3`` connection.
+
+Each function is one whole transaction body: the backend runs it on the
+connection's thread between ``BEGIN`` and ``COMMIT`` (see :func:`run`), so a
+primitive costs one hand-over to that thread however many statements it runs.
+Identifiers only ever travel as statement parameters.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta, timezone
+from typing import Any, TypeVar
+
+from sessionhub import (
+    AppendRequest,
+    AppendResult,
+    Event,
+    EventWindow,
+    Expiry,
+    ListCursor,
+    Scope,
+    Session,
+    SessionExists,
+    SessionKey,
+    SessionNotFound,
+    StateDeltas,
+    StoredSession,
+)
+from sessionhub.backend import apply_delta, dump_json, event_from_json, event_to_json
+
+__all__ = [
+    "run",
+    "to_micros",
+    "from_micros",
+    "create_session",
+    "get_session",
+    "list_sessions",
+    "append",
+    "update_session",
+    "delete_session",
+    "get_state",
+    "update_state",
+    "purge_expired",
+]
+
+T = TypeVar("T")
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def to_micros(moment: datetime) -> int:
+    """Return microseconds since the Unix epoch (a naive datetime is taken to be UTC)."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return (moment - _EPOCH) // _MICROSECOND
+
+
+def from_micros(micros: int) -> datetime:
+    """Return the UTC datetime ``micros`` microseconds after the Unix epoch."""
+    return _EPOCH + timedelta(microseconds=micros)
+
+
+def _optional_micros(moment: datetime | None) -> int | None:
+    return None if moment is None else to_micros(moment)
+
+
+def _optional_datetime(micros: int | None) -> datetime | None:
+    return None if micros is None else from_micros(micros)
+
+
+def run(
+    conn: sqlite3.Connection,
+    body: Callable[..., T],
+    args: tuple[Any, ...],
+    *,
+    write: bool,
+) -> T:
+    """Run ``body(conn, *args)`` as one transaction; roll back on any error.
+
+    Writes take the write lock up front (``BEGIN IMMEDIATE``) so that a writer
+    waits on ``busy_timeout`` at the start instead of failing when it upgrades
+    a read; reads run in a deferred transaction, a consistent snapshot.
+    """
+    conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+    try:
+        result = body(conn, *args)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return result
+
+
+# --- sessions -----------------------------------------------------------------------
+
+_SESSION_COLUMNS = (
+    "pk, session_id, app_name, user_id, parent_id, root_id, depth, created_at, updated_at, "
+    "expires_at, state, metadata, event_count, last_seq"
+)
+
+
+def _live(expires_at: int | None, now: int) -> bool:
+    return expires_at is None or expires_at > now
+
+
+def _session_from_row(row: tuple[Any, ...], events: list[Event] | None = None) -> Session:
+    return Session.model_construct(
+        id=row[1],
+        app_name=row[2],
+        user_id=row[3],
+        parent_id=row[4],
+        root_id=row[5],
+        depth=row[6],
+        created_at=from_micros(row[7]),
+        updated_at=from_micros(row[8]),
+        expires_at=_optional_datetime(row[9]),
+        state=json.loads(row[10]),
+        metadata=json.loads(row[11]),
+        event_count=row[12],
+        last_seq=row[13],
+        events=events if events is not None else [],
+    )
+
+
+def _session_row(conn: sqlite3.Connection, key: SessionKey, now: int) -> tuple[Any, ...] | None:
+    row: tuple[Any, ...] | None = conn.execute(
+        f"SELECT {_SESSION_COLUMNS} FROM sessions "
+        "WHERE app_name = ? AND user_id = ? AND session_id = ?",
+        (key.app_name, key.user_id, key.session_id),
+    ).fetchone()
+    if row is None or not _live(row[9], now):
+        return None
+    return row
+
+
+def create_session(
+    conn: sqlite3.Connection, session: Session, deltas: StateDeltas, expiry: Expiry
+) -> StoredSession:
+    """Insert a new session (replacing an expired one) and apply its app/user deltas."""
+    now = to_micros(expiry.now)
+    key = SessionKey(session.app_name, session.user_id, session.id)
+    found = conn.execute(
+        "SELECT pk, expires_at FROM sessions WHERE app_name = ? AND user_id = ? AND session_id = ?",
+        (key.app_name, key.user_id, key.session_id),
+    ).fetchone()
+    if found is not None:
+        if _live(found[1], now):
+            raise SessionExists(key.app_name, key.user_id, key.session_id)
+        conn.execute("DELETE FROM sessions WHERE pk = ?", (found[0],))
+    row = (
+        None,
+        session.id,
+        session.app_name,
+        session.user_id,
+        session.parent_id,
+        session.root_id,
+        session.depth,
+        to_micros(session.created_at),
+        to_micros(session.updated_at),
+        _optional_micros(session.expires_at),
+        dump_json(session.state),
+        dump_json(session.metadata),
+        0,
+        0,
+    )
+    cursor = conn.execute(
+        f"INSERT INTO sessions ({_SESSION_COLUMNS}) VALUES ({', '.join('?' * len(row))})",
+        row,
+    )
+    _update_scopes(conn, key, deltas.app, deltas.user, expiry)
+    app_state, user_state = _scopes(conn, key, expiry, refresh=False)
+    return StoredSession(_session_from_row((cursor.lastrowid, *row[1:])), app_state, user_state)
+
+
+def get_session(
+    conn: sqlite3.Connection, key: SessionKey, window: EventWindow, expiry: Expiry, refresh: bool
+) -> StoredSession | None:
+    """Read a live session with the events of ``window``; slide its expiry with ``refresh``."""
+    row = _session_row(conn, key, to_micros(expiry.now))
+    if row is None:
+        return None
+    if refresh:
+        expires_at = _optional_micros(expiry.session)
+        conn.execute("UPDATE sessions SET expires_at = ? WHERE pk = ?", (expires_at, row[0]))
+        row = (*row[:9], expires_at, *row[10:])
+    events = _events(conn, row[0], window)
+    app_state, user_state = _scopes(conn, key, expiry, refresh=refresh)
+    return StoredSession(_session_from_row(row, events), app_state, user_state)
+
+
+def _events(conn: sqlite3.Connection, session_pk: int, window: EventWindow) -> list[Event]:
+    if window.last_n == 0:
+        return []
+    sql = "SELECT data FROM events WHERE session_pk = ?"
+    params: list[Any] = [session_pk]
+    if window.after_seq is not None:
+        sql += " AND seq > ?"
+        params.append(window.after_seq)
+    if window.after_time is not None:
+        sql += " AND timestamp > ?"
+        params.append(to_micros(window.after_time))
+    if window.last_n is None:
+        rows = conn.execute(sql + " ORDER BY seq", params).fetchall()
+    else:
+        # Newest first through the primary key, so only the returned rows are read.
+        params.append(window.last_n)
+        rows = conn.execute(sql + " ORDER BY seq DESC LIMIT ?", params).fetchall()
+        rows.reverse()
+    return [event_from_json(data) for (data,) in rows]
+
+
+def list_sessions(
+    conn: sqlite3.Connection,
+    app_name: str,
+    user_id: str,
+    limit: int,
+    after: ListCursor | None,
+    parent_id: str | None,
+    now: datetime,
+) -> list[Session]:
+    """One keyset page of a user's live sessions, ``(updated_at, id)`` descending."""
+    sql = (
+        f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE app_name = ? AND user_id = ? "
+        "AND (expires_at IS NULL OR expires_at > ?)"
+    )
+    params: list[Any] = [app_name, user_id, to_micros(now)]
+    if parent_id is not None:
+        sql += " AND parent_id = ?"
+        params.append(parent_id)
+    if after is not None:
+        sql += " AND (updated_at, session_id) < (?, ?)"
+        params.extend((to_micros(after.updated_at), after.session_id))
+    sql += " ORDER BY updated_at DESC, session_id DESC LIMIT ?"
+    params.append(limit)
+    return [_session_from_row(row) for row in conn.execute(sql, params)]
+
+
+def append(conn: sqlite3.Connection, request: AppendRequest) -> AppendResult:
+    """Store new events with their deltas, skip stored ids, trim, bump times."""
+    key = request.key
+    expiry = request.expiry
+    now = to_micros(expiry.now)
+    found = conn.execute(
+        "SELECT pk, expires_at, last_seq, event_count FROM sessions "
+        "WHERE app_name = ? AND user_id = ? AND session_id = ?",
+        (key.app_name, key.user_id, key.session_id),
+    ).fetchone()
+    if found is None or not _live(found[1], now):
+        raise SessionNotFound(key.app_name, key.user_id, key.session_id)
+    session_pk, _, last_seq, event_count = found
+    session_delta: dict[str, Any] = {}
+    app_delta: dict[str, Any] = {}
+    user_delta: dict[str, Any] = {}
+    stored: list[Event] = []
+    for event, delta in zip(request.events, request.deltas, strict=True):
+        saved = event.model_copy(update={"seq": last_seq + 1})
+        inserted = conn.execute(
+            "INSERT INTO events (session_pk, seq, event_id, timestamp, data) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (session_pk, event_id) DO NOTHING",
+            (
+                session_pk,
+                saved.seq,
+                saved.id,
+                to_micros(saved.timestamp) if saved.timestamp is not None else now,
+                event_to_json(saved),
+            ),
+        ).rowcount
+        if not inserted:
+            stored.append(_stored_event(conn, session_pk, event.id))
+            continue
+        last_seq = saved.seq
+        event_count += 1
+        # Later deltas override earlier ones key by key, as if applied one by one.
+        session_delta.update(delta.session)
+        app_delta.update(delta.app)
+        user_delta.update(delta.user)
+        stored.append(saved)
+    limit = request.event_limit
+    if limit is not None and event_count > limit:
+        conn.execute(
+            "DELETE FROM events WHERE session_pk = ? AND seq <= ?", (session_pk, last_seq - limit)
+        )
+        event_count = limit
+    expires_at = _optional_micros(expiry.session)
+    if session_delta:
+        (state_text,) = conn.execute(
+            "SELECT state FROM sessions WHERE pk = ?", (session_pk,)
+        ).fetchone()
+        conn.execute(
+            "UPDATE sessions SET state = ?, last_seq = ?, event_count = ?, updated_at = ?, "
+            "expires_at = ? WHERE pk = ?",
+            (
+                dump_json(apply_delta(json.loads(state_text), session_delta)),
+                last_seq,
+                event_count,
+                now,
+                expires_at,
+                session_pk,
+            ),
+        )
+    else:
+        conn.execute(
+            "UPDATE sessions SET last_seq = ?, event_count = ?, updated_at = ?, expires_at = ? "
+            "WHERE pk = ?",
+            (last_seq, event_count, now, expires_at, session_pk),
+        )
+    _update_scopes(conn, key, app_delta, user_delta, expiry)
+    return AppendResult(
+        events=stored,
+        last_seq=last_seq,
+        event_count=event_count,
+        updated_at=expiry.now,
+        expires_at=expiry.session,
+    )
+
+
+def _stored_event(conn: sqlite3.Connection, session_pk: int, event_id: str) -> Event:
+    row = conn.execute(
+        "SELECT data FROM events WHERE session_pk = ? AND event_id = ?", (session_pk, event_id)
+    ).fetchone()
+    if row is None:
+        # The insert was skipped for a conflict other than the event id: the
+        # session's last_seq no longer matches its events.
+        raise sqlite3.IntegrityError(
+            f"event {event_id!r} was neither inserted nor found in session row {session_pk}"
+        )
+    return event_from_json(row[0])
+
+
+def update_session(
+    conn: sqlite3.Connection,
+    key: SessionKey,
+    deltas: StateDeltas,
+    metadata: Mapping[str, Any],
+    expiry: Expiry,
+) -> StoredSession:
+    """Apply state and metadata deltas to a live session without an event."""
+    row = _session_row(conn, key, to_micros(expiry.now))
+    if row is None:
+        raise SessionNotFound(key.app_name, key.user_id, key.session_id)
+    state_text = dump_json(apply_delta(json.loads(row[10]), deltas.session))
+    metadata_text = dump_json(apply_delta(json.loads(row[11]), metadata))
+    updated_at = to_micros(expiry.now)
+    expires_at = _optional_micros(expiry.session)
+    conn.execute(
+        "UPDATE sessions SET state = ?, metadata = ?, updated_at = ?, expires_at = ? WHERE pk = ?",
+        (state_text, metadata_text, updated_at, expires_at, row[0]),
+    )
+    _update_scopes(conn, key, deltas.app, deltas.user, expiry)
+    app_state, user_state = _scopes(conn, key, expiry, refresh=False)
+    row = (*row[:8], updated_at, expires_at, state_text, metadata_text, *row[12:])
+    return StoredSession(_session_from_row(row), app_state, user_state)
+
+
+def delete_session(conn: sqlite3.Connection, key: SessionKey) -> bool:
+    """Delete the session; its events go with it (``ON DELETE CASCADE``)."""
+    cursor = conn.execute(
+        "DELETE FROM sessions WHERE app_name = ? AND user_id = ? AND session_id = ?",
+        (key.app_name, key.user_id, key.session_id),
+    )
+    return cursor.rowcount > 0
+
+
+# --- app and user state -------------------------------------------------------------
+
+
+def _state_target(
+    scope: Scope, app_name: str, user_id: str | None
+) -> tuple[str, str, tuple[str, ...]]:
+    if scope is Scope.APP:
+        return "app_state", "app_name = ?", (app_name,)
+    if user_id is None:
+        raise ValueError("the user state scope needs a user_id")
+    return "user_state", "app_name = ? AND user_id = ?", (app_name, user_id)
+
+
+def _scope_expiry(scope: Scope, expiry: Expiry) -> int | None:
+    return _optional_micros(expiry.app if scope is Scope.APP else expiry.user)
+
+
+def get_state(
+    conn: sqlite3.Connection,
+    scope: Scope,
+    app_name: str,
+    user_id: str | None,
+    expiry: Expiry,
+    refresh: bool,
+) -> dict[str, Any]:
+    """Return the live app or user state (``{}`` if absent or expired).
+
+    With ``refresh``, slide its expiry.
+    """
+    table, where, params = _state_target(scope, app_name, user_id)
+    row = conn.execute(f"SELECT state, expires_at FROM {table} WHERE {where}", params).fetchone()
+    if row is None or not _live(row[1], to_micros(expiry.now)):
+        return {}
+    if refresh:
+        conn.execute(
+            f"UPDATE {table} SET expires_at = ? WHERE {where}",
+            (_scope_expiry(scope, expiry), *params),
+        )
+    state: dict[str, Any] = json.loads(row[0])
+    return state
+
+
+def update_state(
+    conn: sqlite3.Connection,
+    scope: Scope,
+    app_name: str,
+    user_id: str | None,
+    delta: Mapping[str, Any],
+    expiry: Expiry,
+) -> dict[str, Any]:
+    """Apply ``delta`` to the app or user state (an expired state starts empty)."""
+    state = get_state(conn, scope, app_name, user_id, expiry, refresh=False)
+    apply_delta(state, delta)
+    expires_at = _scope_expiry(scope, expiry)
+    if scope is Scope.APP:
+        conn.execute(
+            "INSERT INTO app_state (app_name, state, expires_at) VALUES (?, ?, ?) "
+            "ON CONFLICT (app_name) DO UPDATE SET state = excluded.state, "
+            "expires_at = excluded.expires_at",
+            (app_name, dump_json(state), expires_at),
+        )
+    else:
+        conn.execute(
+            "INSERT INTO user_state (app_name, user_id, state, expires_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (app_name, user_id) DO UPDATE SET state = excluded.state, "
+            "expires_at = excluded.expires_at",
+            (app_name, user_id, dump_json(state), expires_at),
+        )
+    return state
+
+
+def _update_scopes(
+    conn: sqlite3.Connection,
+    key: SessionKey,
+    app_delta: Mapping[str, Any],
+    user_delta: Mapping[str, Any],
+    expiry: Expiry,
+) -> None:
+    if app_delta:
+        update_state(conn, Scope.APP, key.app_name, None, app_delta, expiry)
+    if user_delta:
+        update_state(conn, Scope.USER, key.app_name, key.user_id, user_delta, expiry)
+
+
+def _scopes(
+    conn: sqlite3.Connection, key: SessionKey, expiry: Expiry, *, refresh: bool
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    return (
+        get_state(conn, Scope.APP, key.app_name, None, expiry, refresh),
+        get_state(conn, Scope.USER, key.app_name, key.user_id, expiry, refresh),
+    )
+
+
+def purge_expired(conn: sqlite3.Connection, now: datetime) -> int:
+    """Delete expired sessions (their events cascade) and expired states; return the count."""
+    cutoff = (to_micros(now),)
+    removed = 0
+    for table in ("sessions", "app_state", "user_state"):
+        removed += conn.execute(
+            f"DELETE FROM {table} WHERE expires_at IS NOT NULL AND expires_at <= ?", cutoff
+        ).rowcount
+    return removed

@@ -1,0 +1,390 @@
+"""The SQLite backend: one database file, WAL mode, safe across processes sharing it.
+
+Threading: an aiosqlite connection owns one worker thread and runs every call
+on it, one call at a time. Each primitive here is a single synchronous
+function (see :mod:`sessionhub_sqlite._transactions`) handed to that thread
+whole, ``BEGIN`` to ``COMMIT``, instead of one hand-over per statement. A
+hand-over costs more than a short SQLite statement, so an append that runs
+six statements in one hand-over is cheaper than the three hand-overs of a bare
+``BEGIN IMMEDIATE; INSERT; COMMIT`` issued statement by statement through the
+public aiosqlite API (``bench_append.py`` measures both). aiosqlite has no
+public call for running a function on its thread, so :func:`_on_thread` uses
+its ``Connection._execute``, which every aiosqlite release since 0.17 has.
+
+Durability: WAL journal with ``synchronous=NORMAL`` by default. A committed
+append survives the process being killed at any moment; after a power loss or
+an OS crash the last few commits may be missing, but the database is never
+corrupt. ``synchronous="FULL"`` syncs the WAL on every commit and survives power
+loss too, at the cost of one fsync per write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sqlite3
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any, ClassVar, Literal, TypeVar
+from urllib.parse import unquote, urlsplit
+
+import aiosqlite
+from pydantic import Field, model_validator
+
+from sessionhub import (
+    AppendRequest,
+    AppendResult,
+    Backend,
+    BackendSettings,
+    BackendUnavailable,
+    Capabilities,
+    ConfigError,
+    ConflictError,
+    EventWindow,
+    Expiry,
+    ListCursor,
+    Scope,
+    Session,
+    SessionKey,
+    StateDeltas,
+    StoredSession,
+)
+from sessionhub_sqlite import _transactions
+from sessionhub_sqlite._schema import SCHEMA_VERSION, SchemaTooNew, migrate
+
+__all__ = ["SQLiteBackend", "SQLiteSettings", "DEFAULT_PATH", "MEMORY", "database_path"]
+
+logger = logging.getLogger("sessionhub.sqlite")
+
+T = TypeVar("T")
+
+DEFAULT_PATH = "sessionhub.db"
+"""The database file used when neither ``url`` nor ``path`` is set (in the working directory)."""
+
+MEMORY = ":memory:"
+"""The ``path`` of a private in-memory database (``sqlite://:memory:``)."""
+
+_SCHEMES = ("sqlite", "sqlite+aiosqlite")
+_BUSY_RETRIES = 5
+_BUSY_CODES = frozenset({5, 6, 261, 517})  # SQLITE_BUSY, _LOCKED, _BUSY_RECOVERY, _BUSY_SNAPSHOT
+
+
+class SQLiteSettings(BackendSettings):
+    """Options of the SQLite backend (``[sqlite]`` in the config, ``SESSIONHUB_SQLITE__…``).
+
+    Give the database as ``url`` or as ``path``, not both; with neither, the file
+    ``sessionhub.db`` in the working directory is used. URLs:
+    ``sqlite:///relative.db``, ``sqlite:////absolute/path.db``,
+    ``sqlite+aiosqlite:///…`` (the same), ``sqlite://:memory:`` or
+    ``sqlite:///:memory:`` (a private in-memory database, lost on close).
+    The journal is always WAL.
+    """
+
+    path: Path | None = Field(
+        default=None, description="The database file (alternative to url); ':memory:' for RAM."
+    )
+    synchronous: Literal["NORMAL", "FULL"] = Field(
+        default="NORMAL",
+        description=(
+            "NORMAL: a killed process loses nothing it committed; a power loss may lose the "
+            "last commits but never corrupts the file. FULL: also survives power loss, "
+            "at one fsync per write."
+        ),
+    )
+    busy_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds a write waits for another writer (another process) to finish.",
+    )
+
+    @model_validator(mode="after")
+    def _one_location(self) -> SQLiteSettings:
+        if self.url is not None and self.path is not None:
+            raise ValueError(
+                "set either url or path, not both (url = 'sqlite:///file.db' is path = 'file.db')"
+            )
+        if self.url is not None:
+            database_path(self.url.get_secret_value())
+        return self
+
+
+def database_path(url: str) -> str:
+    """Return the file path (or ``:memory:``) named by a ``sqlite://`` URL.
+
+    Raises :class:`~sessionhub.ConfigError` for another scheme, a host, or a query.
+    """
+    parts = urlsplit(url)
+    example = "Write sqlite:///relative.db, sqlite:////absolute/path.db or sqlite://:memory:."
+    if parts.scheme.lower() not in _SCHEMES:
+        raise ConfigError(
+            f"The SQLite backend takes sqlite:// URLs, not {parts.scheme!r}:// ones. {example}"
+        )
+    if parts.query or parts.fragment:
+        raise ConfigError(
+            "The SQLite URL must not have a query or fragment; set synchronous and "
+            f"busy_timeout in the [sqlite] settings table instead. {example}"
+        )
+    if parts.netloc == MEMORY:
+        return MEMORY
+    if parts.netloc:
+        raise ConfigError(
+            f"The SQLite URL names a host ({parts.netloc!r}), but SQLite opens a local file. "
+            f"{example}"
+        )
+    path = unquote(parts.path)
+    if path.startswith("/"):
+        path = path[1:]  # sqlite:///x.db is x.db; sqlite:////x.db is /x.db
+    return path or DEFAULT_PATH
+
+
+def _is_busy(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code in _BUSY_CODES
+    message = str(exc).lower()
+    return "locked" in message or "busy" in message
+
+
+def _on_thread(
+    connection: aiosqlite.Connection, work: Callable[[sqlite3.Connection], T]
+) -> Awaitable[T]:
+    """Run ``work(raw_connection)`` on the connection's own thread, in one hand-over."""
+    raw: sqlite3.Connection = connection._conn
+    result: Awaitable[T] = connection._execute(work, raw)  # type: ignore[no-untyped-call]
+    return result
+
+
+def _prepare(synchronous: str, busy_timeout_ms: int) -> Callable[[sqlite3.Connection], int]:
+    def prepare(conn: sqlite3.Connection) -> int:
+        conn.execute(f"PRAGMA busy_timeout = {busy_timeout_ms:d}")
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if mode not in ("wal", "memory"):
+            logger.warning("SQLite kept journal_mode=%s (WAL is not available on this file)", mode)
+        conn.execute(f"PRAGMA synchronous = {synchronous}")
+        conn.execute("PRAGMA foreign_keys = ON")
+        return migrate(conn)
+
+    return prepare
+
+
+class SQLiteBackend(Backend):
+    """Sessions, events and state in one SQLite database file, on aiosqlite.
+
+    ``SQLiteBackend()`` opens ``sessionhub.db`` in the working directory;
+    ``SQLiteBackend(SQLiteSettings(url="sqlite:////var/lib/app/sessions.db"))`` or
+    ``SQLiteBackend(path=...)`` chooses another file (``path`` wins over the
+    settings' location). Several backends and processes may share one file.
+    """
+
+    name: ClassVar[str] = "sqlite"
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        persistent=True, shared_store=True, multi_process=True
+    )
+
+    def __init__(
+        self, settings: SQLiteSettings | None = None, *, path: str | os.PathLike[str] | None = None
+    ) -> None:
+        self.settings: SQLiteSettings = settings if settings is not None else SQLiteSettings()
+        """The validated settings."""
+        if path is not None:
+            location = os.fspath(path)
+        elif self.settings.path is not None:
+            location = os.fspath(self.settings.path)
+        elif self.settings.url is not None:
+            location = database_path(self.settings.url.get_secret_value())
+        else:
+            location = DEFAULT_PATH
+        self.path: str = location
+        """The database file (or ``:memory:``): the only path this backend ever opens."""
+        self._connection: aiosqlite.Connection | None = None
+        self._open_lock: asyncio.Lock | None = None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(path={self.path!r})"
+
+    # --- lifecycle ------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Connect, set the pragmas (WAL, synchronous, busy_timeout, foreign keys), migrate."""
+        if self._connection is not None:
+            return
+        if self._open_lock is None:
+            self._open_lock = asyncio.Lock()
+        async with self._open_lock:
+            if self._connection is None:
+                self._connection = await self._connect()
+
+    async def _connect(self) -> aiosqlite.Connection:
+        settings = self.settings
+        try:
+            connection = await aiosqlite.connect(
+                self.path, isolation_level=None, timeout=settings.busy_timeout
+            )
+        except sqlite3.Error as exc:
+            raise self._unavailable("cannot be opened", exc) from exc
+        try:
+            prepare = _prepare(settings.synchronous, round(settings.busy_timeout * 1000))
+            await self._retrying(connection, prepare)
+        except SchemaTooNew as exc:
+            await connection.close()
+            raise ConfigError(
+                f"The SQLite database {self.path!r} has schema version {exc.found}, but this "
+                f"sessionhub-sqlite only knows versions up to {SCHEMA_VERSION}: it was written "
+                "by a newer release. Upgrade: pip install -U sessionhub-sqlite."
+            ) from exc
+        except BaseException:
+            await connection.close()
+            raise
+        return connection
+
+    async def close(self) -> None:
+        """Close the connection and stop its thread. Idempotent."""
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            await connection.close()
+
+    async def ping(self) -> None:
+        """Run ``SELECT 1``; raise :class:`~sessionhub.BackendUnavailable` if it fails."""
+        if self._connection is None:
+            raise BackendUnavailable(
+                f"The SQLite backend on {self.path!r} is not open. Call open() (or start the "
+                "service) first."
+            )
+        await self._retrying(self._connection, lambda conn: conn.execute("SELECT 1").fetchone())
+
+    # --- running transactions ---------------------------------------------------------
+
+    def _unavailable(self, what: str, exc: sqlite3.Error) -> BackendUnavailable:
+        return BackendUnavailable(
+            f"The SQLite database {self.path!r} {what}: {exc}. Check that its directory "
+            "exists and is writable, that the path is a file, and that no other program "
+            "holds a long write lock on it."
+        )
+
+    async def _retrying(
+        self, connection: aiosqlite.Connection, work: Callable[[sqlite3.Connection], T]
+    ) -> T:
+        # BEGIN IMMEDIATE waits busy_timeout for the write lock; SQLITE_BUSY can
+        # still surface without waiting (WAL recovery, a stale read snapshot), so
+        # retry those a few times within the same time budget.
+        began = time.monotonic()
+        attempt = 0
+        while True:
+            try:
+                return await _on_thread(connection, work)
+            except sqlite3.IntegrityError as exc:
+                raise ConflictError(
+                    f"A concurrent change conflicted with this write to {self.path!r} ({exc}); "
+                    "re-read and retry."
+                ) from exc
+            except sqlite3.Error as exc:
+                waited = time.monotonic() - began
+                if (
+                    _is_busy(exc)
+                    and attempt < _BUSY_RETRIES
+                    and waited < self.settings.busy_timeout
+                ):
+                    attempt += 1
+                    await asyncio.sleep(0.005 * 2**attempt)
+                    continue
+                raise self._unavailable("failed", exc) from exc
+
+    async def _transaction(self, body: Callable[..., T], *args: Any, write: bool) -> T:
+        if self._connection is None:
+            await self.open()
+        connection = self._connection
+        if connection is None:
+            raise BackendUnavailable(f"The SQLite backend on {self.path!r} was closed.")
+
+        def work(conn: sqlite3.Connection) -> T:
+            return _transactions.run(conn, body, args, write=write)
+
+        return await self._retrying(connection, work)
+
+    # --- the primitives -----------------------------------------------------------------
+
+    async def create_session(
+        self, session: Session, deltas: StateDeltas, expiry: Expiry
+    ) -> StoredSession:
+        """Insert the session (replacing an expired one) and apply its app/user deltas."""
+        return await self._transaction(
+            _transactions.create_session, session, deltas, expiry, write=True
+        )
+
+    async def get_session(
+        self, key: SessionKey, window: EventWindow, expiry: Expiry, *, refresh: bool
+    ) -> StoredSession | None:
+        """Read the session and the events of ``window`` (only those rows) in one snapshot."""
+        return await self._transaction(
+            _transactions.get_session, key, window, expiry, refresh, write=refresh
+        )
+
+    async def list_sessions(
+        self,
+        app_name: str,
+        user_id: str,
+        *,
+        limit: int,
+        after: ListCursor | None,
+        parent_id: str | None,
+        now: datetime,
+    ) -> list[Session]:
+        """Read one keyset page of the user's live sessions, newest first."""
+        return await self._transaction(
+            _transactions.list_sessions,
+            app_name,
+            user_id,
+            limit,
+            after,
+            parent_id,
+            now,
+            write=False,
+        )
+
+    async def append(self, request: AppendRequest) -> AppendResult:
+        """Store events, their deltas, the trim and the new times in one short transaction."""
+        return await self._transaction(_transactions.append, request, write=True)
+
+    async def update_session(
+        self,
+        key: SessionKey,
+        deltas: StateDeltas,
+        metadata: Mapping[str, Any],
+        expiry: Expiry,
+    ) -> StoredSession:
+        """Apply state and metadata deltas without an event."""
+        return await self._transaction(
+            _transactions.update_session, key, deltas, metadata, expiry, write=True
+        )
+
+    async def delete_session(self, key: SessionKey) -> bool:
+        """Delete the session; its events are deleted with it."""
+        return await self._transaction(_transactions.delete_session, key, write=True)
+
+    async def get_state(
+        self, scope: Scope, app_name: str, user_id: str | None, expiry: Expiry, *, refresh: bool
+    ) -> dict[str, Any]:
+        """Read the app or user state; slide its expiry with ``refresh``."""
+        return await self._transaction(
+            _transactions.get_state, scope, app_name, user_id, expiry, refresh, write=refresh
+        )
+
+    async def update_state(
+        self,
+        scope: Scope,
+        app_name: str,
+        user_id: str | None,
+        delta: Mapping[str, Any],
+        expiry: Expiry,
+    ) -> dict[str, Any]:
+        """Apply a delta to the app or user state (read-modify-write in one transaction)."""
+        return await self._transaction(
+            _transactions.update_state, scope, app_name, user_id, delta, expiry, write=True
+        )
+
+    async def purge_expired(self, now: datetime) -> int:
+        """Delete expired sessions (events cascade) and expired states; return the count."""
+        return await self._transaction(_transactions.purge_expired, now, write=True)

@@ -1,0 +1,23 @@
+"""The SQLite backend against the whole sessionhub contract."""
+
+from __future__ import annotations
+
+import pytest_asyncio
+from sessionhub_sqlite.backend import SQLiteBackend
+
+from sessionhub.testing import BackendConformance
+
+
+class TestSQLiteConformance(BackendConformance):
+    @pytest_asyncio.fixture
+    async def backend(self, tmp_path):
+        self.path = tmp_path / "conformance.db"
+        async with SQLiteBackend(path=self.path) as backend:
+            yield backend
+
+    @pytest_asyncio.fixture
+    async def connect(self, backend):
+        async def open_another():
+            return await SQLiteBackend(path=self.path).__aenter__()
+
+        yield open_another
