@@ -35,9 +35,9 @@ FIRST_PARTY: dict[str, tuple[str, tuple[str, ...]]] = {
 
 
 def url_scheme(url: str) -> str:
-    """Return the lower-cased scheme of ``url`` (the part before ``:``)."""
-    scheme, sep, _ = url.partition(":")
-    if not sep or not scheme:
+    """Return the lower-cased scheme of ``url`` (the part before ``://``)."""
+    scheme, sep, _ = url.partition("://")
+    if not sep or not scheme or ":" in scheme:
         raise ConfigError(
             f"The url setting {_mask(url)!r} has no scheme. Write it as scheme://..., "
             "for example sqlite:///sessionhub.db, redis://localhost:6379/0 or memory://."
@@ -140,9 +140,6 @@ class BackendRegistry:
         hint_name = next(
             (name for name, (_, schemes) in FIRST_PARTY.items() if scheme in schemes), base
         )
-        return self._raise_for_scheme(scheme, hint_name)
-
-    def _raise_for_scheme(self, scheme: str, hint_name: str) -> BackendInfo:
         raise BackendNotInstalled(self._not_installed(f"for URL scheme {scheme!r}", hint_name))
 
     def select(self, backend: str | None, url: str | None) -> BackendInfo:

@@ -56,6 +56,23 @@ SettingSource = str
 _SECRET_QUERY_KEYS = frozenset({"password", "pass", "pwd", "secret", "token", "access_token"})
 
 
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def _parse_duration(value: Any) -> Any:
+    """Accept ``3600``, ``"3600"``, ``"90s"``, ``"30m"``, ``"12h"``, ``"7d"``, ``"2w"`` or ISO 8601."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip().lower()
+    if not text or text in ("none", "null"):
+        return None
+    number, unit = (text[:-1], text[-1]) if text[-1] in _UNITS else (text, "s")
+    try:
+        return timedelta(seconds=float(number) * _UNITS[unit])
+    except ValueError:
+        return value  # ISO 8601 ("P7D") and errors are pydantic's to handle
+
+
 def _names(value: Any) -> Any:
     if isinstance(value, str):
         return [item.strip() for item in value.split(",") if item.strip()]
@@ -70,6 +87,7 @@ class SessionHubSettings(BaseSettings):
         env_nested_delimiter="__",
         extra="allow",
         validate_default=True,
+        pyproject_toml_table_header=("tool", "sessionhub"),
     )
 
     backend: str | None = Field(
@@ -113,11 +131,16 @@ class SessionHubSettings(BaseSettings):
     def _comma_list(cls, value: Any) -> Any:
         return _names(value)
 
+    @field_validator("session_ttl", "app_state_ttl", "user_state_ttl", "purge_interval", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        return _parse_duration(value)
+
     @field_validator("session_ttl", "app_state_ttl", "user_state_ttl", "purge_interval")
     @classmethod
     def _positive(cls, value: timedelta | None) -> timedelta | None:
         if value is not None and value <= timedelta(0):
-            raise ValueError("must be a positive duration (seconds, or ISO 8601 like 'P7D')")
+            raise ValueError("must be a positive duration: seconds, '30m', '12h', '7d' or ISO 8601 'P7D'")
         return value
 
     @model_validator(mode="after")
@@ -143,6 +166,13 @@ class SessionHubSettings(BaseSettings):
         except ValidationError as exc:
             raise ConfigError(_describe(exc, prefix="")) from exc
 
+    def __repr_args__(self) -> Any:
+        extra = self.model_extra or {}
+        for key, value in super().__repr_args__():
+            if key in extra:
+                value = {".".join(path): _display(path, leaf) for path, leaf in _leaves(value)}
+            yield key, value
+
     def backend_table(self, name: str) -> dict[str, Any]:
         """The raw options table of backend ``name`` (``{}`` if none)."""
         table = (self.model_extra or {}).get(name, {})
@@ -163,6 +193,8 @@ class SessionHubSettings(BaseSettings):
 
 class _IsolatedSettings(SessionHubSettings):
     """``SessionHubSettings`` that read nothing but their constructor arguments."""
+
+    model_config = SettingsConfigDict(pyproject_toml_table_header=None)  # type: ignore[typeddict-item]
 
     @classmethod
     def settings_customise_sources(
@@ -321,6 +353,8 @@ def mask_url(url: str) -> str:
             query = urlencode(
                 [(k, "***" if k.lower() in _SECRET_QUERY_KEYS else v) for k, v in pairs], safe="*"
             )
+    if (netloc, query) == (parts.netloc, parts.query):
+        return url
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 

@@ -1,0 +1,94 @@
+"""Backend selection by name and URL scheme, and the exact errors when it fails."""
+
+from __future__ import annotations
+
+import pytest
+
+from sessionhub import BackendInfo, BackendNotInstalled, BackendRegistry, ConfigError, SessionHistoryService
+
+
+def fake_registry(*infos: BackendInfo) -> BackendRegistry:
+    return BackendRegistry(list(infos), {})
+
+
+SQLITE = BackendInfo("sqlite", "x:Y", url_schemes=("sqlite", "sqlite+aiosqlite"))
+REDIS = BackendInfo("redis", "x:Y", url_schemes=("redis", "rediss", "unix"))
+MONGO = BackendInfo("mongodb", "x:Y", url_schemes=("mongodb", "mongodb+srv"))
+SRV_ONLY = BackendInfo("srv", "x:Y", url_schemes=("mongodb+srv",))
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("sqlite:///sessions.db", "sqlite"),
+        ("sqlite+aiosqlite:///sessions.db", "sqlite"),
+        ("SQLITE+pysqlite:///x", "sqlite"),
+        ("redis://localhost:6379/0", "redis"),
+        ("rediss://:secret@host:6380/0", "redis"),
+        ("unix:///tmp/redis.sock", "redis"),
+        ("mongodb://localhost", "mongodb"),
+        ("mongodb+srv://cluster.example.com", "mongodb"),
+    ],
+)
+def test_url_schemes_select_the_backend(url, expected):
+    assert fake_registry(SQLITE, REDIS, MONGO).select(None, url).name == expected
+
+
+def test_full_scheme_wins_over_the_part_before_plus():
+    registry = fake_registry(MONGO.__class__("mongodb", "x:Y", url_schemes=("mongodb",)), SRV_ONLY)
+    assert registry.for_url("mongodb+srv://c.example.com").name == "srv"
+    assert registry.for_url("mongodb+other://c.example.com").name == "mongodb"
+
+
+def test_name_wins_and_default_is_sqlite():
+    registry = fake_registry(SQLITE, REDIS)
+    assert registry.select("redis", None).name == "redis"
+    assert registry.select(None, None).name == "sqlite"
+
+
+def test_name_and_url_that_disagree():
+    with pytest.raises(ConfigError) as info:
+        fake_registry(SQLITE, REDIS).select("redis", "sqlite:///x.db")
+    assert str(info.value) == (
+        "The backend setting is 'redis' but the url setting has scheme 'sqlite', which 'redis' "
+        "does not accept (it accepts: redis, rediss, unix). Remove one of the two settings."
+    )
+
+
+def test_unknown_first_party_backend_names_the_install_line():
+    with pytest.raises(BackendNotInstalled) as info:
+        fake_registry(SQLITE, BackendInfo("memory", "x:Y")).get("redis")
+    assert str(info.value) == (
+        "No sessionhub backend named 'redis' is installed. Installed: memory, sqlite. "
+        "To add it: pip install sessionhub-redis"
+    )
+
+
+def test_unknown_scheme_names_the_install_line():
+    with pytest.raises(BackendNotInstalled) as info:
+        fake_registry(SQLITE).for_url("mongodb+srv://user:pw@cluster")
+    assert str(info.value) == (
+        "No sessionhub backend for URL scheme 'mongodb+srv' is installed. Installed: sqlite. "
+        "To add it: pip install sessionhub-mongodb"
+    )
+
+
+def test_unknown_third_party_name_suggests_close_matches():
+    with pytest.raises(BackendNotInstalled) as info:
+        fake_registry(SQLITE).get("sqlit")
+    assert str(info.value) == (
+        "No sessionhub backend named 'sqlit' is installed. Installed: sqlite. Did you mean "
+        "'sqlite'? Did you spell it correctly? If it is a third-party backend, install its package "
+        "(usually: pip install sessionhub-sqlit)"
+    )
+
+
+def test_url_without_scheme():
+    with pytest.raises(ConfigError, match="has no scheme"):
+        fake_registry(SQLITE).for_url("localhost:6379")
+
+
+def test_service_reports_missing_backend_with_installed_ones():
+    with pytest.raises(BackendNotInstalled) as info:
+        SessionHistoryService(backend="nosuch")
+    assert "Installed: memory" in str(info.value)

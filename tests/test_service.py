@@ -1,0 +1,70 @@
+"""The service outside the conformance suite: construction, lifecycle, sweeping, settings use."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from sessionhub_memory.backend import MemoryBackend
+
+from sessionhub import SessionHistoryService, SessionHubSettings, get_plugin_manager
+
+
+@pytest.mark.asyncio
+async def test_from_settings_and_url():
+    async with SessionHistoryService(url="memory://") as svc:
+        assert svc.backend.name == "memory"
+        assert (await svc.health()).ok
+    svc = SessionHistoryService.from_settings(SessionHubSettings.isolated(backend="memory", app_name="a"))
+    assert svc.app_name == "a"
+
+
+@pytest.mark.asyncio
+async def test_operations_start_the_service_on_demand():
+    svc = SessionHistoryService(backend="memory")
+    await svc.create_session("alice", "s1")
+    assert (await svc.get_session("alice", "s1")) is not None
+    await svc.stop()
+    await svc.stop()
+
+
+@pytest.mark.asyncio
+async def test_settings_reach_the_service(monkeypatch):
+    monkeypatch.setenv("SESSIONHUB_EVENT_LIMIT", "2")
+    monkeypatch.setenv("SESSIONHUB_APP_NAME", "shop")
+    async with SessionHistoryService(backend="memory") as svc:
+        s = await svc.create_session("alice")
+        await svc.append(s, ["1", "2", "3"])
+        got = await svc.get_session("alice", s.id)
+        assert s.app_name == "shop" and [e.text for e in got.events] == ["2", "3"]
+
+
+@pytest.mark.asyncio
+async def test_the_sweep_reclaims_expired_sessions():
+    clock_now = [datetime.now(timezone.utc)]
+    backend = MemoryBackend()
+    svc = SessionHistoryService(
+        backend,
+        settings=SessionHubSettings.isolated(session_ttl=10, purge_interval=0.05),
+        plugin_manager=get_plugin_manager(entry_points=False),
+        clock=lambda: clock_now[0],
+    )
+    async with svc:
+        await svc.create_session("alice", "old")
+        clock_now[0] += timedelta(seconds=11)
+        for _ in range(100):
+            if not backend.store.sessions:
+                break
+            await asyncio.sleep(0.02)
+        assert backend.store.sessions == {}
+    assert svc._purge_task is None
+
+
+@pytest.mark.asyncio
+async def test_append_rejects_a_session_of_another_app():
+    async with SessionHistoryService(backend="memory", app_name="one") as one:
+        s = await one.create_session("alice", "s1")
+        two = SessionHistoryService(one.backend, settings=SessionHubSettings.isolated(app_name="two"))
+        with pytest.raises(Exception, match="belongs to app 'one'"):
+            await two.append(s, "x")
