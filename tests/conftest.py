@@ -30,8 +30,9 @@ class Site:
         self.root = root
         self.modules: list[str] = []
 
-    def install(self, dist: str, modules: dict[str, str], entry_points: dict[str, str],
-                version: str = "1.0") -> None:
+    def install(
+        self, dist: str, modules: dict[str, str], entry_points: dict[str, str], version: str = "1.0"
+    ) -> None:
         """Write modules and a dist-info with [sessionhub] entry points."""
         for name, source in modules.items():
             path = self.root / (name.replace(".", "/") + ".py")
@@ -56,7 +57,7 @@ def site(tmp_path, monkeypatch):
         sys.modules.pop(name, None)
 
 
-BACKEND_PLUGIN = '''
+BACKEND_PLUGIN = """
 from sessionhub import BackendInfo, hookimpl
 
 @hookimpl
@@ -64,7 +65,7 @@ def sessionhub_register_backends():
     return BackendInfo(name={name!r}, factory="sessionhub_memory.backend:MemoryBackend",
                        settings_model="sessionhub_memory.backend:MemorySettings",
                        url_schemes={schemes!r})
-'''
+"""
 
 
 def backend_plugin(name: str, schemes: tuple[str, ...] = ()) -> str:

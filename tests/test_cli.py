@@ -16,8 +16,14 @@ SESSIONHUB = shutil.which("sessionhub", path=os.path.dirname(sys.executable)) or
 def run(*args, env=None, cwd=None):
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("SESSIONHUB_")}
     full_env.update(env or {})
-    return subprocess.run([SESSIONHUB, *args], capture_output=True, text=True, env=full_env,
-                          cwd=cwd or os.getcwd(), timeout=60)
+    return subprocess.run(
+        [SESSIONHUB, *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=cwd or os.getcwd(),
+        timeout=60,
+    )
 
 
 def test_backends_lists_memory_with_version_and_scheme():
@@ -48,8 +54,8 @@ def test_demo_prints_the_conversation():
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "backend: memory" in out
-    assert "#3   assistant -> get_weather({\"city\": \"Paris\"})" in out
-    assert "#4   tool      <- {\"temp_c\": 18, \"sky\": \"clear\"}" in out
+    assert '#3   assistant -> get_weather({"city": "Paris"})' in out
+    assert '#4   tool      <- {"temp_c": 18, "sky": "clear"}' in out
     assert "It's 18 °C and clear in Paris." in out
     assert '"user:units": "metric"' in out
     assert "demo-user's sessions (newest first):" in out and "5 events" in out

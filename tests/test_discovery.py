@@ -1,4 +1,4 @@
-"""Plugin discovery: entry points, load-only and disable lists, duplicates, typos, broken plugins."""
+"""Plugin discovery: entry points, load-only and disable lists, duplicates, typos, broken ones."""
 
 from __future__ import annotations
 
@@ -14,13 +14,21 @@ def registry(**kwargs) -> BackendRegistry:
 
 
 def test_entry_point_plugins_are_loaded(site):
-    site.install("sessionhub-acme", {"sessionhub_acme": backend_plugin("acme", ("acme",))},
-                 {"acme": "sessionhub_acme"}, version="2.3")
+    site.install(
+        "sessionhub-acme",
+        {"sessionhub_acme": backend_plugin("acme", ("acme",))},
+        {"acme": "sessionhub_acme"},
+        version="2.3",
+    )
     pm = get_plugin_manager(load=None, disable=[])
     assert pm.records["acme"].distribution == "sessionhub-acme"
     assert pm.records["acme"].version == "2.3"
     info = BackendRegistry.from_plugin_manager(pm).get("acme")
-    assert (info.distribution, info.version, info.url_schemes) == ("sessionhub-acme", "2.3", ("acme",))
+    assert (info.distribution, info.version, info.url_schemes) == (
+        "sessionhub-acme",
+        "2.3",
+        ("acme",),
+    )
 
 
 def test_builtins_are_registered_through_the_hooks():
@@ -90,13 +98,19 @@ def test_two_backends_claiming_one_scheme(site):
 
 
 def test_misspelt_hook_is_an_error(site):
-    site.install("sessionhub-typo", {"p_typo": '''
+    site.install(
+        "sessionhub-typo",
+        {
+            "p_typo": """
         from sessionhub import hookimpl
 
         @hookimpl
         def sessionhub_regster_backends():
             return None
-    '''}, {"typo": "p_typo"})
+    """
+        },
+        {"typo": "p_typo"},
+    )
     from pluggy import PluginValidationError
 
     with pytest.raises(PluginValidationError, match="sessionhub_regster_backends"):
@@ -104,8 +118,12 @@ def test_misspelt_hook_is_an_error(site):
 
 
 def test_broken_plugin_is_reported_with_its_cause(site):
-    site.install("sessionhub-broken", {"p_broken": "import not_a_real_module_xyz\n"},
-                 {"broken": "p_broken"}, version="0.9")
+    site.install(
+        "sessionhub-broken",
+        {"p_broken": "import not_a_real_module_xyz\n"},
+        {"broken": "p_broken"},
+        version="0.9",
+    )
     pm = get_plugin_manager(load=None, disable=[])
     error = pm.broken["broken"]
     assert isinstance(error.__cause__, ModuleNotFoundError)
@@ -125,13 +143,20 @@ def test_broken_plugin_is_reported_with_its_cause(site):
 
 
 def test_lazy_factory_that_fails_to_import(site):
-    site.install("sessionhub-lazy", {"p_lazy": '''
+    site.install(
+        "sessionhub-lazy",
+        {
+            "p_lazy": """
         from sessionhub import BackendInfo, hookimpl
 
         @hookimpl
         def sessionhub_register_backends():
             return BackendInfo(name="lazy", factory="p_lazy_driver:Backend", url_schemes=("lazy",))
-    ''', "p_lazy_driver": "import missing_driver_xyz\n"}, {"lazy": "p_lazy"})
+    """,
+            "p_lazy_driver": "import missing_driver_xyz\n",
+        },
+        {"lazy": "p_lazy"},
+    )
     pm = get_plugin_manager(load=["lazy"], disable=[])
     assert "lazy" in BackendRegistry.from_plugin_manager(pm).names()  # listing does not import
     with pytest.raises(PluginLoadError) as info:

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from sessionhub import BackendInfo, BackendNotInstalled, BackendRegistry, ConfigError, SessionHistoryService
+from sessionhub import (
+    BackendInfo,
+    BackendNotInstalled,
+    BackendRegistry,
+    ConfigError,
+    SessionHistoryService,
+)
 
 
 def fake_registry(*infos: BackendInfo) -> BackendRegistry:

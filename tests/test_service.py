@@ -6,9 +6,9 @@ import asyncio
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from sessionhub_memory.backend import MemoryBackend
 
 from sessionhub import SessionHistoryService, SessionHubSettings, get_plugin_manager
+from sessionhub_memory.backend import MemoryBackend
 
 
 @pytest.mark.asyncio
@@ -16,7 +16,9 @@ async def test_from_settings_and_url():
     async with SessionHistoryService(url="memory://") as svc:
         assert svc.backend.name == "memory"
         assert (await svc.health()).ok
-    svc = SessionHistoryService.from_settings(SessionHubSettings.isolated(backend="memory", app_name="a"))
+    svc = SessionHistoryService.from_settings(
+        SessionHubSettings.isolated(backend="memory", app_name="a")
+    )
     assert svc.app_name == "a"
 
 
@@ -65,6 +67,8 @@ async def test_the_sweep_reclaims_expired_sessions():
 async def test_append_rejects_a_session_of_another_app():
     async with SessionHistoryService(backend="memory", app_name="one") as one:
         s = await one.create_session("alice", "s1")
-        two = SessionHistoryService(one.backend, settings=SessionHubSettings.isolated(app_name="two"))
+        two = SessionHistoryService(
+            one.backend, settings=SessionHubSettings.isolated(app_name="two")
+        )
         with pytest.raises(Exception, match="belongs to app 'one'"):
             await two.append(s, "x")

@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from sessionhub_memory.backend import MemorySettings
 
 from sessionhub import ConfigError, SessionHistoryService, SessionHubSettings, load_settings
 from sessionhub.backend import BackendSettings
 from sessionhub.cli import main
 from sessionhub.settings import explain_settings, mask_url, validate_backend_settings
+from sessionhub_memory.backend import MemorySettings
 
 
 def write(path, text):
@@ -20,22 +20,36 @@ def write(path, text):
 
 def test_defaults():
     s = load_settings()
-    assert (s.backend, s.url, s.app_name, s.event_limit, s.session_ttl) == (None, None, "default", None, None)
+    assert (s.backend, s.url, s.app_name, s.event_limit, s.session_ttl) == (
+        None,
+        None,
+        "default",
+        None,
+        None,
+    )
     assert s.purge_interval == timedelta(hours=1)
 
 
 def test_every_precedence_step(clean_environment, monkeypatch, tmp_path):
     cwd = clean_environment
-    write(cwd / "pyproject.toml", '[tool.sessionhub]\napp_name = "from-pyproject"\nevent_limit = 1\n'
-          'session_ttl = 1\nuser_state_ttl = 1\napp_state_ttl = 1\n')
+    write(
+        cwd / "pyproject.toml",
+        '[tool.sessionhub]\napp_name = "from-pyproject"\nevent_limit = 1\n'
+        "session_ttl = 1\nuser_state_ttl = 1\napp_state_ttl = 1\n",
+    )
     assert load_settings().app_name == "from-pyproject"
 
-    write(cwd / "sessionhub.toml", 'app_name = "from-toml"\nevent_limit = 2\nsession_ttl = 2\n'
-          'user_state_ttl = 2\n')
+    write(
+        cwd / "sessionhub.toml",
+        'app_name = "from-toml"\nevent_limit = 2\nsession_ttl = 2\nuser_state_ttl = 2\n',
+    )
     s = load_settings()
     assert (s.app_name, s.event_limit, s.app_state_ttl) == ("from-toml", 2, timedelta(seconds=1))
 
-    write(cwd / ".env", "SESSIONHUB_APP_NAME=from-dotenv\nSESSIONHUB_EVENT_LIMIT=3\nSESSIONHUB_SESSION_TTL=3\n")
+    write(
+        cwd / ".env",
+        "SESSIONHUB_APP_NAME=from-dotenv\nSESSIONHUB_EVENT_LIMIT=3\nSESSIONHUB_SESSION_TTL=3\n",
+    )
     s = load_settings()
     assert (s.app_name, s.event_limit, s.user_state_ttl) == ("from-dotenv", 3, timedelta(seconds=2))
 
@@ -63,19 +77,25 @@ def test_config_file_named_by_variable(clean_environment, monkeypatch, tmp_path)
     assert load_settings().app_name == "named-file"
     assert dict((k, s) for k, _, s in explain_settings())["app_name"] == str(other)
     monkeypatch.setenv("SESSIONHUB_CONFIG", str(tmp_path / "missing.toml"))
-    with pytest.raises(ConfigError, match="SESSIONHUB_CONFIG names .*missing.toml"):
+    with pytest.raises(ConfigError, match=r"SESSIONHUB_CONFIG names .*missing\.toml"):
         load_settings()
 
 
 def test_backend_tables_from_every_source(clean_environment, monkeypatch):
-    write(clean_environment / "sessionhub.toml",
-          '[redis]\nurl = "redis://file/0"\nkey_prefix = "file:"\nsocket_timeout = 5\n')
+    write(
+        clean_environment / "sessionhub.toml",
+        '[redis]\nurl = "redis://file/0"\nkey_prefix = "file:"\nsocket_timeout = 5\n',
+    )
     write(clean_environment / ".env", "SESSIONHUB_REDIS__KEY_PREFIX=dotenv:\n")
     monkeypatch.setenv("SESSIONHUB_REDIS__URL", "redis://env/0")
     monkeypatch.setenv("SESSIONHUB_REDIS__RETRY__ATTEMPTS", "3")
     table = load_settings().backend_table("redis")
-    assert table == {"url": "redis://env/0", "key_prefix": "dotenv:", "socket_timeout": 5,
-                     "retry": {"attempts": "3"}}
+    assert table == {
+        "url": "redis://env/0",
+        "key_prefix": "dotenv:",
+        "socket_timeout": 5,
+        "retry": {"attempts": "3"},
+    }
 
 
 class StrictSettings(BackendSettings):
@@ -84,7 +104,9 @@ class StrictSettings(BackendSettings):
 
 
 def test_backend_table_errors_name_table_and_key(clean_environment):
-    write(clean_environment / "sessionhub.toml", '[redis]\nsocket_timeout = "soon"\nkey_prefx = "x"\n')
+    write(
+        clean_environment / "sessionhub.toml", '[redis]\nsocket_timeout = "soon"\nkey_prefx = "x"\n'
+    )
     with pytest.raises(ConfigError) as info:
         validate_backend_settings(load_settings(), "redis", StrictSettings)
     message = str(info.value)
@@ -104,7 +126,10 @@ def test_invalid_values_are_config_errors(monkeypatch):
     monkeypatch.setenv("SESSIONHUB_EVENT_LIMIT", "0")
     with pytest.raises(ConfigError) as info:
         load_settings()
-    assert "event_limit: Input should be greater than or equal to 1 (env: SESSIONHUB_EVENT_LIMIT)" in str(info.value)
+    assert (
+        "event_limit: Input should be greater than or equal to 1 (env: SESSIONHUB_EVENT_LIMIT)"
+        in str(info.value)
+    )
     monkeypatch.delenv("SESSIONHUB_EVENT_LIMIT")
     with pytest.raises(ConfigError, match="positive duration"):
         load_settings(session_ttl=-5)
@@ -139,7 +164,10 @@ def test_isolated_settings_ignore_the_environment(monkeypatch):
     ("url", "masked"),
     [
         ("redis://:s3cret@host:6379/0", "redis://:***@host:6379/0"),
-        ("mongodb+srv://user:p%40ss@cluster/db?w=majority", "mongodb+srv://user:***@cluster/db?w=majority"),
+        (
+            "mongodb+srv://user:p%40ss@cluster/db?w=majority",
+            "mongodb+srv://user:***@cluster/db?w=majority",
+        ),
         ("redis://user@host", "redis://user@host"),
         ("sqlite:///x.db", "sqlite:///x.db"),
         ("postgres://h/db?password=pw&x=1", "postgres://h/db?password=***&x=1"),

@@ -8,6 +8,7 @@ those; or a list of any of these.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -75,11 +76,16 @@ def _from_mapping(data: Mapping[str, Any]) -> Event:
     if kind == "function_call_output":
         return Event(
             role="tool",
-            content=[ToolResultPart(call_id=str(data.get("call_id", "")), output=data.get("output"))],
+            content=[
+                ToolResultPart(call_id=str(data.get("call_id", "")), output=data.get("output"))
+            ],
         )
     role = data.get("role") or data.get("author")
     if not isinstance(role, str) or not role:
-        raise InvalidInput("event.role", "must be a non-empty string (user, assistant, system, tool or an author name)")
+        raise InvalidInput(
+            "event.role",
+            "must be a non-empty string (user, assistant, system, tool or an author name)",
+        )
     content = _parts(data.get("content"))
     if data.get("tool_calls"):  # OpenAI Chat Completions assistant message
         content.extend(_tool_call(call.get("id"), call) for call in data["tool_calls"])
@@ -116,7 +122,9 @@ def _parts(content: Any) -> list[Part]:
         return [_part(content)]
     if isinstance(content, Sequence):
         return [_part(block) for block in content]
-    raise InvalidInput("event.content", f"must be a string or a list of parts, got {type(content).__name__}")
+    raise InvalidInput(
+        "event.content", f"must be a string or a list of parts, got {type(content).__name__}"
+    )
 
 
 def _part(block: Any) -> Part:
@@ -126,7 +134,9 @@ def _part(block: Any) -> Part:
         if hasattr(block, "model_dump"):
             block = block.model_dump()
         else:
-            raise InvalidInput("event.content", f"a part must be a dict or a str, got {type(block).__name__}")
+            raise InvalidInput(
+                "event.content", f"a part must be a dict or a str, got {type(block).__name__}"
+            )
     kind = block.get("type")
     if kind in _TEXT_TYPES:
         return TextPart(text=str(block.get("text", "")))
@@ -146,7 +156,9 @@ def _part(block: Any) -> Part:
         return DataPart.model_validate(block)
     if kind == "image_url":  # OpenAI Chat Completions
         url = block.get("image_url")
-        return FilePart(mime_type="image/*", uri=url.get("url") if isinstance(url, Mapping) else url)
+        return FilePart(
+            mime_type="image/*", uri=url.get("url") if isinstance(url, Mapping) else url
+        )
     if kind in _MEDIA_TYPES:
         return _media(kind, block)
     return UnknownPart.model_validate(block)
@@ -158,7 +170,9 @@ def _media(kind: str, block: Mapping[str, Any]) -> Part:
     source = block.get("source")
     if isinstance(source, Mapping):  # AgentScope / Anthropic media block
         if source.get("type") == "base64":
-            return FilePart(mime_type=str(source.get("media_type", f"{kind}/*")), data=source.get("data"))
+            return FilePart(
+                mime_type=str(source.get("media_type", f"{kind}/*")), data=source.get("data")
+            )
         return FilePart(mime_type=f"{kind}/*", uri=source.get("url"))
     return FilePart(mime_type=f"{kind}/*", uri=block.get("url"))
 
@@ -170,8 +184,6 @@ def _tool_call(call_id: Any, data: Mapping[str, Any]) -> ToolCallPart:
     else:
         name, arguments = data.get("name"), data.get("arguments", data.get("input"))
     if isinstance(arguments, str):
-        try:
+        with contextlib.suppress(ValueError):  # not JSON: keep the model's raw text
             arguments = json.loads(arguments)
-        except ValueError:
-            pass  # not JSON: keep the model's raw text
     return ToolCallPart(id=str(call_id or ""), name=str(name or ""), arguments=arguments or {})

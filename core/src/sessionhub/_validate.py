@@ -44,14 +44,18 @@ def check_json(value: Any, field: str, depth: int = 0) -> None:
         return
     if isinstance(value, float):
         if not math.isfinite(value):
-            raise InvalidInput(field, f"{value} is not a JSON number (NaN and infinity are not allowed)")
+            raise InvalidInput(
+                field, f"{value} is not a JSON number (NaN and infinity are not allowed)"
+            )
         return
     if depth >= _MAX_DEPTH:
         raise InvalidInput(field, f"nests deeper than {_MAX_DEPTH} levels")
     if isinstance(value, Mapping):
         for key, item in value.items():
             if not isinstance(key, str):
-                raise InvalidInput(field, f"has a key {key!r} of type {type(key).__name__}; JSON keys are strings")
+                raise InvalidInput(
+                    field, f"has a key {key!r} of type {type(key).__name__}; JSON keys are strings"
+                )
             check_json(item, f"{field}.{key}", depth + 1)
         return
     if isinstance(value, (list, tuple)):

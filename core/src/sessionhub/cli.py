@@ -32,7 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     backends = commands.add_parser("backends", help="list installed storage backends")
     backends.add_argument("--json", action="store_true", help="print JSON")
-    plugins = commands.add_parser("plugins", help="list loaded plugins and the hooks they implement")
+    plugins = commands.add_parser(
+        "plugins", help="list loaded plugins and the hooks they implement"
+    )
     plugins.add_argument("--json", action="store_true", help="print JSON")
     config = commands.add_parser("config", help="show resolved settings and where each came from")
     config.add_argument("--json", action="store_true", help="print JSON")
@@ -91,13 +93,15 @@ def _backends(args: argparse.Namespace) -> int:
             table.append([row["name"], row.get("distribution") or "?", "", "", "BROKEN"])
             continue
         caps = row.get("capabilities") or {}
-        table.append([
-            row["name"],
-            row["distribution"] or "(in code)",
-            row["version"] or "",
-            ", ".join(f"{s}://" for s in row["url_schemes"]),
-            ", ".join(k for k, v in caps.items() if v) or "-",
-        ])
+        table.append(
+            [
+                row["name"],
+                row["distribution"] or "(in code)",
+                row["version"] or "",
+                ", ".join(f"{s}://" for s in row["url_schemes"]),
+                ", ".join(k for k, v in caps.items() if v) or "-",
+            ]
+        )
     _print_table(table)
     for row in rows:
         if "error" in row:
@@ -107,26 +111,30 @@ def _backends(args: argparse.Namespace) -> int:
 
 def _plugins(args: argparse.Namespace) -> int:
     pm = _plugin_manager()
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name, plugin in pm.list_name_plugin():
         if plugin is None:
             continue
         record = pm.records.get(name)
         hooks = sorted(caller.name for caller in pm.get_hookcallers(plugin) or [])
-        rows.append({
-            "name": name,
-            "distribution": record.distribution if record else None,
-            "version": record.version if record else None,
-            "hooks": hooks,
-        })
+        rows.append(
+            {
+                "name": name,
+                "distribution": record.distribution if record else None,
+                "version": record.version if record else None,
+                "hooks": hooks,
+            }
+        )
     rows.sort(key=lambda row: str(row["name"]))
     broken = [{"name": n, "error": str(e)} for n, e in sorted(pm.broken.items())]
     if args.json:
         print(json.dumps({"plugins": rows, "broken": broken}, indent=2))
         return 0
     table = [["NAME", "DISTRIBUTION", "VERSION", "HOOKS"]]
-    table += [[r["name"], r["distribution"] or "", r["version"] or "", ", ".join(r["hooks"])]
-              for r in rows]
+    table += [
+        [r["name"], r["distribution"] or "", r["version"] or "", ", ".join(r["hooks"])]
+        for r in rows
+    ]
     _print_table(table)
     for row in broken:
         print(f"\nBROKEN {row['name']}: {row['error']}")
@@ -136,8 +144,11 @@ def _plugins(args: argparse.Namespace) -> int:
 def _config(args: argparse.Namespace) -> int:
     rows = explain_settings()
     if args.json:
-        print(json.dumps([{"key": k, "value": v, "source": s} for k, v, s in rows], indent=2,
-                         default=str))
+        print(
+            json.dumps(
+                [{"key": k, "value": v, "source": s} for k, v, s in rows], indent=2, default=str
+            )
+        )
         return 0
     _print_table([["SETTING", "VALUE", "SOURCE"]] + [[k, _show(v), s] for k, v, s in rows])
     return 0
@@ -163,20 +174,36 @@ def _demo(args: argparse.Namespace) -> int:
     async def run() -> int:
         async with SessionHistoryService() as service:
             session = await service.create_session(
-                args.user, state={"user:name": "Ada", "topic": "weather"},
+                args.user,
+                state={"user:name": "Ada", "topic": "weather"},
                 metadata={"title": "Demo: weather in Paris"},
             )
-            await service.append(session, [
-                Event(role="system", content=[TextPart(text="You are a concise assistant.")]),
-                "What's the weather in Paris?",
-                Event(role="assistant", content=[
-                    ToolCallPart(id="call-1", name="get_weather", arguments={"city": "Paris"})]),
-                Event(role="tool", content=[
-                    ToolResultPart(call_id="call-1", output={"temp_c": 18, "sky": "clear"})]),
-                Event(role="assistant",
-                      content=[TextPart(text="It's 18 °C and clear in Paris.")],
-                      state_delta={"last_city": "Paris", "user:units": "metric"}),
-            ])
+            await service.append(
+                session,
+                [
+                    Event(role="system", content=[TextPart(text="You are a concise assistant.")]),
+                    "What's the weather in Paris?",
+                    Event(
+                        role="assistant",
+                        content=[
+                            ToolCallPart(
+                                id="call-1", name="get_weather", arguments={"city": "Paris"}
+                            )
+                        ],
+                    ),
+                    Event(
+                        role="tool",
+                        content=[
+                            ToolResultPart(call_id="call-1", output={"temp_c": 18, "sky": "clear"})
+                        ],
+                    ),
+                    Event(
+                        role="assistant",
+                        content=[TextPart(text="It's 18 °C and clear in Paris.")],
+                        state_delta={"last_city": "Paris", "user:units": "metric"},
+                    ),
+                ],
+            )
             stored = await service.get_session(args.user, session.id)
             assert stored is not None
             print(f"backend: {service.backend.name}")
@@ -184,8 +211,10 @@ def _demo(args: argparse.Namespace) -> int:
             page = await service.list_sessions(args.user, limit=10)
             print(f"\n{args.user}'s sessions (newest first):")
             for item in page.items:
-                print(f"  {item.id}  {item.updated_at:%Y-%m-%d %H:%M:%S}  "
-                      f"{item.event_count} events  {item.metadata.get('title', '')}")
+                print(
+                    f"  {item.id}  {item.updated_at:%Y-%m-%d %H:%M:%S}  "
+                    f"{item.event_count} events  {item.metadata.get('title', '')}"
+                )
         return 0
 
     return asyncio.run(run())
@@ -223,7 +252,11 @@ def _show(value: Any) -> str:
 def _print_table(rows: list[list[str]]) -> None:
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
-        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip())
+        print(
+            "  ".join(
+                str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)
+            ).rstrip()
+        )
 
 
 _COMMANDS = {

@@ -76,7 +76,7 @@ class BackendRegistry:
         records = getattr(pm, "records", {})
         infos: list[BackendInfo] = []
         for impl in reversed(pm.hook.sessionhub_register_backends.get_hookimpls()):
-            result = impl.function()
+            result: Any = impl.function()
             if result is None:
                 continue
             record = records.get(impl.plugin_name)
@@ -188,9 +188,7 @@ class BackendRegistry:
             advice = f"To add it: pip install {first_party[0]}"
         else:
             close = difflib.get_close_matches(hint_name, self.names(), n=3)
-            advice = (
-                f"Did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
-            ) + (
+            advice = (f"Did you mean {' or '.join(repr(c) for c in close)}? " if close else "") + (
                 "Did you spell it correctly? If it is a third-party backend, install its "
                 f"package (usually: pip install sessionhub-{hint_name})"
             )

@@ -37,7 +37,7 @@ from sessionhub.backend import (
 from sessionhub.errors import BackendUnavailable, ConfigError, InvalidInput, SessionNotFound
 from sessionhub.hookspecs import AppendContext
 from sessionhub.models import APP_PREFIX, USER_PREFIX, Event, HealthStatus, Page, Session
-from sessionhub.plugins import SessionHubPluginManager, call_hook, get_plugin_manager
+from sessionhub.plugins import call_hook, get_plugin_manager
 from sessionhub.registry import BackendRegistry
 from sessionhub.settings import SessionHubSettings, load_settings, validate_backend_settings
 
@@ -54,7 +54,7 @@ logger = logging.getLogger("sessionhub")
 Clock = Callable[[], datetime]
 """A function returning the current UTC-aware time."""
 
-EventInput = Union[Event, str, Mapping[str, Any], Any]
+EventInput = Union[Event, str, Mapping[str, Any], Any]  # noqa: UP007 -- a runtime alias on 3.10
 """What ``append`` accepts for one event (see :func:`SessionHistoryService.append`)."""
 
 MAX_PAGE_SIZE = 1000
@@ -116,9 +116,12 @@ class SessionHistoryService:
             settings = load_settings(**overrides)
         elif overrides or url is not None or isinstance(backend, str):
             settings = SessionHubSettings.isolated(
-                **{**settings.model_dump(), **overrides,
-                 **({"backend": backend} if isinstance(backend, str) else {}),
-                 **({"url": url} if url is not None else {})}
+                **{
+                    **settings.model_dump(),
+                    **overrides,
+                    **({"backend": backend} if isinstance(backend, str) else {}),
+                    **({"url": url} if url is not None else {}),
+                }
             )
         self.settings: SessionHubSettings = settings
         """The resolved settings."""
@@ -177,8 +180,6 @@ class SessionHistoryService:
 
     async def start(self) -> None:
         """Open the backend (and start the expiry sweep when one is needed). Idempotent."""
-        if self._started:
-            return
         if self._start_lock is None:
             self._start_lock = asyncio.Lock()
         async with self._start_lock:
@@ -351,7 +352,12 @@ class SessionHistoryService:
         await self._ready()
         expiry = self._expiry(self._clock())
         rows = await self.backend.list_sessions(
-            self.app_name, user_id, limit=limit + 1, after=after, parent_id=parent_id, now=expiry.now
+            self.app_name,
+            user_id,
+            limit=limit + 1,
+            after=after,
+            parent_id=parent_id,
+            now=expiry.now,
         )
         next_cursor = None
         if len(rows) > limit:
@@ -516,7 +522,7 @@ class SessionHistoryService:
         fresh = [event for event in stored if event.id not in known]
         session.events.extend(fresh)
         fresh_ids = {event.id for event in fresh}
-        for event, delta in zip(stored, deltas):
+        for event, delta in zip(stored, deltas, strict=True):
             if event.id in fresh_ids:
                 apply_delta(session.state, {APP_PREFIX + k: v for k, v in delta.app.items()})
                 apply_delta(session.state, {USER_PREFIX + k: v for k, v in delta.user.items()})
@@ -586,7 +592,9 @@ class SessionHistoryService:
         nested modules travel inside their parent's ``state_dict``.
         """
         if not modules:
-            raise InvalidInput("modules", "pass at least one module, e.g. save_state(u, s, agent=agent)")
+            raise InvalidInput(
+                "modules", "pass at least one module, e.g. save_state(u, s, agent=agent)"
+            )
         delta = {}
         for name, module in modules.items():
             snapshot = module.state_dict()

@@ -60,7 +60,7 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 def _parse_duration(value: Any) -> Any:
-    """Accept ``3600``, ``"3600"``, ``"90s"``, ``"30m"``, ``"12h"``, ``"7d"``, ``"2w"`` or ISO 8601."""
+    """Accept seconds (3600 or "3600"), "30m", "12h", "7d", "2w", or ISO 8601 ("P7D")."""
     if not isinstance(value, str):
         return value
     text = value.strip().lower()
@@ -102,7 +102,9 @@ class SessionHubSettings(BaseSettings):
         default="default", description="The app whose sessions and app state this service uses."
     )
     event_limit: int | None = Field(
-        default=None, ge=1, description="Keep only the newest N events per session (seq keeps counting)."
+        default=None,
+        ge=1,
+        description="Keep only the newest N events per session (seq keeps counting).",
     )
     session_ttl: timedelta | None = Field(
         default=None, description="Sliding lifetime of a session: each read or write extends it."
@@ -131,7 +133,9 @@ class SessionHubSettings(BaseSettings):
     def _comma_list(cls, value: Any) -> Any:
         return _names(value)
 
-    @field_validator("session_ttl", "app_state_ttl", "user_state_ttl", "purge_interval", mode="before")
+    @field_validator(
+        "session_ttl", "app_state_ttl", "user_state_ttl", "purge_interval", mode="before"
+    )
     @classmethod
     def _duration(cls, value: Any) -> Any:
         return _parse_duration(value)
@@ -140,7 +144,9 @@ class SessionHubSettings(BaseSettings):
     @classmethod
     def _positive(cls, value: timedelta | None) -> timedelta | None:
         if value is not None and value <= timedelta(0):
-            raise ValueError("must be a positive duration: seconds, '30m', '12h', '7d' or ISO 8601 'P7D'")
+            raise ValueError(
+                "must be a positive duration: seconds, '30m', '12h', '7d' or ISO 8601 'P7D'"
+            )
         return value
 
     @model_validator(mode="after")
@@ -315,7 +321,8 @@ def _describe(exc: ValidationError, *, prefix: str) -> str:
         loc = ".".join(str(part) for part in error["loc"])
         where = f"{prefix}.{loc}" if prefix and loc else (prefix or loc)
         env = ENV_PREFIX + "__".join(
-            str(part).upper() for part in ([prefix.strip("[]")] if prefix else []) + list(error["loc"])
+            str(part).upper()
+            for part in ([prefix.strip("[]")] if prefix else []) + list(error["loc"])
         )
         lines.append(f"  {where or '(settings)'}: {error['msg']} (env: {env})")
     head = f"Invalid sessionhub settings{' in table ' + prefix if prefix else ''}:"
@@ -377,7 +384,9 @@ def explain_settings(**overrides: Any) -> list[tuple[str, Any, SettingSource]]:
     return rows
 
 
-def _leaves(data: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], Any]]:
+def _leaves(
+    data: Mapping[str, Any], prefix: tuple[str, ...] = ()
+) -> list[tuple[tuple[str, ...], Any]]:
     rows: list[tuple[tuple[str, ...], Any]] = []
     for key, value in data.items():
         if isinstance(value, dict) and value:

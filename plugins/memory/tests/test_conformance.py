@@ -5,9 +5,9 @@ from __future__ import annotations
 import uuid
 
 import pytest_asyncio
-from sessionhub_memory.backend import MemoryBackend, MemorySettings
 
 from sessionhub.testing import BackendConformance
+from sessionhub_memory.backend import MemoryBackend, MemorySettings
 
 
 class TestMemoryConformance(BackendConformance):

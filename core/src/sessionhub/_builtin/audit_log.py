@@ -25,8 +25,11 @@ def sessionhub_session_created(session: Session) -> None:
             session.user_id,
             session.id,
             session.parent_id,
-            extra={"app_name": session.app_name, "user_id": session.user_id,
-                   "session_id": session.id},
+            extra={
+                "app_name": session.app_name,
+                "user_id": session.user_id,
+                "session_id": session.id,
+            },
         )
 
 

@@ -61,13 +61,12 @@ class ConformanceFixtures:
     """The fixtures of the suite. Override ``backend`` (required) and ``connect`` (optional)."""
 
     @pytest_asyncio.fixture
-    async def backend(self) -> AsyncIterator[Backend]:
+    async def backend(self) -> Backend:
         """Yield an opened, EMPTY backend; close and clean up after the yield. Override this."""
         raise NotImplementedError(
             "Override the 'backend' fixture in your BackendConformance subclass: it must "
             "yield an opened, empty Backend."
         )
-        yield  # pragma: no cover
 
     @pytest_asyncio.fixture
     async def connect(self, backend: Backend) -> AsyncIterator[Connect | None]:

@@ -82,7 +82,9 @@ class MemoryBackend(Backend):
     name: ClassVar[str] = "memory"
     capabilities: ClassVar[Capabilities] = Capabilities(shared_store=True)
 
-    def __init__(self, settings: MemorySettings | None = None, *, store: MemoryStore | None = None) -> None:
+    def __init__(
+        self, settings: MemorySettings | None = None, *, store: MemoryStore | None = None
+    ) -> None:
         url = settings.url.get_secret_value() if settings and settings.url else "memory://"
         if store is None:
             name = urlsplit(url).netloc + urlsplit(url).path
@@ -107,12 +109,16 @@ class MemoryBackend(Backend):
         header["event_count"] = len(record.events)
         return Session.model_construct(**header, events=events or [])
 
-    def _scopes(self, key: SessionKey, expiry: Expiry, *, refresh: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+    def _scopes(
+        self, key: SessionKey, expiry: Expiry, *, refresh: bool
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
         app = self._state(Scope.APP, key.app_name, None, expiry, refresh=refresh)
         user = self._state(Scope.USER, key.app_name, key.user_id, expiry, refresh=refresh)
         return app, user
 
-    async def create_session(self, session: Session, deltas: StateDeltas, expiry: Expiry) -> StoredSession:
+    async def create_session(
+        self, session: Session, deltas: StateDeltas, expiry: Expiry
+    ) -> StoredSession:
         """Store a new session and apply its app/user deltas."""
         key = SessionKey(session.app_name, session.user_id, session.id)
         if self._live(key, expiry.now) is not None:
@@ -175,7 +181,7 @@ class MemoryBackend(Backend):
             raise SessionNotFound(*_parts(key))
         stored: list[Event] = []
         session_state = json.loads(record.header["state"])
-        for event, delta in zip(request.events, request.deltas):
+        for event, delta in zip(request.events, request.deltas, strict=True):
             seq = record.by_id.get(event.id)
             if seq is not None:
                 stored.append(event_from_json(record.events[seq - _first_seq(record)]))
@@ -210,8 +216,12 @@ class MemoryBackend(Backend):
         record = self._live(key, expiry.now)
         if record is None:
             raise SessionNotFound(*_parts(key))
-        record.header["state"] = dump_json(apply_delta(json.loads(record.header["state"]), deltas.session))
-        record.header["metadata"] = dump_json(apply_delta(json.loads(record.header["metadata"]), metadata))
+        record.header["state"] = dump_json(
+            apply_delta(json.loads(record.header["state"]), deltas.session)
+        )
+        record.header["metadata"] = dump_json(
+            apply_delta(json.loads(record.header["metadata"]), metadata)
+        )
         record.header["updated_at"] = expiry.now
         record.header["expires_at"] = expiry.session
         self._update_scopes(key, deltas, expiry)
@@ -246,7 +256,12 @@ class MemoryBackend(Backend):
             self._update_state(Scope.USER, key.app_name, key.user_id, deltas.user, expiry)
 
     def _update_state(
-        self, scope: Scope, app_name: str, user_id: str | None, delta: Mapping[str, Any], expiry: Expiry
+        self,
+        scope: Scope,
+        app_name: str,
+        user_id: str | None,
+        delta: Mapping[str, Any],
+        expiry: Expiry,
     ) -> dict[str, Any]:
         current = self._state(scope, app_name, user_id, expiry, refresh=False)
         apply_delta(current, delta)
@@ -262,14 +277,21 @@ class MemoryBackend(Backend):
         return self._state(scope, app_name, user_id, expiry, refresh=refresh)
 
     async def update_state(
-        self, scope: Scope, app_name: str, user_id: str | None, delta: Mapping[str, Any], expiry: Expiry
+        self,
+        scope: Scope,
+        app_name: str,
+        user_id: str | None,
+        delta: Mapping[str, Any],
+        expiry: Expiry,
     ) -> dict[str, Any]:
         """Apply a delta to the app or user state."""
         return self._update_state(scope, app_name, user_id, delta, expiry)
 
     async def purge_expired(self, now: datetime) -> int:
         """Drop expired sessions and states."""
-        doomed = [k for k, r in self.store.sessions.items() if _expired(r.header["expires_at"], now)]
+        doomed = [
+            k for k, r in self.store.sessions.items() if _expired(r.header["expires_at"], now)
+        ]
         for key in doomed:
             await self.delete_session(key)
         stale = [k for k, s in self.store.states.items() if _expired(s.expires_at, now)]

@@ -12,20 +12,21 @@ from sessionhub.service import SessionHistoryService
 from sessionhub.testing._base import Connect, MakeService, requires
 
 
-
 class ConcurrencyTests:
     """DESIGN §3: any number of writers; appends are all-or-nothing and never lost."""
 
     pytestmark = pytest.mark.asyncio
 
     async def test_fifty_writers_lose_nothing(self, service: SessionHistoryService) -> None:
-        """50 tasks x 20 appends to one session: seqs are exactly 1..1000, each writer's order kept."""
+        """50 tasks x 20 appends to one session: seqs exactly 1..1000, each writer's order kept."""
         await service.create_session("alice", "busy")
 
         async def writer(w: int) -> None:
             for i in range(20):
-                await service.append(("alice", "busy"), Event(id=f"w{w}-{i}", role="user",
-                                                               content=[TextPart(text=f"{w}:{i}")]))
+                await service.append(
+                    ("alice", "busy"),
+                    Event(id=f"w{w}-{i}", role="user", content=[TextPart(text=f"{w}:{i}")]),
+                )
 
         await asyncio.gather(*(writer(w) for w in range(50)))
         got = await service.get_session("alice", "busy")
@@ -39,15 +40,21 @@ class ConcurrencyTests:
         assert len(by_writer) == 50
         assert all(order == list(range(20)) for order in by_writer.values())
 
-    async def test_concurrent_state_deltas_are_all_applied(self, service: SessionHistoryService) -> None:
-        """Concurrent appends with deltas to different keys, in every scope, lose no update."""
+    async def test_concurrent_state_deltas_are_all_applied(
+        self, service: SessionHistoryService
+    ) -> None:
+        """Concurrent appends with deltas to different keys, in every scope, lose nothing."""
         await service.create_session("alice", "s1")
 
         async def writer(w: int) -> None:
-            await service.append(("alice", "s1"), {
-                "role": "user", "content": str(w),
-                "state_delta": {f"k{w}": w, f"user:u{w}": w, f"app:a{w}": w},
-            })
+            await service.append(
+                ("alice", "s1"),
+                {
+                    "role": "user",
+                    "content": str(w),
+                    "state_delta": {f"k{w}": w, f"user:u{w}": w, f"app:a{w}": w},
+                },
+            )
 
         await asyncio.gather(*(writer(w) for w in range(40)))
         got = await service.get_session("alice", "s1")
@@ -59,13 +66,15 @@ class ConcurrencyTests:
 
     async def test_concurrent_direct_state_updates(self, service: SessionHistoryService) -> None:
         """Concurrent update_user_state / update_app_state calls all land."""
-        await asyncio.gather(*(service.update_user_state("alice", {f"k{i}": i}) for i in range(30)),
-                             *(service.update_app_state({f"k{i}": i}) for i in range(30)))
+        await asyncio.gather(
+            *(service.update_user_state("alice", {f"k{i}": i}) for i in range(30)),
+            *(service.update_app_state({f"k{i}": i}) for i in range(30)),
+        )
         assert await service.get_user_state("alice") == {f"k{i}": i for i in range(30)}
         assert await service.get_app_state() == {f"k{i}": i for i in range(30)}
 
     async def test_concurrent_creates_of_one_id(self, service: SessionHistoryService) -> None:
-        """Of many concurrent creates of one id, exactly one succeeds; the rest get SessionExists."""
+        """Of concurrent creates of one id, exactly one succeeds; the rest get SessionExists."""
         results = await asyncio.gather(
             *(service.create_session("alice", "race", state={"n": n}) for n in range(10)),
             return_exceptions=True,
@@ -96,7 +105,9 @@ class ConcurrencyTests:
         try:
             two = make_service(other)
             await one.create_session("alice", "s1")
-            await two.append(("alice", "s1"), {"role": "user", "content": "x", "state_delta": {"user:k": 1}})
+            await two.append(
+                ("alice", "s1"), {"role": "user", "content": "x", "state_delta": {"user:k": 1}}
+            )
             got = await one.get_session("alice", "s1")
             assert got is not None and got.event_count == 1 and got.state == {"user:k": 1}
         finally:

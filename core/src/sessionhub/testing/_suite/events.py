@@ -11,6 +11,7 @@ from sessionhub.models import (
     DataPart,
     Event,
     FilePart,
+    Part,
     TextPart,
     ToolCallPart,
     ToolResultPart,
@@ -18,7 +19,6 @@ from sessionhub.models import (
 )
 from sessionhub.service import SessionHistoryService
 from sessionhub.testing._base import FakeClock
-
 
 
 class EventTests:
@@ -48,7 +48,7 @@ class EventTests:
         assert got.events[0].timestamp == event.timestamp
 
     async def test_append_accepts_every_input_shape(self, service: SessionHistoryService) -> None:
-        """append takes an Event, a str, our dict, OpenAI and AgentScope dicts, or a list."""
+        """Append takes an Event, a str, our dict, OpenAI and AgentScope dicts, or a list."""
         await service.create_session("alice", "s1")
         stored = await service.append(
             ("alice", "s1"),
@@ -59,13 +59,19 @@ class EventTests:
                     "role": "assistant",
                     "content": None,
                     "tool_calls": [
-                        {"id": "c1", "type": "function",
-                         "function": {"name": "add", "arguments": '{"a": 2, "b": 2}'}}
+                        {
+                            "id": "c1",
+                            "type": "function",
+                            "function": {"name": "add", "arguments": '{"a": 2, "b": 2}'},
+                        }
                     ],
                 },
                 {"role": "tool", "tool_call_id": "c1", "content": "4"},
-                {"name": "Friday", "role": "assistant",
-                 "content": [{"type": "text", "text": "It is 4."}]},
+                {
+                    "name": "Friday",
+                    "role": "assistant",
+                    "content": [{"type": "text", "text": "It is 4."}],
+                },
             ],
         )
         assert [e.seq for e in stored] == [1, 2, 3, 4, 5]
@@ -81,7 +87,7 @@ class EventTests:
     async def test_every_part_type_round_trips(self, service: SessionHistoryService) -> None:
         """All part types, and parts of unknown type, are stored and read back unchanged."""
         await service.create_session("alice", "s1")
-        content = [
+        content: list[Part] = [
             TextPart(text="hé ✓ 中文"),
             ToolCallPart(id="c", name="f", arguments={"x": [1, 2.5, None, True]}),
             ToolResultPart(call_id="c", output={"ok": False}, is_error=True),
@@ -90,8 +96,10 @@ class EventTests:
             FilePart(mime_type="text/plain", uri="https://example.com/a.txt", name="a.txt"),
         ]
         event = Event(role="assistant", content=content, metadata={"model": "m"})
-        await service.append(("alice", "s1"), [event, {"role": "user", "content": [
-            {"type": "hologram", "payload": {"x": 1}}]}])
+        await service.append(
+            ("alice", "s1"),
+            [event, {"role": "user", "content": [{"type": "hologram", "payload": {"x": 1}}]}],
+        )
         got = await service.get_session("alice", "s1")
         assert got is not None
         assert got.events[0].content == content
@@ -120,7 +128,9 @@ class EventTests:
         await service.create_session("alice", "s1")
         event = Event(id="e1", role="user", content=[TextPart(text="once")], state_delta={"n": 1})
         [first] = await service.append(("alice", "s1"), event)
-        retry = event.model_copy(update={"content": [TextPart(text="twice")], "state_delta": {"n": 2}})
+        retry = event.model_copy(
+            update={"content": [TextPart(text="twice")], "state_delta": {"n": 2}}
+        )
         [again] = await service.append(("alice", "s1"), retry)
         assert again.seq == first.seq == 1
         assert again.text == "once"
@@ -128,7 +138,9 @@ class EventTests:
         assert got is not None
         assert (got.event_count, got.last_seq, got.state) == (1, 1, {"n": 1})
 
-    async def test_retry_of_a_batch_stores_only_new_events(self, service: SessionHistoryService) -> None:
+    async def test_retry_of_a_batch_stores_only_new_events(
+        self, service: SessionHistoryService
+    ) -> None:
         """A batch mixing stored and new ids stores only the new ones, in order."""
         await service.create_session("alice", "s1")
         a = Event(id="a", role="user", content=[TextPart(text="a")])
@@ -184,7 +196,9 @@ class EventTests:
         later = await service.get_session("alice", "s1", after_time=cut + timedelta(days=1))
         assert later is not None and later.events == []
 
-    async def test_client_timestamps_are_kept(self, service: SessionHistoryService, clock: FakeClock) -> None:
+    async def test_client_timestamps_are_kept(
+        self, service: SessionHistoryService, clock: FakeClock
+    ) -> None:
         """An event's own timestamp is stored as given (normalised to UTC)."""
         await service.create_session("alice", "s1")
         when = clock.now - timedelta(days=3)

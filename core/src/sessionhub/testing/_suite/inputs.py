@@ -11,7 +11,6 @@ from sessionhub.errors import InvalidInput
 from sessionhub.models import DataPart, Event, ToolCallPart
 from sessionhub.service import SessionHistoryService
 
-
 HOSTILE_IDS = [
     "../../x",
     "/etc/passwd",
@@ -45,13 +44,16 @@ class InputTests:
     pytestmark = pytest.mark.asyncio
 
     @pytest.mark.parametrize("hostile", HOSTILE_IDS)
-    async def test_hostile_identifiers_are_data(self, service: SessionHistoryService, hostile: str) -> None:
+    async def test_hostile_identifiers_are_data(
+        self, service: SessionHistoryService, hostile: str
+    ) -> None:
         """Ids with path, key, glob, query or quote syntax are stored and read back verbatim."""
         sibling = hostile[:-1] + "~"
         await service.create_session(hostile, hostile, state={hostile: hostile})
         await service.create_session(hostile, sibling)
         [event] = await service.append(
-            (hostile, hostile), Event(id=hostile, role=hostile, content=[DataPart(data={hostile: 1})])
+            (hostile, hostile),
+            Event(id=hostile, role=hostile, content=[DataPart(data={hostile: 1})]),
         )
         got = await service.get_session(hostile, hostile)
         assert got is not None
@@ -66,7 +68,9 @@ class InputTests:
         assert await service.get_session(hostile, sibling) is not None
 
     @pytest.mark.parametrize("bad", BAD_IDS)
-    async def test_invalid_identifiers_are_rejected(self, service: SessionHistoryService, bad: Any) -> None:
+    async def test_invalid_identifiers_are_rejected(
+        self, service: SessionHistoryService, bad: Any
+    ) -> None:
         """Empty, blank, too long, non-string or control-character ids raise InvalidInput."""
         with pytest.raises(InvalidInput, match="user_id"):
             await service.create_session(bad, "s1")
@@ -85,7 +89,9 @@ class InputTests:
         assert [s.id for s in (await service.list_sessions("alice")).items] == ["s1"]
 
     @pytest.mark.parametrize("value", NOT_JSON, ids=lambda v: type(v).__name__)
-    async def test_non_json_values_are_rejected(self, service: SessionHistoryService, value: Any) -> None:
+    async def test_non_json_values_are_rejected(
+        self, service: SessionHistoryService, value: Any
+    ) -> None:
         """Bytes, sets, objects, NaN, datetimes: InvalidInput naming the field; nothing written."""
         with pytest.raises(InvalidInput, match=r"state\.k"):
             await service.create_session("alice", "s1", state={"k": value})
@@ -97,7 +103,9 @@ class InputTests:
             {"role": "user", "content": "x", "state_delta": {"user:k": value}},
             {"role": "user", "content": "x", "metadata": {"m": value}},
             Event(role="user", content=[DataPart(data=[value])]),
-            Event(role="assistant", content=[ToolCallPart(id="c", name="f", arguments={"a": value})]),
+            Event(
+                role="assistant", content=[ToolCallPart(id="c", name="f", arguments={"a": value})]
+            ),
         ]
         for attempt in attempts:
             with pytest.raises(InvalidInput):
@@ -119,14 +127,20 @@ class InputTests:
         """One append may not carry the same event id twice."""
         await service.create_session("alice", "s1")
         with pytest.raises(InvalidInput, match="twice"):
-            await service.append(("alice", "s1"), [Event(id="e", role="user"), Event(id="e", role="user")])
+            await service.append(
+                ("alice", "s1"), [Event(id="e", role="user"), Event(id="e", role="user")]
+            )
         got = await service.get_session("alice", "s1")
         assert got is not None and got.event_count == 0
 
     @pytest.mark.parametrize(
         ("kwargs", "field"),
-        [({"last_n": -1}, "last_n"), ({"after_seq": -1}, "after_seq"), ({"last_n": "3"}, "last_n"),
-         ({"after_time": "yesterday"}, "after_time")],
+        [
+            ({"last_n": -1}, "last_n"),
+            ({"after_seq": -1}, "after_seq"),
+            ({"last_n": "3"}, "last_n"),
+            ({"after_time": "yesterday"}, "after_time"),
+        ],
     )
     async def test_window_arguments_are_checked(
         self, service: SessionHistoryService, kwargs: dict[str, Any], field: str

@@ -9,7 +9,6 @@ from sessionhub.service import SessionHistoryService
 from sessionhub.testing._base import MakeService
 
 
-
 class IsolationTests:
     """DESIGN §2: identifiers and ownership."""
 
@@ -27,7 +26,7 @@ class IsolationTests:
         assert (alice.event_count, bob.event_count) == (1, 0)
 
     async def test_other_users_session_is_invisible(self, service: SessionHistoryService) -> None:
-        """Another user's session reads as missing: get -> None, append -> SessionNotFound, delete -> False."""
+        """Another user's session reads as missing (None, SessionNotFound, False)."""
         await service.create_session("alice", "private")
         assert await service.get_session("mallory", "private") is None
         with pytest.raises(SessionNotFound):

@@ -1,4 +1,4 @@
-"""Lifecycle and the suite's own guards: empty fixture, ping, open/close, persistence, no overrides."""
+"""Lifecycle and the suite's own guards: empty fixture, ping, open/close, persistence."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import pytest
 from sessionhub.backend import Backend
 from sessionhub.service import SessionHistoryService
 from sessionhub.testing._base import Connect, MakeService, requires
-
 
 
 class LifecycleTests:
@@ -31,7 +30,9 @@ class LifecycleTests:
         status = await service.health()
         assert status.ok and status.latency_ms is not None and status.latency_ms >= 0
 
-    async def test_open_and_close_are_idempotent(self, service: SessionHistoryService, backend: Backend) -> None:
+    async def test_open_and_close_are_idempotent(
+        self, service: SessionHistoryService, backend: Backend
+    ) -> None:
         """open() on an open backend is harmless; start() twice is harmless."""
         await backend.open()
         await service.start()
@@ -64,7 +65,7 @@ class LifecycleTests:
         assert isinstance(backend.name, str) and backend.name
         assert type(backend.capabilities).__name__ == "Capabilities"
 
-    async def test_no_overrides_DO_NOT_OVERRIDE(self) -> None:  # noqa: N802 -- the name is the message
+    async def test_no_overrides_DO_NOT_OVERRIDE(self) -> None:
         """A subclass may override a suite test only with @pytest.mark.xfail(reason=...)."""
         from sessionhub.testing import BackendConformance
 

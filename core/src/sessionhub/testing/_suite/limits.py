@@ -7,7 +7,6 @@ import pytest
 from sessionhub.testing._base import MakeService
 
 
-
 class LimitTests:
     """DESIGN §3: event_limit."""
 

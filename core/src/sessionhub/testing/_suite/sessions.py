@@ -9,7 +9,6 @@ from sessionhub.service import SessionHistoryService
 from sessionhub.testing._base import FakeClock, MakeService
 
 
-
 class SessionTests:
     """DESIGN §2-3: the session lifecycle."""
 
@@ -48,7 +47,9 @@ class SessionTests:
     async def test_get_returns_what_was_stored(self, service: SessionHistoryService) -> None:
         """get_session returns the stored session with its state, metadata and times."""
         created = await service.create_session(
-            "alice", "s1", state={"n": 1.5, "l": [1, "x", None], "d": {"a": True}},
+            "alice",
+            "s1",
+            state={"n": 1.5, "l": [1, "x", None], "d": {"a": True}},
             metadata={"tags": ["a"]},
         )
         got = await service.get_session("alice", "s1")
@@ -73,7 +74,9 @@ class SessionTests:
         assert all(s.events == [] for s in page.items)
         assert page.items[0].event_count == 1 and page.items[0].last_seq == 1
 
-    async def test_list_pages_visit_every_session_once(self, service: SessionHistoryService) -> None:
+    async def test_list_pages_visit_every_session_once(
+        self, service: SessionHistoryService
+    ) -> None:
         """Following next_cursor visits every session exactly once, in order."""
         ids = {f"s{i:02d}" for i in range(23)}
         for sid in sorted(ids):
@@ -123,7 +126,9 @@ class SessionTests:
 
     async def test_update_session_applies_deltas(self, service: SessionHistoryService) -> None:
         """update_session merges state and metadata deltas (None deletes) without an event."""
-        created = await service.create_session("alice", "s1", state={"a": 1, "b": 2}, metadata={"m": 1})
+        created = await service.create_session(
+            "alice", "s1", state={"a": 1, "b": 2}, metadata={"m": 1}
+        )
         updated = await service.update_session(
             "alice", "s1", state={"b": None, "c": 3}, metadata={"m": None, "n": 2}
         )

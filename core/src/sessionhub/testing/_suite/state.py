@@ -10,7 +10,6 @@ from sessionhub.errors import SessionNotFound
 from sessionhub.service import SessionHistoryService
 
 
-
 class _Module:
     """A minimal AgentScope StateModule: its state plus nested modules."""
 
@@ -19,8 +18,10 @@ class _Module:
         self.children = children
 
     def state_dict(self) -> dict[str, Any]:
-        return {"values": dict(self.values),
-                **{name: child.state_dict() for name, child in self.children.items()}}
+        return {
+            "values": dict(self.values),
+            **{name: child.state_dict() for name, child in self.children.items()},
+        }
 
     def load_state_dict(self, state_dict: dict[str, Any], strict: bool = True) -> None:
         if strict and set(state_dict) != {"values", *self.children}:
@@ -46,13 +47,16 @@ class StateTests:
         got = await service.get_session("alice", "s1")
         assert got is not None and got.state == s.state
 
-    async def test_user_state_is_shared_by_the_users_sessions(self, service: SessionHistoryService) -> None:
+    async def test_user_state_is_shared_by_the_users_sessions(
+        self, service: SessionHistoryService
+    ) -> None:
         """A user: key written in one session shows in the user's other sessions, not others'."""
         await service.create_session("alice", "s1")
         await service.create_session("alice", "s2")
         await service.create_session("bob", "s1")
-        await service.append(("alice", "s1"), {"role": "user", "content": "x",
-                                               "state_delta": {"user:name": "Alice"}})
+        await service.append(
+            ("alice", "s1"), {"role": "user", "content": "x", "state_delta": {"user:name": "Alice"}}
+        )
         alice2 = await service.get_session("alice", "s2")
         bob = await service.get_session("bob", "s1")
         assert alice2 is not None and alice2.state == {"user:name": "Alice"}
@@ -62,8 +66,9 @@ class StateTests:
         """An app: key is visible in every user's sessions of the app."""
         await service.create_session("alice", "s1")
         await service.create_session("bob", "s9")
-        await service.append(("alice", "s1"), {"role": "user", "content": "x",
-                                               "state_delta": {"app:version": 2}})
+        await service.append(
+            ("alice", "s1"), {"role": "user", "content": "x", "state_delta": {"app:version": 2}}
+        )
         bob = await service.get_session("bob", "s9")
         assert bob is not None and bob.state == {"app:version": 2}
         page = await service.list_sessions("bob")
@@ -72,8 +77,9 @@ class StateTests:
     async def test_temp_keys_are_never_stored(self, service: SessionHistoryService) -> None:
         """temp: keys are dropped from state and from the stored event's state_delta."""
         s = await service.create_session("alice", "s1", state={"temp:a": 1, "b": 2})
-        [event] = await service.append(s, {"role": "user", "content": "x",
-                                           "state_delta": {"temp:scratch": 1, "kept": 1}})
+        [event] = await service.append(
+            s, {"role": "user", "content": "x", "state_delta": {"temp:scratch": 1, "kept": 1}}
+        )
         assert event.state_delta == {"kept": 1}
         got = await service.get_session("alice", "s1")
         assert got is not None
@@ -82,9 +88,17 @@ class StateTests:
 
     async def test_none_deletes_a_key_in_every_scope(self, service: SessionHistoryService) -> None:
         """A delta value of None deletes the key, in the session, user and app scopes."""
-        await service.create_session("alice", "s1", state={"a": 1, "user:u": 1, "app:p": 1, "keep": 1})
-        await service.append(("alice", "s1"), {"role": "user", "content": "x",
-                                               "state_delta": {"a": None, "user:u": None, "app:p": None}})
+        await service.create_session(
+            "alice", "s1", state={"a": 1, "user:u": 1, "app:p": 1, "keep": 1}
+        )
+        await service.append(
+            ("alice", "s1"),
+            {
+                "role": "user",
+                "content": "x",
+                "state_delta": {"a": None, "user:u": None, "app:p": None},
+            },
+        )
         got = await service.get_session("alice", "s1")
         assert got is not None and got.state == {"keep": 1}
         assert await service.get_user_state("alice") == {}
@@ -93,10 +107,13 @@ class StateTests:
     async def test_deltas_apply_in_event_order(self, service: SessionHistoryService) -> None:
         """Within one append, later events' deltas win over earlier ones."""
         await service.create_session("alice", "s1")
-        await service.append(("alice", "s1"), [
-            {"role": "user", "content": "1", "state_delta": {"k": 1, "user:k": 1}},
-            {"role": "user", "content": "2", "state_delta": {"k": 2, "user:k": 2}},
-        ])
+        await service.append(
+            ("alice", "s1"),
+            [
+                {"role": "user", "content": "1", "state_delta": {"k": 1, "user:k": 1}},
+                {"role": "user", "content": "2", "state_delta": {"k": 2, "user:k": 2}},
+            ],
+        )
         got = await service.get_session("alice", "s1")
         assert got is not None and got.state == {"k": 2, "user:k": 2}
 
@@ -110,7 +127,7 @@ class StateTests:
         assert s.state == {"app:a": 1, "app:c": 3, "user:x": [1]}
 
     async def test_save_and_load_state_modules(self, service: SessionHistoryService) -> None:
-        """save_state stores state_dict() of each module (nested included); load_state restores it."""
+        """save_state stores each module's state_dict() (nested too); load_state restores it."""
         agent = _Module(memory=_Module())
         agent.values["name"] = "Friday"
         agent.children["memory"].values["notes"] = ["a", "b"]

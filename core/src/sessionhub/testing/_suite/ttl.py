@@ -9,7 +9,6 @@ from sessionhub.errors import SessionNotFound
 from sessionhub.service import SessionHistoryService
 from sessionhub.testing._base import FakeClock, MakeService
 
-
 TTL = 60
 
 
@@ -42,9 +41,12 @@ class TTLTests:
             clock.advance(TTL * 0.7)
             got = await service.get_session("alice", "s1")
             assert got is not None
-        assert got.expires_at is not None and got.expires_at > clock.now
+        assert got is not None and got.expires_at is not None
+        assert got.expires_at > clock.now
 
-    async def test_appends_extend_the_ttl(self, make_service: MakeService, clock: FakeClock) -> None:
+    async def test_appends_extend_the_ttl(
+        self, make_service: MakeService, clock: FakeClock
+    ) -> None:
         """Each append pushes expires_at forward (sliding TTL)."""
         service = make_service(session_ttl=TTL)
         s = await service.create_session("alice", "s1")

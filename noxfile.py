@@ -1,0 +1,58 @@
+"""Every development task: `nox -l` lists them; `nox` runs lint, typecheck and tests."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import nox
+
+nox.needs_version = ">=2024.10.9"
+nox.options.default_venv_backend = "uv|virtualenv"
+nox.options.error_on_missing_interpreters = False
+nox.options.sessions = ["lint", "typecheck", "tests"]
+
+ROOT = Path(__file__).parent
+PACKAGES = [
+    "core",
+    *sorted(str(p.parent.relative_to(ROOT)) for p in ROOT.glob("plugins/*/pyproject.toml")),
+]
+# uv must never try to download an interpreter: sessions run on the one nox runs on.
+os.environ.setdefault("UV_PYTHON_DOWNLOADS", "never")
+
+
+def _sync(session: nox.Session, *groups: str) -> None:
+    """Install the whole workspace (every package, editable) from uv.lock into the session venv."""
+    args = ["uv", "sync", "--locked", "--all-packages", f"--python={session.virtualenv.location}"]
+    for group in groups:
+        args += ["--group", group]
+    session.run_install(
+        *args, env={"UV_PROJECT_ENVIRONMENT": session.virtualenv.location}, external=True
+    )
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Run every test: core, cross-package, and each backend's conformance and own tests."""
+    _sync(session, "dev")
+    session.run(
+        "python", "-c", "import sys, sqlite3; print(sys.version, 'sqlite', sqlite3.sqlite_version)"
+    )
+    session.run("pytest", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """Check style with ruff (lint and format) and that uv.lock is current."""
+    session.install("ruff")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+    session.run("uv", "lock", "--check", external=True)
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """Type-check every package's src/ with mypy --strict, one package at a time."""
+    _sync(session, "dev")
+    for package in PACKAGES:
+        session.run("mypy", "--strict", f"{package}/src")
