@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest_asyncio
-from sessionhub_sqlite.backend import SQLiteBackend
 
 from sessionhub.testing import BackendConformance
+from sessionhub_sqlite.backend import SQLiteBackend
 
 
 class TestSQLiteConformance(BackendConformance):
