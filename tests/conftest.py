@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["pytester"]
+
 
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch, tmp_path):
@@ -55,19 +57,3 @@ def site(tmp_path, monkeypatch):
     yield s
     for name in s.modules:
         sys.modules.pop(name, None)
-
-
-BACKEND_PLUGIN = """
-from sessionhub import BackendInfo, hookimpl
-
-@hookimpl
-def sessionhub_register_backends():
-    return BackendInfo(name={name!r}, factory="sessionhub_memory.backend:MemoryBackend",
-                       settings_model="sessionhub_memory.backend:MemorySettings",
-                       url_schemes={schemes!r})
-"""
-
-
-def backend_plugin(name: str, schemes: tuple[str, ...] = ()) -> str:
-    """Source of a plugin module registering a memory-backed backend called ``name``."""
-    return BACKEND_PLUGIN.format(name=name, schemes=schemes)

@@ -3,10 +3,24 @@
 from __future__ import annotations
 
 import pytest
-from conftest import backend_plugin
 
 from sessionhub import BackendRegistry, PluginLoadError, SessionHistoryService, get_plugin_manager
 from sessionhub.errors import ConfigError
+
+BACKEND_PLUGIN = """
+from sessionhub import BackendInfo, hookimpl
+
+@hookimpl
+def sessionhub_register_backends():
+    return BackendInfo(name={name!r}, factory="sessionhub_memory.backend:MemoryBackend",
+                       settings_model="sessionhub_memory.backend:MemorySettings",
+                       url_schemes={schemes!r})
+"""
+
+
+def backend_plugin(name: str, schemes: tuple[str, ...] = ()) -> str:
+    """Source of a plugin module registering a memory-backed backend called ``name``."""
+    return BACKEND_PLUGIN.format(name=name, schemes=schemes)
 
 
 def registry(**kwargs) -> BackendRegistry:
