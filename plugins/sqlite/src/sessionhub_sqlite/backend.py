@@ -107,7 +107,10 @@ class SQLiteSettings(BackendSettings):
                 "set either url or path, not both (url = 'sqlite:///file.db' is path = 'file.db')"
             )
         if self.url is not None:
-            database_path(self.url.get_secret_value())
+            try:
+                database_path(self.url.get_secret_value())
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from exc
         return self
 
 
