@@ -471,10 +471,11 @@ class SessionHistoryService:
             return []
         now = self._clock()
         _stamp(batch, now)
-        ctx = AppendContext(self.app_name, key.user_id, key.session_id, batch)
-        await call_hook(self.plugin_manager, "sessionhub_before_append", ctx=ctx)
-        batch = to_events(ctx.events)  # a hook may have added dicts or strings
-        _stamp(batch, now)
+        if self.plugin_manager.hook.sessionhub_before_append.get_hookimpls():
+            ctx = AppendContext(self.app_name, key.user_id, key.session_id, batch)
+            await call_hook(self.plugin_manager, "sessionhub_before_append", ctx=ctx)
+            batch = to_events(ctx.events)  # a hook may have added dicts or strings
+            _stamp(batch, now)
         deltas = self._check_events(batch)
         if not batch:
             return []
