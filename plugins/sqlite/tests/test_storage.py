@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from datetime import datetime, timedelta, timezone
 
@@ -249,3 +250,51 @@ async def test_newer_schema_is_refused(db_path):
     conn.close()
     with pytest.raises(ConfigError, match="schema version 99"):
         await SQLiteBackend(path=db_path).open()
+
+
+async def test_purge_works_in_batches(db_path, make_service):
+    clock = FakeClock()
+    async with make_service(clock=clock, session_ttl=60) as svc:
+        for n in range(250):
+            await svc.create_session("alice", f"s{n}")
+        await svc.append(("alice", "s7"), ["a", "b"])
+        clock.advance(61)
+        await svc.create_session("alice", "live")
+        assert await svc.purge_expired() == 250
+    assert _rows(db_path, "SELECT session_id FROM sessions") == [("live",)]
+    assert _rows(db_path, "SELECT count(*) FROM events") == [(0,)]
+
+
+async def test_writer_waits_for_another_connections_write_lock(db_path, make_service):
+    async with make_service() as svc:
+        await svc.create_session("alice", "s1")
+        holder = sqlite3.connect(db_path, isolation_level=None)
+        try:
+            holder.execute("BEGIN IMMEDIATE")
+            pending = asyncio.ensure_future(svc.append(("alice", "s1"), "waited"))
+            await asyncio.sleep(0.05)
+            assert not pending.done()
+            holder.execute("COMMIT")
+            stored = await pending
+        finally:
+            holder.close()
+        assert stored[0].seq == 1
+
+
+async def test_write_lock_held_past_busy_timeout_is_backend_unavailable(db_path, make_service):
+    backend = SQLiteBackend(SQLiteSettings(path=db_path, busy_timeout=0.1))
+    async with make_service(backend) as svc:
+        await svc.create_session("alice", "s1")
+        holder = sqlite3.connect(db_path, isolation_level=None)
+        try:
+            holder.execute("BEGIN IMMEDIATE")
+            with pytest.raises(BackendUnavailable, match="locked") as caught:
+                await svc.append(("alice", "s1"), "never")
+            assert isinstance(caught.value.__cause__, sqlite3.OperationalError)
+            holder.execute("ROLLBACK")
+        finally:
+            holder.close()
+        got = await svc.get_session("alice", "s1")
+        assert got is not None
+        assert got.last_seq == 0
+        assert (await svc.append(("alice", "s1"), "now"))[0].seq == 1

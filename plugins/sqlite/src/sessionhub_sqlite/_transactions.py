@@ -459,12 +459,21 @@ def _scopes(
     )
 
 
-def purge_expired(conn: sqlite3.Connection, now: datetime) -> int:
-    """Delete expired sessions (their events cascade) and expired states; return the count."""
-    cutoff = (to_micros(now),)
-    removed = 0
-    for table in ("sessions", "app_state", "user_state"):
-        removed += conn.execute(
-            f"DELETE FROM {table} WHERE expires_at IS NOT NULL AND expires_at <= ?", cutoff
+def purge_expired(conn: sqlite3.Connection, now: datetime, batch: int) -> tuple[int, int]:
+    """Delete up to ``batch`` expired sessions (their events cascade) and every expired state.
+
+    Return how many sessions and how many states were removed; fewer than
+    ``batch`` sessions means no expired session is left.
+    """
+    cutoff = to_micros(now)
+    sessions: int = conn.execute(
+        "DELETE FROM sessions WHERE pk IN (SELECT pk FROM sessions "
+        "WHERE expires_at IS NOT NULL AND expires_at <= ? LIMIT ?)",
+        (cutoff, batch),
+    ).rowcount
+    states = 0
+    for table in ("app_state", "user_state"):
+        states += conn.execute(
+            f"DELETE FROM {table} WHERE expires_at IS NOT NULL AND expires_at <= ?", (cutoff,)
         ).rowcount
-    return removed
+    return sessions, states

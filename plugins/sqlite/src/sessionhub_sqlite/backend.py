@@ -69,6 +69,7 @@ MEMORY = ":memory:"
 
 _SCHEMES = ("sqlite", "sqlite+aiosqlite")
 _BUSY_RETRIES = 5
+_PURGE_BATCH = 100
 _BUSY_CODES = frozenset({5, 6, 261, 517})  # SQLITE_BUSY, _LOCKED, _BUSY_RECOVERY, _BUSY_SNAPSHOT
 
 
@@ -389,5 +390,16 @@ class SQLiteBackend(Backend):
         )
 
     async def purge_expired(self, now: datetime) -> int:
-        """Delete expired sessions (events cascade) and expired states; return the count."""
-        return await self._transaction(_transactions.purge_expired, now, write=True)
+        """Delete expired sessions (events cascade) and expired states; return the count.
+
+        Sessions go in batches, one short transaction each, so that other writers
+        never wait long for the write lock.
+        """
+        total = 0
+        while True:
+            sessions, states = await self._transaction(
+                _transactions.purge_expired, now, _PURGE_BATCH, write=True
+            )
+            total += sessions + states
+            if sessions < _PURGE_BATCH:
+                return total
