@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import random
 import statistics
 import tempfile
 import time
@@ -125,6 +126,7 @@ async def run(
             "last20@10000": lambda: service.get_session(USER, "read-10000", last_n=20),
         }
         names = list(workloads)
+        chance = random.Random(0)
         samples: dict[str, list[float]] = {name: [] for name in names}
         warmup = max(50, iterations // 10)
         for index in range(warmup + iterations):
@@ -133,8 +135,8 @@ async def run(
                 for session_id in small + backend_small:
                     await service.delete_session(USER, session_id)
                     await _fill(service, session_id, 10)
-            start = index % len(names)
-            for name in names[start:] + names[:start]:
+            chance.shuffle(names)
+            for name in names:
                 began = time.perf_counter()
                 await workloads[name]()
                 elapsed = time.perf_counter() - began

@@ -102,6 +102,7 @@ _SESSION_COLUMNS = (
     "pk, session_id, app_name, user_id, parent_id, root_id, depth, created_at, updated_at, "
     "expires_at, state, metadata, event_count, last_seq"
 )
+_SESSION_PLACEHOLDERS = ", ".join("?" * len(_SESSION_COLUMNS.split(",")))
 
 
 def _live(expires_at: int | None, now: int) -> bool:
@@ -169,7 +170,7 @@ def create_session(
         0,
     )
     cursor = conn.execute(
-        f"INSERT INTO sessions ({_SESSION_COLUMNS}) VALUES ({', '.join('?' * len(row))})",
+        f"INSERT INTO sessions ({_SESSION_COLUMNS}) VALUES ({_SESSION_PLACEHOLDERS})",
         row,
     )
     _update_scopes(conn, key, deltas.app, deltas.user, expiry)

@@ -70,6 +70,7 @@ MEMORY = ":memory:"
 _SCHEMES = ("sqlite", "sqlite+aiosqlite")
 _BUSY_RETRIES = 5
 _PURGE_BATCH = 100
+_MINIMUM_SQLITE = (3, 24, 0)  # upsert (INSERT ... ON CONFLICT)
 _BUSY_CODES = frozenset({5, 6, 261, 517})  # SQLITE_BUSY, _LOCKED, _BUSY_RECOVERY, _BUSY_SNAPSHOT
 
 
@@ -223,6 +224,12 @@ class SQLiteBackend(Backend):
 
     async def _connect(self) -> aiosqlite.Connection:
         settings = self.settings
+        if sqlite3.sqlite_version_info < _MINIMUM_SQLITE:
+            raise ConfigError(
+                f"The SQLite backend needs SQLite {'.'.join(map(str, _MINIMUM_SQLITE))} or "
+                f"newer; this Python links SQLite {sqlite3.sqlite_version}. Use a Python "
+                "built with a newer SQLite."
+            )
         try:
             connection = await aiosqlite.connect(
                 self.path, isolation_level=None, timeout=settings.busy_timeout
