@@ -3,13 +3,17 @@
 Threading: an aiosqlite connection owns one worker thread and runs every call
 on it, one call at a time. Each primitive here is a single synchronous
 function (see :mod:`sessionhub_sqlite._transactions`) handed to that thread
-whole, ``BEGIN`` to ``COMMIT``, instead of one hand-over per statement. A
-hand-over costs more than a short SQLite statement, so an append that runs
-six statements in one hand-over is cheaper than the three hand-overs of a bare
-``BEGIN IMMEDIATE; INSERT; COMMIT`` issued statement by statement through the
-public aiosqlite API (``bench_append.py`` measures both). aiosqlite has no
+whole, ``BEGIN`` to ``COMMIT``, instead of one hand-over per statement: a
+hand-over (wake the thread, wake the event loop with the result) costs more
+than the few microseconds of a short SQLite statement, so an append of six
+statements in one hand-over costs about what a bare ``BEGIN IMMEDIATE; INSERT;
+COMMIT`` costs through the public aiosqlite API in three, where six hand-overs
+would cost twice as much (``bench_append.py`` measures it). aiosqlite has no
 public call for running a function on its thread, so :func:`_on_thread` uses
-its ``Connection._execute``, which every aiosqlite release since 0.17 has.
+``Connection._execute``, which every aiosqlite release since 0.17 has. A
+private thread pool of one worker would do the same job without aiosqlite, but
+measured slower: ``loop.run_in_executor`` hands over through more machinery
+than aiosqlite's queue.
 
 Durability: WAL journal with ``synchronous=NORMAL`` by default. A committed
 append survives the process being killed at any moment; after a power loss or
