@@ -10,13 +10,14 @@ import nox
 nox.needs_version = ">=2024.10.9"
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.error_on_missing_interpreters = False
-nox.options.sessions = ["lint", "typecheck", "tests"]
+nox.options.sessions = ["lint", "typecheck", "tests", "example", "docs"]
 
 ROOT = Path(__file__).parent
 PACKAGES = [
     "core",
     *sorted(str(p.parent.relative_to(ROOT)) for p in ROOT.glob("plugins/*/pyproject.toml")),
 ]
+EXAMPLES = sorted(p.parent.name for p in ROOT.glob("docs/examples/*/pyproject.toml"))
 # uv must never try to download an interpreter: sessions run on the one nox runs on.
 os.environ.setdefault("UV_PYTHON_DOWNLOADS", "never")
 
@@ -48,6 +49,28 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     session.run("uv", "lock", "--check", external=True)
+
+
+@nox.session(venv_backend="venv")
+@nox.parametrize("example", EXAMPLES)
+def example(session: nox.Session, example: str) -> None:
+    """Install an example plugin with plain pip into a fresh venv, list it, run its tests."""
+    path = f"docs/examples/{example}"
+    session.install("./core", "./plugins/memory", f"./{path}[test]", "mypy")
+    name = example.removeprefix("sessionhub-")
+    listing = session.run("sessionhub", "plugins", "--json", silent=True)
+    if f'"name": "{name}"' not in str(listing):
+        session.error(f"sessionhub plugins does not list {name!r} after pip install ./{path}")
+    session.run("sessionhub", "backends")
+    session.run("pytest", path, "-p", "no:cacheprovider")
+    session.run("mypy", "--strict", f"{path}/src")
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Build the documentation site in strict mode (any warning fails)."""
+    _sync(session, "dev", "docs")
+    session.run("mkdocs", "build", "--strict", *session.posargs, env={"NO_MKDOCS_2_WARNING": "1"})
 
 
 @nox.session

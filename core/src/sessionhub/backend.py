@@ -17,7 +17,7 @@ from datetime import datetime
 from enum import Enum
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from sessionhub.models import Event, Session
 
@@ -73,7 +73,9 @@ class BackendSettings(BaseModel):
     """
 
     model_config = ConfigDict(extra="forbid")
-    url: SecretStr | None = None
+    url: SecretStr | None = Field(
+        default=None, description="The backend's storage URL (the top-level url setting fills it)."
+    )
 
 
 @dataclass
@@ -205,7 +207,7 @@ class Backend(abc.ABC):
     """A storage backend: the atomic primitives the service is built on.
 
     Subclass it, declare ``capabilities``, implement the abstract methods and run
-    the conformance suite (:mod:`sessionhub.testing`). ``open`` and ``close``
+    the conformance suite (``sessionhub.testing``). ``open`` and ``close``
     must be idempotent; a backend is an async context manager.
     """
 
@@ -233,7 +235,7 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     async def ping(self) -> None:
-        """Check the storage answers; raise :class:`~sessionhub.BackendUnavailable` if not."""
+        """Check the storage answers; raise ``BackendUnavailable`` if not."""
 
     @abc.abstractmethod
     async def create_session(
@@ -242,7 +244,7 @@ class Backend(abc.ABC):
         """Store a new session with ``session.state`` as its session state.
 
         ``deltas.app`` / ``deltas.user`` are applied to the wider scopes in the same
-        transaction. Raise :class:`~sessionhub.SessionExists` if a live session
+        transaction. Raise ``SessionExists`` if a live session
         with this key exists (an expired one is replaced).
         """
 
@@ -276,9 +278,9 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     async def append(self, request: AppendRequest) -> AppendResult:
-        """Store events atomically (see :class:`AppendRequest`).
+        """Store events atomically (see ``AppendRequest``).
 
-        Raise :class:`~sessionhub.SessionNotFound` if the session is absent or expired.
+        Raise ``SessionNotFound`` if the session is absent or expired.
         """
 
     @abc.abstractmethod
@@ -292,7 +294,7 @@ class Backend(abc.ABC):
         """Apply state deltas and a metadata delta (``None`` deletes) without an event.
 
         Bumps ``updated_at`` and the expiry times. Raise
-        :class:`~sessionhub.SessionNotFound` if the session is absent or expired.
+        ``SessionNotFound`` if the session is absent or expired.
         The returned session carries no events.
         """
 
@@ -343,5 +345,5 @@ def event_to_json(event: Event) -> str:
 
 
 def event_from_json(data: str | bytes) -> Event:
-    """Rebuild an event from the JSON text made by :func:`event_to_json`."""
+    """Rebuild an event from the JSON text made by ``event_to_json``."""
     return Event.model_validate_json(data)

@@ -1,7 +1,7 @@
 """The one exception hierarchy of sessionhub.
 
 Every error raised on purpose by the core, a backend or the CLI is a
-:class:`SessionHubError`. Messages say what failed, for which name, what was
+``SessionHubError``. Messages say what failed, for which name, what was
 expected and what to do next; the underlying cause is always chained.
 """
 

@@ -6,7 +6,7 @@ plain functions or ``async def``: the service calls them one at a time in
 pluggy's call order (last registered first, adjusted by ``tryfirst`` /
 ``trylast``) and awaits each result that is awaitable before calling the next.
 ``wrapper=True`` implementations are not supported on these hooks (they could
-not await); use :func:`sessionhub_wrap_backend` to wrap storage.
+not await); use ``sessionhub_wrap_backend`` to wrap storage.
 
 Implement a hook with the marker::
 
@@ -43,7 +43,7 @@ hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 
 @dataclass
 class AppendContext:
-    """What :func:`sessionhub_before_append` receives; rewrite ``events`` in place."""
+    """What ``sessionhub_before_append`` receives; rewrite ``events`` in place."""
 
     app_name: str
     """The app the session belongs to."""
@@ -63,7 +63,7 @@ def sessionhub_register_backends() -> BackendInfo | Sequence[BackendInfo] | None
     """Return the storage backends this plugin provides.
 
     Called when a plugin manager is built, to fill the backend registry.
-    ``factory`` and ``settings_model`` of each :class:`~sessionhub.BackendInfo`
+    ``factory`` and ``settings_model`` of each ``BackendInfo``
     may be ``"package.module:Name"`` strings so that the driver is imported only
     when the backend is selected. Two plugins registering the same name is an
     error that names both.
@@ -81,7 +81,7 @@ def sessionhub_wrap_backend(backend: Backend, settings: SessionHubSettings) -> B
 
     :param backend: The backend built so far.
     :param settings: The resolved settings of the service being built.
-    :returns: A :class:`~sessionhub.Backend`, or ``None`` to leave it as it is.
+    :returns: A ``Backend``, or ``None`` to leave it as it is.
     """
 
 
@@ -94,10 +94,10 @@ def sessionhub_before_append(ctx: AppendContext) -> Awaitable[None] | None:
 
     Called by ``append`` after the input is normalised and before it is
     validated and stored. Rewrite ``ctx.events`` in place (change an event, or
-    replace, add or remove list items); raise :class:`~sessionhub.InvalidInput`
+    replace, add or remove list items); raise ``InvalidInput``
     to reject the whole append, in which case nothing is written.
 
-    :param ctx: The :class:`AppendContext` of this append.
+    :param ctx: The ``AppendContext`` of this append.
     """
 
 

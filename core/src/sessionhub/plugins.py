@@ -1,6 +1,6 @@
 """Building the plugin manager: entry-point loading, load-only and disable lists, built-ins.
 
-Nothing happens at import time: :func:`get_plugin_manager` builds a fresh
+Nothing happens at import time: ``get_plugin_manager`` builds a fresh
 manager each time it is called. A plugin that fails to import is recorded in
 ``broken`` with its distribution and chained error instead of stopping the
 load; it breaks only a service that selects one of its backends.

@@ -55,7 +55,7 @@ Clock = Callable[[], datetime]
 """A function returning the current UTC-aware time."""
 
 EventInput = Union[Event, str, Mapping[str, Any], Any]  # noqa: UP007 -- a runtime alias on 3.10
-"""What ``append`` accepts for one event (see :func:`SessionHistoryService.append`)."""
+"""What ``append`` accepts for one event (see ``SessionHistoryService.append``)."""
 
 MAX_PAGE_SIZE = 1000
 SNAPSHOT_PREFIX = "snapshot:"
@@ -86,11 +86,11 @@ class SessionHistoryService:
 
     ``SessionHistoryService()`` reads the settings (constructor arguments >
     environment > ``.env`` > ``sessionhub.toml`` > ``pyproject.toml`` >
-    defaults) and builds the selected backend. Pass a :class:`Backend` instance
+    defaults) and builds the selected backend. Pass a ``Backend`` instance
     to use it directly. Use it as an async context manager, or call
-    :meth:`start` / :meth:`stop`; any operation starts it on demand.
+    ``start`` / ``stop``; any operation starts it on demand.
 
-    :param backend: A backend name, a :class:`Backend` instance, or ``None``.
+    :param backend: A backend name, a ``Backend`` instance, or ``None``.
     :param url: A storage URL whose scheme selects the backend.
     :param settings: Resolved settings to use as they are (no sources are read).
     :param plugin_manager: The plugin manager; default: the installed plugins.
@@ -261,7 +261,7 @@ class SessionHistoryService:
         ``state`` keys prefixed ``app:`` / ``user:`` update those scopes; ``temp:``
         keys are dropped. A blank ``session_id`` gets a generated one. With
         ``parent`` (a session or its id, same user), the new session is its child.
-        Raises :class:`~sessionhub.SessionExists` if the id is taken.
+        Raises ``SessionExists`` if the id is taken.
         """
         user_id = self._user(user_id)
         session_id = self._session_id_or_new(session_id)
@@ -384,7 +384,7 @@ class SessionHistoryService:
 
         ``None`` values delete keys; ``app:`` / ``user:`` state keys update those
         scopes. Returns the session without events. Raises
-        :class:`~sessionhub.SessionNotFound` if it is absent or expired.
+        ``SessionNotFound`` if it is absent or expired.
         """
         key = self._key(user_id, session_id)
         deltas = self._state_deltas(state, "state")
@@ -446,13 +446,13 @@ class SessionHistoryService:
     ) -> list[Event]:
         """Append one event or a list of events atomically; return them as stored, with ``seq``.
 
-        An event may be an :class:`Event`, a string (a user message), a dict in
+        An event may be an ``Event``, a string (a user message), a dict in
         this library's, OpenAI's or AgentScope's shape, or an object with
         ``to_dict()`` / ``model_dump()``. Missing ids and timestamps are filled
         in. Each event's ``state_delta`` is applied with it. Re-appending an id
         already stored returns the stored event and changes nothing. When
-        ``session`` is a :class:`Session`, it is updated in place.
-        Raises :class:`~sessionhub.SessionNotFound` if the session is absent or expired.
+        ``session`` is a ``Session``, it is updated in place.
+        Raises ``SessionNotFound`` if the session is absent or expired.
         """
         if isinstance(session, Session):
             key = self._key(session.user_id, session.id)
@@ -609,10 +609,10 @@ class SessionHistoryService:
     async def load_state(
         self, user_id: str, session_id: str, *, allow_not_exist: bool = True, **modules: StateModule
     ) -> None:
-        """Restore modules saved by :meth:`save_state` with ``load_state_dict``.
+        """Restore modules saved by ``save_state`` with ``load_state_dict``.
 
         A missing session is ignored when ``allow_not_exist`` (the default),
-        else :class:`~sessionhub.SessionNotFound`. A module with no saved state
+        else ``SessionNotFound``. A module with no saved state
         is left as it is.
         """
         session = await self.get_session(user_id, session_id, last_n=0)
@@ -708,7 +708,7 @@ class Conversation:
         self.service = service
         """The service the conversation stores into."""
         self.session = session
-        """The session, updated in place by :meth:`append`."""
+        """The session, updated in place by ``append``."""
 
     @property
     def history(self) -> list[Event]:
@@ -721,7 +721,7 @@ class Conversation:
         return self.session.state
 
     async def append(self, *events: EventInput) -> list[Event]:
-        """Append events (see :meth:`SessionHistoryService.append`) and add them to ``history``."""
+        """Append events (see ``SessionHistoryService.append``) and add them to ``history``."""
         return await self.service.append(self.session, list(events))
 
 

@@ -165,7 +165,7 @@ class SessionHubSettings(BaseSettings):
         """Settings from ``values`` and defaults only: no environment, no files.
 
         For tests and for code that must not depend on the process's configuration.
-        Raises :class:`~sessionhub.ConfigError` like :func:`load_settings`.
+        Raises ``ConfigError`` like ``load_settings``.
         """
         try:
             return _IsolatedSettings(**values)
@@ -307,7 +307,7 @@ def _maybe_json(value: str) -> Any:
 def load_settings(**overrides: Any) -> SessionHubSettings:
     """Resolve the settings from every source; constructor ``overrides`` win.
 
-    Raises :class:`~sessionhub.ConfigError` naming the setting and the rule it broke.
+    Raises ``ConfigError`` naming the setting and the rule it broke.
     """
     try:
         return SessionHubSettings(**overrides)

@@ -1,6 +1,6 @@
 """The conformance suite: every rule of the sessionhub contract as ordinary pytest tests.
 
-A backend author subclasses :class:`BackendConformance` and overrides one
+A backend author subclasses ``BackendConformance`` and overrides one
 fixture, ``backend``, which yields an opened, EMPTY backend (and cleans up
 after the ``yield``)::
 
