@@ -103,17 +103,19 @@ async def test_killed_writer_loses_no_acknowledged_event(db_path):
     acknowledged = 0
     for _ in range(20):
         writer = _writer("forever", db_path, KEY.session_id)
-        assert writer.stdout is not None
+        assert writer.stdout is not None and writer.stderr is not None
         try:
             for _ in range(chance.randint(1, 60)):
                 line = writer.stdout.readline()
-                assert line, writer.stderr.read() if writer.stderr else ""
+                assert line, writer.stderr.read()
                 acknowledged = int(line)
         finally:
             writer.send_signal(signal.SIGKILL)
-            out, _ = writer.communicate()
-        # Acknowledgements still in the pipe when the writer died count too.
-        acknowledged = max([acknowledged, *map(int, out.split())])
+            # Read what is left through the same buffered reader: lines it has
+            # already pulled from the pipe are acknowledgements too.
+            rest = writer.stdout.read()
+            writer.communicate()
+        acknowledged = max([acknowledged, *map(int, rest.split())])
         assert writer.returncode == -signal.SIGKILL
 
         session = await _read_all(db_path)
