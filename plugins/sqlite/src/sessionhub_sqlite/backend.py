@@ -273,11 +273,26 @@ class SQLiteBackend(Backend):
     # --- running transactions ---------------------------------------------------------
 
     def _unavailable(self, what: str, exc: sqlite3.Error) -> BackendUnavailable:
-        return BackendUnavailable(
-            f"The SQLite database {self.path!r} {what}: {exc}. Check that its directory "
-            "exists and is writable, that the path is a file, and that no other program "
-            "holds a long write lock on it."
-        )
+        message = str(exc)
+        if _is_busy(exc):
+            advice = (
+                f"Another connection held the write lock for longer than busy_timeout "
+                f"({self.settings.busy_timeout:g}s): find the long transaction, or raise "
+                "[sqlite] busy_timeout."
+            )
+        elif "unable to open" in message:
+            advice = (
+                "Check that the directory exists and is writable, and that the path names a "
+                "file, not a directory (set [sqlite] path or url = sqlite:///file.db)."
+            )
+        elif "not a database" in message or "malformed" in message:
+            advice = (
+                "The file is not a usable SQLite database: point [sqlite] path at another "
+                "file, or restore this one from a backup."
+            )
+        else:
+            advice = "Check the file, its directory and the disk."
+        return BackendUnavailable(f"The SQLite database {self.path!r} {what}: {message}. {advice}")
 
     async def _retrying(
         self, connection: aiosqlite.Connection, work: Callable[[sqlite3.Connection], T]
