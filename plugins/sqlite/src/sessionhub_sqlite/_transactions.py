@@ -224,7 +224,7 @@ def list_sessions(
     parent_id: str | None,
     now: datetime,
 ) -> list[Session]:
-    """One keyset page of a user's live sessions, ``(updated_at, id)`` descending."""
+    """Return one keyset page of a user's live sessions, ``(updated_at, id)`` descending."""
     sql = (
         f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE app_name = ? AND user_id = ? "
         "AND (expires_at IS NULL OR expires_at > ?)"
