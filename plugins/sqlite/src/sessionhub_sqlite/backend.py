@@ -234,11 +234,15 @@ class SQLiteBackend(Backend):
                 f"newer; this Python links SQLite {sqlite3.sqlite_version}. Use a Python "
                 "built with a newer SQLite."
             )
+        connection = aiosqlite.connect(
+            self.path, isolation_level=None, timeout=settings.busy_timeout
+        )
         try:
-            connection = await aiosqlite.connect(
-                self.path, isolation_level=None, timeout=settings.busy_timeout
-            )
+            await connection
         except sqlite3.Error as exc:
+            # After a failed connect aiosqlite stops its thread without waiting for it;
+            # a thread still finishing when the event loop closes raises in that thread.
+            await asyncio.to_thread(connection._thread.join, settings.busy_timeout)
             raise self._unavailable("cannot be opened", exc) from exc
         try:
             prepare = _prepare(settings.synchronous, round(settings.busy_timeout * 1000))
