@@ -1,0 +1,397 @@
+"""The Lua scripts: each primitive is one script, run with EVALSHA (reloaded on NOSCRIPT).
+
+Conventions shared by every script:
+
+- Times are integer microseconds since the Unix epoch, passed as decimal
+  strings; ``now`` is the service's clock (which may be a test's fake clock),
+  never the server's. A record whose stored ``exp`` is ``<= now`` is expired.
+- TTLs are relative milliseconds (``PEXPIRE``), computed by the caller from
+  ``expires_at - now``, so the server's clock is never compared with ours.
+  An empty string means "no expiry" (``PERSIST``).
+- State hashes (session state inside the session hash, user and app state)
+  hold ``s:<key>`` -> JSON text; metadata ``m:<key>`` -> JSON text. A delta is
+  a count followed by (key, JSON) pairs; an empty JSON text deletes the key.
+  No JSON is decoded in Lua.
+- The optional app-state key comes last in KEYS. It is passed on a single
+  node, so one script also applies the ``app:`` deltas; on Cluster it lives in
+  another slot and the caller applies those deltas with ``STATE`` afterwards.
+- All checks happen before the first write: Redis does not roll a script back,
+  so a script that returns early has written nothing.
+- Session and children keys are derived from ``base`` (``<prefix>{<tag>}``),
+  always in the slot of KEYS[1].
+"""
+
+from __future__ import annotations
+
+__all__ = ["APPEND", "CREATE", "GET", "LIST", "UPDATE", "DELETE", "STATE"]
+
+_COMMON = r"""
+local function esc(s)
+  return (string.gsub(s, '[^A-Za-z0-9_%.~%-]', function(c)
+    return string.format('%%%02X', string.byte(c))
+  end))
+end
+
+-- Byte-wise comparison: Lua's '<' on strings follows the server's locale.
+local function bytes_less(a, b)
+  local n = math.min(#a, #b)
+  for i = 1, n do
+    local x, y = string.byte(a, i), string.byte(b, i)
+    if x ~= y then return x < y end
+  end
+  return #a < #b
+end
+
+local function expired(exp, now)
+  return exp and exp ~= '' and tonumber(exp) <= now
+end
+
+-- Apply n (key, json) pairs from ARGV[i...] to hash h under prefix p; return the next index.
+local function apply_pairs(h, p, i, n)
+  for j = i, i + 2 * n - 1, 2 do
+    local v = ARGV[j + 1]
+    if v == '' then
+      redis.call('HDEL', h, p .. ARGV[j])
+    else
+      redis.call('HSET', h, p .. ARGV[j], v)
+    end
+  end
+  return i + 2 * n
+end
+
+local function skip_pairs(i)
+  return i + 1 + 2 * tonumber(ARGV[i])
+end
+
+-- A state hash about to be written: an expired one starts empty.
+local function state_for_write(h, now)
+  if expired(redis.call('HGET', h, 'exp'), now) then redis.call('DEL', h) end
+end
+
+-- After a write to a state hash: drop it when empty, else stamp its expiry.
+local function state_written(h, exp, ttl)
+  local has = redis.call('HEXISTS', h, 'exp')
+  if redis.call('HLEN', h) == has then
+    if has == 1 then redis.call('DEL', h) end
+    return
+  end
+  if exp == '' then
+    if has == 1 then
+      redis.call('HDEL', h, 'exp')
+      redis.call('PERSIST', h)
+    end
+  else
+    redis.call('HSET', h, 'exp', exp)
+    redis.call('PEXPIRE', h, ttl)
+  end
+end
+
+-- A sliding read of a live state hash: push its expiry.
+local function state_refresh(h, now, exp, ttl)
+  local old = redis.call('HGET', h, 'exp')
+  if expired(old, now) or redis.call('EXISTS', h) == 0 then return end
+  if exp == '' then
+    if old then
+      redis.call('HDEL', h, 'exp')
+      redis.call('PERSIST', h)
+    end
+  else
+    redis.call('HSET', h, 'exp', exp)
+    redis.call('PEXPIRE', h, ttl)
+  end
+end
+
+-- Put a session in an index (the user's, or its parent's children) and keep the
+-- index alive as long as its longest-lived session.
+local function index_touch(idx, sid, score, ttl)
+  local before = redis.call('PTTL', idx)
+  redis.call('ZADD', idx, score, sid)
+  if ttl == '' then
+    if before >= 0 then redis.call('PERSIST', idx) end
+  elseif before == -2 or (before == -1 and redis.call('ZCARD', idx) == 1)
+      or (before >= 0 and before < tonumber(ttl)) then
+    redis.call('PEXPIRE', idx, ttl)
+  end
+end
+
+-- The session's own keys get its expiry; "had" says whether they carried one.
+local function session_ttl(h, e, i, exp, ttl, had)
+  if exp ~= '' then
+    redis.call('HSET', h, 'exp', exp)
+    redis.call('PEXPIRE', h, ttl)
+    redis.call('PEXPIRE', e, ttl)
+    redis.call('PEXPIRE', i, ttl)
+  elseif had then
+    redis.call('HDEL', h, 'exp')
+    redis.call('PERSIST', h)
+    redis.call('PERSIST', e)
+    redis.call('PERSIST', i)
+  end
+end
+"""
+
+APPEND = (
+    _COMMON
+    + r"""
+-- KEYS: session hash, events, ids, user state, user index[, app state]
+-- ARGV: now, exp, ttl, event_limit, user exp, user ttl, app exp, app ttl, base, session id,
+--       event count, then per event: id, JSON without seq, session/user/app deltas
+-- Reply: {0} if the session is absent or expired, else
+--        {1, last_seq, event_count, then per event: seq, stored JSON (false if new)}
+local H, E, I, U, X, A = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local now = tonumber(ARGV[1])
+local head = redis.call('HMGET', H, 'last_seq', 'count', 'exp', 'pesc')
+if not head[1] or expired(head[3], now) then return {0} end
+local last_seq, count = tonumber(head[1]), tonumber(head[2])
+local reply = {1, 0, 0}
+local fresh, user_written, app_written = 0, false, false
+local i = 12
+for _ = 1, tonumber(ARGV[11]) do
+  local id, json = ARGV[i], ARGV[i + 1]
+  local known = redis.call('ZSCORE', I, id)
+  if known then
+    local seq = tonumber(known)
+    reply[#reply + 1] = seq
+    reply[#reply + 1] = redis.call('LINDEX', E, seq - last_seq - 1)
+    i = skip_pairs(skip_pairs(skip_pairs(i + 2)))
+  else
+    last_seq = last_seq + 1
+    count = count + 1
+    fresh = fresh + 1
+    redis.call('RPUSH', E, '{"seq":' .. last_seq .. ',' .. string.sub(json, 2))
+    redis.call('ZADD', I, last_seq, id)
+    i = apply_pairs(H, 's:', i + 3, tonumber(ARGV[i + 2]))
+    local n = tonumber(ARGV[i])
+    if n > 0 and not user_written then
+      state_for_write(U, now)
+      user_written = true
+    end
+    i = apply_pairs(U, 's:', i + 1, n)
+    n = tonumber(ARGV[i])
+    if n > 0 and not app_written then
+      state_for_write(A, now)
+      app_written = true
+    end
+    i = apply_pairs(A, 's:', i + 1, n)
+    reply[#reply + 1] = last_seq
+    reply[#reply + 1] = false
+  end
+end
+if fresh > 0 then
+  if ARGV[4] ~= '' and count > tonumber(ARGV[4]) then
+    local keep = tonumber(ARGV[4])
+    redis.call('LTRIM', E, -keep, -1)
+    redis.call('ZREMRANGEBYSCORE', I, '-inf', last_seq - keep)
+    count = keep
+  end
+  redis.call('HSET', H, 'last_seq', last_seq, 'count', count, 'upd', ARGV[1])
+  session_ttl(H, E, I, ARGV[2], ARGV[3], head[3])
+  index_touch(X, ARGV[10], ARGV[1], ARGV[3])
+  if head[4] and head[4] ~= '' then
+    index_touch(ARGV[9] .. ':c:' .. head[4], ARGV[10], ARGV[1], ARGV[3])
+  end
+  if user_written then state_written(U, ARGV[5], ARGV[6]) end
+  if app_written then state_written(A, ARGV[7], ARGV[8]) end
+end
+reply[2] = last_seq
+reply[3] = count
+return reply
+"""
+)
+
+CREATE = (
+    _COMMON
+    + r"""
+-- KEYS: session hash, events, ids, user state, user index[, app state]
+-- ARGV: now, exp, ttl, create token, user exp, user ttl, app exp, app ttl, base, session id,
+--       escaped parent id ('' for none), field count, (field, value) pairs, user delta, app delta
+-- Reply: {0} if a live session has this id; {1 or 2 (this very create ran before),
+--        user state fields, app state fields}
+local H, E, I, U, X, A = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local now = tonumber(ARGV[1])
+local old = redis.call('HMGET', H, 'last_seq', 'exp', 'ct', 'pesc')
+local status = 1
+if old[1] and not expired(old[2], now) then
+  if old[3] ~= ARGV[4] then return {0} end
+  status = 2
+else
+  if old[1] then
+    redis.call('DEL', H, E, I)
+    redis.call('ZREM', X, ARGV[10])
+    if old[4] and old[4] ~= '' then redis.call('ZREM', ARGV[9] .. ':c:' .. old[4], ARGV[10]) end
+  end
+  local n = tonumber(ARGV[12])
+  for j = 13, 12 + 2 * n, 2 do redis.call('HSET', H, ARGV[j], ARGV[j + 1]) end
+  redis.call('HSET', H, 'ct', ARGV[4], 'pesc', ARGV[11])
+  session_ttl(H, E, I, ARGV[2], ARGV[3], false)
+  index_touch(X, ARGV[10], ARGV[1], ARGV[3])
+  if ARGV[11] ~= '' then index_touch(ARGV[9] .. ':c:' .. ARGV[11], ARGV[10], ARGV[1], ARGV[3]) end
+  local i = 13 + 2 * n
+  local nu = tonumber(ARGV[i])
+  if nu > 0 then
+    state_for_write(U, now)
+    apply_pairs(U, 's:', i + 1, nu)
+    state_written(U, ARGV[5], ARGV[6])
+  end
+  i = skip_pairs(i)
+  local na = tonumber(ARGV[i])
+  if na > 0 then
+    state_for_write(A, now)
+    apply_pairs(A, 's:', i + 1, na)
+    state_written(A, ARGV[7], ARGV[8])
+  end
+end
+return {status, redis.call('HGETALL', U), A and redis.call('HGETALL', A) or {}}
+"""
+)
+
+GET = (
+    _COMMON
+    + r"""
+-- KEYS: session hash, events, ids, user state, user index[, app state]
+-- ARGV: now, refresh ('1' or ''), exp, ttl, user exp, user ttl, app exp, app ttl, base,
+--       session id, after_seq, last_n ('' for all; '0' reads no events)
+-- Reply: {0} if absent or expired, else
+--        {1, session hash fields, events (oldest first), user state fields, app state fields}
+local H, E, I, U, X, A = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local now = tonumber(ARGV[1])
+local fields = redis.call('HGETALL', H)
+if #fields == 0 then return {0} end
+local f = {}
+for j = 1, #fields, 2 do f[fields[j]] = fields[j + 1] end
+if expired(f['exp'], now) then return {0} end
+if ARGV[2] == '1' then
+  session_ttl(H, E, I, ARGV[3], ARGV[4], f['exp'])
+  index_touch(X, ARGV[10], f['upd'], ARGV[4])
+  if f['pesc'] and f['pesc'] ~= '' then
+    index_touch(ARGV[9] .. ':c:' .. f['pesc'], ARGV[10], f['upd'], ARGV[4])
+  end
+  state_refresh(U, now, ARGV[5], ARGV[6])
+  if A then state_refresh(A, now, ARGV[7], ARGV[8]) end
+end
+local events = {}
+local last_seq, count = tonumber(f['last_seq']), tonumber(f['count'])
+local lo = math.max(last_seq - count + 1, tonumber(ARGV[11]) + 1)
+if ARGV[12] ~= '' then lo = math.max(lo, last_seq - tonumber(ARGV[12]) + 1) end
+if lo <= last_seq then events = redis.call('LRANGE', E, lo - last_seq - 1, -1) end
+return {1, fields, events, redis.call('HGETALL', U), A and redis.call('HGETALL', A) or {}}
+"""
+)
+
+LIST = (
+    _COMMON
+    + r"""
+-- KEYS: an index (the user's sessions, or one session's children)
+-- ARGV: now, limit, after updated_at ('' for the first page), after session id, base,
+--       parent id ('' when listing the user's index)
+-- Reply: up to limit session hashes (field lists), (updated_at, id) descending.
+-- Entries whose session is gone, expired, or (children) re-created under another
+-- parent are removed from the index on the way.
+local idx = KEYS[1]
+local now, limit, base, parent = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[5], ARGV[6]
+local page, stale = {}, {}
+local function consider(sid)
+  local fields = redis.call('HGETALL', base .. ':h:' .. esc(sid))
+  local exp, par = nil, ''
+  for j = 1, #fields, 2 do
+    if fields[j] == 'exp' then exp = fields[j + 1] elseif fields[j] == 'parent' then
+      par = fields[j + 1]
+    end
+  end
+  if #fields == 0 or expired(exp, now) or (parent ~= '' and par ~= parent) then
+    stale[#stale + 1] = sid
+  else
+    page[#page + 1] = fields
+  end
+end
+local max = '+inf'
+if ARGV[3] ~= '' then
+  for _, sid in ipairs(redis.call('ZREVRANGEBYSCORE', idx, ARGV[3], ARGV[3])) do
+    if #page >= limit then break end
+    if bytes_less(sid, ARGV[4]) then consider(sid) end
+  end
+  max = '(' .. ARGV[3]
+end
+local batch, offset = limit + 16, 0
+while #page < limit do
+  local sids = redis.call('ZREVRANGEBYSCORE', idx, max, '-inf', 'LIMIT', offset, batch)
+  for _, sid in ipairs(sids) do
+    if #page >= limit then break end
+    consider(sid)
+  end
+  if #sids < batch then break end
+  offset = offset + batch
+end
+for _, sid in ipairs(stale) do redis.call('ZREM', idx, sid) end
+return page
+"""
+)
+
+UPDATE = (
+    _COMMON
+    + r"""
+-- KEYS: session hash, events, ids, user state, user index[, app state]
+-- ARGV: now, exp, ttl, (unused), user exp, user ttl, app exp, app ttl, base, session id,
+--       state delta, metadata delta, user delta, app delta
+-- Reply: {0} if absent or expired, else {1, session hash fields, user state, app state}
+local H, E, I, U, X, A = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local now = tonumber(ARGV[1])
+local head = redis.call('HMGET', H, 'last_seq', 'exp', 'pesc')
+if not head[1] or expired(head[2], now) then return {0} end
+local i = apply_pairs(H, 's:', 12, tonumber(ARGV[11]))
+i = apply_pairs(H, 'm:', i + 1, tonumber(ARGV[i]))
+local nu = tonumber(ARGV[i])
+if nu > 0 then
+  state_for_write(U, now)
+  apply_pairs(U, 's:', i + 1, nu)
+  state_written(U, ARGV[5], ARGV[6])
+end
+i = skip_pairs(i)
+local na = tonumber(ARGV[i])
+if na > 0 then
+  state_for_write(A, now)
+  apply_pairs(A, 's:', i + 1, na)
+  state_written(A, ARGV[7], ARGV[8])
+end
+redis.call('HSET', H, 'upd', ARGV[1])
+session_ttl(H, E, I, ARGV[2], ARGV[3], head[2])
+index_touch(X, ARGV[10], ARGV[1], ARGV[3])
+if head[3] and head[3] ~= '' then
+  index_touch(ARGV[9] .. ':c:' .. head[3], ARGV[10], ARGV[1], ARGV[3])
+end
+return {1, redis.call('HGETALL', H), redis.call('HGETALL', U),
+        A and redis.call('HGETALL', A) or {}}
+"""
+)
+
+DELETE = r"""
+-- KEYS: session hash, events, ids, user index
+-- ARGV: base, session id
+-- Reply: 1 if the session hash existed, else 0
+local H, E, I, X = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local pesc = redis.call('HGET', H, 'pesc')
+redis.call('DEL', H, E, I)
+redis.call('ZREM', X, ARGV[2])
+if not pesc then return 0 end
+if pesc ~= '' then redis.call('ZREM', ARGV[1] .. ':c:' .. pesc, ARGV[2]) end
+return 1
+"""
+
+STATE = (
+    _COMMON
+    + r"""
+-- KEYS: a state hash (a user's or an app's)
+-- ARGV: now, mode ('update' or 'refresh'), exp, ttl, delta
+-- Reply: the state hash fields after the change
+local S = KEYS[1]
+local now = tonumber(ARGV[1])
+if ARGV[2] == 'update' then
+  state_for_write(S, now)
+  apply_pairs(S, 's:', 6, tonumber(ARGV[5]))
+  state_written(S, ARGV[3], ARGV[4])
+else
+  state_refresh(S, now, ARGV[3], ARGV[4])
+end
+return redis.call('HGETALL', S)
+"""
+)
