@@ -1,0 +1,264 @@
+"""The floors: what one append costs through the raw driver, with the backend's settings.
+
+One floor per kind of storage, each storing the same ~500-byte event JSON:
+
+- memory: a Python ``list.append``;
+- sqlite: ``BEGIN IMMEDIATE; INSERT; COMMIT`` through the public aiosqlite API,
+  WAL, with the sqlite backend's default ``synchronous``, on a file of its own
+  (a commit from another connection would empty the backend's page cache);
+- redis: one redis-py ``RPUSH`` round trip to the same server;
+- mongodb: one PyMongo async ``insert_one`` to the same server, with the
+  backend's default write concern.
+
+The workloads take a floor sample beside each append sample (see
+:func:`benchmarks.timing.measure_paired`).
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import importlib.util
+from pathlib import Path
+from typing import Any, ClassVar
+
+from benchmarks.payload import Turn
+from benchmarks.servers import Server
+
+__all__ = [
+    "Floor",
+    "ListAppendFloor",
+    "SQLiteInsertFloor",
+    "RedisPushFloor",
+    "MongoInsertFloor",
+    "make_floors",
+    "event_json",
+]
+
+
+def event_json(turn: Turn) -> str:
+    """The JSON text a sessionhub backend stores for ``turn``."""
+    from sessionhub import Event, TextPart, ToolCallPart
+    from sessionhub.backend import event_to_json
+
+    event = Event(
+        id=turn.call_id,
+        seq=1,
+        role="assistant",
+        content=[
+            TextPart(text=turn.text),
+            ToolCallPart(id=turn.call_id, name=turn.tool_name, arguments=turn.arguments),
+        ],
+        timestamp=turn.timestamp,
+    )
+    return event_to_json(event)
+
+
+class Floor(abc.ABC):
+    """One raw-driver append, repeated: the least an append to this storage can cost."""
+
+    storage: ClassVar[str]
+    """The storage kind this floor is for (``memory``, ``sqlite``, ``redis``, ``mongodb``)."""
+
+    def __init__(self, row: str) -> None:
+        self.row = row
+        """The event JSON each sample stores."""
+
+    @property
+    @abc.abstractmethod
+    def label(self) -> str:
+        """What the floor does, with its settings, for the report."""
+
+    async def open(self) -> None:  # noqa: B027 -- most floors have nothing to open
+        """Connect and prepare the table, key or collection."""
+
+    async def close(self) -> None:  # noqa: B027 -- most floors have nothing to close
+        """Remove what the floor wrote and disconnect."""
+
+    @abc.abstractmethod
+    async def once(self, index: int) -> None:
+        """Store the row once."""
+
+
+class ListAppendFloor(Floor):
+    """A Python ``list.append`` of the event JSON: the floor for the memory backend."""
+
+    storage = "memory"
+
+    def __init__(self, row: str) -> None:
+        super().__init__(row)
+        self._items: list[str] = []
+
+    @property
+    def label(self) -> str:
+        """What the floor does."""
+        return "Python list.append"
+
+    async def once(self, index: int) -> None:
+        """Append the row."""
+        self._items.append(self.row)
+
+
+def sqlite_default_synchronous() -> str:
+    """The sqlite backend's default ``synchronous`` (``NORMAL`` when it is not installed)."""
+    try:
+        from sessionhub_sqlite.backend import SQLiteSettings
+    except ImportError:
+        return "NORMAL"
+    return str(SQLiteSettings().synchronous)
+
+
+class SQLiteInsertFloor(Floor):
+    """``BEGIN IMMEDIATE; INSERT; COMMIT`` through aiosqlite on a WAL file of its own."""
+
+    storage = "sqlite"
+
+    def __init__(self, row: str, path: Path, synchronous: str) -> None:
+        super().__init__(row)
+        self.path = path
+        self.synchronous = synchronous
+        self._connection: Any = None
+
+    @property
+    def label(self) -> str:
+        """What the floor does, with its journal and sync settings."""
+        return (
+            "aiosqlite BEGIN IMMEDIATE; INSERT; COMMIT "
+            f"(WAL, synchronous={self.synchronous}, own file)"
+        )
+
+    async def open(self) -> None:
+        """Open the file in WAL mode and create the table."""
+        import aiosqlite
+
+        self._connection = await aiosqlite.connect(self.path, isolation_level=None)
+        await self._connection.execute("PRAGMA journal_mode = WAL")
+        await self._connection.execute(f"PRAGMA synchronous = {self.synchronous}")
+        await self._connection.execute(
+            "CREATE TABLE IF NOT EXISTS raw_events (id INTEGER PRIMARY KEY, data TEXT NOT NULL)"
+        )
+
+    async def close(self) -> None:
+        """Close the connection."""
+        if self._connection is not None:
+            await self._connection.close()
+
+    async def once(self, index: int) -> None:
+        """Insert the row in its own write transaction."""
+        await self._connection.execute("BEGIN IMMEDIATE")
+        await self._connection.execute("INSERT INTO raw_events (data) VALUES (?)", (self.row,))
+        await self._connection.execute("COMMIT")
+
+
+class RedisPushFloor(Floor):
+    """One redis-py ``RPUSH`` round trip."""
+
+    storage = "redis"
+
+    def __init__(self, row: str, url: str, key: str) -> None:
+        super().__init__(row)
+        self.url = url
+        self.key = key
+        self._client: Any = None
+
+    @property
+    def label(self) -> str:
+        """What the floor does."""
+        return "redis-py RPUSH round trip"
+
+    async def open(self) -> None:
+        """Connect."""
+        import redis.asyncio
+
+        self._client = redis.asyncio.Redis.from_url(self.url)
+        await self._client.ping()
+
+    async def close(self) -> None:
+        """Delete the list and disconnect."""
+        if self._client is not None:
+            await self._client.delete(self.key)
+            await self._client.aclose()
+
+    async def once(self, index: int) -> None:
+        """Push the row."""
+        await self._client.rpush(self.key, self.row)
+
+
+def mongodb_default_write_concern() -> tuple[str | int, bool]:
+    """The mongodb backend's default write concern as ``(w, j)``; ``("majority", True)`` else."""
+    w: str | int = "majority"
+    journal = True
+    with contextlib.suppress(ImportError):
+        from sessionhub_mongodb.backend import MongoSettings
+
+        fields = MongoSettings.model_fields
+        for name in ("write_concern", "w"):
+            if name in fields and isinstance(fields[name].default, (str, int)):
+                w = fields[name].default
+        for name in ("journal", "j"):
+            if name in fields and isinstance(fields[name].default, bool):
+                journal = fields[name].default
+    return w, journal
+
+
+class MongoInsertFloor(Floor):
+    """One PyMongo async ``insert_one`` with the backend's default write concern."""
+
+    storage = "mongodb"
+
+    def __init__(self, row: str, url: str, database: str) -> None:
+        super().__init__(row)
+        self.url = url
+        self.database = database
+        self.write_concern = mongodb_default_write_concern()
+        self._client: Any = None
+        self._collection: Any = None
+
+    @property
+    def label(self) -> str:
+        """What the floor does, with its write concern."""
+        w, journal = self.write_concern
+        return f"PyMongo async insert_one (w={w}, j={journal})"
+
+    async def open(self) -> None:
+        """Connect and pick the collection."""
+        from pymongo import AsyncMongoClient, WriteConcern
+
+        w, journal = self.write_concern
+        self._client = AsyncMongoClient(self.url)
+        await self._client.admin.command("ping")
+        self._collection = self._client[self.database].get_collection(
+            "raw_events", write_concern=WriteConcern(w=w, j=journal)
+        )
+
+    async def close(self) -> None:
+        """Drop the database and disconnect."""
+        if self._client is not None:
+            await self._client.drop_database(self.database)
+            await self._client.close()
+
+    async def once(self, index: int) -> None:
+        """Insert one document holding the row."""
+        await self._collection.insert_one({"seq": index, "data": self.row})
+
+
+def _installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def make_floors(
+    turn: Turn, workdir: Path, redis_server: Server, mongodb_server: Server, run_id: str
+) -> dict[str, Floor]:
+    """The floors that can run here, by storage kind (no server or driver: no floor)."""
+    row = event_json(turn)
+    floors: dict[str, Floor] = {"memory": ListAppendFloor(row)}
+    if _installed("aiosqlite"):
+        synchronous = sqlite_default_synchronous()
+        floors["sqlite"] = SQLiteInsertFloor(row, workdir / "floor.db", synchronous)
+    if redis_server.url and _installed("redis"):
+        key = f"sessionhub-bench:{run_id}:floor"
+        floors["redis"] = RedisPushFloor(row, redis_server.url, key)
+    if mongodb_server.url and _installed("pymongo"):
+        database = f"sessionhub_bench_{run_id}"
+        floors["mongodb"] = MongoInsertFloor(row, mongodb_server.url, database)
+    return floors

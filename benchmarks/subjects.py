@@ -1,0 +1,713 @@
+"""The subjects: sessionhub's backends and the peers, behind one small async interface.
+
+A subject stores turns (:class:`benchmarks.payload.Turn`) in sessions and
+reads them back. Each one is used the way its own users use it, with its
+defaults; a workload a subject has no operation for is listed in
+:attr:`Subject.missing` with the reason, and shows as "n/a" in the report.
+
+- sessionhub: :class:`SessionhubSubject`, one per backend (memory, sqlite,
+  redis, mongodb), through ``SessionHistoryService``.
+- Google ADK: ``InMemorySessionService`` and ``DatabaseSessionService`` on
+  ``sqlite+aiosqlite``.
+- OpenAI Agents SDK: ``SQLiteSession`` on a file and ``RedisSession``; a turn
+  is two Responses items (the message and the function call), stored in one
+  ``add_items`` call as its runner does.
+- AgentScope 1.0: ``JSONSession`` and ``RedisSession``, snapshot stores: an
+  append is adding a ``Msg`` to an ``InMemoryMemory`` and saving the session
+  state, which is how its users persist history.
+
+Sessions are created and filled before the clock starts; a subject without
+a batch append is filled through whatever bulk path it has (see each
+:meth:`Subject.prefill`), since only the timed operations use its public API.
+"""
+
+from __future__ import annotations
+
+import abc
+import importlib.util
+import json
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from benchmarks.payload import Turn
+from benchmarks.servers import Server
+
+__all__ = [
+    "Subject",
+    "StoredTurn",
+    "Unavailable",
+    "SessionhubSubject",
+    "AdkSubject",
+    "OpenAISubject",
+    "AgentScopeSubject",
+    "discover",
+    "FIRST_PARTY_BACKENDS",
+    "PEER_PACKAGES",
+]
+
+Family = Literal["sessionhub", "peer"]
+BENCH_APP = "bench"
+PREFILL_BATCH = 500
+FIRST_PARTY_BACKENDS = ("memory", "sqlite", "redis", "mongodb")
+PEER_PACKAGES = {
+    "google.adk": "google-adk",
+    "agents": "openai-agents",
+    "agentscope": "agentscope>=1.0,<1.1",
+    "redis": "redis",
+}
+"""Import name -> what to install, for each peer."""
+
+TIERS = {
+    "memory": "in-process",
+    "sqlite": "local file",
+    "json-file": "local file",
+    "redis": "redis",
+    "mongodb": "mongodb",
+}
+"""Storage kind -> the tier within which a subject is compared with the fastest peer."""
+
+
+@dataclass(frozen=True)
+class StoredTurn:
+    """One stored turn as read back: its tool call id and, when the subject has one, its seq."""
+
+    call_id: str
+    seq: int | None = None
+
+
+@dataclass(frozen=True)
+class Unavailable:
+    """A subject that cannot run here, and why (shown as its row's "n/a")."""
+
+    name: str
+    family: Family
+    storage: str
+    reason: str
+    install: str = ""
+    """What to ``pip install`` when the subject's package is missing (else empty)."""
+
+    @property
+    def tier(self) -> str:
+        """The comparison tier of the subject's storage."""
+        return TIERS[self.storage]
+
+
+class Subject(abc.ABC):
+    """A session store under test: create, append, read, list."""
+
+    family: ClassVar[Family]
+    """``sessionhub`` or ``peer``."""
+
+    def __init__(self, name: str, storage: str) -> None:
+        self.name = name
+        """The row label."""
+        self.storage = storage
+        """The storage kind: it picks the floor (``memory``, ``sqlite``, ``redis``, ...)."""
+        self.missing: dict[str, str] = {}
+        """Operation (``create``, ``last_n``, ``list``) -> why the subject has none."""
+        self.notes: list[str] = []
+        """Facts about the subject's defaults a reader of the table needs."""
+
+    @property
+    def tier(self) -> str:
+        """The comparison tier: subjects are compared with the fastest peer of the same tier."""
+        return TIERS[self.storage]
+
+    async def open(self, workdir: Path) -> None:  # noqa: B027 -- most subjects open lazily
+        """Connect or create the store, with files under ``workdir``."""
+
+    async def close(self) -> None:  # noqa: B027
+        """Disconnect and remove what the subject wrote to shared servers."""
+
+    @abc.abstractmethod
+    def native(self, turn: Turn) -> Any:
+        """The subject's own representation of ``turn`` (built before the clock starts)."""
+
+    @abc.abstractmethod
+    async def create(self, user_id: str, session_id: str) -> Any:
+        """Create an empty session; return the handle the other operations take."""
+
+    @abc.abstractmethod
+    async def append(self, handle: Any, item: Any) -> None:
+        """Append one turn, as made by :meth:`native`."""
+
+    async def prefill(self, handle: Any, turns: Sequence[Turn]) -> Any:
+        """Store ``turns`` as fast as the subject allows; return the handle to use afterwards."""
+        for turn in turns:
+            await self.append(handle, self.native(turn))
+        return handle
+
+    @abc.abstractmethod
+    async def get(self, handle: Any, last_n: int | None) -> int:
+        """Read the session with all its turns, or the newest ``last_n``; return how many."""
+
+    async def list_page(
+        self, user_id: str, limit: int, cursor: str | None
+    ) -> tuple[int, str | None]:
+        """List one page of ``user_id``'s sessions; return its size and the next cursor."""
+        raise NotImplementedError(self.missing.get("list", "no list operation"))
+
+    async def populate(self, user_id: str, session_ids: Sequence[str]) -> None:
+        """Create empty sessions for ``user_id`` (the listing workload's data)."""
+        for session_id in session_ids:
+            await self.create(user_id, session_id)
+
+    @abc.abstractmethod
+    async def stored(self, handle: Any) -> list[StoredTurn]:
+        """Every stored turn of the session, oldest first."""
+
+
+# --- sessionhub ----------------------------------------------------------------------
+
+
+class SessionhubSubject(Subject):
+    """One sessionhub backend through ``SessionHistoryService``, with its default settings.
+
+    The handle is the ``(user_id, session_id)`` key, which is how independent
+    writers address a session.
+    """
+
+    family = "sessionhub"
+
+    def __init__(self, backend: str, url: Callable[[Path], str | None], app_name: str) -> None:
+        super().__init__(f"sessionhub {backend}", backend)
+        self.backend = backend
+        self._url = url
+        self._app_name = app_name
+        self.service: Any = None
+
+    async def open(self, workdir: Path) -> None:
+        """Build the service on the backend and start it."""
+        from sessionhub import SessionHistoryService, SessionHubSettings
+
+        settings: dict[str, Any] = {"backend": self.backend, "app_name": self._app_name}
+        url = self._url(workdir)
+        if url is not None:
+            settings["url"] = url
+        self.service = SessionHistoryService(settings=SessionHubSettings.isolated(**settings))
+        await self.service.start()
+        if self.backend == "sqlite":
+            synchronous = getattr(self.service.backend.settings, "synchronous", "?")
+            self.notes.append(f"WAL, synchronous={synchronous} (its default)")
+
+    async def close(self) -> None:
+        """Stop the service."""
+        if self.service is not None:
+            await self.service.stop()
+
+    def native(self, turn: Turn) -> Any:
+        """A sessionhub ``Event`` without an id (the service assigns one)."""
+        from sessionhub import Event, TextPart, ToolCallPart
+
+        return Event(
+            role="assistant",
+            content=[
+                TextPart(text=turn.text),
+                ToolCallPart(id=turn.call_id, name=turn.tool_name, arguments=turn.arguments),
+            ],
+            timestamp=turn.timestamp,
+        )
+
+    async def create(self, user_id: str, session_id: str) -> Any:
+        """``create_session``; the handle is the key."""
+        await self.service.create_session(user_id, session_id)
+        return (user_id, session_id)
+
+    async def append(self, handle: Any, item: Any) -> None:
+        """``append`` of one event to the key."""
+        await self.service.append(handle, item)
+
+    async def prefill(self, handle: Any, turns: Sequence[Turn]) -> Any:
+        """Batched ``append`` calls of up to 500 events."""
+        for start in range(0, len(turns), PREFILL_BATCH):
+            batch = [self.native(turn) for turn in turns[start : start + PREFILL_BATCH]]
+            await self.service.append(handle, batch)
+        return handle
+
+    async def get(self, handle: Any, last_n: int | None) -> int:
+        """``get_session``, optionally with ``last_n``."""
+        session = await self.service.get_session(*handle, last_n=last_n)
+        return len(session.events)
+
+    async def list_page(
+        self, user_id: str, limit: int, cursor: str | None
+    ) -> tuple[int, str | None]:
+        """``list_sessions`` with ``limit`` and ``cursor``."""
+        page = await self.service.list_sessions(user_id, limit=limit, cursor=cursor)
+        return len(page.items), page.next_cursor
+
+    async def stored(self, handle: Any) -> list[StoredTurn]:
+        """The events of a full ``get_session``, with their seqs."""
+        session = await self.service.get_session(*handle)
+        return [StoredTurn(event.tool_calls[0].id, event.seq) for event in session.events]
+
+
+# --- Google ADK ----------------------------------------------------------------------
+
+
+class AdkSubject(Subject):
+    """Google ADK's ``InMemorySessionService`` or ``DatabaseSessionService`` (sqlite+aiosqlite).
+
+    The handle is the ADK ``Session`` object ``append_event`` takes; concurrent
+    writers in one process share it, as agents of one runner do.
+    """
+
+    family = "peer"
+
+    def __init__(self, database: bool) -> None:
+        if database:
+            super().__init__("ADK DatabaseSessionService (sqlite+aiosqlite)", "sqlite")
+        else:
+            super().__init__("ADK InMemorySessionService", "memory")
+        self.database = database
+        self.missing["paging"] = "no paging: one list_sessions call returns every session"
+        self.service: Any = None
+        self._types: Any = None
+        self._event: Any = None
+        self._config: Any = None
+
+    async def open(self, workdir: Path) -> None:
+        """Create the service (and the database tables)."""
+        from google.adk.events import Event
+        from google.adk.sessions import DatabaseSessionService, InMemorySessionService
+        from google.adk.sessions.base_session_service import GetSessionConfig
+        from google.genai import types
+
+        self._types, self._event, self._config = types, Event, GetSessionConfig
+        if self.database:
+            url = f"sqlite+aiosqlite:///{workdir / 'adk.db'}"
+            self.service = DatabaseSessionService(db_url=url)
+            await self.service.prepare_tables()
+            self.notes.append("SQLite defaults: rollback journal, synchronous=FULL")
+        else:
+            self.service = InMemorySessionService()
+
+    async def close(self) -> None:
+        """Dispose of the database engine."""
+        if self.database and self.service is not None:
+            await self.service.close()
+
+    def native(self, turn: Turn) -> Any:
+        """An ADK ``Event`` whose content has a text part and a function call."""
+        types = self._types
+        return self._event(
+            invocation_id=f"inv-{turn.call_id}",
+            author="assistant",
+            content=types.Content(
+                role="model",
+                parts=[
+                    types.Part(text=turn.text),
+                    types.Part(
+                        function_call=types.FunctionCall(
+                            id=turn.call_id, name=turn.tool_name, args=turn.arguments
+                        )
+                    ),
+                ],
+            ),
+            timestamp=turn.timestamp.timestamp(),
+        )
+
+    async def create(self, user_id: str, session_id: str) -> Any:
+        """``create_session``; the handle is the returned ``Session``."""
+        return await self.service.create_session(
+            app_name=BENCH_APP, user_id=user_id, session_id=session_id
+        )
+
+    async def append(self, handle: Any, item: Any) -> None:
+        """``append_event``."""
+        await self.service.append_event(handle, item)
+
+    async def prefill(self, handle: Any, turns: Sequence[Turn]) -> Any:
+        """In memory: ``append_event`` per turn. In the database: one bulk insert.
+
+        ``DatabaseSessionService`` has no batch append and commits each event
+        with a full sync, so the rows are inserted through its own ORM classes
+        in one transaction, and the session is read back for a fresh revision.
+        """
+        schema_classes = getattr(self.service, "_get_schema_classes", None)
+        if not self.database or schema_classes is None:
+            return await super().prefill(handle, turns)
+        schema = schema_classes()
+        events = [self.native(turn) for turn in turns]
+        async with self.service.database_session_factory() as sql:
+            sql.add_all(schema.StorageEvent.from_event(handle, event) for event in events)
+            row = await sql.get(schema.StorageSession, (BENCH_APP, handle.user_id, handle.id))
+            row.update_time = datetime.fromtimestamp(events[-1].timestamp, timezone.utc)
+            await sql.commit()
+        return await self.service.get_session(
+            app_name=BENCH_APP,
+            user_id=handle.user_id,
+            session_id=handle.id,
+            config=self._config(num_recent_events=0),
+        )
+
+    async def get(self, handle: Any, last_n: int | None) -> int:
+        """``get_session``, with ``GetSessionConfig(num_recent_events=last_n)`` when given."""
+        config = None if last_n is None else self._config(num_recent_events=last_n)
+        session = await self.service.get_session(
+            app_name=BENCH_APP, user_id=handle.user_id, session_id=handle.id, config=config
+        )
+        return len(session.events)
+
+    async def list_page(
+        self, user_id: str, limit: int, cursor: str | None
+    ) -> tuple[int, str | None]:
+        """``list_sessions``: every session of the user at once (there is no paging)."""
+        response = await self.service.list_sessions(app_name=BENCH_APP, user_id=user_id)
+        return len(response.sessions), None
+
+    async def populate(self, user_id: str, session_ids: Sequence[str]) -> None:
+        """``create_session`` for the first; in the database, one bulk insert for the rest."""
+        schema_classes = getattr(self.service, "_get_schema_classes", None)
+        if not self.database or schema_classes is None or not session_ids:
+            await super().populate(user_id, session_ids)
+            return
+        await self.create(user_id, session_ids[0])  # makes the app and user state rows
+        schema = schema_classes()
+        now = datetime.now(timezone.utc)
+        async with self.service.database_session_factory() as sql:
+            sql.add_all(
+                schema.StorageSession(
+                    app_name=BENCH_APP,
+                    user_id=user_id,
+                    id=session_id,
+                    state={},
+                    create_time=now,
+                    update_time=now,
+                )
+                for session_id in session_ids[1:]
+            )
+            await sql.commit()
+
+    async def stored(self, handle: Any) -> list[StoredTurn]:
+        """The function call ids of a full ``get_session`` (ADK has no seq)."""
+        session = await self.service.get_session(
+            app_name=BENCH_APP, user_id=handle.user_id, session_id=handle.id
+        )
+        return [
+            StoredTurn(part.function_call.id)
+            for event in session.events
+            for part in event.content.parts
+            if part.function_call is not None
+        ]
+
+
+# --- OpenAI Agents SDK -----------------------------------------------------------------
+
+
+class OpenAISubject(Subject):
+    """The OpenAI Agents SDK's ``SQLiteSession`` (a file) or ``RedisSession``.
+
+    A session object is bound to one session id and is created implicitly on
+    the first ``add_items``; the handle is that object. A turn is two items.
+    """
+
+    family = "peer"
+
+    def __init__(self, redis_url: str | None, key_prefix: str) -> None:
+        if redis_url is None:
+            super().__init__("OpenAI Agents SQLiteSession (file)", "sqlite")
+        else:
+            super().__init__("OpenAI Agents RedisSession", "redis")
+        self.redis_url = redis_url
+        self.key_prefix = key_prefix
+        self.missing["create"] = "no create: a session exists once items are added"
+        self.missing["list"] = "no list operation"
+        self._path: Path | None = None
+        self._client: Any = None
+        self._handles: list[Any] = []
+
+    async def open(self, workdir: Path) -> None:
+        """Pick the database file, or connect to Redis."""
+        if self.redis_url is None:
+            self._path = workdir / "openai-agents.db"
+            self.notes.append("WAL, synchronous=FULL (the SQLite default)")
+        else:
+            import redis.asyncio
+
+            self._client = redis.asyncio.Redis.from_url(self.redis_url)
+            await self._client.ping()
+
+    async def close(self) -> None:
+        """Close every session object; on Redis, delete the run's keys."""
+        for handle in self._handles:
+            if self.redis_url is None:
+                handle.close()
+        if self._client is not None:
+            async for key in self._client.scan_iter(match=f"{self.key_prefix}*", count=1000):
+                await self._client.delete(key)
+            await self._client.aclose()
+
+    def native(self, turn: Turn) -> Any:
+        """The turn as two Responses items: the assistant message and its function call."""
+        return [
+            {
+                "id": f"msg-{turn.call_id}",
+                "type": "message",
+                "role": "assistant",
+                "status": "completed",
+                "content": [{"type": "output_text", "text": turn.text, "annotations": []}],
+            },
+            {
+                "id": f"fc-{turn.call_id}",
+                "type": "function_call",
+                "call_id": turn.call_id,
+                "name": turn.tool_name,
+                "arguments": json.dumps(turn.arguments),
+                "status": "completed",
+            },
+        ]
+
+    async def create(self, user_id: str, session_id: str) -> Any:
+        """Make the session object (no storage operation happens)."""
+        if self.redis_url is None:
+            from agents import SQLiteSession
+
+            handle = SQLiteSession(f"{user_id}:{session_id}", db_path=self._path)
+        else:
+            from agents.extensions.memory import RedisSession
+
+            handle = RedisSession(
+                f"{user_id}:{session_id}", redis_client=self._client, key_prefix=self.key_prefix
+            )
+        self._handles.append(handle)
+        return handle
+
+    async def append(self, handle: Any, item: Any) -> None:
+        """``add_items`` of the turn's two items."""
+        await handle.add_items(item)
+
+    async def prefill(self, handle: Any, turns: Sequence[Turn]) -> Any:
+        """``add_items`` in batches of 500 turns."""
+        for start in range(0, len(turns), PREFILL_BATCH):
+            items = [
+                item for turn in turns[start : start + PREFILL_BATCH] for item in self.native(turn)
+            ]
+            await handle.add_items(items)
+        return handle
+
+    async def get(self, handle: Any, last_n: int | None) -> int:
+        """``get_items``, with ``limit`` = two items per turn wanted."""
+        items = await handle.get_items(limit=None if last_n is None else 2 * last_n)
+        return len(items) // 2
+
+    async def stored(self, handle: Any) -> list[StoredTurn]:
+        """The call ids of the stored function-call items (no seq)."""
+        items = await handle.get_items()
+        return [
+            StoredTurn(item["call_id"]) for item in items if item.get("type") == "function_call"
+        ]
+
+
+# --- AgentScope ------------------------------------------------------------------------
+
+
+@dataclass
+class _AgentScopeHandle:
+    user_id: str
+    session_id: str
+    memory: Any = field(repr=False)
+
+
+class AgentScopeSubject(Subject):
+    """AgentScope 1.0's ``JSONSession`` or ``RedisSession``: whole-state snapshots.
+
+    An append adds a ``Msg`` to the session's ``InMemoryMemory`` and saves the
+    session state (the whole memory); a read loads the state into a new memory.
+    Concurrent writers in one process share the memory, as agents of one
+    application do.
+    """
+
+    family = "peer"
+
+    def __init__(self, redis_url: str | None, key_prefix: str) -> None:
+        if redis_url is None:
+            super().__init__("AgentScope JSONSession", "json-file")
+        else:
+            super().__init__("AgentScope RedisSession", "redis")
+        self.redis_url = redis_url
+        self.key_prefix = key_prefix
+        self.missing["create"] = "no create: a session exists once its state is saved"
+        self.missing["last_n"] = "no partial read: loading restores the whole snapshot"
+        self.missing["list"] = "no list operation"
+        self.session: Any = None
+        self._msg: Any = None
+        self._memory: Any = None
+
+    async def open(self, workdir: Path) -> None:
+        """Make the session store; quiet AgentScope's per-save INFO log."""
+        from agentscope.memory import InMemoryMemory
+        from agentscope.message import Msg
+        from agentscope.session import JSONSession, RedisSession
+
+        logging.getLogger("as").setLevel(logging.WARNING)
+        self._msg, self._memory = Msg, InMemoryMemory
+        if self.redis_url is None:
+            self.session = JSONSession(save_dir=str(workdir / "agentscope"))
+        else:
+            import redis.asyncio
+
+            pool = redis.asyncio.ConnectionPool.from_url(self.redis_url, decode_responses=True)
+            self.session = RedisSession(connection_pool=pool, key_prefix=self.key_prefix)
+
+    async def close(self) -> None:
+        """On Redis, delete the run's keys and disconnect."""
+        if self.redis_url is not None and self.session is not None:
+            client = self.session.get_client()
+            async for key in client.scan_iter(match=f"{self.key_prefix}*", count=1000):
+                await client.delete(key)
+            await client.aclose()  # RedisSession.close() calls the deprecated close()
+
+    def native(self, turn: Turn) -> Any:
+        """A ``Msg`` with a text block and a tool-use block."""
+        return self._msg(
+            name="assistant",
+            role="assistant",
+            content=[
+                {"type": "text", "text": turn.text},
+                {
+                    "type": "tool_use",
+                    "id": turn.call_id,
+                    "name": turn.tool_name,
+                    "input": turn.arguments,
+                },
+            ],
+            timestamp=turn.timestamp.strftime("%Y-%m-%d %H:%M:%S.%f"),
+        )
+
+    async def create(self, user_id: str, session_id: str) -> Any:
+        """An empty memory for the session (no storage operation happens)."""
+        return _AgentScopeHandle(user_id, session_id, self._memory())
+
+    async def _save(self, handle: _AgentScopeHandle) -> None:
+        await self.session.save_session_state(
+            session_id=handle.session_id, user_id=handle.user_id, memory=handle.memory
+        )
+
+    async def append(self, handle: Any, item: Any) -> None:
+        """``memory.add(msg)``, then ``save_session_state``."""
+        await handle.memory.add(item)
+        await self._save(handle)
+
+    async def prefill(self, handle: Any, turns: Sequence[Turn]) -> Any:
+        """``memory.add`` of every message, then one save."""
+        await handle.memory.add([self.native(turn) for turn in turns])
+        await self._save(handle)
+        return handle
+
+    async def _load(self, handle: _AgentScopeHandle) -> list[Any]:
+        memory = self._memory()
+        await self.session.load_session_state(
+            session_id=handle.session_id, user_id=handle.user_id, memory=memory
+        )
+        return list(await memory.get_memory())
+
+    async def get(self, handle: Any, last_n: int | None) -> int:
+        """``load_session_state`` into a new memory, then ``get_memory``."""
+        return len(await self._load(handle))
+
+    async def stored(self, handle: Any) -> list[StoredTurn]:
+        """The tool-use ids of the loaded messages (no seq)."""
+        return [
+            StoredTurn(block["id"])
+            for msg in await self._load(handle)
+            for block in msg.content
+            if block.get("type") == "tool_use"
+        ]
+
+
+# --- discovery -------------------------------------------------------------------------
+
+
+def _sessionhub_subjects(
+    redis: Server, mongodb: Server, app_name: str
+) -> list[Subject | Unavailable]:
+    from sessionhub import BackendRegistry, get_plugin_manager
+
+    registry = BackendRegistry.from_plugin_manager(get_plugin_manager())
+    installed = set(registry.names())
+    servers = {"redis": redis, "mongodb": mongodb}
+    found: list[Subject | Unavailable] = []
+    for backend in FIRST_PARTY_BACKENDS:
+        name = f"sessionhub {backend}"
+        if backend not in installed:
+            package = f"sessionhub-{backend}"
+            reason = f"n/a (not installed: pip install {package})"
+            found.append(Unavailable(name, "sessionhub", backend, reason, install=package))
+            continue
+        try:
+            registry.factory(registry.get(backend))
+        except Exception as exc:  # a plugin that fails to import breaks only its own row
+            reason = f"n/a (broken plugin: {exc})".splitlines()[0]
+            found.append(Unavailable(name, "sessionhub", backend, reason))
+            continue
+        server = servers.get(backend)
+        if server is not None and server.url is None:
+            found.append(Unavailable(name, "sessionhub", backend, server.missing or "n/a"))
+            continue
+        found.append(SessionhubSubject(backend, _url_for(backend, server), app_name))
+    return found
+
+
+def _url_for(backend: str, server: Server | None) -> Callable[[Path], str | None]:
+    if backend == "sqlite":
+        return lambda workdir: f"sqlite:///{workdir / 'sessionhub.db'}"
+    if server is not None:
+        return lambda workdir: server.url
+    return lambda workdir: None
+
+
+def _peer_subjects(redis: Server, run_id: str) -> list[Subject | Unavailable]:
+    found: list[Subject | Unavailable] = []
+    prefix = f"sessionhub-bench:{run_id}:"
+
+    def absent(module: str, name: str, storage: str) -> Unavailable | None:
+        if importlib.util.find_spec(module.split(".")[0]) is None:
+            package = PEER_PACKAGES[module]
+            reason = f"n/a (not installed: pip install '{package}')"
+            return Unavailable(name, "peer", storage, reason, install=package)
+        return None
+
+    def add_redis(make: Callable[[str], Subject], name: str, module: str) -> None:
+        missing = absent(module, name, "redis") or absent("redis", name, "redis")
+        if missing:
+            found.append(missing)
+        elif redis.url is None:
+            found.append(Unavailable(name, "peer", "redis", redis.missing or "n/a"))
+        else:
+            found.append(make(redis.url or ""))
+
+    for database, name, storage in (
+        (False, "ADK InMemorySessionService", "memory"),
+        (True, "ADK DatabaseSessionService (sqlite+aiosqlite)", "sqlite"),
+    ):
+        found.append(absent("google.adk", name, storage) or AdkSubject(database))
+    name = "OpenAI Agents SQLiteSession (file)"
+    found.append(absent("agents", name, "sqlite") or OpenAISubject(None, prefix + "agents"))
+    add_redis(
+        lambda url: OpenAISubject(url, prefix + "agents"), "OpenAI Agents RedisSession", "agents"
+    )
+    name = "AgentScope JSONSession"
+    found.append(
+        absent("agentscope", name, "json-file") or AgentScopeSubject(None, prefix + "agentscope:")
+    )
+    add_redis(
+        lambda url: AgentScopeSubject(url, prefix + "agentscope:"),
+        "AgentScope RedisSession",
+        "agentscope",
+    )
+    return found
+
+
+def discover(
+    redis: Server, mongodb: Server, run_id: str, *, peers: bool
+) -> list[Subject | Unavailable]:
+    """Every subject, runnable or not: sessionhub's four backends, then (``peers``) the peers."""
+    found = _sessionhub_subjects(redis, mongodb, f"bench-{run_id}")
+    if peers:
+        found += _peer_subjects(redis, run_id)
+    return found

@@ -1,0 +1,450 @@
+"""The workloads, run on one subject, and the size plans of the three modes.
+
+- W1 append latency at several history lengths (median, p95), each sample
+  beside a floor sample. The shortest length uses a pool of sessions so every
+  sample meets a session of about that length; the longer ones one session each.
+- W2 ``get_session`` with every event, and with ``last_n``, at several lengths.
+- W3 ``list_sessions``: the first page, and a full walk following the cursor,
+  for a user owning many sessions among several users.
+- W4 concurrent writers appending to one session: the wall time, and a check
+  that every event is stored once (and, where there are seqs, that they run
+  1..N without a gap).
+- W5 ``create_session`` latency and throughput.
+
+Every read checks the number of events it got back; a wrong count marks the
+cell failed. An exception in one workload marks its cells "error: ..." and
+the subject goes on with the next workload.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+import traceback
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from benchmarks.floors import Floor
+from benchmarks.payload import TurnFactory
+from benchmarks.results import Cell
+from benchmarks.subjects import StoredTurn, Subject
+from benchmarks.timing import Samples, measure, measure_paired
+
+__all__ = [
+    "Plan",
+    "run_subject",
+    "append_key",
+    "get_key",
+    "last_key",
+    "LIST_FIRST",
+    "LIST_WALK",
+    "CONCURRENT",
+    "CREATE",
+]
+
+LIST_FIRST = "list.first"
+LIST_WALK = "list.walk"
+CONCURRENT = "concurrent"
+CREATE = "create"
+WARMUP = 5
+
+Progress = Callable[[str], None]
+
+
+def append_key(length: int) -> str:
+    """The cell key of W1 at ``length`` events."""
+    return f"append@{length}"
+
+
+def get_key(length: int) -> str:
+    """The cell key of W2 (every event) at ``length`` events."""
+    return f"get@{length}"
+
+
+def last_key(last_n: int, length: int) -> str:
+    """The cell key of W2 (``last_n``) at ``length`` events."""
+    return f"last{last_n}@{length}"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The sizes of one mode; ``*_budget`` is in seconds per cell (see :mod:`benchmarks.timing`)."""
+
+    mode: str
+    append_lengths: tuple[int, ...]
+    append_samples: int
+    append_budget: float
+    append_minimum: int
+    pool_size: int
+    read_lengths: tuple[int, ...]
+    read_samples: int
+    read_budget: float
+    read_minimum: int
+    last_n: int
+    list_users: int
+    list_sessions: int
+    list_others: int
+    page_size: int
+    list_samples: int
+    list_budget: float
+    list_minimum: int
+    writers: int
+    appends_per_writer: int
+    concurrent_runs: int
+    creates: int
+    create_budget: float
+
+    @classmethod
+    def for_mode(cls, mode: str) -> Plan:
+        """The plan of ``smoke``, ``quick`` or ``full``."""
+        return PLANS[mode]
+
+
+_STANDARD = dict(
+    append_lengths=(10, 1_000, 10_000),
+    read_lengths=(100, 1_000, 10_000),
+    last_n=20,
+    list_users=10,
+    list_sessions=1_000,
+    list_others=100,
+    page_size=50,
+    writers=50,
+    appends_per_writer=20,
+)
+
+PLANS: dict[str, Plan] = {
+    "smoke": Plan(
+        mode="smoke",
+        append_lengths=(10, 100),
+        append_samples=20,
+        append_budget=5.0,
+        append_minimum=5,
+        pool_size=5,
+        read_lengths=(10, 100),
+        read_samples=5,
+        read_budget=2.0,
+        read_minimum=2,
+        last_n=20,
+        list_users=3,
+        list_sessions=30,
+        list_others=5,
+        page_size=10,
+        list_samples=3,
+        list_budget=2.0,
+        list_minimum=2,
+        writers=5,
+        appends_per_writer=4,
+        concurrent_runs=1,
+        creates=20,
+        create_budget=2.0,
+    ),
+    "quick": Plan(
+        mode="quick",
+        append_samples=200,
+        append_budget=4.0,
+        append_minimum=30,
+        pool_size=50,
+        read_samples=30,
+        read_budget=1.5,
+        read_minimum=3,
+        list_samples=20,
+        list_budget=1.5,
+        list_minimum=3,
+        concurrent_runs=1,
+        creates=200,
+        create_budget=3.0,
+        **_STANDARD,  # type: ignore[arg-type]
+    ),
+    "full": Plan(
+        mode="full",
+        append_samples=1_000,
+        append_budget=20.0,
+        append_minimum=200,
+        pool_size=100,
+        read_samples=200,
+        read_budget=5.0,
+        read_minimum=10,
+        list_samples=100,
+        list_budget=5.0,
+        list_minimum=10,
+        concurrent_runs=3,
+        creates=1_000,
+        create_budget=15.0,
+        **_STANDARD,  # type: ignore[arg-type]
+    ),
+}
+
+
+class _Run:
+    """One subject's pass through the workloads."""
+
+    def __init__(
+        self,
+        subject: Subject,
+        plan: Plan,
+        floor: Floor | None,
+        turns: TurnFactory,
+        progress: Progress,
+    ) -> None:
+        self.subject = subject
+        self.plan = plan
+        self.floor = floor
+        self.turns = turns
+        self.progress = progress
+        self.cells: dict[str, Cell] = {}
+        self._ids = itertools.count()
+        self.sessions: dict[int, Any] = {}
+
+    def new_id(self, prefix: str) -> str:
+        return f"{prefix}-{next(self._ids)}"
+
+    async def session_of(self, user_id: str, length: int) -> Any:
+        handle = await self.subject.create(user_id, self.new_id(f"len{length}"))
+        return await self.subject.prefill(handle, self.turns.many(length)) if length else handle
+
+    async def guarded(
+        self, keys: list[str], workload: Callable[[], Awaitable[None]], *, quiet: bool = False
+    ) -> None:
+        """Run ``workload``; on an exception, mark its cells that have no value as errors."""
+        if not quiet:
+            self.progress(f"{self.subject.name}: {', '.join(keys)}")
+        try:
+            await workload()
+        except Exception as exc:  # one failing workload must not end the subject's row
+            text = f"error: {type(exc).__name__}: {exc}".splitlines()[0][:200]
+            self.progress(f"{self.subject.name}: {text}\n{traceback.format_exc()}")
+            for key in keys:
+                if key not in self.cells or self.cells[key].samples is None:
+                    self.cells[key] = Cell(missing=text, failed=True)
+
+    # --- W2 -----------------------------------------------------------------------
+
+    def history_keys(self) -> list[str]:
+        plan = self.plan
+        keys = [append_key(length) for length in plan.append_lengths]
+        for length in plan.read_lengths:
+            keys += [get_key(length), last_key(plan.last_n, length)]
+        return keys
+
+    async def fill(self) -> None:
+        """Make the sessions W2 reads and W1 appends to (all but the pool), before any timing."""
+        plan = self.plan
+        for length in sorted(set(plan.read_lengths) | set(plan.append_lengths[1:])):
+            self.progress(f"{self.subject.name}: filling a session of {length:,} events")
+            self.sessions[length] = await self.session_of("reader", length)
+
+    async def reads(self) -> None:
+        plan = self.plan
+        for length in plan.read_lengths:
+            if length not in self.sessions:
+                continue
+            await self.guarded([get_key(length)], partial(self.read, length, None))
+            key = last_key(plan.last_n, length)
+            if "last_n" in self.subject.missing:
+                self.cells[key] = Cell(missing=f"n/a ({self.subject.missing['last_n']})")
+            else:
+                await self.guarded([key], partial(self.read, length, plan.last_n))
+
+    async def read(self, length: int, last_n: int | None) -> None:
+        handle = self.sessions[length]
+        expected = length if last_n is None else min(last_n, length)
+        got = await self.subject.get(handle, last_n)
+        samples = await measure(
+            lambda i: self.subject.get(handle, last_n),
+            count=self.plan.read_samples,
+            budget=self.plan.read_budget,
+            minimum=self.plan.read_minimum,
+        )
+        cell = Cell(samples=samples, wanted=self.plan.read_samples)
+        if got != expected:
+            cell.failed = True
+            cell.detail = f"returned {got} events, expected {expected}"
+        self.cells[get_key(length) if last_n is None else last_key(last_n, length)] = cell
+
+    # --- W1 -----------------------------------------------------------------------
+
+    async def appends(self) -> None:
+        plan = self.plan
+        first = plan.append_lengths[0]
+        self.progress(f"{self.subject.name}: filling {plan.pool_size} sessions of {first} events")
+        pool = [await self.session_of("writer", first) for _ in range(plan.pool_size)]
+        warm = await self.session_of("writer", 0)
+        for turn in self.turns.many(WARMUP):
+            await self.subject.append(warm, self.subject.native(turn))
+            if self.floor is not None:
+                await self.floor.once(0)
+        for length in plan.append_lengths:
+            if length == first:
+                targets = pool
+            elif length in self.sessions:
+                targets = [self.sessions[length]]
+            else:
+                continue
+            await self.guarded([append_key(length)], partial(self.append, length, targets))
+
+    async def append(self, length: int, targets: list[Any]) -> None:
+        plan = self.plan
+        items = [self.subject.native(turn) for turn in self.turns.many(plan.append_samples)]
+
+        def operation(index: int) -> Awaitable[None]:
+            return self.subject.append(targets[index % len(targets)], items[index])
+
+        count, budget, minimum = plan.append_samples, plan.append_budget, plan.append_minimum
+        floor: Samples | None = None
+        if self.floor is None:
+            samples = await measure(operation, count=count, budget=budget, minimum=minimum)
+        else:
+            samples, floor = await measure_paired(
+                operation, self.floor.once, count=count, budget=budget, minimum=minimum
+            )
+        self.cells[append_key(length)] = Cell(samples=samples, floor=floor, wanted=count)
+
+    # --- W3 -----------------------------------------------------------------------
+
+    async def listing(self) -> None:
+        keys = [LIST_FIRST, LIST_WALK]
+        if "list" in self.subject.missing:
+            for key in keys:
+                self.cells[key] = Cell(missing=f"n/a ({self.subject.missing['list']})")
+            return
+        await self.guarded(keys, self._listing)
+
+    async def _listing(self) -> None:
+        plan = self.plan
+        users = [self.new_id("lister") for _ in range(plan.list_users)]
+        self.progress(f"{self.subject.name}: creating sessions for {plan.list_users} users")
+        for number, user_id in enumerate(users):
+            count = plan.list_sessions if number == 0 else plan.list_others
+            await self.subject.populate(user_id, [self.new_id("listed") for _ in range(count)])
+        target = users[0]
+
+        async def walk() -> tuple[int, int]:
+            total, pages, cursor = 0, 0, None
+            while True:
+                size, cursor = await self.subject.list_page(target, plan.page_size, cursor)
+                total, pages = total + size, pages + 1
+                if cursor is None:
+                    return total, pages
+
+        count, budget, minimum = plan.list_samples, plan.list_budget, plan.list_minimum
+        first_size, _ = await self.subject.list_page(target, plan.page_size, None)
+        first = await measure(
+            lambda i: self.subject.list_page(target, plan.page_size, None),
+            count=count,
+            budget=budget,
+            minimum=minimum,
+        )
+        total, pages = await walk()
+        walked = await measure(lambda i: walk(), count=count, budget=budget, minimum=minimum)
+        paging = self.subject.missing.get("paging")
+        first_cell = Cell(samples=first, wanted=plan.list_samples, detail=f"{first_size} sessions")
+        walk_cell = Cell(
+            samples=walked, wanted=plan.list_samples, detail=f"{total} sessions in {pages} pages"
+        )
+        if paging is not None:
+            first_cell.detail = f"{first_size} sessions: {paging}"
+        elif first_size != min(plan.page_size, plan.list_sessions):
+            first_cell.failed = True
+        if total != plan.list_sessions:
+            walk_cell.failed = True
+            walk_cell.detail += f", expected {plan.list_sessions}"
+        self.cells[LIST_FIRST], self.cells[LIST_WALK] = first_cell, walk_cell
+
+    # --- W4 -----------------------------------------------------------------------
+
+    async def concurrency(self) -> None:
+        await self.guarded([CONCURRENT], self._concurrency)
+
+    async def _concurrency(self) -> None:
+        plan = self.plan
+        walls: list[float] = []
+        problems: list[str] = []
+        expected_total = plan.writers * plan.appends_per_writer
+        for _ in range(plan.concurrent_runs):
+            handle = await self.subject.create("writer", self.new_id("concurrent"))
+            batches = [self.turns.many(plan.appends_per_writer) for _ in range(plan.writers)]
+            natives = [[self.subject.native(turn) for turn in batch] for batch in batches]
+
+            async def writer(items: list[Any], handle: Any = handle) -> None:
+                for item in items:
+                    await self.subject.append(handle, item)
+
+            began = time.perf_counter()
+            outcomes = await asyncio.gather(
+                *(writer(items) for items in natives), return_exceptions=True
+            )
+            walls.append(time.perf_counter() - began)
+            errors = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
+            expected = [turn.call_id for batch in batches for turn in batch]
+            found, has_seqs = _check_stored(await self.subject.stored(handle), expected, errors)
+            problems += found
+        if problems:
+            detail = "; ".join(dict.fromkeys(problems))
+        else:
+            detail = f"{expected_total}/{expected_total} stored once"
+            detail += f", seqs 1..{expected_total}" if has_seqs else " (no seqs to check)"
+        self.cells[CONCURRENT] = Cell(
+            samples=Samples(tuple(walls)),
+            wanted=plan.concurrent_runs,
+            detail=detail,
+            failed=bool(problems),
+        )
+
+    # --- W5 -----------------------------------------------------------------------
+
+    async def creates(self) -> None:
+        if "create" in self.subject.missing:
+            self.cells[CREATE] = Cell(missing=f"n/a ({self.subject.missing['create']})")
+            return
+        await self.guarded([CREATE], self._creates)
+
+    async def _creates(self) -> None:
+        plan = self.plan
+        ids = [self.new_id("created") for _ in range(plan.creates)]
+        samples = await measure(
+            lambda i: self.subject.create("creator", ids[i]),
+            count=plan.creates,
+            budget=plan.create_budget,
+            minimum=min(plan.creates, 20),
+        )
+        rate = samples.count / samples.total
+        self.cells[CREATE] = Cell(samples=samples, wanted=plan.creates, detail=f"{rate:,.0f}/s")
+
+
+def _check_stored(
+    stored: list[StoredTurn], expected: list[str], errors: list[BaseException]
+) -> tuple[list[str], bool]:
+    """What is wrong with a session after the concurrent writers, and whether it has seqs."""
+    problems: list[str] = []
+    if errors:
+        kinds = sorted({type(error).__name__ for error in errors})
+        problems.append(f"{len(errors)} writers failed ({', '.join(kinds)})")
+    ids = [turn.call_id for turn in stored]
+    lost = set(expected) - set(ids)
+    if lost:
+        problems.append(f"{len(lost)} of {len(expected)} events lost")
+    if len(ids) != len(set(ids)):
+        problems.append(f"{len(ids) - len(set(ids))} duplicates")
+    seqs = [turn.seq for turn in stored]
+    has_seqs = bool(seqs) and all(seq is not None for seq in seqs)
+    if has_seqs and seqs != list(range(1, len(seqs) + 1)):
+        problems.append("seqs are not 1..N")
+    return problems, has_seqs
+
+
+async def run_subject(
+    subject: Subject, plan: Plan, floor: Floor | None, turns: TurnFactory, progress: Progress
+) -> dict[str, Cell]:
+    """Run W2, W1, W3, W4 and W5 (in that order: reads before appends grow the sessions)."""
+    run = _Run(subject, plan, floor, turns, progress)
+    await run.guarded(run.history_keys(), run.fill, quiet=True)
+    await run.reads()
+    appends = [append_key(length) for length in plan.append_lengths]
+    await run.guarded(appends, run.appends, quiet=True)
+    await run.listing()
+    await run.concurrency()
+    await run.creates()
+    return run.cells
