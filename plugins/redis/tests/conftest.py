@@ -19,10 +19,18 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import pytest_asyncio
+from redis.asyncio import Redis
+
+from sessionhub import SessionHistoryService
+from sessionhub.plugins import get_plugin_manager
+from sessionhub.settings import SessionHubSettings
+from sessionhub_redis.backend import RedisBackend, RedisSettings
 
 REDIS_SERVER = shutil.which("redis-server")
 REDIS_CLI = shutil.which("redis-cli")
@@ -73,10 +81,13 @@ def _command(port: int, *words: str, timeout: float = 1.0) -> str:
 class RedisServer:
     """A private redis-server process on a loopback port, in its own directory."""
 
-    def __init__(self, directory: Path, *, port: int | None = None, config: str = "") -> None:
+    def __init__(
+        self, directory: Path, *, port: int | None = None, config: str = "", sentinel: bool = False
+    ) -> None:
         self.directory = directory
         self.port = port or free_port(with_bus="cluster-enabled yes" in config)
         self.config = config
+        self.sentinel = sentinel
         self.process: subprocess.Popen[bytes] | None = None
         directory.mkdir(parents=True, exist_ok=True)
 
@@ -89,14 +100,20 @@ class RedisServer:
         """Start the server (again, on the same port and directory) and wait for PING."""
         assert REDIS_SERVER is not None
         config = self.directory / "redis.conf"
-        config.write_text(
-            f'port {self.port}\nbind 127.0.0.1\nprotected-mode no\nsave ""\n'
+        common = (
+            f"port {self.port}\nbind 127.0.0.1\nprotected-mode no\n"
             f"dir {self.directory}\nlogfile {self.directory / 'redis.log'}\n"
-            'rename-command KEYS ""\nrename-command SCAN ""\n'
-            "appendonly no\n" + self.config
         )
+        if self.sentinel:
+            config.write_text(common + self.config)
+        else:
+            config.write_text(
+                common
+                + 'save ""\nappendonly no\nrename-command KEYS ""\nrename-command SCAN ""\n'
+                + self.config
+            )
         self.process = subprocess.Popen(
-            [REDIS_SERVER, str(config)],
+            [REDIS_SERVER, str(config), *(["--sentinel"] if self.sentinel else [])],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -165,8 +182,8 @@ def redis_server_factory(
         _missing("redis-server is not on PATH (apt-get install redis-server)")
     started: list[RedisServer] = []
 
-    def start(config: str = "", *, name: str = "redis") -> RedisServer:
-        server = RedisServer(tmp_path_factory.mktemp(name), config=config)
+    def start(config: str = "", *, name: str = "redis", sentinel: bool = False) -> RedisServer:
+        server = RedisServer(tmp_path_factory.mktemp(name), config=config, sentinel=sentinel)
         started.append(server)
         return server.start()
 
@@ -249,3 +266,46 @@ def _info(port: int) -> str:
 def key_prefix() -> str:
     """A key prefix no other test uses: an empty namespace on a shared server."""
     return f"sessionhub-test:{uuid.uuid4().hex[:12]}:"
+
+
+@pytest.fixture
+def redis_settings(redis_url: str, key_prefix: str) -> Callable[..., RedisSettings]:
+    """Build settings for the session's single-node server under the test's key prefix."""
+
+    def make(**overrides: object) -> RedisSettings:
+        values: dict[str, object] = {"url": redis_url, "key_prefix": key_prefix}
+        values.update(overrides)
+        return RedisSettings.model_validate(values)
+
+    return make
+
+
+@pytest_asyncio.fixture
+async def backend(redis_settings: Callable[..., RedisSettings]) -> AsyncIterator[RedisBackend]:
+    """An opened backend on the single-node server, in the test's own namespace."""
+    async with RedisBackend(redis_settings()) as opened:
+        yield opened
+
+
+@pytest_asyncio.fixture
+async def raw_redis(redis_url: str) -> AsyncIterator[Redis]:
+    """A plain redis-py client on the same server, to look at what the backend stored."""
+    client = Redis.from_url(redis_url, decode_responses=True)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+def make_service() -> Callable[..., SessionHistoryService]:
+    """Build a service over a given backend, with isolated settings and no entry points."""
+
+    def make(backend: RedisBackend, *, clock: Any = None, **settings: Any) -> SessionHistoryService:
+        settings.setdefault("purge_interval", None)
+        return SessionHistoryService(
+            backend,
+            settings=SessionHubSettings.isolated(**settings),
+            plugin_manager=get_plugin_manager(entry_points=False),
+            clock=clock,
+        )
+
+    return make
