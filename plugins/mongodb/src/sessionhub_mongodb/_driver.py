@@ -1,0 +1,89 @@
+"""The few places where PyMongo's async API and Motor differ, and driver error translation.
+
+Both clients share the collection API this backend uses (``find_one``,
+``find(...).sort(...).limit(...).to_list(None)``, ``insert_many``,
+``update_one``, ``find_one_and_update``, ``delete_many``, ``create_indexes``,
+``command``). They differ in how a session and a transaction start:
+``AsyncMongoClient.start_session()`` returns the session and
+``start_transaction()`` is a coroutine, while Motor's ``start_session()`` is a
+coroutine and its ``start_transaction()`` is not. The functions here accept
+either shape.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from pymongo.errors import (
+    BulkWriteError,
+    ConnectionFailure,
+    DocumentTooLarge,
+    DuplicateKeyError,
+    OperationFailure,
+    PyMongoError,
+)
+
+__all__ = [
+    "start_session",
+    "start_transaction",
+    "is_duplicate_key",
+    "is_transient",
+    "is_unknown_commit",
+    "is_too_large",
+    "is_connection_error",
+]
+
+_DUPLICATE_KEY = 11000
+_TOO_LARGE_CODES = frozenset({10334, 17419, 2})  # BSONObjectTooLarge, doc too large to insert
+
+
+async def start_session(client: Any) -> Any:
+    """Start a client session on an ``AsyncMongoClient`` or a Motor client."""
+    session = client.start_session()
+    if inspect.isawaitable(session):
+        session = await session
+    return session
+
+
+async def start_transaction(session: Any, **options: Any) -> None:
+    """Start a transaction on a PyMongo async or a Motor session."""
+    started = session.start_transaction(**options)
+    if inspect.isawaitable(started):
+        await started
+
+
+def is_duplicate_key(exc: BaseException) -> bool:
+    """Whether ``exc`` is a unique-index violation (single write or any write of a bulk)."""
+    if isinstance(exc, DuplicateKeyError):
+        return True
+    if isinstance(exc, BulkWriteError):
+        errors = exc.details.get("writeErrors", [])
+        return bool(errors) and all(error.get("code") == _DUPLICATE_KEY for error in errors)
+    return isinstance(exc, OperationFailure) and exc.code == _DUPLICATE_KEY
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether a transaction failed in a way that retrying the whole transaction may fix."""
+    return isinstance(exc, PyMongoError) and exc.has_error_label("TransientTransactionError")
+
+
+def is_unknown_commit(exc: BaseException) -> bool:
+    """Whether a commit's outcome is unknown and the commit itself may be retried."""
+    return isinstance(exc, PyMongoError) and exc.has_error_label("UnknownTransactionCommitResult")
+
+
+def is_too_large(exc: BaseException) -> bool:
+    """Whether a write failed because a document exceeds the BSON size limit."""
+    if isinstance(exc, DocumentTooLarge):
+        return True
+    if isinstance(exc, BulkWriteError):
+        return any(
+            error.get("code") in _TOO_LARGE_CODES for error in exc.details.get("writeErrors", [])
+        )
+    return isinstance(exc, OperationFailure) and exc.code == 10334
+
+
+def is_connection_error(exc: BaseException) -> bool:
+    """Whether ``exc`` means the server could not be reached or answered too late."""
+    return isinstance(exc, ConnectionFailure)

@@ -1,0 +1,215 @@
+"""Real MongoDB servers for the MongoDB backend's tests; never mocks.
+
+Where the server comes from, in order:
+
+1. ``SESSIONHUB_TEST_MONGODB_URL``, if set (any MongoDB deployment);
+2. a ``mongo`` container through testcontainers, when a Docker engine answers;
+3. a private SecantusDB server (``pip install secantusdb``), a MongoDB
+   wire-protocol server on WiredTiger, started in its own process on a free
+   loopback port for the test session: one presenting itself as a replica set
+   (transactions) and, for the standalone scheme, one presenting itself as a
+   standalone server.
+
+With ``CI=true`` a missing server fails the run; otherwise the tests skip,
+saying why. Every test gets its own, empty database, dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pymongo
+import pytest
+
+SERVER_SCRIPT = Path(__file__).parent / "secantus_server.py"
+
+
+@dataclass
+class MongoServer:
+    """A server the tests may use: its URL and what kind of deployment it presents."""
+
+    url: str
+    kind: str
+    """``replica-set``, ``standalone`` or ``external`` (from the environment or a container)."""
+
+
+class SecantusProcess:
+    """A SecantusDB server in a child process; can be stopped and started again in place."""
+
+    def __init__(self, storage: Path, *, standalone: bool = False, port: int = 0) -> None:
+        self.storage = storage
+        self.standalone = standalone
+        self.port = port
+        self.process: subprocess.Popen[str] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"mongodb://127.0.0.1:{self.port}/"
+
+    def start(self) -> None:
+        args = [sys.executable, str(SERVER_SCRIPT), str(self.storage), str(self.port)]
+        if self.standalone:
+            args.append("--standalone")
+        process = subprocess.Popen(
+            args,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        assert process.stdout is not None
+        line = process.stdout.readline().strip()
+        if not line.isdigit():
+            process.kill()
+            process.wait()
+            raise RuntimeError(f"SecantusDB did not start (said {line!r})")
+        self.port = int(line)
+        self.process = process
+
+    def stop(self, *, kill: bool = False) -> None:
+        process, self.process = self.process, None
+        if process is None:
+            return
+        if kill:
+            process.kill()
+        else:
+            assert process.stdin is not None
+            process.stdin.close()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
+
+
+def _secantus_available() -> bool:
+    try:
+        import secantus  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _docker_answers() -> bool:
+    """Whether a Docker engine answers a ping (checked on the socket, without the docker SDK)."""
+    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    try:
+        if host.startswith("unix://"):
+            connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            address: object = host[len("unix://") :]
+        elif host.startswith("tcp://"):
+            name, _, port = host[len("tcp://") :].partition(":")
+            connection = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            address = (name, int(port or 2375))
+        else:
+            return False
+        with connection:
+            connection.settimeout(3)
+            connection.connect(address)
+            connection.sendall(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
+            return b" 200 " in connection.recv(64)
+    except OSError:
+        return False
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"No MongoDB server for the tests (CI=true): {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def server_directory() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="sessionhub-mongodb-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def mongo_server(server_directory: Path) -> Iterator[MongoServer]:
+    """The main test server (a replica set where we start it: transactions available)."""
+    url = os.environ.get("SESSIONHUB_TEST_MONGODB_URL")
+    if url:
+        yield MongoServer(url, "external")
+        return
+    if _docker_answers():
+        from testcontainers.mongodb import MongoDbContainer
+
+        with MongoDbContainer("mongo:8.0") as container:
+            yield MongoServer(container.get_connection_url(), "external")
+        return
+    if not _secantus_available():
+        _unavailable(
+            "set SESSIONHUB_TEST_MONGODB_URL, start a Docker engine, or "
+            "pip install secantusdb (a MongoDB wire-protocol server)"
+        )
+    server = SecantusProcess(server_directory / "replica-set")
+    server.start()
+    try:
+        yield MongoServer(server.url, "replica-set")
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def standalone_server(server_directory: Path, mongo_server: MongoServer) -> Iterator[MongoServer]:
+    """A server presenting itself as standalone (no transactions), or the main one if given."""
+    if mongo_server.kind == "external" or not _secantus_available():
+        yield mongo_server
+        return
+    server = SecantusProcess(server_directory / "standalone", standalone=True)
+    server.start()
+    try:
+        yield MongoServer(server.url, "standalone")
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def secantus_process(tmp_path: Path) -> Iterator[SecantusProcess]:
+    """A private SecantusDB server for a test that stops and restarts it."""
+    if not _secantus_available():
+        _unavailable("pip install secantusdb to run the server fault tests")
+    server = SecantusProcess(tmp_path / "private-server")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop(kill=True)
+
+
+@contextlib.contextmanager
+def _dropped_afterwards(url: str, name: str) -> Iterator[str]:
+    try:
+        yield name
+    finally:
+        with pymongo.MongoClient(url, serverSelectionTimeoutMS=5000) as client:
+            client.drop_database(name)
+
+
+@pytest.fixture
+def database_name(mongo_server: MongoServer) -> Iterator[str]:
+    """A fresh database on the main server, dropped after the test."""
+    with _dropped_afterwards(mongo_server.url, f"sessionhub_test_{uuid.uuid4().hex[:12]}") as name:
+        yield name
+
+
+@pytest.fixture
+def standalone_database_name(standalone_server: MongoServer) -> Iterator[str]:
+    """A fresh database on the standalone server, dropped after the test."""
+    with _dropped_afterwards(
+        standalone_server.url, f"sessionhub_test_{uuid.uuid4().hex[:12]}"
+    ) as name:
+        yield name
