@@ -10,6 +10,7 @@ script that touches them runs on one Cluster slot::
     <prefix>{<user tag>}:x            sorted set: the user's sessions by updated_at
     <prefix>{<user tag>}:u            hash: the user's state (s:<key>)
     <prefix>{<app tag>}:a             hash: the app's state (s:<key>), in the app's own slot
+    <prefix>{<app tag>}:users         sorted set: ids of the app's users (for export, migrate)
 
 ``<user tag>`` is 32 hex digits of SHA-256 over the length-prefixed
 ``(app name, user id)``, ``<app tag>`` the same over the app name alone (in
@@ -103,3 +104,7 @@ class KeyLayout:
     def app_state(self, app_name: str) -> str:
         """The key of the app state of ``app_name``."""
         return f"{self.prefix}{{{app_tag(app_name)}}}:a"
+
+    def app_users(self, app_name: str) -> str:
+        """The key of the index of the users of ``app_name`` (in the app's slot)."""
+        return f"{self.prefix}{{{app_tag(app_name)}}}:users"

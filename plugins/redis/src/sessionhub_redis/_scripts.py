@@ -12,9 +12,10 @@ Conventions shared by every script:
   hold ``s:<key>`` -> JSON text; metadata ``m:<key>`` -> JSON text. A delta is
   a count followed by (key, JSON) pairs; an empty JSON text deletes the key.
   No JSON is decoded in Lua.
-- The optional app-state key comes last in KEYS. It is passed on a single
-  node, so one script also applies the ``app:`` deltas; on Cluster it lives in
-  another slot and the caller applies those deltas with ``STATE`` afterwards.
+- The optional app-slot keys (the app state, the app's user index) come last
+  in KEYS. They are passed on a single node, so one script also applies the
+  ``app:`` deltas and records the user; on Cluster they live in another slot
+  and the caller sends those writes as commands of their own.
 - All checks happen before the first write: Redis does not roll a script back,
   so a script that returns early has written nothing.
 - Session and children keys are derived from ``base`` (``<prefix>{<tag>}``),
@@ -23,7 +24,7 @@ Conventions shared by every script:
 
 from __future__ import annotations
 
-__all__ = ["APPEND", "CREATE", "GET", "LIST", "UPDATE", "DELETE", "STATE"]
+__all__ = ["APPEND", "CREATE", "GET", "LIST", "UPDATE", "DELETE", "STATE", "RESTORE"]
 
 _COMMON = r"""
 local function esc(s)
@@ -202,12 +203,13 @@ return reply
 CREATE = (
     _COMMON
     + r"""
--- KEYS: session hash, events, ids, user state, user index[, app state]
+-- KEYS: session hash, events, ids, user state, user index[, app state, app's users]
 -- ARGV: now, exp, ttl, create token, user exp, user ttl, app exp, app ttl, base, session id,
---       escaped parent id ('' for none), field count, (field, value) pairs, user delta, app delta
+--       escaped parent id ('' for none), field count, (field, value) pairs, user delta,
+--       app delta, user id
 -- Reply: {0} if a live session has this id; {1 or 2 (this very create ran before),
 --        user state fields, app state fields}
-local H, E, I, U, X, A = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local H, E, I, U, X, A, W = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 local now = tonumber(ARGV[1])
 local old = redis.call('HMGET', H, 'last_seq', 'exp', 'ct', 'pesc')
 local status = 1
@@ -240,6 +242,7 @@ else
     apply_pairs(A, 's:', i + 1, na)
     state_written(A, ARGV[7], ARGV[8])
   end
+  if W then redis.call('ZADD', W, 0, ARGV[#ARGV]) end
 end
 return {status, redis.call('HGETALL', U), A and redis.call('HGETALL', A) or {}}
 """
@@ -380,12 +383,13 @@ return 1
 STATE = (
     _COMMON
     + r"""
--- KEYS: a state hash (a user's or an app's)
--- ARGV: now, mode ('update' or 'refresh'), exp, ttl, delta
+-- KEYS: a state hash (a user's or an app's)[, the app's users, for a user's state]
+-- ARGV: now, mode ('update' or 'refresh'), exp, ttl, delta[, user id]
 -- Reply: the state hash fields after the change
 local S = KEYS[1]
 local now = tonumber(ARGV[1])
 if ARGV[2] == 'update' then
+  if KEYS[2] then redis.call('ZADD', KEYS[2], 0, ARGV[#ARGV]) end
   state_for_write(S, now)
   apply_pairs(S, 's:', 6, tonumber(ARGV[5]))
   state_written(S, ARGV[3], ARGV[4])
@@ -393,5 +397,34 @@ else
   state_refresh(S, now, ARGV[3], ARGV[4])
 end
 return redis.call('HGETALL', S)
+"""
+)
+
+RESTORE = (
+    _COMMON
+    + r"""
+-- KEYS: session hash, events, ids, user index[, app's users]
+-- ARGV: now, exp, ttl, updated_at, base, session id, escaped parent id, field count,
+--       (field, value) pairs, event count, (event id, seq, JSON) triples, user id
+-- Replaces whatever session has this key with exactly the given one.
+local H, E, I, X, W = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local base, sid, pesc = ARGV[5], ARGV[6], ARGV[7]
+local old = redis.call('HGET', H, 'pesc')
+redis.call('DEL', H, E, I)
+redis.call('ZREM', X, sid)
+if old and old ~= '' then redis.call('ZREM', base .. ':c:' .. old, sid) end
+local n = tonumber(ARGV[8])
+for j = 9, 8 + 2 * n, 2 do redis.call('HSET', H, ARGV[j], ARGV[j + 1]) end
+redis.call('HSET', H, 'pesc', pesc)
+local i = 9 + 2 * n
+for j = i + 1, i + 3 * tonumber(ARGV[i]), 3 do
+  redis.call('RPUSH', E, ARGV[j + 2])
+  redis.call('ZADD', I, ARGV[j + 1], ARGV[j])
+end
+session_ttl(H, E, I, ARGV[2], ARGV[3], false)
+index_touch(X, sid, ARGV[4], ARGV[3])
+if pesc ~= '' then index_touch(base .. ':c:' .. pesc, sid, ARGV[4], ARGV[3]) end
+if W then redis.call('ZADD', W, 0, ARGV[#ARGV]) end
+return 1
 """
 )

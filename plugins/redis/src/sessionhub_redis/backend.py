@@ -57,6 +57,7 @@ from sessionhub import (
     Event,
     EventWindow,
     Expiry,
+    InvalidInput,
     ListCursor,
     Scope,
     Session,
@@ -275,6 +276,7 @@ _SCRIPTS = {
     "update": _Script(_scripts.UPDATE),
     "delete": _Script(_scripts.DELETE),
     "state": _Script(_scripts.STATE),
+    "restore": _Script(_scripts.RESTORE),
 }
 
 
@@ -441,6 +443,13 @@ class RedisBackend(Backend):
     async def _app_read(self, app_name: str, expiry: Expiry, refresh: bool) -> dict[str, Any]:
         return await self.get_state(Scope.APP, app_name, None, expiry, refresh=refresh)
 
+    async def _add_user(self, app_name: str, user_id: str) -> None:
+        """Record the user in the app's user index (Cluster: before the user's own write)."""
+        try:
+            await (await self._ready()).zadd(self.keys.app_users(app_name), {user_id: 0})
+        except _UNAVAILABLE as exc:
+            raise self._unavailable(exc) from exc
+
     # --- the primitives -----------------------------------------------------------------
 
     async def create_session(
@@ -470,7 +479,13 @@ class RedisBackend(Backend):
         args = self._head(user, key, expiry, uuid.uuid4().hex)
         args += [parent_escaped, len(fields) // 2, *fields, *_pairs(deltas.user)]
         args += [0] if self.is_cluster else _pairs(deltas.app)
-        reply = await self._run("create", self._script_keys(user, keys, key.app_name), args)
+        args.append(key.user_id)
+        script_keys = self._script_keys(user, keys, key.app_name)
+        if self.is_cluster:
+            await self._add_user(key.app_name, key.user_id)
+        else:
+            script_keys.append(self.keys.app_users(key.app_name))
+        reply = await self._run("create", script_keys, args)
         if reply[0] == 0:
             raise SessionExists(key.app_name, key.user_id, key.session_id)
         now = _micros(expiry.now)
@@ -662,7 +677,85 @@ class RedisBackend(Backend):
             *_expiry_args(expires_at, expiry.now),
             *_pairs(delta),
         ]
-        return _state(await self._run("state", [state_key], args), _micros(expiry.now))
+        script_keys = [state_key]
+        if scope is Scope.USER and user_id is not None:
+            args.append(user_id)
+            if self.is_cluster:
+                await self._add_user(app_name, user_id)
+            else:
+                script_keys.append(self.keys.app_users(app_name))
+        return _state(await self._run("state", script_keys, args), _micros(expiry.now))
+
+    async def list_users(self, app_name: str, *, limit: int, after: str | None) -> list[str]:
+        """One page of the app's user index, ascending (byte order, as ``sorted`` on ids).
+
+        The index records every user who had a session or user state; users whose
+        data has since expired or been deleted stay in it.
+        """
+        low = "-" if after is None else "(" + after
+        try:
+            client = await self._ready()
+            users = await client.zrangebylex(
+                self.keys.app_users(app_name), low, "+", start=0, num=limit
+            )
+        except _UNAVAILABLE as exc:
+            raise self._unavailable(exc) from exc
+        return [_text(user) for user in users]
+
+    async def restore_session(self, session: Session, events: list[Event], expiry: Expiry) -> None:
+        """Replace the session with exactly this content, in one script.
+
+        The events must be the session's newest, with contiguous seqs ending at
+        ``last_seq`` (what an export of any sessionhub backend holds).
+        """
+        seqs = [event.seq for event in events]
+        if seqs != list(range(session.last_seq - len(events) + 1, session.last_seq + 1)):
+            raise InvalidInput(
+                "events",
+                f"session {session.id!r} has last_seq {session.last_seq}, so its events must "
+                f"have the contiguous seqs up to it (got {seqs[:3]}...{seqs[-3:]})",
+            )
+        key = SessionKey(session.app_name, session.user_id, session.id)
+        user, keys = self._session_keys(key)
+        fields: list[Any] = [
+            "id", session.id,
+            "app", session.app_name,
+            "user", session.user_id,
+            "root", session.root_id,
+            "depth", session.depth,
+            "created", _micros(session.created_at),
+            "upd", _micros(session.updated_at),
+            "last_seq", session.last_seq,
+            "count", len(events),
+            "ct", "",
+        ]  # fmt: skip
+        if session.parent_id is not None:
+            fields += ["parent", session.parent_id]
+        for name, value in session.state.items():
+            fields += ["s:" + name, dump_json(value)]
+        for name, value in session.metadata.items():
+            fields += ["m:" + name, dump_json(value)]
+        args: list[Any] = [
+            _micros(expiry.now),
+            *_expiry_args(session.expires_at, expiry.now),
+            _micros(session.updated_at),
+            user.base,
+            session.id,
+            escape(session.parent_id) if session.parent_id is not None else "",
+            len(fields) // 2,
+            *fields,
+            len(events),
+        ]
+        for event in events:
+            text = event.model_dump_json(exclude=_WITHOUT_SEQ)
+            args += [event.id, event.seq, f'{{"seq":{event.seq},{text[1:]}']
+        args.append(session.user_id)
+        script_keys = [keys.hash, keys.events, keys.ids, user.index]
+        if self.is_cluster:
+            await self._add_user(session.app_name, session.user_id)
+        else:
+            script_keys.append(self.keys.app_users(session.app_name))
+        await self._run("restore", script_keys, args)
 
     async def purge_expired(self, now: datetime) -> int:
         """Return 0: Redis reclaims expired keys by itself (``native_ttl``).

@@ -1,0 +1,149 @@
+"""Faults on a private server: stopped, hung, killed mid-storm; typed errors and nothing lost."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+
+import pytest
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from sessionhub import BackendUnavailable, Event, TextPart
+from sessionhub_redis.backend import RedisBackend, RedisSettings
+
+pytestmark = pytest.mark.asyncio
+
+AOF = "appendonly yes\nappendfsync always\n"
+TIMEOUT = 0.3
+RETRIES = 1
+# Each call may take (RETRIES + 1) timeouts plus the backoff; allow generous slack for CI.
+WORST_CASE = (RETRIES + 1) * TIMEOUT + 1.0
+
+
+def _settings(server, key_prefix: str) -> RedisSettings:
+    return RedisSettings(
+        url=server.url,
+        key_prefix=key_prefix,
+        socket_timeout=TIMEOUT,
+        socket_connect_timeout=TIMEOUT,
+        retry_attempts=RETRIES,
+        retry_backoff=0.01,
+    )
+
+
+def _event(event_id: str, counter: int) -> Event:
+    return Event(
+        id=event_id,
+        role="user",
+        content=[TextPart(text=event_id)],
+        state_delta={"counter": counter},
+    )
+
+
+async def _assert_whole(service, session_id: str) -> list[Event]:
+    """The session is consistent: seqs 1..last_seq, counters agree, state from the last event."""
+    got = await service.get_session("alice", session_id)
+    assert got is not None
+    assert [e.seq for e in got.events] == list(range(1, got.last_seq + 1))
+    assert got.event_count == got.last_seq == len(got.events)
+    if got.events:
+        assert got.state["counter"] == got.events[-1].state_delta["counter"]
+    return got.events
+
+
+async def _fails_fast(call) -> BackendUnavailable:
+    began = time.monotonic()
+    with pytest.raises(BackendUnavailable) as caught:
+        await call
+    assert time.monotonic() - began < WORST_CASE
+    assert isinstance(caught.value.__cause__, (RedisConnectionError, RedisTimeoutError, OSError))
+    return caught.value
+
+
+async def test_stopped_server_then_restarted(redis_server_factory, key_prefix, make_service):
+    server = redis_server_factory(AOF, name="stopped")
+    service = make_service(RedisBackend(_settings(server, key_prefix)))
+    async with service:
+        await service.create_session("alice", "s1")
+        for i in range(1, 11):
+            await service.append(("alice", "s1"), _event(f"e{i}", i))
+
+        server.stop()
+        await _fails_fast(service.append(("alice", "s1"), _event("e11", 11)))
+        await _fails_fast(service.get_session("alice", "s1"))
+        await _fails_fast(service.list_sessions("alice"))
+        await _fails_fast(service.update_user_state("alice", {"k": 1}))
+        status = await service.health()
+        assert not status.ok and "failed" in status.detail
+
+        server.start()
+        [event] = await service.append(("alice", "s1"), _event("e11", 11))
+        assert event.seq == 11
+        events = await _assert_whole(service, "s1")
+        assert [e.id for e in events] == [f"e{i}" for i in range(1, 12)]
+        assert (await service.health()).ok
+
+
+async def test_hung_server_times_out_and_retries_are_safe(
+    redis_server_factory, key_prefix, make_service
+):
+    server = redis_server_factory(name="hung")
+    service = make_service(RedisBackend(_settings(server, key_prefix)))
+    async with service:
+        await service.create_session("alice", "s1")
+        await service.append(("alice", "s1"), _event("e1", 1))
+        server.signal(signal.SIGSTOP)
+        try:
+            error = await _fails_fast(service.append(("alice", "s1"), _event("e2", 2)))
+            assert "Timeout" in str(error)
+        finally:
+            server.signal(signal.SIGCONT)
+        # The timed-out append (and redis-py's retry of it) may have run once the
+        # server woke up; the caller's retry with the same event id stores it once.
+        [again] = await service.append(("alice", "s1"), _event("e2", 2))
+        assert again.seq == 2
+        events = await _assert_whole(service, "s1")
+        assert [e.id for e in events] == ["e1", "e2"]
+
+
+async def test_killed_server_keeps_every_acknowledged_append(
+    redis_server_factory, key_prefix, make_service
+):
+    """SIGKILL during an append storm (appendfsync always): every acknowledged append survives."""
+    server = redis_server_factory(AOF, name="killed")
+    service = make_service(RedisBackend(_settings(server, key_prefix)))
+    acknowledged: dict[str, int] = {}
+    failures: list[BaseException] = []
+    enough = asyncio.Event()
+
+    async def writer(name: str) -> None:
+        i = 0
+        while True:
+            i += 1
+            event_id = f"{name}-{i}"
+            try:
+                [stored] = await service.append(("alice", "storm"), _event(event_id, i))
+            except BackendUnavailable as exc:
+                failures.append(exc)
+                return
+            acknowledged[event_id] = stored.seq
+            if len(acknowledged) >= 200:
+                enough.set()
+
+    async with service:
+        await service.create_session("alice", "storm")
+        writers = [asyncio.create_task(writer(f"w{n}")) for n in range(4)]
+        await asyncio.wait_for(enough.wait(), 30)
+        server.kill()
+        await asyncio.wait_for(asyncio.gather(*writers), 10)
+        assert len(failures) == 4
+
+        server.start()
+        got = await service.get_session("alice", "storm")
+        assert got is not None
+        stored = {e.id: e.seq for e in got.events}
+        assert {k: stored.get(k) for k in acknowledged} == acknowledged
+        assert [e.seq for e in got.events] == list(range(1, got.last_seq + 1))
+        assert got.event_count == got.last_seq >= len(acknowledged)
