@@ -319,6 +319,25 @@ class Backend(abc.ABC):
     ) -> dict[str, Any]:
         """Apply ``delta`` to the app or user state atomically and return the new state."""
 
+    async def list_users(self, app_name: str, *, limit: int, after: str | None) -> list[str]:
+        """Return up to ``limit`` ids of users with sessions or user state in the app.
+
+        Ascending, strictly after ``after``; expired data may still be counted.
+        Used by export and migrate to walk a whole app.
+        """
+        raise NotImplementedError(
+            f"The {self.name!r} backend cannot list users; export or migrate user by user."
+        )
+
+    async def restore_session(self, session: Session, events: list[Event], expiry: Expiry) -> None:
+        """Write ``session`` with exactly ``events``, replacing any session with its key.
+
+        Everything is kept as given: ids, ``seq`` numbers, times, counters
+        (``last_seq``), state (the session scope) and metadata. One atomic step:
+        readers see the old session or the new one. Used by import and migrate.
+        """
+        raise NotImplementedError(f"The {self.name!r} backend cannot restore sessions.")
+
     @abc.abstractmethod
     async def purge_expired(self, now: datetime) -> int:
         """Reclaim the storage of expired sessions and states; return how many were removed."""

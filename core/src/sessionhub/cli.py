@@ -13,7 +13,12 @@ import os
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict
-from typing import Any
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, TextIO
+
+from rich.console import Console
+from rich.progress import Progress, TextColumn, TimeElapsedColumn
 
 from sessionhub.errors import SessionHubError
 from sessionhub.models import Event, Session, TextPart, ToolCallPart, ToolResultPart
@@ -21,6 +26,15 @@ from sessionhub.plugins import SessionHubPluginManager, get_plugin_manager
 from sessionhub.registry import BackendRegistry
 from sessionhub.service import SessionHistoryService
 from sessionhub.settings import explain_settings, load_settings
+from sessionhub.transfer import (
+    TransferReport,
+    export_records,
+    import_records,
+    migrate,
+    read_agentscope_sessions,
+    read_export,
+    read_history_files,
+)
 
 __all__ = ["main", "build_parser"]
 
@@ -42,7 +56,54 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("check", help="build the configured backend and ping it")
     demo = commands.add_parser("demo", help="store and print a short conversation")
     demo.add_argument("--user", default="demo-user", help="user id to use (default: demo-user)")
+    _add_data_commands(commands)
     return parser
+
+
+def _add_data_commands(commands: Any) -> None:
+    sessions = commands.add_parser("sessions", help="list, show or delete a user's sessions")
+    actions = sessions.add_subparsers(dest="action", required=True, metavar="ACTION")
+    listing = actions.add_parser("list", help="one page of a user's sessions, newest first")
+    listing.add_argument("--user", required=True, help="the user whose sessions to list")
+    listing.add_argument("--limit", type=int, default=50, help="page size (1-1000, default 50)")
+    listing.add_argument("--cursor", help="the next_cursor printed by the previous page")
+    listing.add_argument("--parent", help="list only this session's children")
+    listing.add_argument("--json", action="store_true", help="print JSON")
+    show = actions.add_parser("show", help="print a session and its events")
+    show.add_argument("session_id", help="the session to show")
+    show.add_argument("--user", required=True, help="the session's user")
+    show.add_argument("--last", type=int, help="only the newest N events")
+    show.add_argument("--json", action="store_true", help="print JSON")
+    delete = actions.add_parser("delete", help="delete a session (and its children)")
+    delete.add_argument("session_id", help="the session to delete")
+    delete.add_argument("--user", required=True, help="the session's user")
+    delete.add_argument("--keep-children", action="store_true", help="do not delete children")
+    delete.add_argument("--json", action="store_true", help="print JSON")
+
+    export = commands.add_parser("export", help="write sessions and state as JSON lines")
+    export.add_argument("--output", "-o", default="-", help="file to write (default: stdout)")
+    export.add_argument("--user", action="append", help="only this user (repeatable)")
+    export.add_argument("--updated-after", type=_aware_time, help="ISO time: newer sessions only")
+    export.add_argument("--updated-before", type=_aware_time, help="ISO time: older sessions only")
+
+    imports = commands.add_parser("import", help="read JSON lines (or other tools' files)")
+    imports.add_argument("paths", nargs="+", type=Path, help="files (or directories) to read")
+    imports.add_argument(
+        "--format",
+        choices=["sessionhub", "agentscope", "history"],
+        default="sessionhub",
+        help="sessionhub export lines (default), AgentScope JSONSession files, "
+        "or history-list session files",
+    )
+    imports.add_argument("--user", help="the user AgentScope sessions belong to")
+    imports.add_argument("--keep-going", action="store_true", help="skip bad records, report them")
+    imports.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    migrate = commands.add_parser("migrate", help="copy everything from one store to another")
+    migrate.add_argument("--from", dest="source", required=True, help="source URL")
+    migrate.add_argument("--to", dest="target", required=True, help="target URL")
+    migrate.add_argument("--user", action="append", help="only this user (repeatable)")
+    migrate.add_argument("--json", action="store_true", help="print the report as JSON")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -263,10 +324,164 @@ def _print_table(rows: list[list[str]]) -> None:
         )
 
 
+def _aware_time(text: str) -> datetime:
+    value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def _sessions(args: argparse.Namespace) -> int:
+    async def run() -> int:
+        async with SessionHistoryService() as service:
+            if args.action == "list":
+                page = await service.list_sessions(
+                    args.user, limit=args.limit, cursor=args.cursor, parent_id=args.parent
+                )
+                if args.json:
+                    print(
+                        json.dumps(
+                            {
+                                "items": [
+                                    s.model_dump(mode="json", exclude={"events"})
+                                    for s in page.items
+                                ],
+                                "next_cursor": page.next_cursor,
+                            },
+                            indent=2,
+                            ensure_ascii=False,
+                        )
+                    )
+                    return 0
+                table = [["SESSION", "UPDATED", "EVENTS", "PARENT", "TITLE"]]
+                table += [
+                    [
+                        s.id,
+                        f"{s.updated_at:%Y-%m-%d %H:%M:%S}",
+                        str(s.event_count),
+                        s.parent_id or "-",
+                        str(s.metadata.get("title", "")),
+                    ]
+                    for s in page.items
+                ]
+                _print_table(table)
+                if page.next_cursor:
+                    more = f"--user {args.user} --cursor {page.next_cursor}"
+                    print(f"\nmore: sessionhub sessions list {more}")
+                return 0
+            if args.action == "show":
+                session = await service.get_session(args.user, args.session_id, last_n=args.last)
+                if session is None:
+                    print(
+                        f"error: no session {args.session_id!r} for user {args.user!r}",
+                        file=sys.stderr,
+                    )
+                    return 1
+                if args.json:
+                    print(session.model_dump_json(indent=2))
+                else:
+                    _print_session(session)
+                return 0
+            deleted = await service.delete_session(
+                args.user, args.session_id, cascade=not args.keep_children
+            )
+            if args.json:
+                print(json.dumps({"deleted": deleted}))
+            else:
+                print("deleted" if deleted else "no such session (nothing to delete)")
+            return 0
+
+    return asyncio.run(run())
+
+
+def _export(args: argparse.Namespace) -> int:
+    async def run(out: TextIO) -> int:
+        async with SessionHistoryService() as service:
+            async for record in export_records(
+                service,
+                user_ids=args.user,
+                updated_after=args.updated_after,
+                updated_before=args.updated_before,
+            ):
+                out.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")
+        return 0
+
+    if args.output == "-":
+        return asyncio.run(run(sys.stdout))
+    with open(args.output, "w", encoding="utf-8") as out:
+        return asyncio.run(run(out))
+
+
+def _import(args: argparse.Namespace) -> int:
+    files = sorted(f for p in args.paths for f in ([p] if not p.is_dir() else p.glob("*.json*")))
+    if args.format == "agentscope" and not args.user:
+        print("error: --user is required with --format agentscope", file=sys.stderr)
+        return 2
+    if args.format == "agentscope":
+        records = read_agentscope_sessions(files, user_id=args.user)
+    elif args.format == "history":
+        records = read_history_files(files)
+    else:
+        records = (located for f in files for located in read_export(f))
+
+    async def run() -> int:
+        async with SessionHistoryService() as service:
+            report = await import_records(service, records, keep_going=args.keep_going)
+        _print_report(report, args.json)
+        return 0
+
+    return asyncio.run(run())
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    async def run() -> int:
+        source = SessionHistoryService(url=args.source)
+        target = SessionHistoryService(url=args.target)
+        # A migration streams, so totals are unknown: show counts, rates and elapsed time.
+        async with source, target:
+            with Progress(
+                TextColumn("{task.description:<8}"),
+                TextColumn("{task.completed:>10,.0f}"),
+                TextColumn("{task.fields[rate]}"),
+                TimeElapsedColumn(),
+                console=Console(stderr=True),
+                disable=not sys.stderr.isatty(),
+            ) as bars:
+                tasks = {
+                    name: bars.add_task(name, total=None, rate="")
+                    for name in ("sessions", "events")
+                }
+
+                def advance(name: str, count: int) -> None:
+                    bars.advance(tasks[name], count)
+                    speed = bars.tasks[tasks[name]].speed
+                    bars.update(tasks[name], rate=f"{speed:>9,.0f}/s" if speed else "")
+
+                report = await migrate(source, target, user_ids=args.user, progress=advance)
+        _print_report(report, args.json)
+        return 0
+
+    return asyncio.run(run())
+
+
+def _print_report(report: TransferReport, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(asdict(report), indent=2))
+        return
+    print(
+        f"{report.sessions} sessions, {report.events} events, "
+        f"{report.user_states} user states, {report.app_states} app states"
+    )
+    for line in report.skipped:
+        print(f"skipped: {line}")
+
+
 _COMMANDS = {
     "backends": _backends,
     "plugins": _plugins,
     "config": _config,
     "check": _check,
     "demo": _demo,
+    "sessions": _sessions,
+    "export": _export,
+    "import": _import,
+    "migrate": _migrate,
 }

@@ -20,9 +20,15 @@ is allowed only with ``@pytest.mark.xfail(reason=...)``.
 
 from __future__ import annotations
 
+import pytest
+
+# Failing suite assertions should show values, as in the author's own test files.
+pytest.register_assert_rewrite("sessionhub.testing._suite")
+
 from sessionhub.testing._base import ConformanceFixtures, FakeClock, requires
 from sessionhub.testing._helpers import assert_backend_registered
 from sessionhub.testing._suite.concurrency import ConcurrencyTests
+from sessionhub.testing._suite.data import DataTests
 from sessionhub.testing._suite.events import EventTests
 from sessionhub.testing._suite.inputs import InputTests
 from sessionhub.testing._suite.isolation import IsolationTests
@@ -51,6 +57,7 @@ class BackendConformance(
     IsolationTests,
     InputTests,
     ConcurrencyTests,
+    DataTests,
     ConformanceFixtures,
 ):
     """The whole contract. Subclass it and override the ``backend`` fixture."""

@@ -236,6 +236,34 @@ class MemoryBackend(Backend):
         self.store.by_user.get((key.app_name, key.user_id), {}).pop(key.session_id, None)
         return True
 
+    async def list_users(self, app_name: str, *, limit: int, after: str | None) -> list[str]:
+        """Users of the app with sessions or user state, ascending."""
+        users = {
+            user
+            for (app, user), records in self.store.by_user.items()
+            if app == app_name and records
+        }
+        users |= {
+            user
+            for (scope, app, user) in self.store.states
+            if scope == "user" and app == app_name and user
+        }
+        return sorted(u for u in users if after is None or u > after)[:limit]
+
+    async def restore_session(self, session: Session, events: list[Event], expiry: Expiry) -> None:
+        """Replace the session with exactly this content."""
+        key = SessionKey(session.app_name, session.user_id, session.id)
+        header = session.model_dump(exclude={"events", "event_count"})
+        header["state"] = dump_json(session.state)
+        header["metadata"] = dump_json(session.metadata)
+        record = _Record(
+            header=header,
+            events=[event_to_json(event) for event in events],
+            by_id={event.id: event.seq for event in events},
+        )
+        self.store.sessions[key] = record
+        self.store.by_user.setdefault((key.app_name, key.user_id), {})[key.session_id] = record
+
     # --- app and user state ----------------------------------------------------------
 
     def _state(

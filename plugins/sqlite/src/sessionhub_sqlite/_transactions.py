@@ -41,6 +41,8 @@ __all__ = [
     "append",
     "update_session",
     "delete_session",
+    "list_users",
+    "restore_session",
     "get_state",
     "update_state",
     "purge_expired",
@@ -365,6 +367,55 @@ def delete_session(conn: sqlite3.Connection, key: SessionKey) -> bool:
         (key.app_name, key.user_id, key.session_id),
     )
     return cursor.rowcount > 0
+
+
+def list_users(conn: sqlite3.Connection, app_name: str, limit: int, after: str | None) -> list[str]:
+    """User ids with sessions or user state in the app, ascending, after ``after``."""
+    floor = "" if after is None else after
+    rows = conn.execute(
+        "SELECT user_id FROM sessions WHERE app_name = ? AND user_id > ? "
+        "UNION SELECT user_id FROM user_state WHERE app_name = ? AND user_id > ? "
+        "ORDER BY user_id LIMIT ?",
+        (app_name, floor, app_name, floor, limit),
+    ).fetchall()
+    return [user_id for (user_id,) in rows]
+
+
+def restore_session(conn: sqlite3.Connection, session: Session, events: list[Event]) -> None:
+    """Replace the session with exactly this content (times, seqs and counters as given)."""
+    delete_session(conn, SessionKey(session.app_name, session.user_id, session.id))
+    row = (
+        None,
+        session.id,
+        session.app_name,
+        session.user_id,
+        session.parent_id,
+        session.root_id,
+        session.depth,
+        to_micros(session.created_at),
+        to_micros(session.updated_at),
+        _optional_micros(session.expires_at),
+        dump_json(session.state),
+        dump_json(session.metadata),
+        len(events),
+        session.last_seq,
+    )
+    cursor = conn.execute(
+        f"INSERT INTO sessions ({_SESSION_COLUMNS}) VALUES ({_SESSION_PLACEHOLDERS})", row
+    )
+    conn.executemany(
+        "INSERT INTO events (session_pk, seq, event_id, timestamp, data) VALUES (?, ?, ?, ?, ?)",
+        [
+            (
+                cursor.lastrowid,
+                event.seq,
+                event.id,
+                to_micros(event.timestamp or session.created_at),
+                event_to_json(event),
+            )
+            for event in events
+        ],
+    )
 
 
 # --- app and user state -------------------------------------------------------------

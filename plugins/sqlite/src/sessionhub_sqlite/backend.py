@@ -47,6 +47,7 @@ from sessionhub import (
     Capabilities,
     ConfigError,
     ConflictError,
+    Event,
     EventWindow,
     Expiry,
     ListCursor,
@@ -397,6 +398,16 @@ class SQLiteBackend(Backend):
     async def delete_session(self, key: SessionKey) -> bool:
         """Delete the session; its events are deleted with it."""
         return await self._transaction(_transactions.delete_session, key, write=True)
+
+    async def list_users(self, app_name: str, *, limit: int, after: str | None) -> list[str]:
+        """One page of the app's user ids, ascending."""
+        return await self._transaction(
+            _transactions.list_users, app_name, limit, after, write=False
+        )
+
+    async def restore_session(self, session: Session, events: list[Event], expiry: Expiry) -> None:
+        """Replace the session with exactly this content, in one transaction."""
+        await self._transaction(_transactions.restore_session, session, events, write=True)
 
     async def get_state(
         self, scope: Scope, app_name: str, user_id: str | None, expiry: Expiry, *, refresh: bool

@@ -325,6 +325,31 @@ class JsonFilesBackend(Backend):
             log.path.unlink()
         return existed
 
+    async def list_users(self, app_name: str, *, limit: int, after: str | None) -> list[str]:
+        """Read one header per user directory and every user-state log's owner."""
+        users: set[str] = set()
+        for user_dir in (self.root / "sessions").glob("*"):
+            for path in user_dir.glob("*.jsonl"):
+                last = _Log(path).last()
+                if last is not None:
+                    if last["header"]["app_name"] == app_name:
+                        users.add(last["header"]["user_id"])
+                    break
+        for path in (self.root / "state").glob("user-*.jsonl"):
+            last = _Log(path).last()
+            if last is not None and last["header"].get("app_name") == app_name:
+                users.add(last["header"]["user_id"])
+        return sorted(u for u in users if after is None or u > after)[:limit]
+
+    async def restore_session(self, session: Session, events: list[Event], expiry: Expiry) -> None:
+        """Start the session's log over with exactly this content, as one line."""
+        key = SessionKey(session.app_name, session.user_id, session.id)
+        log = self._session_log(key)
+        header = session.model_dump(mode="json", exclude={"events"})
+        header.update(first_seq=session.last_seq - len(events) + 1, event_count=len(events))
+        with log.locked():
+            log.replace({"header": header, "events": [e.model_dump(mode="json") for e in events]})
+
     # --- app and user state -----------------------------------------------------------
 
     def _state(
@@ -337,9 +362,7 @@ class JsonFilesBackend(Backend):
         state: dict[str, Any] = last["header"]["state"]
         if refresh:
             with log.locked():
-                log.append(
-                    {"header": {"state": state, "expires_at": _iso(_scope_expiry(scope, expiry))}}
-                )
+                log.append(_state_record(state, scope, app_name, user_id, expiry))
         return state
 
     def _update_state(
@@ -353,9 +376,7 @@ class JsonFilesBackend(Backend):
         log = self._state_log(scope, app_name, user_id)
         with log.locked():
             state = apply_delta(self._state(scope, app_name, user_id, expiry, refresh=False), delta)
-            log.append(
-                {"header": {"state": state, "expires_at": _iso(_scope_expiry(scope, expiry))}}
-            )
+            log.append(_state_record(state, scope, app_name, user_id, expiry))
         return state
 
     def _update_scopes(self, key: SessionKey, deltas: StateDeltas, expiry: Expiry) -> None:
@@ -392,6 +413,13 @@ class JsonFilesBackend(Backend):
                     path.unlink()
                     removed += 1
         return removed
+
+
+def _state_record(
+    state: dict[str, Any], scope: Scope, app_name: str, user_id: str | None, expiry: Expiry
+) -> dict[str, Any]:
+    header = {"state": state, "app_name": app_name, "user_id": user_id}
+    return {"header": {**header, "expires_at": _iso(_scope_expiry(scope, expiry))}}
 
 
 def _scope_expiry(scope: Scope, expiry: Expiry) -> datetime | None:

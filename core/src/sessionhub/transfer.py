@@ -1,0 +1,497 @@
+"""Moving data: export to JSON lines, import from it (and from other tools' files), migrate.
+
+The export format is JSON lines, one record per line: a ``header``, the
+``app_state``, then per user a ``user_state`` and one ``session`` record per
+session with all its events. A session is imported in one atomic step
+(``Backend.restore_session``), exactly as exported (ids, seqs, times,
+counters), replacing a session with the same key: a re-run after an
+interruption duplicates nothing and misses nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from sessionhub import _validate
+from sessionhub._normalize import to_event
+from sessionhub.backend import EventWindow, Expiry, Scope, SessionKey
+from sessionhub.errors import InvalidInput
+from sessionhub.models import Event, Session
+from sessionhub.service import SNAPSHOT_PREFIX, SessionHistoryService
+
+__all__ = [
+    "EXPORT_FORMAT",
+    "EXPORT_VERSION",
+    "Record",
+    "TransferReport",
+    "export_records",
+    "import_records",
+    "migrate",
+    "read_export",
+    "read_agentscope_sessions",
+    "read_history_files",
+]
+
+EXPORT_FORMAT = "sessionhub-export"
+EXPORT_VERSION = 1
+PAGE = 500
+
+Record = dict[str, Any]
+"""One line of an export: ``{"kind": "header" | "app_state" | "user_state" | "session", ...}``."""
+
+
+@dataclass
+class Located:
+    """A record and where it came from, for error messages."""
+
+    record: Record
+    source: str
+    line: int | None = None
+
+    @property
+    def where(self) -> str:
+        """``file:line`` (or just the file)."""
+        return self.source if self.line is None else f"{self.source}:{self.line}"
+
+
+@dataclass
+class TransferReport:
+    """What an import or migration did."""
+
+    sessions: int = 0
+    events: int = 0
+    user_states: int = 0
+    app_states: int = 0
+    skipped: list[str] = field(default_factory=list)
+    """One line per record skipped with ``keep_going``: where it was and why."""
+
+
+Progress = Callable[[str, int], None]
+"""Called with ``("sessions", 1)`` or ``("events", n)`` as work is done."""
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _no_refresh(now: datetime) -> Expiry:
+    return Expiry(now=now)
+
+
+# --- export ------------------------------------------------------------------------
+
+
+async def export_records(
+    service: SessionHistoryService,
+    *,
+    user_ids: Sequence[str] | None = None,
+    updated_after: datetime | None = None,
+    updated_before: datetime | None = None,
+) -> AsyncIterator[Record]:
+    """Stream the app's data as export records, one session at a time.
+
+    Reads never extend TTLs. With ``user_ids``, only those users' data;
+    ``updated_after`` / ``updated_before`` keep sessions updated in that window.
+    """
+    await service.start()
+    backend = service.backend
+    app = service.app_name
+    yield {
+        "kind": "header",
+        "format": EXPORT_FORMAT,
+        "version": EXPORT_VERSION,
+        "app_name": app,
+        "exported_at": _now().isoformat(),
+    }
+    expiry = _no_refresh(_now())
+    app_state = await backend.get_state(Scope.APP, app, None, expiry, refresh=False)
+    if app_state and user_ids is None:
+        yield {"kind": "app_state", "state": app_state}
+    async for user_id in _users(service, user_ids):
+        user_state = await backend.get_state(Scope.USER, app, user_id, expiry, refresh=False)
+        if user_state:
+            yield {"kind": "user_state", "user_id": user_id, "state": user_state}
+        async for session in _sessions_of(service, user_id, expiry.now):
+            if updated_after is not None and session.updated_at <= updated_after:
+                continue
+            if updated_before is not None and session.updated_at > updated_before:
+                continue
+            stored = await backend.get_session(
+                SessionKey(app, user_id, session.id), EventWindow(), expiry, refresh=False
+            )
+            if stored is None:  # deleted or expired since it was listed
+                continue
+            full = stored.session
+            yield {
+                "kind": "session",
+                "session": full.model_dump(mode="json", exclude={"events"}),
+                "events": [event.model_dump(mode="json") for event in full.events],
+            }
+
+
+async def _users(
+    service: SessionHistoryService, user_ids: Sequence[str] | None
+) -> AsyncIterator[str]:
+    if user_ids is not None:
+        for user_id in user_ids:
+            yield _validate.check_identifier(user_id, "user_id")
+        return
+    after: str | None = None
+    while True:
+        page = await service.backend.list_users(service.app_name, limit=PAGE, after=after)
+        for user_id in page:
+            yield user_id
+        if len(page) < PAGE:
+            return
+        after = page[-1]
+
+
+async def _sessions_of(
+    service: SessionHistoryService, user_id: str, now: datetime
+) -> AsyncIterator[Session]:
+    cursor: str | None = None
+    while True:
+        page = await service.list_sessions(user_id, limit=PAGE, cursor=cursor)
+        for session in page.items:
+            yield session
+        if page.next_cursor is None:
+            return
+        cursor = page.next_cursor
+
+
+# --- reading files ------------------------------------------------------------------
+
+
+def read_export(path: Path | str) -> Iterator[Located]:
+    """Read an export file (``-`` is not accepted here; pass lines to ``parse_lines``)."""
+    path = Path(path)
+    with path.open(encoding="utf-8") as handle:
+        yield from parse_lines(handle, str(path))
+
+
+def parse_lines(lines: Iterable[str], source: str) -> Iterator[Located]:
+    """Parse JSON lines; a malformed line becomes an ``InvalidInput`` naming source and line."""
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError as exc:
+            yield Located({"kind": "error", "error": f"not JSON ({exc})"}, source, number)
+            continue
+        if not isinstance(record, dict):
+            yield Located(
+                {"kind": "error", "error": "a line must be a JSON object"}, source, number
+            )
+            continue
+        yield Located(record, source, number)
+
+
+# --- import ------------------------------------------------------------------------
+
+
+async def import_records(
+    service: SessionHistoryService,
+    records: Iterable[Located] | AsyncIterator[Located],
+    *,
+    keep_going: bool = False,
+    progress: Progress | None = None,
+) -> TransferReport:
+    """Store records into the service's app; each session atomically and idempotently.
+
+    A bad record raises ``InvalidInput`` naming where it came from, before
+    anything of it is written; with ``keep_going`` it is skipped and reported.
+    """
+    await service.start()
+    report = TransferReport()
+    async for located in _aiter(records):
+        try:
+            await _import_one(service, located, report)
+        except InvalidInput as exc:
+            if not keep_going:
+                raise
+            report.skipped.append(str(exc))
+            continue
+        if progress is not None and located.record.get("kind") == "session":
+            progress("sessions", 1)
+            progress("events", len(located.record.get("events", [])))
+    return report
+
+
+async def _aiter(records: Iterable[Located] | AsyncIterator[Located]) -> AsyncIterator[Located]:
+    if isinstance(records, AsyncIterator):
+        async for item in records:
+            yield item
+    else:
+        for item in records:
+            yield item
+
+
+async def _import_one(
+    service: SessionHistoryService, located: Located, report: TransferReport
+) -> None:
+    record = located.record
+    kind = record.get("kind")
+    backend = service.backend
+    app = service.app_name
+    expiry = _no_refresh(_now())
+    if kind == "error":
+        raise InvalidInput(located.where, record["error"])
+    if kind == "header":
+        if record.get("format") != EXPORT_FORMAT or record.get("version") != EXPORT_VERSION:
+            raise InvalidInput(
+                located.where,
+                f"not a {EXPORT_FORMAT} version {EXPORT_VERSION} header "
+                f"(format={record.get('format')!r}, version={record.get('version')!r})",
+            )
+        return
+    if kind == "app_state":
+        state = _state_of(record, located)
+        await backend.update_state(Scope.APP, app, None, state, expiry)
+        report.app_states += 1
+        return
+    if kind == "user_state":
+        user_id = _checked(
+            lambda: _validate.check_identifier(record.get("user_id"), "user_id"), located
+        )
+        state = _state_of(record, located)
+        await backend.update_state(Scope.USER, app, user_id, state, expiry)
+        report.user_states += 1
+        return
+    if kind == "session":
+        session, events = _session_of(record, located, app)
+        await backend.restore_session(session, events, expiry)
+        report.sessions += 1
+        report.events += len(events)
+        return
+    raise InvalidInput(located.where, f"unknown record kind {kind!r}")
+
+
+def _checked(check: Callable[[], Any], located: Located) -> Any:
+    try:
+        return check()
+    except InvalidInput as exc:
+        raise InvalidInput(f"{located.where}: {exc.field}", exc.rule) from exc
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise InvalidInput(f"{located.where}: {where}", first["msg"]) from exc
+
+
+def _state_of(record: Record, located: Located) -> dict[str, Any]:
+    state = record.get("state")
+    _checked(lambda: _validate.check_mapping(state, "state"), located)
+    return dict(state)  # type: ignore[arg-type]
+
+
+def _session_of(record: Record, located: Located, app: str) -> tuple[Session, list[Event]]:
+    raw = record.get("session")
+    if not isinstance(raw, dict):
+        raise InvalidInput(located.where, "a session record needs a 'session' object")
+    session: Session = _checked(
+        lambda: Session.model_validate({**raw, "app_name": app, "events": []}), located
+    )
+    events: list[Event] = _checked(
+        lambda: [Event.model_validate(item) for item in record.get("events") or []], located
+    )
+
+    def check() -> None:
+        _validate.check_identifier(session.user_id, "session.user_id")
+        _validate.check_identifier(session.id, "session.id")
+        _validate.check_mapping(session.state, "session.state")
+        _validate.check_mapping(session.metadata, "session.metadata")
+        seqs = [event.seq for event in events]
+        first = session.last_seq - len(events) + 1
+        if seqs != list(range(first, session.last_seq + 1)) or first < 1:
+            raise InvalidInput(
+                "events", f"seqs must be contiguous and end at last_seq={session.last_seq}"
+            )
+        for index, event in enumerate(events):
+            _validate.check_identifier(event.id, f"events[{index}].id")
+            _validate.check_mapping(event.state_delta, f"events[{index}].state_delta")
+            _validate.check_mapping(event.metadata, f"events[{index}].metadata")
+            for number, part in enumerate(event.content):
+                _validate.check_json(part.model_dump(), f"events[{index}].content[{number}]")
+        if len({event.id for event in events}) != len(events):
+            raise InvalidInput("events", "an event id appears twice")
+
+    _checked(check, located)
+    session.event_count = len(events)
+    return session, events
+
+
+# --- migrate -----------------------------------------------------------------------
+
+
+async def migrate(
+    source: SessionHistoryService,
+    target: SessionHistoryService,
+    *,
+    user_ids: Sequence[str] | None = None,
+    progress: Progress | None = None,
+) -> TransferReport:
+    """Copy every session (with events and state) of ``source``'s app into ``target``.
+
+    Streams one session at a time; idempotent, so an interrupted run can simply
+    be run again.
+    """
+
+    async def located() -> AsyncIterator[Located]:
+        async for record in export_records(source, user_ids=user_ids):
+            yield Located(record, "source")
+
+    return await import_records(target, located(), progress=progress)
+
+
+# --- other tools' files ---------------------------------------------------------------
+
+
+def read_agentscope_sessions(paths: Iterable[Path], *, user_id: str) -> Iterator[Located]:
+    """Read AgentScope 1.0 ``JSONSession`` files (``<session_id>.json``) as session records.
+
+    Each module's state is kept under the session state key ``snapshot:<name>``
+    (what ``save_state`` writes, so ``load_state`` restores it); messages found
+    in a module's ``memory.content`` become the session's events.
+    """
+    for path in paths:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            yield Located({"kind": "error", "error": f"not a JSON file ({exc})"}, str(path))
+            continue
+        if not isinstance(data, dict):
+            yield Located(
+                {"kind": "error", "error": "expected an object of state modules"}, str(path)
+            )
+            continue
+        try:
+            messages = [
+                to_event(message, f"{name}.memory.content[{i}]")
+                for name, module in data.items()
+                for i, message in enumerate(_memory_messages(module))
+            ]
+        except InvalidInput as exc:
+            yield Located({"kind": "error", "error": str(exc)}, str(path))
+            continue
+        stamp = datetime.fromtimestamp(path.stat().st_mtime, timezone.utc)
+        events = [_numbered(event, seq) for seq, event in enumerate(messages, start=1)]
+        session = _session_dict(
+            path.stem, user_id, stamp, stamp, {SNAPSHOT_PREFIX + k: v for k, v in data.items()}, {}
+        )
+        yield Located(_session_record(session, events), str(path))
+
+
+def _memory_messages(module: Any) -> list[Any]:
+    if not isinstance(module, dict):
+        return []
+    memory = module.get("memory")
+    if isinstance(memory, dict) and isinstance(memory.get("content"), list):
+        return list(memory["content"])
+    return []
+
+
+def read_history_files(paths: Iterable[Path]) -> Iterator[Located]:
+    """Read "history list + metadata" session files as session records.
+
+    Each file holds ``session_id``, ``user_id``, ``parent_session_id``,
+    ``root_session_id``, ``created_at``, ``last_active``, ``metadata`` and
+    ``history: [{role, content, timestamp}]``. Depths follow the parent chain.
+    """
+    loaded: list[tuple[Path, dict[str, Any]]] = []
+    for path in paths:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(data, dict) or "session_id" not in data:
+                raise ValueError("expected an object with session_id and history")
+        except (OSError, ValueError) as exc:
+            yield Located({"kind": "error", "error": f"not a history file ({exc})"}, str(path))
+            continue
+        loaded.append((path, data))
+    parents = {str(d["session_id"]): d.get("parent_session_id") for _, d in loaded}
+
+    def depth(session_id: str) -> int:
+        seen, steps, parent = {session_id}, 0, parents.get(session_id)
+        while parent and parent not in seen:
+            seen.add(parent)
+            steps += 1
+            parent = parents.get(parent)
+        return steps
+
+    for path, data in loaded:
+        try:
+            events = [
+                _numbered(to_event(item, f"history[{i}]"), i + 1)
+                for i, item in enumerate(data.get("history") or [])
+            ]
+        except InvalidInput as exc:
+            yield Located({"kind": "error", "error": str(exc)}, str(path))
+            continue
+        session_id = str(data["session_id"])
+        first = events[0].timestamp if events else None
+        created = data.get("created_at") or (first or _now()).isoformat()
+        session = _session_dict(
+            session_id,
+            str(data.get("user_id") or "default"),
+            created,
+            data.get("last_active") or created,
+            {},
+            data.get("metadata") or {},
+            parent_id=data.get("parent_session_id"),
+            root_id=data.get("root_session_id") or session_id,
+            depth=depth(session_id),
+        )
+        yield Located(_session_record(session, events), str(path))
+
+
+def _numbered(event: Event, seq: int) -> Event:
+    if not event.id:
+        event.id = f"imported-{seq}"
+    event.seq = seq
+    return event
+
+
+def _session_dict(
+    session_id: str,
+    user_id: str,
+    created_at: Any,
+    updated_at: Any,
+    state: dict[str, Any],
+    metadata: dict[str, Any],
+    *,
+    parent_id: str | None = None,
+    root_id: str | None = None,
+    depth: int = 0,
+) -> dict[str, Any]:
+    return {
+        "id": session_id,
+        "user_id": user_id,
+        "app_name": "",
+        "parent_id": parent_id,
+        "root_id": root_id or session_id,
+        "depth": depth,
+        "created_at": created_at.isoformat() if isinstance(created_at, datetime) else created_at,
+        "updated_at": updated_at.isoformat() if isinstance(updated_at, datetime) else updated_at,
+        "state": state,
+        "metadata": metadata,
+    }
+
+
+def _session_record(session: dict[str, Any], events: list[Event]) -> Record:
+    for event in events:
+        if event.timestamp is None:
+            event.timestamp = datetime.fromisoformat(
+                str(session["created_at"]).replace("Z", "+00:00")
+            )
+    session["last_seq"] = len(events)
+    return {
+        "kind": "session",
+        "session": session,
+        "events": [event.model_dump(mode="json") for event in events],
+    }

@@ -1,0 +1,304 @@
+"""Data tools: export, import, migrate and the importers of other tools' files."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from sessionhub_memory.backend import MemoryBackend
+from sessionhub_sqlite.backend import SQLiteBackend
+
+from sessionhub import InvalidInput, SessionHistoryService, SessionHubSettings, get_plugin_manager
+from sessionhub.transfer import (
+    export_records,
+    import_records,
+    migrate,
+    parse_lines,
+    read_agentscope_sessions,
+    read_history_files,
+)
+
+FIXTURES = Path(__file__).parent / "fixtures"
+SESSIONHUB = str(Path(sys.executable).with_name("sessionhub"))
+
+
+def service(backend) -> SessionHistoryService:
+    return SessionHistoryService(
+        backend,
+        settings=SessionHubSettings.isolated(),
+        plugin_manager=get_plugin_manager(entry_points=False),
+    )
+
+
+async def fill(svc: SessionHistoryService, sessions: int = 200) -> None:
+    await svc.update_app_state({"version": 3, "flags": {"beta": True}})
+    for n in range(sessions):
+        user = f"user-{n % 7}"
+        parent = None
+        if n % 5 == 4:
+            parent = f"s{n - 1}"
+            user = f"user-{(n - 1) % 7}"
+        s = await svc.create_session(
+            user,
+            f"s{n}",
+            state={"n": n, "user:seen": n},
+            metadata={"title": f"chat {n}", "tags": ["x", n]},
+            parent=parent,
+        )
+        await svc.append(
+            s,
+            [
+                {"role": "user", "content": f"question {n}", "state_delta": {"asked": True}},
+                {
+                    "role": "assistant",
+                    "content": [
+                        {
+                            "type": "tool_call",
+                            "id": f"c{n}",
+                            "name": "search",
+                            "arguments": {"q": n},
+                        }
+                    ],
+                },
+                {
+                    "role": "tool",
+                    "content": [{"type": "tool_result", "call_id": f"c{n}", "output": [n]}],
+                },
+            ][: 1 + n % 3],
+        )
+
+
+async def dump(svc: SessionHistoryService) -> list[dict]:
+    return [r async for r in export_records(svc) if r["kind"] != "header"]
+
+
+@pytest.mark.asyncio
+async def test_round_trip_through_memory_and_sqlite_is_exact(tmp_path):
+    source = service(MemoryBackend())
+    await fill(source)
+    original = await dump(source)
+    assert sum(r["kind"] == "session" for r in original) == 200
+    assert any(r["session"]["parent_id"] for r in original if r["kind"] == "session")
+
+    sqlite = service(SQLiteBackend(path=tmp_path / "a.db"))
+    report = await migrate(source, sqlite)
+    assert (report.sessions, report.app_states, report.user_states) == (200, 1, 7)
+    assert report.events == sum(len(r["events"]) for r in original if r["kind"] == "session")
+    assert await dump(sqlite) == original
+
+    back = service(MemoryBackend())
+    await migrate(sqlite, back)
+    assert await dump(back) == original
+    again = await migrate(source, sqlite)  # idempotent
+    assert again.sessions == 200
+    assert await dump(sqlite) == original
+    await sqlite.stop()
+
+
+@pytest.mark.asyncio
+async def test_export_filters():
+    svc = service(MemoryBackend())
+    await fill(svc, 30)
+    only = [r async for r in export_records(svc, user_ids=["user-1"])]
+    assert {r["session"]["user_id"] for r in only if r["kind"] == "session"} == {"user-1"}
+    assert not any(r["kind"] == "app_state" for r in only)
+    times = sorted(r["session"]["updated_at"] for r in await dump(svc) if r["kind"] == "session")
+    cut = datetime.fromisoformat(times[20])
+    newer = [r async for r in export_records(svc, updated_after=cut)]
+    assert len([r for r in newer if r["kind"] == "session"]) == 9
+    older = [r async for r in export_records(svc, updated_before=cut)]
+    assert len([r for r in older if r["kind"] == "session"]) == 21
+
+
+def lines(*records) -> list[str]:
+    return [json.dumps(r) if isinstance(r, dict) else r for r in records]
+
+
+def session_record(session_id: str, seqs=(1, 2)) -> dict:
+    return {
+        "kind": "session",
+        "session": {
+            "id": session_id,
+            "user_id": "u",
+            "app_name": "x",
+            "root_id": session_id,
+            "created_at": "2025-01-01T00:00:00+00:00",
+            "updated_at": "2025-01-02T00:00:00+00:00",
+            "last_seq": max(seqs),
+        },
+        "events": [
+            {
+                "id": f"e{s}",
+                "seq": s,
+                "role": "user",
+                "content": [{"type": "text", "text": str(s)}],
+                "timestamp": "2025-01-01T00:00:00+00:00",
+            }
+            for s in seqs
+        ],
+    }
+
+
+@pytest.mark.asyncio
+async def test_a_malformed_line_names_file_and_line():
+    svc = service(MemoryBackend())
+    records = parse_lines(
+        lines(session_record("good"), "{not json", session_record("later")), "dump.jsonl"
+    )
+    with pytest.raises(InvalidInput) as info:
+        await import_records(svc, records)
+    assert str(info.value).startswith("Invalid dump.jsonl:2: not JSON")
+    assert await svc.get_session("u", "good") is not None
+    assert await svc.get_session("u", "later") is None
+
+
+@pytest.mark.asyncio
+async def test_a_bad_session_is_not_half_imported_and_keep_going_reports_it():
+    svc = service(MemoryBackend())
+    bad = session_record("gapped", seqs=(1, 3))
+    records = parse_lines(lines(bad, session_record("fine"), "[1, 2]"), "dump.jsonl")
+    report = await import_records(svc, records, keep_going=True)
+    assert report.sessions == 1
+    assert await svc.get_session("u", "gapped") is None
+    assert await svc.get_session("u", "fine") is not None
+    assert report.skipped == [
+        "Invalid dump.jsonl:1: events: seqs must be contiguous and end at last_seq=3",
+        "Invalid dump.jsonl:3: a line must be a JSON object",
+    ]
+
+
+@pytest.mark.asyncio
+async def test_agentscope_json_session_files():
+    svc = service(MemoryBackend())
+    paths = sorted((FIXTURES / "agentscope").glob("*.json"))
+    report = await import_records(svc, read_agentscope_sessions(paths, user_id="ada"))
+    assert report.sessions == 2
+    chat = await svc.get_session("ada", "chat-1")
+    assert [(e.seq, e.role) for e in chat.events] == [
+        (1, "user"),
+        (2, "assistant"),
+        (3, "system"),
+        (4, "assistant"),
+    ]
+    assert chat.events[0].text == "What's 2+2?"
+    assert chat.events[1].tool_calls[0].arguments == {"expr": "2+2"}
+    assert chat.events[2].content[0].output == "4"
+    assert chat.events[3].text == "It is 4." and chat.events[3].metadata["name"] == "Friday"
+    assert chat.state["snapshot:settings"] == {"temperature": 0.2}
+
+    class Settings:
+        def load_state_dict(self, state, strict=True):
+            self.loaded = state
+
+        def state_dict(self):
+            return {}
+
+    settings = Settings()
+    await svc.load_state("ada", "chat-1", settings=settings)
+    assert settings.loaded == {"temperature": 0.2}
+    empty = await svc.get_session("ada", "empty-agent")
+    assert empty.events == [] and empty.state["snapshot:planner"]["plan"] == ["a", "b"]
+
+
+@pytest.mark.asyncio
+async def test_history_list_files():
+    svc = service(MemoryBackend())
+    report = await import_records(
+        svc, read_history_files(sorted((FIXTURES / "history").glob("*.json")))
+    )
+    assert report.sessions == 2 and report.events == 4
+    root = await svc.get_session("ada", "root-1")
+    child = await svc.get_session("ada", "child-1")
+    assert (root.parent_id, root.depth, root.metadata) == (None, 0, {"channel": "web"})
+    assert (child.parent_id, child.root_id, child.depth) == ("root-1", "root-1", 1)
+    assert [e.text for e in child.events] == [
+        "Find flights BER-LIS on 12 June",
+        "TP 531 at 09:40, 189 EUR.",
+    ]
+    assert child.updated_at.isoformat() == "2025-05-01T09:04:00+00:00"
+    assert [s.id for s in (await svc.list_sessions("ada", parent_id="root-1")).items] == ["child-1"]
+
+
+def cli(*args, cwd, env=None):
+    full = {k: v for k, v in os.environ.items() if not k.startswith("SESSIONHUB_")}
+    full.update(env or {})
+    return subprocess.run(
+        [SESSIONHUB, *args], cwd=cwd, env=full, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_cli_export_import_and_session_commands(tmp_path):
+    env = {"SESSIONHUB_URL": f"sqlite:///{tmp_path / 'a.db'}"}
+    assert cli("demo", "--user", "ada", cwd=tmp_path, env=env).returncode == 0
+    listed = json.loads(
+        cli("sessions", "list", "--user", "ada", "--json", cwd=tmp_path, env=env).stdout
+    )
+    [item] = listed["items"]
+    shown = cli("sessions", "show", item["id"], "--user", "ada", cwd=tmp_path, env=env)
+    assert "get_weather" in shown.stdout
+    assert cli("export", "-o", "dump.jsonl", cwd=tmp_path, env=env).returncode == 0
+    other = {"SESSIONHUB_URL": f"sqlite:///{tmp_path / 'b.db'}"}
+    result = cli("import", "dump.jsonl", cwd=tmp_path, env=other)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("1 sessions, 5 events, 1 user states")
+    a = cli("export", cwd=tmp_path, env=env).stdout.splitlines()[1:]
+    b = cli("export", cwd=tmp_path, env=other).stdout.splitlines()[1:]
+    assert a == b and len(a) == 2
+    deleted = cli(
+        "sessions", "delete", item["id"], "--user", "ada", "--json", cwd=tmp_path, env=other
+    )
+    assert json.loads(deleted.stdout) == {"deleted": True}
+    (tmp_path / "bad.jsonl").write_text('{"kind": "session"}\n')
+    failed = cli("import", "bad.jsonl", cwd=tmp_path, env=other)
+    assert failed.returncode == 2 and "bad.jsonl:1" in failed.stderr
+
+
+def count(db: Path, table: str) -> int:
+    try:
+        with sqlite3.connect(db) as conn:
+            return conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+    except sqlite3.Error:
+        return 0
+
+
+@pytest.mark.asyncio
+async def test_an_interrupted_migration_finishes_on_rerun(tmp_path):
+    source_db, target_db = tmp_path / "source.db", tmp_path / "target.db"
+    source = service(SQLiteBackend(path=source_db))
+    await fill(source, 400)
+    await source.stop()
+    args = (
+        "migrate",
+        "--from",
+        f"sqlite:///{source_db}",
+        "--to",
+        f"sqlite:///{target_db}",
+        "--json",
+    )
+    process = subprocess.Popen(
+        [SESSIONHUB, *args], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    deadline = time.monotonic() + 60
+    while (
+        count(target_db, "sessions") < 50 and time.monotonic() < deadline and process.poll() is None
+    ):
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.communicate()
+    assert 0 < count(target_db, "sessions") < 400, "the migration was not interrupted half-way"
+    result = cli(*args, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["sessions"] == 400
+    source, target = service(SQLiteBackend(path=source_db)), service(SQLiteBackend(path=target_db))
+    assert await dump(target) == await dump(source)
+    assert count(target_db, "events") == count(source_db, "events")
+    await source.stop()
+    await target.stop()
