@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -13,8 +14,6 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from sessionhub_memory.backend import MemoryBackend
-from sessionhub_sqlite.backend import SQLiteBackend
 
 from sessionhub import InvalidInput, SessionHistoryService, SessionHubSettings, get_plugin_manager
 from sessionhub.transfer import (
@@ -25,6 +24,8 @@ from sessionhub.transfer import (
     read_agentscope_sessions,
     read_history_files,
 )
+from sessionhub_memory.backend import MemoryBackend
+from sessionhub_sqlite.backend import SQLiteBackend
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SESSIONHUB = str(Path(sys.executable).with_name("sessionhub"))
@@ -269,12 +270,15 @@ def count(db: Path, table: str) -> int:
         return 0
 
 
-@pytest.mark.asyncio
-async def test_an_interrupted_migration_finishes_on_rerun(tmp_path):
+def test_an_interrupted_migration_finishes_on_rerun(tmp_path):
     source_db, target_db = tmp_path / "source.db", tmp_path / "target.db"
-    source = service(SQLiteBackend(path=source_db))
-    await fill(source, 400)
-    await source.stop()
+
+    async def prepare():
+        source = service(SQLiteBackend(path=source_db))
+        await fill(source, 400)
+        await source.stop()
+
+    asyncio.run(prepare())
     args = (
         "migrate",
         "--from",
@@ -297,8 +301,17 @@ async def test_an_interrupted_migration_finishes_on_rerun(tmp_path):
     result = cli(*args, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["sessions"] == 400
-    source, target = service(SQLiteBackend(path=source_db)), service(SQLiteBackend(path=target_db))
-    assert await dump(target) == await dump(source)
+
+    async def compare():
+        source, target = (
+            service(SQLiteBackend(path=source_db)),
+            service(SQLiteBackend(path=target_db)),
+        )
+        try:
+            assert await dump(target) == await dump(source)
+        finally:
+            await source.stop()
+            await target.stop()
+
+    asyncio.run(compare())
     assert count(target_db, "events") == count(source_db, "events")
-    await source.stop()
-    await target.stop()
