@@ -118,6 +118,7 @@ def session_document(
     """The document of a new session (no events yet)."""
     document: dict[str, Any] = {
         "_id": incarnation,
+        "incarnation": incarnation,
         "app": session.app_name,
         "user": session.user_id,
         "sid": session.id,

@@ -40,7 +40,7 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any, ClassVar, Literal, ParamSpec, TypeVar, Union
 from urllib.parse import urlsplit
@@ -221,7 +221,8 @@ class MongoSettings(BackendSettings):
 class _Head:
     """What a writer needs to know of a session document to publish events after it."""
 
-    id: str
+    id: Any
+    incarnation: str
     last_seq: int
     event_count: int
     version: int
@@ -231,6 +232,7 @@ class _Head:
     def of(cls, document: Mapping[str, Any]) -> _Head:
         return cls(
             document["_id"],
+            document["incarnation"],
             document["last_seq"],
             document["event_count"],
             document.get("version", 0),
@@ -459,7 +461,7 @@ class MongoBackend(Backend):
                 ttl,
             ]
         )
-        await state.create_indexes([ttl])
+        await state.create_indexes([IndexModel([("app", 1), ("user", 1)], name="by_user"), ttl])
 
     async def close(self) -> None:
         """Close the client if the backend created it (an injected one is left open)."""
@@ -566,7 +568,7 @@ class MongoBackend(Backend):
         if lowest >= last_seq:
             return []
         query: dict[str, Any] = {
-            "session": document["_id"],
+            "session": document["incarnation"],
             "seq": {"$gt": lowest, "$lte": last_seq},
         }
         projection = {"data": 1, "_id": 0}
@@ -722,13 +724,13 @@ class MongoBackend(Backend):
     async def _clear_expired(self, key: SessionKey, now_us: int) -> bool:
         """Remove an expired (or half-deleted) session holding ``key``; False if it is live."""
         old = await self._sessions.find_one(
-            self._key_filter(key), {"_id": 1, "expires_us": 1}, session=None
+            self._key_filter(key), {"_id": 1, "incarnation": 1, "expires_us": 1}
         )
         if old is None:
             return True
         if old["expires_us"] > now_us:
             return False
-        await self._events.delete_many({"session": old["_id"]})
+        await self._events.delete_many({"session": old["incarnation"]})
         await self._sessions.delete_one({"_id": old["_id"], "expires_us": {"$lte": now_us}})
         self._remember(key, None)
         return True
@@ -775,7 +777,7 @@ class MongoBackend(Backend):
     async def _extend_horizon(self, document: dict[str, Any], expiry: Expiry) -> None:
         horizon, moved = self._horizon(document.get("horizon_us"), expiry)
         if moved:
-            await self._move_horizon(document["_id"], horizon, None)
+            await self._move_horizon(document["incarnation"], horizon, None)
             await self._sessions.update_one(
                 {"_id": document["_id"]}, {"$set": {"horizon_us": horizon}}
             )
@@ -874,11 +876,11 @@ class MongoBackend(Backend):
             document = await self._sessions.find_one_and_update(
                 {**self._key_filter(key), "deleted": {"$exists": False}},
                 {"$set": {"deleted": True, "expires_us": 0}, "$unset": {"expires_at": ""}},
-                projection={"_id": 1},
+                projection={"_id": 1, "incarnation": 1},
             )
             if document is None:
                 return False
-            await self._events.delete_many({"session": document["_id"]})
+            await self._events.delete_many({"session": document["incarnation"]})
             await self._sessions.delete_one({"_id": document["_id"]})
             return True
 
@@ -957,7 +959,7 @@ class MongoBackend(Backend):
     ) -> dict[str, Event]:
         rows = await self._events.find(
             {
-                "session": head.id,
+                "session": head.incarnation,
                 "event_id": {"$in": [event.id for event in request.events]},
                 "seq": {"$gt": head.last_seq - head.event_count, "$lte": head.last_seq},
             },
@@ -970,12 +972,12 @@ class MongoBackend(Backend):
     async def _clear_unpublished(self, head: _Head, session: Any) -> None:
         """Delete events outside the visible range: leftovers of failed or crashed writers."""
         await self._events.delete_many(
-            {"session": head.id, "seq": {"$gt": head.last_seq}}, session=session
+            {"session": head.incarnation, "seq": {"$gt": head.last_seq}}, session=session
         )
         trimmed = head.last_seq - head.event_count
         if trimmed > 0:
             await self._events.delete_many(
-                {"session": head.id, "seq": {"$lte": trimmed}}, session=session
+                {"session": head.incarnation, "seq": {"$lte": trimmed}}, session=session
             )
 
     async def _insert_events(
@@ -983,7 +985,7 @@ class MongoBackend(Backend):
     ) -> None:
         if plan.new:
             await self._events.insert_many(
-                [event_document(head.id, event, token, horizon) for event in plan.new],
+                [event_document(head.incarnation, event, token, horizon) for event in plan.new],
                 ordered=True,
                 session=session,
             )
@@ -1039,10 +1041,12 @@ class MongoBackend(Backend):
                 check_stored = True
                 raise _Retry
             if moved:
-                await self._move_horizon(head.id, horizon, session)
+                await self._move_horizon(head.incarnation, horizon, session)
             await self._apply_scopes(key, plan.app_delta, plan.user_delta, request.expiry, session)
-            await self._trim(head.id, request, plan.last_seq, session)
-            after = _Head(head.id, plan.last_seq, event_count, head.version, horizon)
+            await self._trim(head.incarnation, request, plan.last_seq, session)
+            after = replace(
+                head, last_seq=plan.last_seq, event_count=event_count, horizon_us=horizon
+            )
             return self._result(request, plan, event_count), after
 
         try:
@@ -1063,7 +1067,7 @@ class MongoBackend(Backend):
         try:
             await self._insert_events(head, plan, token, horizon, None)
             if moved:
-                await self._move_horizon(head.id, horizon, None)
+                await self._move_horizon(head.incarnation, horizon, None)
             sets, unsets, event_count = self._publish(request, head, plan, horizon)
             outcome = await self._sessions.update_one(
                 {
@@ -1087,15 +1091,17 @@ class MongoBackend(Backend):
                     await self._delete_own(head, plan, token)
         if not published:
             return None
-        await self._trim(head.id, request, plan.last_seq, None)
-        self._remember(key, _Head(head.id, plan.last_seq, event_count, head.version, horizon))
+        await self._trim(head.incarnation, request, plan.last_seq, None)
+        self._remember(
+            key, replace(head, last_seq=plan.last_seq, event_count=event_count, horizon_us=horizon)
+        )
         return self._result(request, plan, event_count)
 
     async def _delete_own(self, head: _Head, plan: _Plan, token: str) -> None:
         if plan.new:
             await self._events.delete_many(
                 {
-                    "session": head.id,
+                    "session": head.incarnation,
                     "seq": {"$gt": head.last_seq, "$lte": plan.last_seq},
                     "writer": token,
                 }
@@ -1193,7 +1199,7 @@ class MongoBackend(Backend):
                     # a leftover (a dead writer's, or a trim that did not run).
                     await self._clear_unpublished(head, None)
             if moved and plan.new:
-                await self._move_horizon(head.id, horizon, None)
+                await self._move_horizon(head.incarnation, horizon, None)
             wider = bool(plan.app_delta or plan.user_delta)
             if plan.new:
                 sets, unsets, event_count = self._publish(request, head, plan, horizon)
@@ -1243,8 +1249,10 @@ class MongoBackend(Backend):
                     )
         assert plan is not None
         if plan.new:
-            await self._trim(head.id, request, plan.last_seq, None)
-            head = _Head(head.id, plan.last_seq, event_count, head.version, horizon)
+            await self._trim(head.incarnation, request, plan.last_seq, None)
+            head = replace(
+                head, last_seq=plan.last_seq, event_count=event_count, horizon_us=horizon
+            )
         self._remember(key, head)
         return self._result(request, plan, event_count)
 
@@ -1346,6 +1354,94 @@ class MongoBackend(Backend):
             raise ConfigError("the user state scope needs a user_id")
         return await self._apply_state(scope, app_name, user_id, delta, expiry, None)
 
+    # --- data tools ----------------------------------------------------------------------
+
+    @_translated
+    async def list_users(self, app_name: str, *, limit: int, after: str | None) -> list[str]:
+        """Users of the app with sessions or user state, ascending, strictly after ``after``.
+
+        Walks the ``(app, user, ...)`` indexes one distinct user at a time, so a
+        page costs about ``2 * limit`` index seeks however many sessions each
+        user has.
+        """
+        self._ready()
+        users: list[str] = []
+        floor = after
+        while len(users) < limit:
+            found = await asyncio.gather(
+                self._next_user(self._sessions, app_name, floor, "session_key"),
+                self._next_user(self._state, app_name, floor, "by_user"),
+            )
+            candidates = [user for user in found if user is not None]
+            if not candidates:
+                break
+            floor = min(candidates)
+            users.append(floor)
+        return users
+
+    @staticmethod
+    async def _next_user(
+        collection: Any, app_name: str, after: str | None, index: str
+    ) -> str | None:
+        query: dict[str, Any] = {"app": app_name, "user": {"$type": "string"}}
+        if after is not None:
+            query["user"] = {"$gt": after}
+        rows = (
+            await collection.find(query, {"user": 1, "_id": 0})
+            .sort([("app", 1), ("user", 1)])
+            .hint(index)
+            .limit(1)
+            .to_list(None)
+        )
+        return rows[0]["user"] if rows else None
+
+    @_translated
+    async def restore_session(self, session: Session, events: list[Event], expiry: Expiry) -> None:
+        """Replace the session with exactly this content, in one atomic switch.
+
+        The events go in first under a new incarnation id, invisible; then one
+        replacement of the session document points it at them, so readers see
+        the old session or the new one; then the old events are deleted. The
+        events must be the consecutive seqs ending at ``session.last_seq``.
+        """
+        self._ready()
+        seqs = [event.seq for event in events]
+        first = session.last_seq - len(events) + 1
+        if seqs != list(range(first, session.last_seq + 1)):
+            raise InvalidInput(
+                "events",
+                f"must be the consecutive seqs {first}..{session.last_seq} ending at the "
+                f"session's last_seq, got {seqs[:3]}...{seqs[-3:]}",
+            )
+        key = SessionKey(session.app_name, session.user_id, session.id)
+        now_us = to_micros(expiry.now)
+        expires_us = NEVER if session.expires_at is None else to_micros(session.expires_at)
+        horizon = None if expires_us == NEVER else expires_us + max(expires_us - now_us, 0)
+        incarnation = uuid.uuid4().hex
+        token = self._token()
+        document = session_document(session, incarnation, expires_us, horizon)
+        document.update(
+            last_seq=session.last_seq,
+            event_count=len(events),
+            # A writer holding the old head must not publish into the new session.
+            version=random.getrandbits(62),
+        )
+        del document["_id"]
+        async with self._key_locks.hold(key):
+            self._remember(key, None)
+            for start in range(0, len(events), 1000):
+                await self._events.insert_many(
+                    [
+                        event_document(incarnation, event, token, horizon)
+                        for event in events[start : start + 1000]
+                    ],
+                    ordered=False,
+                )
+            old = await self._sessions.find_one(self._key_filter(key), {"incarnation": 1})
+            await self._sessions.replace_one(self._key_filter(key), document, upsert=True)
+            if old is not None and old["incarnation"] != incarnation:
+                await self._events.delete_many({"session": old["incarnation"]})
+
     # --- maintenance -----------------------------------------------------------------------
 
     @_translated
@@ -1362,14 +1458,16 @@ class MongoBackend(Backend):
         removed = 0
         rows = await self._sessions.find(
             {"$or": [{"expires_at": {"$lte": cutoff}}, {"deleted": True}]},
-            {"_id": 1, "expires_us": 1},
+            {"_id": 1, "incarnation": 1, "expires_us": 1},
         ).to_list(None)
-        doomed = [row["_id"] for row in rows if row["expires_us"] <= now_us]
+        doomed = [row for row in rows if row["expires_us"] <= now_us]
         for start in range(0, len(doomed), 500):
             batch = doomed[start : start + 500]
-            await self._events.delete_many({"session": {"$in": batch}})
+            await self._events.delete_many(
+                {"session": {"$in": [row["incarnation"] for row in batch]}}
+            )
             outcome = await self._sessions.delete_many(
-                {"_id": {"$in": batch}, "expires_us": {"$lte": now_us}}
+                {"_id": {"$in": [row["_id"] for row in batch]}, "expires_us": {"$lte": now_us}}
             )
             removed += int(outcome.deleted_count)
         outcome = await self._state.delete_many(
