@@ -243,3 +243,27 @@ async def test_a_given_pool_is_used_and_left_open(redis_settings, redis_url):
         await client.aclose(close_connection_pool=False)
     finally:
         await pool.aclose()
+
+
+@pytest.mark.asyncio
+async def test_restore_needs_contiguous_seqs_ending_at_last_seq(backend):
+    from datetime import datetime, timezone
+
+    from sessionhub import Event, Expiry, InvalidInput, Session
+
+    now = datetime.now(timezone.utc)
+    session = Session(
+        id="s1",
+        app_name="default",
+        user_id="alice",
+        root_id="s1",
+        created_at=now,
+        updated_at=now,
+        last_seq=9,
+    )
+    gappy = [Event(id=f"e{seq}", seq=seq, role="user") for seq in (7, 9)]
+    with pytest.raises(InvalidInput, match="contiguous"):
+        await backend.restore_session(session, gappy, Expiry(now=now))
+    whole = [Event(id=f"e{seq}", seq=seq, role="user") for seq in (8, 9)]
+    await backend.restore_session(session, whole, Expiry(now=now))
+    assert await backend.list_users("default", limit=10, after=None) == ["alice"]
