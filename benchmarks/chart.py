@@ -37,7 +37,7 @@ def draw_append_chart(run: RunResult, path: Path) -> Path | None:
         print("chart skipped: matplotlib is not installed", file=sys.stderr)
         return None
     lengths = run.plan["append_lengths"]
-    figure, axes = plt.subplots(figsize=(10, 6), dpi=120)
+    figure, axes = plt.subplots(figsize=(10, 7.5), dpi=120)
     used: dict[str, int] = {}
     drawn = 0
     for subject in run.subjects:
@@ -72,7 +72,7 @@ def draw_append_chart(run: RunResult, path: Path) -> Path | None:
     if not drawn:
         plt.close(figure)
         return None
-    for storage, label in run.floors.items():
+    for storage in run.floors:
         samples = [
             value
             for subject in run.subjects
@@ -87,7 +87,7 @@ def draw_append_chart(run: RunResult, path: Path) -> Path | None:
                 color=FLOOR_COLOURS.get(storage, "grey"),
                 linestyle=":",
                 linewidth=1,
-                label=f"floor: {label}",
+                label=f"floor, {storage}",
             )
     axes.set_xscale("log")
     axes.set_yscale("log")
@@ -96,7 +96,7 @@ def draw_append_chart(run: RunResult, path: Path) -> Path | None:
     axes.set_ylabel("append latency, ms (median; bar to p95)")
     axes.set_title(f"Append latency against history length ({run.mode} run)")
     axes.grid(True, which="both", alpha=0.3)
-    axes.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    axes.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=3)
     figure.tight_layout()
     figure.savefig(path)
     plt.close(figure)

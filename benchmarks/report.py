@@ -9,12 +9,12 @@ same kind of storage in the same column. Rows are grouped by that kind
 from __future__ import annotations
 
 import json
-import statistics
 from collections.abc import Callable
 from pathlib import Path
 
 from benchmarks.chart import draw_append_chart
 from benchmarks.results import Cell, RunResult, SubjectResult
+from benchmarks.timing import Samples
 from benchmarks.workloads import (
     CONCURRENT,
     CREATE,
@@ -42,7 +42,9 @@ def format_seconds(seconds: float) -> str:
 
 def format_ratio(ratio: float) -> str:
     """A ratio such as ``1.42x`` or ``183x``."""
-    return f"{ratio:.2f}x" if ratio < 10 else f"{ratio:.3g}x"
+    if ratio < 10:
+        return f"{ratio:.2f}x"
+    return f"{ratio:.3g}x" if ratio < 100 else f"{ratio:,.0f}x"
 
 
 def _sorted(subjects: list[SubjectResult]) -> list[SubjectResult]:
@@ -242,13 +244,11 @@ def _floors(table: _Table) -> list[str]:
             for value in cell.floor.seconds
         ]
         if not samples:
-            lines.append(f"| {storage} | {label} | — | — | 0 |")
-            continue
-        ordered = sorted(samples)
-        p95 = ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
+            continue  # no subject of this storage ran
+        pooled = Samples(tuple(samples))
         lines.append(
-            f"| {storage} | {label} | {format_seconds(statistics.median(samples))} "
-            f"| {format_seconds(p95)} | {len(samples)} |"
+            f"| {storage} | {label} | {format_seconds(pooled.median)} "
+            f"| {format_seconds(pooled.p95)} | {pooled.count} |"
         )
     return lines
 

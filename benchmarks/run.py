@@ -11,7 +11,8 @@ skipped. The markdown table goes to stdout, progress to stderr, and
 ``report.md``, ``results.json`` and ``append_latency.png`` to ``--out``
 (default ``bench-report/``). The exit status is 1 when a correctness check
 of a sessionhub row failed (an event lost, a read returning the wrong number
-of events), never because of a timing.
+of events) or, with ``--smoke``, when a row is not filled
+(:mod:`benchmarks.completeness`); never because of a timing.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.completeness import find_problems
 from benchmarks.floors import Floor, make_floors
 from benchmarks.payload import TurnFactory
 from benchmarks.report import write_report
@@ -276,8 +278,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         for key, cell in subject.cells.items()
         if cell.failed
     ]
-    for line in failed:
+    if mode == "smoke":  # CI: every row must be filled too
+        failed += find_problems(run, markdown, options.out)
+    for line in dict.fromkeys(failed):
         progress(f"check failed: {line}")
+    if mode == "smoke" and not failed:
+        progress("smoke check passed: every row is filled")
     return 1 if failed else 0
 
 

@@ -19,12 +19,14 @@ from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-__all__ = ["Server", "start_redis", "start_mongodb"]
+__all__ = ["Server", "start_redis", "start_mongodb", "HELPER_FAILED"]
 
 REDIS_ENV = "SESSIONHUB_TEST_REDIS_URL"
 MONGODB_ENV = "SESSIONHUB_TEST_MONGODB_URL"
 _SHARED_REDIS_PORT = 6379
 _LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1", ""})
+HELPER_FAILED = "could not start a server"
+"""In :attr:`Server.source` when the tests' helper exists but failed (not merely absent)."""
 
 
 @dataclass(frozen=True)
@@ -59,7 +61,7 @@ def _start(
         except BaseException as exc:
             if not _is_failure_to_start(exc):
                 raise
-            failure = f"{module}.{function}() failed: {type(exc).__name__}: {exc}; "
+            failure = f"{module}.{function}() {HELPER_FAILED}: {type(exc).__name__}: {exc}; "
     if server is None and os.environ.get(env_var):
         server = Server(os.environ[env_var], env_var)
     if server is None:

@@ -173,11 +173,19 @@ class SessionhubSubject(Subject):
 
     family = "sessionhub"
 
-    def __init__(self, backend: str, url: Callable[[Path], str | None], app_name: str) -> None:
+    def __init__(
+        self,
+        backend: str,
+        url: Callable[[Path], str | None],
+        app_name: str,
+        options: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(f"sessionhub {backend}", backend)
         self.backend = backend
         self._url = url
         self._app_name = app_name
+        self._options = options or {}
+        self._resolved_url: str | None = None
         self.service: Any = None
 
     async def open(self, workdir: Path) -> None:
@@ -185,9 +193,11 @@ class SessionhubSubject(Subject):
         from sessionhub import SessionHistoryService, SessionHubSettings
 
         settings: dict[str, Any] = {"backend": self.backend, "app_name": self._app_name}
-        url = self._url(workdir)
-        if url is not None:
-            settings["url"] = url
+        self._resolved_url = self._url(workdir)
+        if self._resolved_url is not None:
+            settings["url"] = self._resolved_url
+        if self._options:
+            settings[self.backend] = self._options
         self.service = SessionHistoryService(settings=SessionHubSettings.isolated(**settings))
         await self.service.start()
         if self.backend == "sqlite":
@@ -195,9 +205,23 @@ class SessionhubSubject(Subject):
             self.notes.append(f"WAL, synchronous={synchronous} (its default)")
 
     async def close(self) -> None:
-        """Stop the service."""
+        """Stop the service; on a shared server, remove the run's keys or database."""
         if self.service is not None:
             await self.service.stop()
+        if self.backend == "redis" and self._resolved_url and "key_prefix" in self._options:
+            import redis.asyncio
+
+            client = redis.asyncio.Redis.from_url(self._resolved_url)
+            match = f"{self._options['key_prefix']}*"
+            async for key in client.scan_iter(match=match, count=1000):
+                await client.delete(key)
+            await client.aclose()
+        if self.backend == "mongodb" and self._resolved_url and "database" in self._options:
+            from pymongo import AsyncMongoClient
+
+            mongo: Any = AsyncMongoClient(self._resolved_url)
+            await mongo.drop_database(self._options["database"])
+            await mongo.close()
 
     def native(self, turn: Turn) -> Any:
         """A sessionhub ``Event`` without an id (the service assigns one)."""
@@ -624,7 +648,7 @@ class AgentScopeSubject(Subject):
 
 
 def _sessionhub_subjects(
-    redis: Server, mongodb: Server, app_name: str
+    redis: Server, mongodb: Server, run_id: str
 ) -> list[Subject | Unavailable]:
     from sessionhub import BackendRegistry, get_plugin_manager
 
@@ -649,7 +673,13 @@ def _sessionhub_subjects(
         if server is not None and server.url is None:
             found.append(Unavailable(name, "sessionhub", backend, server.missing or "n/a"))
             continue
-        found.append(SessionhubSubject(backend, _url_for(backend, server), app_name))
+        # A key prefix or database of the run's own, removed when it ends.
+        options = {
+            "redis": {"key_prefix": f"sessionhub-bench:{run_id}:"},
+            "mongodb": {"database": f"sessionhub_bench_{run_id}"},
+        }.get(backend)
+        url = _url_for(backend, server)
+        found.append(SessionhubSubject(backend, url, f"bench-{run_id}", options))
     return found
 
 
@@ -707,7 +737,7 @@ def discover(
     redis: Server, mongodb: Server, run_id: str, *, peers: bool
 ) -> list[Subject | Unavailable]:
     """Every subject, runnable or not: sessionhub's four backends, then (``peers``) the peers."""
-    found = _sessionhub_subjects(redis, mongodb, f"bench-{run_id}")
+    found = _sessionhub_subjects(redis, mongodb, run_id)
     if peers:
         found += _peer_subjects(redis, run_id)
     return found

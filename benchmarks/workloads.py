@@ -43,6 +43,7 @@ __all__ = [
     "LIST_WALK",
     "CONCURRENT",
     "CREATE",
+    "expected_keys",
 ]
 
 LIST_FIRST = "list.first"
@@ -67,6 +68,14 @@ def get_key(length: int) -> str:
 def last_key(last_n: int, length: int) -> str:
     """The cell key of W2 (``last_n``) at ``length`` events."""
     return f"last{last_n}@{length}"
+
+
+def expected_keys(plan: Plan) -> list[str]:
+    """Every cell key a subject's row has under ``plan``, in table order."""
+    keys = [append_key(length) for length in plan.append_lengths]
+    keys += [get_key(length) for length in plan.read_lengths]
+    keys += [last_key(plan.last_n, length) for length in plan.read_lengths]
+    return [*keys, LIST_FIRST, LIST_WALK, CONCURRENT, CREATE]
 
 
 @dataclass(frozen=True)
@@ -340,17 +349,19 @@ class _Run:
         total, pages = await walk()
         walked = await measure(lambda i: walk(), count=count, budget=budget, minimum=minimum)
         paging = self.subject.missing.get("paging")
-        first_cell = Cell(samples=first, wanted=plan.list_samples, detail=f"{first_size} sessions")
-        walk_cell = Cell(
-            samples=walked, wanted=plan.list_samples, detail=f"{total} sessions in {pages} pages"
-        )
+        first_cell = Cell(samples=first, wanted=plan.list_samples, detail=f"{first_size:,}")
+        walk_cell = Cell(samples=walked, wanted=plan.list_samples, detail=f"{total:,} in {pages}")
         if paging is not None:
-            first_cell.detail = f"{first_size} sessions: {paging}"
-        elif first_size != min(plan.page_size, plan.list_sessions):
-            first_cell.failed = True
+            first_cell.detail = f"all {first_size:,} at once ({paging.split(':')[0]})"
+            walk_cell.detail += " call"
+        else:
+            walk_cell.detail += " page" if pages == 1 else " pages"
+            if first_size != min(plan.page_size, plan.list_sessions):
+                first_cell.failed = True
+                first_cell.detail += f", expected {min(plan.page_size, plan.list_sessions)}"
         if total != plan.list_sessions:
             walk_cell.failed = True
-            walk_cell.detail += f", expected {plan.list_sessions}"
+            walk_cell.detail += f", expected {plan.list_sessions:,}"
         self.cells[LIST_FIRST], self.cells[LIST_WALK] = first_cell, walk_cell
 
     # --- W4 -----------------------------------------------------------------------

@@ -1,0 +1,68 @@
+"""Whether a run's report is complete: every row filled, every check passed.
+
+A row is filled when each of its cells has a measurement or an explicit
+"n/a (reason)", and no correctness check failed (lost events, a read
+returning the wrong number of events). A subject that could not run at all
+must say why ("n/a (no server: ...)"); with ``CI=true``, a sessionhub backend
+whose tests' server helper exists but could not start a server is a problem,
+as a missing server is for the tests.
+Timings are never checked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from benchmarks.results import RunResult
+from benchmarks.servers import HELPER_FAILED
+from benchmarks.workloads import Plan, expected_keys
+
+__all__ = ["find_problems"]
+
+SUBJECT_TABLES = 6
+"""The report's tables with one row per subject (summary, W1-W5)."""
+
+
+def find_problems(run: RunResult, markdown: str, directory: Path) -> list[str]:
+    """Everything that makes the smoke run's report incomplete (nothing: ``[]``)."""
+    problems: list[str] = []
+    keys = expected_keys(Plan(**run.plan))
+    in_ci = os.environ.get("CI", "").lower() == "true"
+    if not any(subject.status is None for subject in run.subjects):
+        problems.append("no subject ran at all")
+    for subject in run.subjects:
+        row = subject.name
+        if subject.status is not None:
+            if not subject.status.startswith("n/a ("):
+                problems.append(f"{row}: did not run: {subject.status}")
+            elif in_ci and subject.family == "sessionhub" and HELPER_FAILED in subject.status:
+                problems.append(f"{row}: no server with CI=true: {subject.status}")
+            continue
+        for key in keys:
+            cell = subject.cells.get(key)
+            if cell is None:
+                problems.append(f"{row}: no {key} cell")
+            elif cell.samples is None and not (cell.missing or "").startswith("n/a ("):
+                problems.append(f"{row} {key}: {cell.missing or 'empty'}")
+            elif cell.samples is None and subject.family == "sessionhub":
+                problems.append(f"{row} {key}: sessionhub has every operation, got {cell.missing}")
+            elif cell.failed:
+                problems.append(f"{row} {key}: check failed: {cell.detail}")
+        if subject.family == "sessionhub" and not any(
+            cell.floor for cell in subject.cells.values()
+        ):
+            problems.append(f"{row}: no floor was measured beside its appends")
+    for subject in run.subjects:
+        rows = sum(line.startswith(f"| {subject.name} |") for line in markdown.splitlines())
+        if rows < SUBJECT_TABLES:
+            problems.append(
+                f"{subject.name}: in {rows} of the {SUBJECT_TABLES} subject tables of report.md"
+            )
+    if "error:" in markdown:
+        problems.append("report.md shows an error")
+    results = json.loads((directory / "results.json").read_text(encoding="utf-8"))
+    if len(results["subjects"]) != len(run.subjects):
+        problems.append("results.json does not list every subject")
+    return problems
