@@ -8,6 +8,7 @@ import time
 import pytest
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.connection import Connection as TCPConnection
 from redis.asyncio.connection import SSLConnection, UnixDomainSocketConnection
 from redis.asyncio.sentinel import SentinelConnectionPool
 
@@ -78,11 +79,11 @@ async def test_url_forms_build_the_right_client():
     await single.close()
 
     tls = connect(RedisSettings(url="rediss://h1"))
-    assert tls.client.connection_pool.connection_class is SSLConnection
+    assert issubclass(tls.client.connection_pool.connection_class, SSLConnection)
     await tls.close()
 
     unix = connect(RedisSettings(url="unix:///tmp/redis.sock?db=2", password="pw"))
-    assert unix.client.connection_pool.connection_class is UnixDomainSocketConnection
+    assert issubclass(unix.client.connection_pool.connection_class, UnixDomainSocketConnection)
     assert _pool_kwargs(unix.client)["path"] == "/tmp/redis.sock"
     assert _pool_kwargs(unix.client)["password"] == "pw"
     await unix.close()
@@ -167,3 +168,16 @@ async def test_sentinel_server(redis_server_factory, key_prefix, make_service):
         assert await direct.exists(users.session("s1").hash) == 1
     finally:
         await direct.aclose()
+
+
+@pytest.mark.asyncio
+async def test_commands_are_packed_like_redis_py_packs_them():
+    single = connect(RedisSettings(url="redis://h1"))
+    fast = single.client.connection_pool.make_connection()
+    plain = TCPConnection()
+    for command in [
+        ("SCRIPT LOAD", "return 1"),
+        ("EVALSHA", "f" * 40, 2, "k{1}", "k{1}:x", "", 0, 17, 2.5, "ünï ✓", b"\x00\xff"),
+    ]:
+        assert b"".join(fast.pack_command(*command)) == b"".join(plain.pack_command(*command))
+    await single.close()

@@ -85,6 +85,10 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MICROSECOND = timedelta(microseconds=1)
 _MILLISECOND = timedelta(milliseconds=1)
 _WITHOUT_SEQ = {"seq"}
+_SEQ_ZERO = ',"seq":0'
+# Events serialise id, seq, role first; then the first ',"seq":0,"role":' in the
+# text is the event's own seq (an id's quotes are escaped, content comes later).
+_SEQ_SECOND = list(Event.model_fields)[:3] == ["id", "seq", "role"]
 _UNAVAILABLE = (RedisError, RedisClusterException, OSError, asyncio.TimeoutError)
 
 
@@ -193,6 +197,16 @@ def _pairs(delta: Mapping[str, Any]) -> list[Any]:
         flat.append(key)
         flat.append("" if value is None else dump_json(value))
     return flat
+
+
+def _json_without_seq(event: Event) -> str:
+    """The event as JSON without its seq field (scripts write the seq they allocate)."""
+    if _SEQ_SECOND and event.seq == 0:
+        text = event.model_dump_json()
+        at = text.find(_SEQ_ZERO + ',"role":')
+        if at > 0:
+            return text[:at] + text[at + len(_SEQ_ZERO) :]
+    return event.model_dump_json(exclude=_WITHOUT_SEQ)
 
 
 def _text(value: bytes | str) -> str:
@@ -312,6 +326,7 @@ class RedisBackend(Backend):
         self._given_client = client
         self._given_pool = pool
         self._connection: Connection | None = None
+        self._cluster = False
         self._cluster_ready = False
         self._cluster_lock: asyncio.Lock | None = None
 
@@ -338,7 +353,9 @@ class RedisBackend(Backend):
     @property
     def is_cluster(self) -> bool:
         """Whether the client speaks Redis Cluster protocol (app state is then a second script)."""
-        return isinstance(self.client, RedisCluster)
+        if self._connection is None:
+            self._connection = self._connect()
+        return self._cluster
 
     def _connect(self) -> Connection:
         if self._given_client is not None:
@@ -348,6 +365,7 @@ class RedisBackend(Backend):
             connection = Connection(client, [lambda: client.aclose(close_connection_pool=False)])
         else:
             connection = connect(self.settings)
+        self._cluster = isinstance(connection.client, RedisCluster)
         return connection
 
     async def open(self) -> None:
@@ -356,7 +374,8 @@ class RedisBackend(Backend):
 
     async def _ready(self) -> Redis | RedisCluster:
         client = self.client
-        if not self._cluster_ready and isinstance(client, RedisCluster):
+        if self._cluster and not self._cluster_ready:
+            assert isinstance(client, RedisCluster)
             # redis-py's cluster client races when many commands trigger its
             # first topology discovery at once; discover it once, up front.
             if self._cluster_lock is None:
@@ -568,7 +587,7 @@ class RedisBackend(Backend):
         args = self._head(user, key, expiry, limit)
         args.append(len(request.events))
         for event, delta in zip(request.events, request.deltas, strict=True):
-            args += [event.id, event.model_dump_json(exclude=_WITHOUT_SEQ)]
+            args += [event.id, _json_without_seq(event)]
             args += _pairs(delta.session)
             args += _pairs(delta.user)
             args += [0] if cluster else _pairs(delta.app)
