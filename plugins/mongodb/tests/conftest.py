@@ -213,3 +213,34 @@ def standalone_database_name(standalone_server: MongoServer) -> Iterator[str]:
         standalone_server.url, f"sessionhub_test_{uuid.uuid4().hex[:12]}"
     ) as name:
         yield name
+
+
+@dataclass
+class Target:
+    """Where a test writes: server URL, database, and the backend's ``transactions`` setting."""
+
+    url: str
+    database: str
+    transactions: str
+    scheme: str
+    """``transactions`` or ``standalone``: the append scheme the test means to exercise."""
+
+    def settings(self, **options: object):
+        from sessionhub_mongodb.backend import MongoSettings
+
+        return MongoSettings(
+            url=self.url, database=self.database, transactions=self.transactions, **options
+        )
+
+
+@pytest.fixture(params=["transactions", "standalone"])
+def target(request: pytest.FixtureRequest) -> Iterator[Target]:
+    """Each append scheme in turn: transactions (replica set), then the standalone scheme."""
+    if request.param == "transactions":
+        server: MongoServer = request.getfixturevalue("mongo_server")
+        transactions = "auto"
+    else:
+        server = request.getfixturevalue("standalone_server")
+        transactions = "auto" if server.kind == "standalone" else "never"
+    with _dropped_afterwards(server.url, f"sessionhub_test_{uuid.uuid4().hex[:12]}") as name:
+        yield Target(server.url, name, transactions, request.param)

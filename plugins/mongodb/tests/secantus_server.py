@@ -32,6 +32,9 @@ def main() -> None:
         storage_path=storage,
         replica_set_name=None if "--standalone" in flags else "secantus",
         ttl_sweep_seconds=1.0,
+        # mongod aborts a transaction abandoned by a dead client after
+        # transactionLifetimeLimitSeconds (60 s); the crash tests do not wait that long.
+        transaction_lifetime_seconds=3.0,
     )
     server.start()
     signal.signal(signal.SIGTERM, _stop)

@@ -115,7 +115,10 @@ DEFAULT_DATABASE = "sessionhub"
 _SCHEMES = ("mongodb", "mongodb+srv")
 _HEADS_KEPT = 4096
 _WRITE_RETRIES = 5
-_CONTENTION_DEADLINE_S = 60.0
+_CONTENTION_DEADLINE_S = 120.0
+_SKIPS_AFTER_CONTENTION = 16
+_BACKOFF_FIRST_S = 0.0005
+_BACKOFF_LONGEST_S = 0.01
 
 _ReadPreference = Union[Primary, PrimaryPreferred, Secondary, SecondaryPreferred, Nearest]  # noqa: UP007
 _READ_PREFERENCES: dict[str, Callable[[], _ReadPreference]] = {
@@ -347,6 +350,7 @@ class MongoBackend(Backend):
         self._open_lock: asyncio.Lock | None = None
         self._key_locks = _KeyLocks()
         self._heads: OrderedDict[SessionKey, _Head] = OrderedDict()
+        self._contended: dict[SessionKey, int] = {}
         self._instance = uuid.uuid4().hex
         self._writes = 0
 
@@ -589,7 +593,7 @@ class MongoBackend(Backend):
     async def _transaction(self, body: Callable[[Any], Awaitable[T]]) -> T:
         """Run ``body(session)`` in a transaction, retrying transient failures with backoff."""
         deadline = time.monotonic() + _CONTENTION_DEADLINE_S
-        delay = 0.001
+        delay = _BACKOFF_FIRST_S
         while True:
             session = await _driver.start_session(self._client)
             async with session:
@@ -620,7 +624,7 @@ class MongoBackend(Backend):
                     else:
                         return result
             await asyncio.sleep(delay * (0.5 + random.random()))
-            delay = min(delay * 2, 0.05)
+            delay = min(delay * 2, _BACKOFF_LONGEST_S)
 
     @staticmethod
     async def _commit(session: Any) -> None:
@@ -896,10 +900,17 @@ class MongoBackend(Backend):
                 return await self._append_in_transaction(request)
             wider = any(delta.app or delta.user for delta in request.deltas)
             head = self._heads.get(key)
-            if head is not None and not wider:
+            skips = self._contended.pop(key, 0)
+            if skips:
+                # Another process wrote here lately: its writes would make an
+                # optimistic attempt fail, costing three round trips for nothing.
+                if skips > 1:
+                    self._contended[key] = skips - 1
+            elif head is not None and not wider:
                 result = await self._append_optimistic(request, head)
                 if result is not None:
                     return result
+                self._contended[key] = _SKIPS_AFTER_CONTENTION
             return await self._append_leased(request)
 
     def _plan(self, request: AppendRequest, head: _Head, stored: Mapping[str, Event]) -> _Plan:
@@ -1117,7 +1128,7 @@ class MongoBackend(Backend):
         """
         lease_us = self.settings.write_lease_ms * 1000
         deadline = time.monotonic() + max(_CONTENTION_DEADLINE_S, 3 * lease_us / 1e6)
-        delay = 0.001
+        delay = _BACKOFF_FIRST_S
         while True:
             wall = _wall_us()
             lock = {"owner": token, "instance": self._instance, "until_us": wall + lease_us}
@@ -1155,7 +1166,7 @@ class MongoBackend(Backend):
                     "its write lease for too long; retry later."
                 )
             await asyncio.sleep(delay * (0.5 + random.random()))
-            delay = min(delay * 2, 0.05)
+            delay = min(delay * 2, _BACKOFF_LONGEST_S)
 
     async def _recover(self, document: Mapping[str, Any], head: _Head) -> None:
         """Clean up after the dead writer whose lease was taken over."""
@@ -1186,7 +1197,7 @@ class MongoBackend(Backend):
         try:
             if document.get("taken_over"):
                 await self._recover(document, head)
-            plan = self._plan(request, head, await self._stored_events(head, request, None))
+            plan = self._plan(request, head, {})
             horizon, moved = self._horizon(head.horizon_us, request.expiry)
             for attempt in range(_WRITE_RETRIES):
                 try:
@@ -1196,8 +1207,11 @@ class MongoBackend(Backend):
                     if not _driver.is_duplicate_key(exc) or attempt == _WRITE_RETRIES - 1:
                         raise
                     # Holding the lease, every event outside the visible range is
-                    # a leftover (a dead writer's, or a trim that did not run).
+                    # a leftover (a dead writer's, a trim that did not run, or
+                    # this insert's own first part); a clash inside it is a retry
+                    # of a stored event.
                     await self._clear_unpublished(head, None)
+                    plan = self._plan(request, head, await self._stored_events(head, request, None))
             if moved and plan.new:
                 await self._move_horizon(head.incarnation, horizon, None)
             wider = bool(plan.app_delta or plan.user_delta)
