@@ -2,7 +2,7 @@
 
 Layout: see :mod:`sessionhub_redis._keys`. Every key of one user's sessions
 shares a hash tag, so each primitive is one script on one Cluster slot, sent as
-``EVALSHA`` (redis-py reloads a script the server does not know).
+``EVALSHA`` (as ``EVAL`` once, to a server that does not know it yet).
 
 Atomicity. On a single node (or Sentinel) every primitive is one script,
 app-state deltas included: an append stores all its events, applies all their
@@ -16,6 +16,9 @@ and user deltas stored and the app delta not applied; the caller gets
 :class:`~sessionhub.BackendUnavailable`, and a retry of the same events is a
 no-op that does not apply it either (app-scope deltas on Cluster are applied
 at most once). Everything without ``app:`` keys is one script on Cluster too.
+Creating a session or writing a user's state also records the user in the
+app's user index (for ``list_users``): in the same script on a single node, as
+a command of its own sent first on Cluster.
 
 Durability is the server's: with ``appendonly yes`` and ``appendfsync always``
 an acknowledged append survives a crash of the server; ``everysec`` may lose
@@ -402,9 +405,9 @@ class RedisBackend(Backend):
 
     # --- running scripts ---------------------------------------------------------------
 
-    def _unavailable(self, exc: BaseException, what: str = "") -> BackendUnavailable:
+    def _unavailable(self, exc: BaseException) -> BackendUnavailable:
         return BackendUnavailable(
-            f"Redis at {self._where()} failed{what}: {type(exc).__name__}: {exc}. Check that "
+            f"Redis at {self._where()} failed: {type(exc).__name__}: {exc}. Check that "
             "the server is running and reachable, and the url, password and timeouts."
         )
 
