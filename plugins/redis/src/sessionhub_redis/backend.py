@@ -407,8 +407,8 @@ class RedisBackend(Backend):
 
     def _unavailable(self, exc: BaseException) -> BackendUnavailable:
         return BackendUnavailable(
-            f"Redis at {self._where()} failed: {type(exc).__name__}: {exc}. Check that "
-            "the server is running and reachable, and the url, password and timeouts."
+            f"Redis at {self._where()} failed: {type(exc).__name__}: {str(exc).rstrip('.')}. "
+            "Check that the server is running and reachable, and the url, password and timeouts."
         )
 
     async def _run(self, script: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
