@@ -24,6 +24,7 @@ from sessionhub import _validate
 from sessionhub._normalize import to_events
 from sessionhub.backend import (
     AppendRequest,
+    AppendResult,
     Backend,
     EventWindow,
     Expiry,
@@ -403,10 +404,10 @@ class SessionHistoryService:
         doomed = [key.session_id]
         if cascade:
             doomed.extend(await self._descendants(key.user_id, key.session_id))
-        existed = False
-        for session_id_ in reversed(doomed):  # children first: a re-run finishes the job
+        gone = False
+        for doomed_id in reversed(doomed):  # children first: a re-run finishes the job
             gone = await self.backend.delete_session(
-                SessionKey(self.app_name, key.user_id, session_id_)
+                SessionKey(self.app_name, key.user_id, doomed_id)
             )
             if gone:
                 await call_hook(
@@ -414,10 +415,9 @@ class SessionHistoryService:
                     "sessionhub_session_deleted",
                     app_name=self.app_name,
                     user_id=key.user_id,
-                    session_id=session_id_,
+                    session_id=doomed_id,
                 )
-            existed = existed or (gone and session_id_ == key.session_id)
-        return existed
+        return gone  # the last one deleted is the session itself
 
     async def _descendants(self, user_id: str, session_id: str) -> list[str]:
         found: list[str] = []
@@ -517,7 +517,11 @@ class SessionHistoryService:
         return deltas
 
     def _update_in_place(
-        self, session: Session, stored: list[Event], deltas: list[StateDeltas], result: Any
+        self,
+        session: Session,
+        stored: list[Event],
+        deltas: list[StateDeltas],
+        result: AppendResult,
     ) -> None:
         known = {event.id for event in session.events}
         fresh = [event for event in stored if event.id not in known]
