@@ -71,7 +71,7 @@ class SecantusProcess:
         line = process.stdout.readline().strip()
         if not line.isdigit():
             process.kill()
-            process.wait()
+            process.communicate()
             raise RuntimeError(f"SecantusDB did not start (said {line!r})")
         self.port = int(line)
         self.process = process
@@ -90,8 +90,9 @@ class SecantusProcess:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-        if process.stdout is not None:
-            process.stdout.close()
+        for stream in (process.stdin, process.stdout):
+            if stream is not None:
+                stream.close()
 
 
 def _secantus_available() -> bool:

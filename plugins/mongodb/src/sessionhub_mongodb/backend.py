@@ -608,7 +608,13 @@ class MongoBackend(Backend):
                 except BaseException as exc:
                     with contextlib.suppress(PyMongoError):
                         await session.abort_transaction()
-                    if not (isinstance(exc, _Retry) or _driver.is_transient(exc)):
+                    # A network error inside a transaction is labelled transient,
+                    # but the driver already waited server_selection_timeout_ms
+                    # for a server: report it instead of retrying for minutes.
+                    retry = isinstance(exc, _Retry) or (
+                        _driver.is_transient(exc) and not _driver.is_connection_error(exc)
+                    )
+                    if not retry:
                         raise
                     if time.monotonic() > deadline:
                         raise ConflictError(
@@ -619,7 +625,11 @@ class MongoBackend(Backend):
                     try:
                         await self._commit(session)
                     except PyMongoError as exc:
-                        if not _driver.is_transient(exc) or time.monotonic() > deadline:
+                        if (
+                            not _driver.is_transient(exc)
+                            or _driver.is_connection_error(exc)
+                            or time.monotonic() > deadline
+                        ):
                             raise
                     else:
                         return result

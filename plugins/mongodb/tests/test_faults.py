@@ -1,0 +1,90 @@
+"""The server goes away mid-run and comes back: typed errors within the timeout, then recovery."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from pymongo.errors import PyMongoError
+
+from sessionhub import BackendUnavailable, SessionHistoryService
+from sessionhub.plugins import get_plugin_manager
+from sessionhub.settings import SessionHubSettings
+from sessionhub_mongodb.backend import MongoBackend, MongoSettings
+
+pytestmark = pytest.mark.asyncio
+
+TIMEOUT_MS = 800
+
+
+@pytest.mark.parametrize("standalone", [False, True], ids=["replica-set", "standalone"])
+async def test_outage_raises_backend_unavailable_then_recovers(secantus_process, standalone):
+    """Every call during an outage raises BackendUnavailable (cause chained) within the
+    server selection timeout; after a restart on the same port and data, the same
+    service object works again and nothing acknowledged was lost."""
+    if standalone:
+        secantus_process.stop()
+        secantus_process.standalone = True
+        secantus_process.start()
+    settings = MongoSettings(
+        url=secantus_process.url,
+        database="faults",
+        server_selection_timeout_ms=TIMEOUT_MS,
+        connect_timeout_ms=TIMEOUT_MS,
+        socket_timeout_ms=2000,
+    )
+    service = SessionHistoryService(
+        MongoBackend(settings),
+        settings=SessionHubSettings.isolated(purge_interval=None),
+        plugin_manager=get_plugin_manager(entry_points=False),
+    )
+    async with service:
+        assert service.backend.uses_transactions is not standalone
+        session = await service.create_session("alice", "s1", state={"user:k": 1})
+        await service.append(session, ["before 1", "before 2"])
+
+        # A clean shutdown: SecantusDB (0.7) loses writes acknowledged just
+        # before a SIGKILL, and this test is about the client, not the server.
+        secantus_process.stop()
+        calls = {
+            "append": lambda: service.append(("alice", "s1"), "during"),
+            "get_session": lambda: service.get_session("alice", "s1"),
+            "list_sessions": lambda: service.list_sessions("alice"),
+            "create_session": lambda: service.create_session("alice", "s2"),
+            "update_user_state": lambda: service.update_user_state("alice", {"k": 2}),
+            "delete_session": lambda: service.delete_session("alice", "s1"),
+        }
+        for name, call in calls.items():
+            began = time.monotonic()
+            with pytest.raises(BackendUnavailable) as caught:
+                await call()
+            waited = time.monotonic() - began
+            assert waited < TIMEOUT_MS / 1000 + 2.0, f"{name} took {waited:.1f}s"
+            assert isinstance(caught.value.__cause__, PyMongoError), name
+            assert "did not answer" in str(caught.value), name
+        health = await service.health()
+        assert not health.ok and "did not answer" in health.detail
+
+        secantus_process.start()  # same port, same data directory
+        health = await service.health()
+        assert health.ok, health.detail
+        await service.append(("alice", "s1"), "after")
+        got = await service.get_session("alice", "s1")
+        assert got is not None
+        assert [e.text for e in got.events] == ["before 1", "before 2", "after"]
+        assert [e.seq for e in got.events] == [1, 2, 3]
+        assert got.state == {"user:k": 1}
+        assert await service.get_session("alice", "s2") is None
+
+
+async def test_unreachable_server_at_open():
+    """Opening against a port where nothing listens fails with BackendUnavailable, no leak."""
+    backend = MongoBackend(
+        MongoSettings(url="mongodb://127.0.0.1:1/", server_selection_timeout_ms=300)
+    )
+    began = time.monotonic()
+    with pytest.raises(BackendUnavailable) as caught:
+        await backend.open()
+    assert time.monotonic() - began < 3
+    assert isinstance(caught.value.__cause__, PyMongoError)
+    await backend.close()
