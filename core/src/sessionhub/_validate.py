@@ -13,7 +13,16 @@ from typing import Any
 
 from sessionhub.backend import StateDeltas
 from sessionhub.errors import InvalidInput
-from sessionhub.models import APP_PREFIX, TEMP_PREFIX, USER_PREFIX
+from sessionhub.models import (
+    APP_PREFIX,
+    TEMP_PREFIX,
+    USER_PREFIX,
+    DataPart,
+    Part,
+    TextPart,
+    ToolCallPart,
+    ToolResultPart,
+)
 
 MAX_ID_LENGTH = 256
 _MAX_DEPTH = 64
@@ -36,8 +45,39 @@ def check_identifier(value: object, field: str) -> str:
     return value
 
 
+def is_json(value: Any, depth: int = 0) -> bool:
+    """Whether ``value`` is a JSON value: the fast check behind :func:`check_json`."""
+    kind = type(value)
+    if kind is str:
+        return value.isascii() or _encodable(value)
+    if kind is int or kind is bool or value is None:
+        return True
+    if kind is float:
+        return math.isfinite(value)
+    if depth >= _MAX_DEPTH:
+        return False
+    if kind is dict:
+        return all(
+            type(key) is str and (key.isascii() or _encodable(key)) and is_json(item, depth + 1)
+            for key, item in value.items()
+        )
+    if kind is list or kind is tuple:
+        return all(is_json(item, depth + 1) for item in value)
+    return False  # subclasses and everything else: let check_json decide and explain
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def check_json(value: Any, field: str, depth: int = 0) -> None:
     """Raise ``InvalidInput`` unless ``value`` is a JSON value (str keys, finite numbers)."""
+    if depth == 0 and is_json(value):
+        return
     if value is None or isinstance(value, (str, bool, int)):
         if isinstance(value, str):
             _check_text(value, field)
@@ -56,6 +96,7 @@ def check_json(value: Any, field: str, depth: int = 0) -> None:
                 raise InvalidInput(
                     field, f"has a key {key!r} of type {type(key).__name__}; JSON keys are strings"
                 )
+            _check_text(key, f"{field} key {key!r}")
             check_json(item, f"{field}.{key}", depth + 1)
         return
     if isinstance(value, (list, tuple)):
@@ -74,6 +115,20 @@ def _check_text(value: str, field: str) -> None:
         value.encode("utf-8")
     except UnicodeEncodeError as exc:
         raise InvalidInput(field, "contains a lone surrogate, which is not valid Unicode") from exc
+
+
+def check_part(part: Part, field: str) -> None:
+    """Check the JSON values of a content part (its fields of type ``Any`` and any extras)."""
+    if isinstance(part, TextPart):
+        _check_text(part.text, f"{field}.text")
+    elif isinstance(part, ToolCallPart):
+        check_json(part.arguments, f"{field}.arguments")
+    elif isinstance(part, ToolResultPart):
+        check_json(part.output, f"{field}.output")
+    elif isinstance(part, DataPart):
+        check_json(part.data, f"{field}.data")
+    else:
+        check_json(part.model_dump(), field)
 
 
 def check_mapping(value: object, field: str) -> Mapping[str, Any]:

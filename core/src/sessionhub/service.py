@@ -508,7 +508,7 @@ class SessionHistoryService:
             seen.add(event.id)
             _validate.check_identifier(event.role, f"{field}.role")
             for number, part in enumerate(event.content):
-                _validate.check_json(part.model_dump(), f"{field}.content[{number}]")
+                _validate.check_part(part, f"{field}.content[{number}]")
             _validate.check_mapping(event.metadata, f"{field}.metadata")
             _validate.check_mapping(event.state_delta, f"{field}.state_delta")
             deltas.append(_validate.split_delta(event.state_delta, f"{field}.state_delta"))
