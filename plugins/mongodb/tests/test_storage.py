@@ -1,0 +1,334 @@
+"""The MongoDB layout: indexes and plans, dead writers' leftovers, TTL, exact round trips."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import datetime, timedelta, timezone
+
+import pytest
+import pytest_asyncio
+from pymongo import AsyncMongoClient, monitoring
+
+from sessionhub import (
+    BackendUnavailable,
+    Event,
+    InvalidInput,
+    SessionHistoryService,
+    TextPart,
+)
+from sessionhub.plugins import get_plugin_manager
+from sessionhub.settings import SessionHubSettings
+from sessionhub_mongodb.backend import MongoBackend, MongoSettings
+
+pytestmark = pytest.mark.asyncio
+
+
+class _Finds(monitoring.CommandListener):
+    """Records the find commands a client sends."""
+
+    def __init__(self) -> None:
+        self.commands: list[dict] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if event.command_name == "find":
+            self.commands.append(dict(event.command))
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+def _service(backend, **settings) -> SessionHistoryService:
+    settings.setdefault("purge_interval", None)
+    return SessionHistoryService(
+        backend,
+        settings=SessionHubSettings.isolated(**settings),
+        plugin_manager=get_plugin_manager(entry_points=False),
+    )
+
+
+@pytest_asyncio.fixture
+async def backend(target):
+    async with MongoBackend(target.settings()) as backend:
+        yield backend
+
+
+def _stages(plan: dict) -> list[str]:
+    found = [plan.get("stage", "")]
+    for child in ("inputStage", "queryPlan"):
+        if child in plan:
+            found += _stages(plan[child])
+    for child in plan.get("inputStages", []):
+        found += _stages(child)
+    return found
+
+
+def _indexes(plan: dict) -> list[str]:
+    names = [plan["indexName"]] if "indexName" in plan else []
+    for child in ("inputStage", "queryPlan"):
+        if child in plan:
+            names += _indexes(plan[child])
+    return names
+
+
+async def test_indexes_exist(backend):
+    """Unique session key, listing keysets, unique (session, seq) and (session, event id), TTL."""
+    sessions = await backend._sessions.index_information()
+    events = await backend._events.index_information()
+    state = await backend._state.index_information()
+    assert sessions["session_key"]["unique"] is True
+    assert sessions["session_key"]["key"] == [("app", 1), ("user", 1), ("sid", 1)]
+    assert sessions["by_updated"]["key"] == [
+        ("app", 1),
+        ("user", 1),
+        ("updated_us", -1),
+        ("sid", -1),
+    ]
+    assert sessions["children_by_updated"]["key"][2] == ("parent", 1)
+    assert events["session_seq"]["key"] == [("session", 1), ("seq", 1)]
+    assert events["session_event_id"]["key"] == [("session", 1), ("event_id", 1)]
+    assert events["session_seq"]["unique"] and events["session_event_id"]["unique"]
+    for indexes in (sessions, events, state):
+        assert indexes["ttl"]["key"] == [("expires_at", 1)]
+        assert indexes["ttl"]["expireAfterSeconds"] == 0
+
+
+async def test_last_n_reads_twenty_events_through_the_seq_index(mongo_server, database_name):
+    """get_session(last_n=20) of a 10,000-event session: IXSCAN on (session, seq), 20 docs."""
+    finds = _Finds()
+    client = AsyncMongoClient(mongo_server.url, event_listeners=[finds], tz_aware=True)
+    try:
+        backend = MongoBackend(MongoSettings(database=database_name), client=client)
+        service = _service(backend)
+        async with service:
+            await service.create_session("alice", "long")
+            for start in range(0, 10_000, 1000):
+                await service.append(("alice", "long"), [f"m{start + i}" for i in range(1000)])
+            finds.commands.clear()
+            got = await service.get_session("alice", "long", last_n=20)
+            assert got is not None and [e.seq for e in got.events] == list(range(9981, 10_001))
+            [query] = [c for c in finds.commands if c["find"].endswith("events")]
+            command = {k: v for k, v in query.items() if k in ("find", "filter", "sort", "limit")}
+            explained = await client[database_name].command(
+                {"explain": command, "verbosity": "executionStats"}
+            )
+            plan = explained["queryPlanner"]["winningPlan"]
+            assert "IXSCAN" in _stages(plan) and "COLLSCAN" not in _stages(plan), plan
+            assert _indexes(plan) == ["session_seq"], plan
+            stats = explained.get("executionStats")
+            if stats is not None:
+                assert stats["nReturned"] == 20
+                assert stats["totalDocsExamined"] <= 20
+    finally:
+        await client.close()
+
+
+async def test_listing_uses_the_keyset_index(mongo_server, database_name):
+    """A list page is an index scan of (app, user, updated_us, sid), not a collection scan."""
+    finds = _Finds()
+    client = AsyncMongoClient(mongo_server.url, event_listeners=[finds], tz_aware=True)
+    try:
+        service = _service(MongoBackend(MongoSettings(database=database_name), client=client))
+        async with service:
+            for i in range(30):
+                await service.create_session("alice", f"s{i:02d}")
+            page = await service.list_sessions("alice", limit=10)
+            finds.commands.clear()
+            await service.list_sessions("alice", limit=10, cursor=page.next_cursor)
+            [query] = [c for c in finds.commands if c["find"].endswith("sessions")]
+            command = {
+                k: v for k, v in query.items() if k in ("find", "filter", "sort", "limit", "hint")
+            }
+            explained = await client[database_name].command({"explain": command})
+            plan = explained["queryPlanner"]["winningPlan"]
+            assert "COLLSCAN" not in _stages(plan) and _indexes(plan) == ["by_updated"], plan
+    finally:
+        await client.close()
+
+
+async def test_standalone_leftovers_of_a_dead_writer_are_reclaimed(target):
+    """A writer that died holding the lease leaves it, unpublished events and an unapplied
+    user-scope delta. Readers never see the events; the next writer waits out the lease,
+    deletes them, replays the delta, and numbering stays contiguous."""
+    if target.scheme != "standalone":
+        pytest.skip("the lease exists only in the standalone scheme")
+    async with MongoBackend(target.settings(write_lease_ms=300)) as backend:
+        service = _service(backend)
+        session = await service.create_session("alice", "s1")
+        await service.append(session, [Event(id="e1", role="user"), Event(id="e2", role="user")])
+        document = await backend._sessions.find_one({"sid": "s1"})
+        incarnation = document["incarnation"]
+        now_us = time.time_ns() // 1000
+        await backend._events.insert_many(
+            [
+                {
+                    "session": incarnation,
+                    "seq": 3,
+                    "event_id": "e3",
+                    "timestamp_us": now_us,
+                    "data": Event(id="e3", seq=3, role="dead").model_dump_json(),
+                    "writer": "dead:1",
+                },
+                {
+                    "session": incarnation,
+                    "seq": 4,
+                    "event_id": "half-written",
+                    "timestamp_us": now_us,
+                    "data": Event(id="half-written", seq=4, role="dead").model_dump_json(),
+                    "writer": "dead:1",
+                },
+            ]
+        )
+        await backend._sessions.update_one(
+            {"_id": document["_id"]},
+            {
+                "$set": {
+                    # still valid for a moment: the next writer must wait it out
+                    "lock": {"owner": "dead:1", "instance": "dead", "until_us": now_us + 300_000},
+                    "pending": {
+                        "app": "default",
+                        "user": "alice",
+                        "app_delta": {},
+                        "user_delta": {"from-the-dead": '"yes"'},
+                        "now_us": now_us,
+                        "app_expires_us": None,
+                        "user_expires_us": None,
+                    },
+                }
+            },
+        )
+
+        other = _service(MongoBackend(target.settings(write_lease_ms=300)))
+        async with other:
+            got = await other.get_session("alice", "s1")
+            assert got is not None and [e.id for e in got.events] == ["e1", "e2"]
+            began = time.monotonic()
+            [event] = await other.append(
+                ("alice", "s1"), Event(id="e3", role="user", content=[TextPart(text="alive")])
+            )
+            assert time.monotonic() - began >= 0.1  # waited for the dead writer's lease
+            assert (event.seq, event.text) == (3, "alive")
+            got = await other.get_session("alice", "s1")
+            assert got is not None
+            assert [(e.id, e.seq, e.role) for e in got.events] == [
+                ("e1", 1, "user"),
+                ("e2", 2, "user"),
+                ("e3", 3, "user"),
+            ]
+            assert got.state == {"user:from-the-dead": "yes"}
+            assert await backend._events.count_documents({"session": incarnation}) == 3
+            document = await backend._sessions.find_one({"_id": document["_id"]})
+            assert "lock" not in document and "pending" not in document
+        # The first backend's remembered head is stale now; it must notice.
+        [late] = await service.append(("alice", "s1"), "from the first backend")
+        assert late.seq == 4
+
+
+async def test_concurrent_appends_from_two_backends_stay_contiguous(target):
+    """Two backends (two pools, as two processes would be) x 4 tasks: seqs 1..200."""
+    async with (
+        MongoBackend(target.settings()) as one,
+        MongoBackend(target.settings()) as two,
+    ):
+        services = [_service(one), _service(two)]
+        await services[0].create_session("alice", "s1")
+
+        async def writer(w: int) -> None:
+            for i in range(25):
+                await services[w % 2].append(("alice", "s1"), f"{w}:{i}")
+
+        await asyncio.gather(*(writer(w) for w in range(8)))
+        got = await services[1].get_session("alice", "s1")
+        assert got is not None and [e.seq for e in got.events] == list(range(1, 201))
+        assert await one._events.count_documents({}) == 200
+
+
+async def test_events_expire_with_their_session(backend):
+    """Every event's TTL date is at or after its session's, and moves only when overtaken."""
+    service = _service(backend, session_ttl=600)
+    session = await service.create_session("alice", "s1")
+    await service.append(session, ["a", "b"])
+    document = await backend._sessions.find_one({"sid": "s1"})
+    dates = [row["expires_at"] async for row in backend._events.find({})]
+    assert len(dates) == 2 and all(d >= document["expires_at"] for d in dates)
+    assert document["horizon_us"] > document["expires_us"]
+    await service.get_session("alice", "s1")  # a sliding refresh within the horizon
+    assert [row["expires_at"] async for row in backend._events.find({})] == dates
+
+
+async def test_native_ttl_reclaims_everything(mongo_server, database_name):
+    """The server's TTL monitor removes an expired session, its events and expired state."""
+    if mongo_server.kind == "external":
+        pytest.skip("mongod's TTL monitor runs once a minute; too slow for this test")
+    async with MongoBackend(MongoSettings(url=mongo_server.url, database=database_name)) as backend:
+        service = _service(backend, session_ttl=1, user_state_ttl=1)
+        await service.create_session("alice", "s1", state={"user:k": 1})
+        await service.append(("alice", "s1"), ["a", "b"])
+        deadline = time.monotonic() + 20
+        counts = None
+        while time.monotonic() < deadline:
+            counts = [
+                await backend._sessions.count_documents({}),
+                await backend._events.count_documents({}),
+                await backend._state.count_documents({}),
+            ]
+            if counts == [0, 0, 0]:
+                break
+            await asyncio.sleep(0.5)
+        assert counts == [0, 0, 0]
+
+
+async def test_purge_removes_half_deleted_sessions(backend):
+    """A delete interrupted after hiding the session is finished by purge_expired."""
+    service = _service(backend)
+    await service.create_session("alice", "s1")
+    await service.append(("alice", "s1"), ["a", "b"])
+    await backend._sessions.update_one(
+        {"sid": "s1"}, {"$set": {"deleted": True, "expires_us": 0}, "$unset": {"expires_at": ""}}
+    )
+    assert await service.get_session("alice", "s1") is None
+    assert await service.purge_expired() == 1
+    assert await backend._events.count_documents({}) == 0
+    assert await backend._sessions.count_documents({}) == 0
+
+
+async def test_awkward_keys_and_times_round_trip(backend):
+    """Dotted, $-prefixed, empty, percent and NUL keys; microsecond timestamps; big ints."""
+    service = _service(backend)
+    keys = ["a.b", "$where", "%", "%2E", "x\x00y", "ünï.$", "user", ".", "$"]
+    state = {key: {"nested.key": [1, {"$gt": 2}], "big": 2**70} for key in keys}
+    metadata = {"": "empty key", **dict.fromkeys(keys, True)}
+    await service.create_session("alice", "s1", state=state, metadata=metadata)
+    when = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=timezone.utc)
+    events = [
+        Event(id=f"e{i}", role="user", timestamp=when + timedelta(microseconds=i)) for i in range(3)
+    ]
+    await service.append(("alice", "s1"), events)
+    await service.update_session("alice", "s1", state={"a.b": None, "%": 5}, metadata={"": None})
+    got = await service.get_session("alice", "s1", after_time=when)
+    assert got is not None
+    assert [e.timestamp for e in got.events] == [when + timedelta(microseconds=i) for i in (1, 2)]
+    expected = {**state, "%": 5}
+    del expected["a.b"]
+    assert got.state == expected
+    assert got.metadata == dict.fromkeys(keys, True)
+
+
+async def test_document_too_large_is_invalid_input(backend):
+    """An event over MongoDB's 16 MiB document limit is InvalidInput; nothing is stored."""
+    service = _service(backend)
+    await service.create_session("alice", "s1")
+    with pytest.raises(InvalidInput, match="16 MiB"):
+        await service.append(("alice", "s1"), "x" * (17 * 1024 * 1024))
+    got = await service.get_session("alice", "s1")
+    assert got is not None and got.events == [] and got.last_seq == 0
+    await service.append(("alice", "s1"), "small")
+
+
+async def test_closed_backend_is_unavailable(target):
+    backend = MongoBackend(target.settings())
+    with pytest.raises(BackendUnavailable, match="not open"):
+        await backend.ping()
