@@ -54,12 +54,13 @@ def draw_append_chart(run: RunResult, path: Path) -> Path | None:
         used[subject.tier] = used.get(subject.tier, 0) + 1
         xs = [point[0] for point in points]
         medians = [point[1] * 1e3 for point in points]
+        lower = [0.0] * len(points)
         upper = [(point[2] - point[1]) * 1e3 for point in points]
         sessionhub = subject.family == "sessionhub"
         axes.errorbar(
             xs,
             medians,
-            yerr=[[0] * len(points), upper],
+            yerr=[lower, upper],
             label=subject.name,
             color=colour,
             linestyle="-" if sessionhub else "--",

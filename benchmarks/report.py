@@ -264,7 +264,7 @@ def render_markdown(run: RunResult, chart: str | None = None) -> str:
         f"# sessionhub benchmarks: {run.mode} run",
         "",
         f"{run.started}, {run.seconds:.0f} s. Python {env['python']}, SQLite {env['sqlite']}, "
-        f"{env['cpus']} CPUs, {env['platform']}.",
+        f"{env['cpus']} CPUs (load average {env['load']} at the start), {env['platform']}.",
         f"Servers: redis from {env['redis server']}; mongodb from {env['mongodb server']}.",
         f"Packages: {env['packages']}.",
         "",

@@ -115,6 +115,7 @@ def _environment(redis: Server, mongodb: Server) -> dict[str, str]:
         "python": platform.python_version(),
         "platform": platform.platform(terse=True),
         "cpus": str(os.cpu_count()),
+        "load": " ".join(f"{load:.1f}" for load in os.getloadavg()),
         "sqlite": sqlite3.sqlite_version,
         "redis server": redis.source,
         "mongodb server": mongodb.source,
@@ -186,8 +187,8 @@ async def _run_all(
                     )
                 )
                 continue
-            floor = opened.get(subject.storage)
-            results.append(await _run_one(subject, plan, floor, turns, workdir, progress))
+            beside = opened.get(subject.storage)
+            results.append(await _run_one(subject, plan, beside, turns, workdir, progress))
     finally:
         for floor in opened.values():
             with contextlib.suppress(Exception):

@@ -488,10 +488,11 @@ class OpenAISubject(Subject):
 
     async def create(self, user_id: str, session_id: str) -> Any:
         """Make the session object (no storage operation happens)."""
+        handle: Any
         if self.redis_url is None:
             from agents import SQLiteSession
 
-            handle = SQLiteSession(f"{user_id}:{session_id}", db_path=self._path)
+            handle = SQLiteSession(f"{user_id}:{session_id}", db_path=self._path or ":memory:")
         else:
             from agents.extensions.memory import RedisSession
 
