@@ -1084,33 +1084,34 @@ class MongoBackend(Backend):
         token = self._token()
         plan = self._plan(request, head, {})
         horizon, moved = self._horizon(head.horizon_us, request.expiry)
-        published = False
+        self._remember(key, None)  # until this append's outcome is known
         try:
             await self._insert_events(head, plan, token, horizon, None)
-            if moved:
-                await self._move_horizon(head.incarnation, horizon, None)
-            sets, unsets, event_count = self._publish(request, head, plan, horizon)
-            outcome = await self._sessions.update_one(
-                {
-                    "_id": head.id,
-                    "last_seq": head.last_seq,
-                    "event_count": head.event_count,
-                    "version": head.version,
-                    "lock": None,
-                    "expires_us": {"$gt": to_micros(request.expiry.now)},
-                },
-                _update(sets, unsets),
-            )
-            published = outcome.matched_count == 1
         except PyMongoError as exc:
             if not _driver.is_duplicate_key(exc):
-                raise
-        finally:
-            if not published:
-                self._remember(key, None)
-                with contextlib.suppress(PyMongoError):
-                    await self._delete_own(head, plan, token)
-        if not published:
+                raise  # what was inserted stays unpublished; the lease path clears it
+            with contextlib.suppress(PyMongoError):
+                await self._delete_own(head, plan, token)
+            return None
+        if moved:
+            await self._move_horizon(head.incarnation, horizon, None)
+        sets, unsets, event_count = self._publish(request, head, plan, horizon)
+        # If this update fails without an answer it may still have been applied:
+        # then the events must stay. Only a definite "no match" lets us delete them.
+        outcome = await self._sessions.update_one(
+            {
+                "_id": head.id,
+                "last_seq": head.last_seq,
+                "event_count": head.event_count,
+                "version": head.version,
+                "lock": None,
+                "expires_us": {"$gt": to_micros(request.expiry.now)},
+            },
+            _update(sets, unsets),
+        )
+        if outcome.matched_count != 1:
+            with contextlib.suppress(PyMongoError):
+                await self._delete_own(head, plan, token)
             return None
         await self._trim(head.incarnation, request, plan.last_seq, None)
         self._remember(
@@ -1203,6 +1204,7 @@ class MongoBackend(Backend):
         document = await self._acquire(key, token, now_us)
         head = _Head.of(document)
         published = False
+        uncertain = False  # a publishing update was sent and got no answer
         plan: _Plan | None = None
         try:
             if document.get("taken_over"):
@@ -1246,9 +1248,11 @@ class MongoBackend(Backend):
                 del unsets["pending"]
             else:
                 unsets["lock"] = ""
+            uncertain = True
             outcome = await self._sessions.update_one(
                 {"_id": head.id, "lock.owner": token}, _update(sets, unsets)
             )
+            uncertain = False
             if outcome.matched_count == 0:
                 raise ConflictError(
                     f"Session {key.session_id!r} of user {key.user_id!r}: this writer's lease "
@@ -1265,6 +1269,9 @@ class MongoBackend(Backend):
         finally:
             if not published:
                 self._remember(key, None)
+            # After an unanswered publish the events may be visible: leave them
+            # and the lease; whoever takes the lease next clears what is not.
+            if not published and not uncertain:
                 with contextlib.suppress(PyMongoError):
                     if plan is not None:
                         await self._delete_own(head, plan, token)
