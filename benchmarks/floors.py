@@ -170,7 +170,7 @@ class RedisPushFloor(Floor):
         """Connect."""
         import redis.asyncio
 
-        self._client = redis.asyncio.Redis.from_url(self.url)
+        self._client = redis.asyncio.Redis.from_url(self.url, socket_connect_timeout=10)
         await self._client.ping()
 
     async def close(self) -> None:
@@ -225,7 +225,7 @@ class MongoInsertFloor(Floor):
         from pymongo import AsyncMongoClient, WriteConcern
 
         w, journal = self.write_concern
-        self._client = AsyncMongoClient(self.url)
+        self._client = AsyncMongoClient(self.url, serverSelectionTimeoutMS=10_000)
         await self._client.admin.command("ping")
         self._collection = self._client[self.database].get_collection(
             "raw_events", write_concern=WriteConcern(w=w, j=journal)

@@ -186,6 +186,7 @@ class SessionhubSubject(Subject):
         self._app_name = app_name
         self._options = options or {}
         self._resolved_url: str | None = None
+        self._started = False
         self.service: Any = None
 
     async def open(self, workdir: Path) -> None:
@@ -200,14 +201,18 @@ class SessionhubSubject(Subject):
             settings[self.backend] = self._options
         self.service = SessionHistoryService(settings=SessionHubSettings.isolated(**settings))
         await self.service.start()
+        self._started = True
         if self.backend == "sqlite":
             synchronous = getattr(self.service.backend.settings, "synchronous", "?")
             self.notes.append(f"WAL, synchronous={synchronous} (its default)")
 
     async def close(self) -> None:
         """Stop the service; on a shared server, remove the run's keys or database."""
-        if self.service is not None:
-            await self.service.stop()
+        if self.service is None:
+            return
+        await self.service.stop()
+        if not self._started:  # it never reached the server: nothing to remove
+            return
         if self.backend == "redis" and self._resolved_url and "key_prefix" in self._options:
             import redis.asyncio
 
@@ -219,7 +224,7 @@ class SessionhubSubject(Subject):
         if self.backend == "mongodb" and self._resolved_url and "database" in self._options:
             from pymongo import AsyncMongoClient
 
-            mongo: Any = AsyncMongoClient(self._resolved_url)
+            mongo: Any = AsyncMongoClient(self._resolved_url, serverSelectionTimeoutMS=5000)
             await mongo.drop_database(self._options["database"])
             await mongo.close()
 
