@@ -400,8 +400,8 @@ class _Run:
         if problems:
             detail = "; ".join(dict.fromkeys(problems))
         else:
-            detail = f"{expected_total}/{expected_total} stored once"
-            detail += f", seqs 1..{expected_total}" if has_seqs else " (no seqs to check)"
+            detail = f"{expected_total:,}/{expected_total:,} stored once"
+            detail += f", seqs 1..{expected_total:,}" if has_seqs else " (no seqs to check)"
         self.cells[CONCURRENT] = Cell(
             samples=Samples(tuple(walls)),
             wanted=plan.concurrent_runs,
