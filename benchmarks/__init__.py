@@ -12,6 +12,7 @@ Run it with ``nox -s bench`` (``-- --quick``, ``-- --smoke``, ``-- --peers``),
 - :mod:`benchmarks.results`: what a run measured;
 - :mod:`benchmarks.report`: the markdown table and ``results.json``;
 - :mod:`benchmarks.chart`: the append-latency chart;
+- :mod:`benchmarks.completeness`: whether every row of a report is filled;
 - :mod:`benchmarks.run`: the command line;
 - :mod:`benchmarks.smoke_check`: the CI check that every row of a tiny run is filled.
 """
