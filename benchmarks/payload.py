@@ -18,9 +18,8 @@ __all__ = ["Turn", "TurnFactory"]
 
 TEXT = (
     "I found three direct flights from Paris (CDG) to New York (JFK) on 14 June. "
-    "The cheapest, AF006, leaves at 10:25 and lands at 12:55 local time for 412 EUR "
-    "in economy with one checked bag. Before I book it, let me confirm that two "
-    "seats together are still available."
+    "The cheapest, AF006, leaves at 10:25 and lands at 12:55 for 412 EUR. "
+    "Let me check that two seats together are still free."
 )
 TOOL_NAME = "check_seat_availability"
 
