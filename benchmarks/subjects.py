@@ -697,12 +697,20 @@ def _url_for(backend: str, server: Server | None) -> Callable[[Path], str | None
     return lambda workdir: None
 
 
+def _importable(module: str) -> bool:
+    """Whether ``module`` (dotted: ``google.adk``) can be imported, without importing it."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # a parent package is missing
+        return False
+
+
 def _peer_subjects(redis: Server, run_id: str) -> list[Subject | Unavailable]:
     found: list[Subject | Unavailable] = []
     prefix = f"sessionhub-bench:{run_id}:"
 
     def absent(module: str, name: str, storage: str) -> Unavailable | None:
-        if importlib.util.find_spec(module.split(".")[0]) is None:
+        if not _importable(module):
             package = PEER_PACKAGES[module]
             reason = f"n/a (not installed: pip install '{package}')"
             return Unavailable(name, "peer", storage, reason, install=package)
