@@ -161,6 +161,17 @@ class Subject(abc.ABC):
         """Every stored turn of the session, oldest first."""
 
 
+async def _delete_prefix(client: Any, prefix: str) -> None:
+    """Delete the run's keys from a shared Redis (a private test server may refuse SCAN)."""
+    from redis.exceptions import ResponseError
+
+    try:
+        async for key in client.scan_iter(match=f"{prefix}*", count=1000):
+            await client.delete(key)
+    except ResponseError:  # SCAN renamed away: a throwaway server, nothing to tidy
+        return
+
+
 # --- sessionhub ----------------------------------------------------------------------
 
 
@@ -217,9 +228,7 @@ class SessionhubSubject(Subject):
             import redis.asyncio
 
             client = redis.asyncio.Redis.from_url(self._resolved_url)
-            match = f"{self._options['key_prefix']}*"
-            async for key in client.scan_iter(match=match, count=1000):
-                await client.delete(key)
+            await _delete_prefix(client, self._options["key_prefix"])
             await client.aclose()
         if self.backend == "mongodb" and self._resolved_url and "database" in self._options:
             from pymongo import AsyncMongoClient
@@ -467,8 +476,7 @@ class OpenAISubject(Subject):
             if self.redis_url is None:
                 handle.close()
         if self._client is not None:
-            async for key in self._client.scan_iter(match=f"{self.key_prefix}*", count=1000):
-                await self._client.delete(key)
+            await _delete_prefix(self._client, self.key_prefix)
             await self._client.aclose()
 
     def native(self, turn: Turn) -> Any:
@@ -588,8 +596,7 @@ class AgentScopeSubject(Subject):
         """On Redis, delete the run's keys and disconnect."""
         if self.redis_url is not None and self.session is not None:
             client = self.session.get_client()
-            async for key in client.scan_iter(match=f"{self.key_prefix}*", count=1000):
-                await client.delete(key)
+            await _delete_prefix(client, self.key_prefix)
             await client.aclose()  # RedisSession.close() calls the deprecated close()
 
     def native(self, turn: Turn) -> Any:
