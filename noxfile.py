@@ -10,7 +10,7 @@ import nox
 nox.needs_version = ">=2024.10.9"
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.error_on_missing_interpreters = False
-nox.options.sessions = ["lint", "typecheck", "tests", "example", "docs"]
+nox.options.sessions = ["lint", "typecheck", "tests", "example", "docs", "bench_smoke"]
 
 ROOT = Path(__file__).parent
 PACKAGES = [
@@ -64,6 +64,38 @@ def example(session: nox.Session, example: str) -> None:
     session.run("sessionhub", "backends")
     session.run("pytest", path, "-p", "no:cacheprovider")
     session.run("mypy", "--strict", f"{path}/src")
+
+
+# Peers, installed by `nox -s bench -- --peers`. The pins keep AgentScope 1.0
+# importable: it imports mcp.client.streamable_http.streamablehttp_client,
+# which mcp 2 removed, and tqdm, which it does not declare.
+# sqlalchemy[asyncio] brings greenlet for ADK's DatabaseSessionService.
+BENCH_PEERS = (
+    "google-adk",
+    "sqlalchemy[asyncio]",
+    "openai-agents[redis]",
+    "agentscope>=1.0,<1.1",
+    "mcp<2",
+    "tqdm",
+)
+
+
+@nox.session(default=False)
+def bench(session: nox.Session) -> None:
+    """Benchmark every backend against its raw-driver floor (-- --quick, --smoke, --peers)."""
+    _sync(session, "dev", "bench")
+    if "--peers" in session.posargs:
+        session.install(*BENCH_PEERS)
+    session.run("python", "-m", "benchmarks", *session.posargs)
+
+
+@nox.session
+def bench_smoke(session: nox.Session) -> None:
+    """Run the benchmark harness with tiny sizes: every row filled, no timing asserted."""
+    _sync(session, "dev", "bench")
+    session.run(
+        "python", "-m", "benchmarks", "--smoke", "--out", str(Path(session.create_tmp()) / "bench")
+    )
 
 
 @nox.session
