@@ -37,6 +37,8 @@ TEMP_PREFIX = "temp:"
 
 
 def _as_utc(value: datetime) -> datetime:
+    if value.tzinfo is timezone.utc:
+        return value
     if value.tzinfo is None:
         return value.replace(tzinfo=timezone.utc)
     return value.astimezone(timezone.utc)

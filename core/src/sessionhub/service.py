@@ -523,12 +523,11 @@ class SessionHistoryService:
         deltas: list[StateDeltas],
         result: AppendResult,
     ) -> None:
-        known = {event.id for event in session.events}
-        fresh = [event for event in stored if event.id not in known]
+        # Events stored by this call are numbered after the last seq the object knew.
+        fresh = [event for event in stored if event.seq > session.last_seq]
         session.events.extend(fresh)
-        fresh_ids = {event.id for event in fresh}
         for event, delta in zip(stored, deltas, strict=True):
-            if event.id in fresh_ids:
+            if event.seq > session.last_seq:
                 apply_delta(session.state, {APP_PREFIX + k: v for k, v in delta.app.items()})
                 apply_delta(session.state, {USER_PREFIX + k: v for k, v in delta.user.items()})
                 apply_delta(session.state, delta.session)

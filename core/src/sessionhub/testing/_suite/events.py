@@ -116,6 +116,9 @@ class EventTests:
         assert s.state == {"k": "v"}
         assert (s.last_seq, s.event_count) == (1, 1)
         assert s.updated_at > s.created_at
+        await service.append(s, [s.events[0], "second"])  # a retry and a new event
+        assert [e.text for e in s.events] == ["hi", "second"]
+        assert [e.seq for e in s.events] == [1, 2]
 
     async def test_append_to_missing_session_raises(self, service: SessionHistoryService) -> None:
         """Appending to a session that does not exist raises SessionNotFound; nothing is created."""
