@@ -32,15 +32,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
-from pathlib import Path
 
 from pymongo import AsyncMongoClient
 from pymongo.write_concern import WriteConcern
@@ -58,6 +54,7 @@ from sessionhub.backend import event_to_json
 from sessionhub.plugins import get_plugin_manager
 from sessionhub.settings import SessionHubSettings
 from sessionhub_mongodb.backend import MongoBackend, MongoSettings
+from sessionhub_mongodb.testing import mongodb_server
 
 MESSAGE = "The quick brown fox jumps over the lazy dog. " * 4
 USER = "bench"
@@ -68,28 +65,15 @@ TARGETS = (
     ("backend@10", "raw", 2.0),
     ("last20@10000", "last20@100", 1.2),
 )
-SERVER = Path(__file__).parent / "tests" / "secantus_server.py"
 
 Workload = Callable[[], Awaitable[object]]
 
 
 @contextmanager
 def private_server(standalone: bool) -> Iterator[str]:
-    """Start SecantusDB in a child process on a free port; yield its URL."""
-    with tempfile.TemporaryDirectory() as directory:
-        args = [sys.executable, str(SERVER), directory, "0"]
-        if standalone:
-            args.append("--standalone")
-        process = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        try:
-            assert process.stdout is not None
-            port = int(process.stdout.readline())
-            yield f"mongodb://127.0.0.1:{port}/"
-        finally:
-            assert process.stdin is not None
-            process.stdin.close()
-            process.wait(timeout=30)
-            process.stdout.close()  # type: ignore[union-attr]
+    """A private SecantusDB server (the tests' own helper); yield its URL."""
+    with mongodb_server(standalone=standalone) as url:
+        yield url
 
 
 async def _fill(service: SessionHistoryService, session_id: str, count: int) -> None:

@@ -19,9 +19,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import socket
-import subprocess
-import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -31,98 +28,12 @@ from pathlib import Path
 import pymongo
 import pytest
 
-SERVER_SCRIPT = Path(__file__).parent / "secantus_server.py"
-
-
-@dataclass
-class MongoServer:
-    """A server the tests may use: its URL and what kind of deployment it presents."""
-
-    url: str
-    kind: str
-    """``replica-set``, ``standalone`` or ``external`` (from the environment or a container)."""
-
-
-class SecantusProcess:
-    """A SecantusDB server in a child process; can be stopped and started again in place."""
-
-    def __init__(self, storage: Path, *, standalone: bool = False, port: int = 0) -> None:
-        self.storage = storage
-        self.standalone = standalone
-        self.port = port
-        self.process: subprocess.Popen[str] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"mongodb://127.0.0.1:{self.port}/"
-
-    def start(self) -> None:
-        args = [sys.executable, str(SERVER_SCRIPT), str(self.storage), str(self.port)]
-        if self.standalone:
-            args.append("--standalone")
-        process = subprocess.Popen(
-            args,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
-        assert process.stdout is not None
-        line = process.stdout.readline().strip()
-        if not line.isdigit():
-            process.kill()
-            process.communicate()
-            raise RuntimeError(f"SecantusDB did not start (said {line!r})")
-        self.port = int(line)
-        self.process = process
-
-    def stop(self, *, kill: bool = False) -> None:
-        process, self.process = self.process, None
-        if process is None:
-            return
-        if kill:
-            process.kill()
-        else:
-            assert process.stdin is not None
-            process.stdin.close()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        for stream in (process.stdin, process.stdout):
-            if stream is not None:
-                stream.close()
-
-
-def _secantus_available() -> bool:
-    try:
-        import secantus  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def _docker_answers() -> bool:
-    """Whether a Docker engine answers a ping (checked on the socket, without the docker SDK)."""
-    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
-    try:
-        if host.startswith("unix://"):
-            connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            address: object = host[len("unix://") :]
-        elif host.startswith("tcp://"):
-            name, _, port = host[len("tcp://") :].partition(":")
-            connection = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            address = (name, int(port or 2375))
-        else:
-            return False
-        with connection:
-            connection.settimeout(3)
-            connection.connect(address)
-            connection.sendall(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
-            return b" 200 " in connection.recv(64)
-    except OSError:
-        return False
+from sessionhub_mongodb.testing import (
+    MongoServer,
+    SecantusProcess,
+    docker_answers,
+    secantus_available,
+)
 
 
 def _unavailable(reason: str) -> None:
@@ -145,13 +56,13 @@ def mongo_server(server_directory: Path) -> Iterator[MongoServer]:
     if url:
         yield MongoServer(url, "external")
         return
-    if _docker_answers():
+    if docker_answers():
         from testcontainers.mongodb import MongoDbContainer
 
         with MongoDbContainer("mongo:8.0") as container:
             yield MongoServer(container.get_connection_url(), "external")
         return
-    if not _secantus_available():
+    if not secantus_available():
         _unavailable(
             "set SESSIONHUB_TEST_MONGODB_URL, start a Docker engine, or "
             "pip install secantusdb (a MongoDB wire-protocol server)"
@@ -167,7 +78,7 @@ def mongo_server(server_directory: Path) -> Iterator[MongoServer]:
 @pytest.fixture(scope="session")
 def standalone_server(server_directory: Path, mongo_server: MongoServer) -> Iterator[MongoServer]:
     """A server presenting itself as standalone (no transactions), or the main one if given."""
-    if mongo_server.kind == "external" or not _secantus_available():
+    if mongo_server.kind == "external" or not secantus_available():
         yield mongo_server
         return
     server = SecantusProcess(server_directory / "standalone", standalone=True)
@@ -181,7 +92,7 @@ def standalone_server(server_directory: Path, mongo_server: MongoServer) -> Iter
 @pytest.fixture
 def secantus_process(tmp_path: Path) -> Iterator[SecantusProcess]:
     """A private SecantusDB server for a test that stops and restarts it."""
-    if not _secantus_available():
+    if not secantus_available():
         _unavailable("pip install secantusdb to run the server fault tests")
     server = SecantusProcess(tmp_path / "private-server")
     server.start()

@@ -1,6 +1,6 @@
 """A private SecantusDB server in its own process, for the tests and the benchmark.
 
-python secantus_server.py STORAGE_PATH PORT [--standalone]
+python -m sessionhub_mongodb._secantus STORAGE_PATH PORT [--standalone]
     start a SecantusDB server (a MongoDB wire-protocol server on WiredTiger) on
     127.0.0.1:PORT (0: a free port) with its data in STORAGE_PATH, print the
     port, and serve until standard input closes or SIGTERM arrives. By default
@@ -17,7 +17,7 @@ import signal
 import sys
 from typing import Any
 
-from secantus import SecantusDBServer
+from secantus import SecantusDBServer  # type: ignore[import-untyped]
 
 
 def _stop(signum: int, frame: Any) -> None:
