@@ -315,3 +315,49 @@ def test_an_interrupted_migration_finishes_on_rerun(tmp_path):
 
     asyncio.run(compare())
     assert count(target_db, "events") == count(source_db, "events")
+
+
+@pytest.fixture(scope="module")
+def servers():
+    """A Redis and a MongoDB from the plugins' own test helpers (CI=true: they must exist)."""
+    from contextlib import ExitStack
+
+    from sessionhub_mongodb.testing import ServerUnavailable as NoMongo
+    from sessionhub_mongodb.testing import mongodb_server
+    from sessionhub_redis.testing import ServerUnavailable as NoRedis
+    from sessionhub_redis.testing import redis_server
+
+    with ExitStack() as stack:
+        try:
+            yield stack.enter_context(redis_server()), stack.enter_context(mongodb_server())
+        except (NoRedis, NoMongo) as exc:
+            if os.environ.get("CI", "").lower() == "true":
+                pytest.fail(f"CI=true but {exc}", pytrace=False)
+            pytest.skip(str(exc))
+
+
+@pytest.mark.asyncio
+async def test_round_trip_through_every_backend(tmp_path, servers):
+    """memory -> sqlite -> redis -> mongodb -> sqlite: 200 sessions end identical (exports)."""
+    import uuid
+
+    from sessionhub_mongodb.backend import MongoBackend, MongoSettings
+    from sessionhub_redis.backend import RedisBackend, RedisSettings
+
+    redis_url, mongodb_url = servers
+    namespace = uuid.uuid4().hex[:10]
+    chain = [
+        service(MemoryBackend()),
+        service(SQLiteBackend(path=tmp_path / "first.db")),
+        service(RedisBackend(RedisSettings(url=redis_url, key_prefix=f"roundtrip-{namespace}:"))),
+        service(MongoBackend(MongoSettings(url=mongodb_url, database=f"roundtrip_{namespace}"))),
+        service(SQLiteBackend(path=tmp_path / "last.db")),
+    ]
+    await fill(chain[0], 200)
+    original = await dump(chain[0])
+    for source, target in zip(chain, chain[1:]):
+        report = await migrate(source, target)
+        assert report.sessions == 200
+    assert await dump(chain[-1]) == original
+    for svc in chain:
+        await svc.stop()
