@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import signal
@@ -355,7 +356,7 @@ async def test_round_trip_through_every_backend(tmp_path, servers):
     ]
     await fill(chain[0], 200)
     original = await dump(chain[0])
-    for source, target in zip(chain, chain[1:]):
+    for source, target in itertools.pairwise(chain):
         report = await migrate(source, target)
         assert report.sessions == 200
     assert await dump(chain[-1]) == original
