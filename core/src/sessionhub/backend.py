@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import abc
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from sessionhub.errors import InvalidInput
 from sessionhub.models import Event, Session
 
 if TYPE_CHECKING:
@@ -41,6 +42,7 @@ __all__ = [
     "AppendResult",
     "ListCursor",
     "apply_delta",
+    "check_restorable",
     "event_to_json",
     "event_from_json",
     "dump_json",
@@ -334,7 +336,9 @@ class Backend(abc.ABC):
 
         Everything is kept as given: ids, ``seq`` numbers, times, counters
         (``last_seq``), state (the session scope) and metadata. One atomic step:
-        readers see the old session or the new one. Used by import and migrate.
+        readers see the old session or the new one. Used by import and migrate,
+        which check first that the events' seqs are contiguous and end at
+        ``last_seq``.
         """
         raise NotImplementedError(f"The {self.name!r} backend cannot restore sessions.")
 
@@ -351,6 +355,18 @@ def apply_delta(target: dict[str, Any], delta: Mapping[str, Any]) -> dict[str, A
         else:
             target[key] = value
     return target
+
+
+def check_restorable(session: Session, events: Sequence[Event]) -> None:
+    """Raise ``InvalidInput`` unless ``events`` carry the contiguous seqs ending at ``last_seq``.
+
+    What ``restore_session`` needs: a session's newest events, as an export holds them.
+    """
+    first = session.last_seq - len(events) + 1
+    if first < 1 or [event.seq for event in events] != list(range(first, session.last_seq + 1)):
+        raise InvalidInput(
+            "events", f"seqs must be contiguous and end at last_seq={session.last_seq}"
+        )
 
 
 def dump_json(value: Any) -> str:

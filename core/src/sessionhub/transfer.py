@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from sessionhub import _validate
 from sessionhub._normalize import to_event
-from sessionhub.backend import EventWindow, Expiry, Scope, SessionKey
+from sessionhub.backend import EventWindow, Expiry, Scope, SessionKey, check_restorable
 from sessionhub.errors import InvalidInput
 from sessionhub.models import Event, Session
 from sessionhub.service import SNAPSHOT_PREFIX, SessionHistoryService
@@ -307,12 +307,7 @@ def _session_of(record: Record, located: Located, app: str) -> tuple[Session, li
         _validate.check_identifier(session.id, "session.id")
         _validate.check_mapping(session.state, "session.state")
         _validate.check_mapping(session.metadata, "session.metadata")
-        seqs = [event.seq for event in events]
-        first = session.last_seq - len(events) + 1
-        if seqs != list(range(first, session.last_seq + 1)) or first < 1:
-            raise InvalidInput(
-                "events", f"seqs must be contiguous and end at last_seq={session.last_seq}"
-            )
+        check_restorable(session, events)
         for index, event in enumerate(events):
             _validate.check_identifier(event.id, f"events[{index}].id")
             _validate.check_mapping(event.state_delta, f"events[{index}].state_delta")

@@ -82,7 +82,7 @@ from sessionhub import (
     StateDeltas,
     StoredSession,
 )
-from sessionhub.backend import dump_json
+from sessionhub.backend import check_restorable, dump_json
 from sessionhub_mongodb import _driver
 from sessionhub_mongodb._documents import (
     NEVER,
@@ -1436,14 +1436,7 @@ class MongoBackend(Backend):
         events must be the consecutive seqs ending at ``session.last_seq``.
         """
         self._ready()
-        seqs = [event.seq for event in events]
-        first = session.last_seq - len(events) + 1
-        if seqs != list(range(first, session.last_seq + 1)):
-            raise InvalidInput(
-                "events",
-                f"must be the consecutive seqs {first}..{session.last_seq} ending at the "
-                f"session's last_seq, got {seqs[:3]}...{seqs[-3:]}",
-            )
+        check_restorable(session, events)
         key = SessionKey(session.app_name, session.user_id, session.id)
         now_us = to_micros(expiry.now)
         expires_us = NEVER if session.expires_at is None else to_micros(session.expires_at)

@@ -60,7 +60,6 @@ from sessionhub import (
     Event,
     EventWindow,
     Expiry,
-    InvalidInput,
     ListCursor,
     Scope,
     Session,
@@ -70,7 +69,7 @@ from sessionhub import (
     StateDeltas,
     StoredSession,
 )
-from sessionhub.backend import dump_json
+from sessionhub.backend import check_restorable, dump_json
 from sessionhub.settings import mask_url
 from sessionhub_redis import _scripts
 from sessionhub_redis._connect import Connection, check_url, connect
@@ -730,13 +729,7 @@ class RedisBackend(Backend):
         The events must be the session's newest, with contiguous seqs ending at
         ``last_seq`` (what an export of any sessionhub backend holds).
         """
-        seqs = [event.seq for event in events]
-        if seqs != list(range(session.last_seq - len(events) + 1, session.last_seq + 1)):
-            raise InvalidInput(
-                "events",
-                f"session {session.id!r} has last_seq {session.last_seq}, so its events must "
-                f"have the contiguous seqs up to it (got {seqs[:3]}...{seqs[-3:]})",
-            )
+        check_restorable(session, events)
         key = SessionKey(session.app_name, session.user_id, session.id)
         user, keys = self._session_keys(key)
         fields: list[Any] = [
