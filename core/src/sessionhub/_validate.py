@@ -30,6 +30,14 @@ _MAX_DEPTH = 64
 
 def check_identifier(value: object, field: str) -> str:
     """Return ``value`` if it is a valid identifier, else raise ``InvalidInput``."""
+    if (
+        type(value) is str
+        and 0 < len(value) <= MAX_ID_LENGTH
+        and value.isascii()
+        and value.isprintable()
+        and not value.isspace()
+    ):
+        return value  # the common case, decided without encoding
     if not isinstance(value, str):
         raise InvalidInput(field, f"must be a string, got {type(value).__name__}")
     if not value or value.isspace():

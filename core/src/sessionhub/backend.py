@@ -185,6 +185,9 @@ class AppendRequest:
     stored event is returned in its place. Then it trims to ``event_limit``
     newest events, sets ``updated_at = expiry.now`` and the expiry times. All of
     it is one transaction (or one script): all or nothing.
+
+    The events are the service's own copies: a backend may set ``seq`` on them
+    and return them, as long as it keeps no reference to them.
     """
 
     key: SessionKey

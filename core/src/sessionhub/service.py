@@ -14,8 +14,8 @@ import binascii
 import contextlib
 import json
 import logging
+import os
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Protocol, Union
@@ -79,7 +79,7 @@ def _utc_now() -> datetime:
 
 
 def _new_id() -> str:
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()  # 128 random bits, as uuid4().hex but without the UUID object
 
 
 class SessionHistoryService:
@@ -510,9 +510,12 @@ class SessionHistoryService:
             for number, part in enumerate(event.content):
                 _validate.check_part(part, f"{field}.content[{number}]")
             _validate.check_mapping(event.metadata, f"{field}.metadata")
-            _validate.check_mapping(event.state_delta, f"{field}.state_delta")
-            deltas.append(_validate.split_delta(event.state_delta, f"{field}.state_delta"))
-            event.state_delta = _validate.without_temp(event.state_delta)
+            if event.state_delta or type(event.state_delta) is not dict:
+                _validate.check_mapping(event.state_delta, f"{field}.state_delta")
+                deltas.append(_validate.split_delta(event.state_delta, f"{field}.state_delta"))
+                event.state_delta = _validate.without_temp(event.state_delta)
+            else:
+                deltas.append(StateDeltas())
             event.seq = 0
         return deltas
 
@@ -661,6 +664,8 @@ class SessionHistoryService:
 
     def _expiry(self, now: datetime) -> Expiry:
         s = self.settings
+        if not self._sliding:
+            return Expiry(now=now)
 
         def at(ttl: timedelta | None) -> datetime | None:
             return None if ttl is None else now + ttl

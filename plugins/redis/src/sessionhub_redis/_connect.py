@@ -15,11 +15,15 @@ the ``sentinel_password`` setting.
 Connections to a single server or a Sentinel master pack commands with hiredis's
 C packer: redis-py's asyncio connections pack in Python, which for a script call
 with twenty-odd arguments costs about as much as the script's run on the server.
+On Python 3.11 they also bound writes with ``asyncio.timeout`` instead of
+``asyncio.wait_for``, which starts a task per command there.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
@@ -38,6 +42,7 @@ from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelManagedConnection
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.exceptions import DataError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from sessionhub import ConfigError
 from sessionhub.settings import mask_url
@@ -77,36 +82,63 @@ class Connection:
             await close()
 
 
-class _HiredisPacking(AbstractConnection):
-    """Pack commands in C (as redis-py's synchronous connections do with hiredis)."""
+class _FastConnection(AbstractConnection):
+    """A connection that packs commands in C and bounds writes cheaply.
+
+    Commands are packed by hiredis, as redis-py's synchronous connections do; on
+    Python 3.11 a write is bounded without starting a task per command.
+    """
 
     def pack_command(self, *args: Any) -> list[bytes]:
         """Pack one command; a first argument with spaces is split (``"SCRIPT LOAD"``)."""
+        if _hiredis_pack is None:
+            return super().pack_command(*args)
         first = args[0]
         if isinstance(first, str):
             args = (*first.encode().split(), *args[1:])
         elif b" " in first:
             args = (*first.split(), *args[1:])
         try:
-            assert _hiredis_pack is not None
             return [_hiredis_pack(args)]
         except TypeError as exc:
             raise DataError(str(exc)) from exc
 
+    if sys.version_info[:2] == (3, 11):
 
-class _TCP(_HiredisPacking, TCPConnection):
+        async def send_packed_command(
+            self, command: str | bytes | Iterable[bytes], check_health: bool = True
+        ) -> None:
+            """Send a packed command within ``socket_timeout``.
+
+            redis-py bounds the write with ``asyncio.wait_for``, which on Python 3.11
+            starts a task for every command; ``asyncio.timeout`` bounds it without one.
+            """
+            timeout = self.socket_timeout
+            if not timeout:
+                return await super().send_packed_command(command, check_health)
+            self.socket_timeout = None
+            try:
+                async with asyncio.timeout(timeout):
+                    await super().send_packed_command(command, check_health)
+            except TimeoutError:
+                raise RedisTimeoutError("Timeout writing to socket") from None
+            finally:
+                self.socket_timeout = timeout
+
+
+class _TCP(_FastConnection, TCPConnection):
     """A TCP connection packing commands in C."""
 
 
-class _TLS(_HiredisPacking, SSLConnection):
+class _TLS(_FastConnection, SSLConnection):
     """A TLS connection packing commands in C."""
 
 
-class _Unix(_HiredisPacking, UnixDomainSocketConnection):
+class _Unix(_FastConnection, UnixDomainSocketConnection):
     """A Unix-socket connection packing commands in C."""
 
 
-class _SentinelManaged(_HiredisPacking, SentinelManagedConnection):
+class _SentinelManaged(_FastConnection, SentinelManagedConnection):
     """A Sentinel-managed connection packing commands in C."""
 
 
@@ -206,8 +238,7 @@ def _single(url: str, settings: RedisSettings) -> Connection:
         )
     else:
         pool = ConnectionPool.from_url(url, **options)
-    if _hiredis_pack is not None:
-        pool.connection_class = _FAST.get(pool.connection_class, pool.connection_class)
+    pool.connection_class = _FAST.get(pool.connection_class, pool.connection_class)
     client = Redis(connection_pool=pool)
     return Connection(client, [lambda: client.aclose(close_connection_pool=True)])
 
@@ -264,8 +295,7 @@ def _sentinel(url: str, settings: RedisSettings) -> Connection:
     if settings.sentinel_password is not None:
         sentinel_options["password"] = settings.sentinel_password.get_secret_value()
     sentinel = Sentinel(hosts, sentinel_kwargs=sentinel_options, **options)  # type: ignore[no-untyped-call]
-    fast: dict[str, Any] = {}
-    if _hiredis_pack is not None:
-        fast["connection_class"] = _SentinelManaged
-    client = sentinel.master_for(service, redis_class=Redis, db=db, **fast)
+    client = sentinel.master_for(
+        service, redis_class=Redis, db=db, connection_class=_SentinelManaged
+    )
     return Connection(client, [sentinel.aclose, lambda: client.aclose(close_connection_pool=True)])

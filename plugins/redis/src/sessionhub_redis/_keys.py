@@ -93,6 +93,8 @@ class KeyLayout:
         self.prefix = prefix
         self.user = lru_cache(maxsize=4096)(self._user)
         self.session = lru_cache(maxsize=8192)(self._session)
+        self.app_state = lru_cache(maxsize=64)(self._app_state)
+        self.app_users = lru_cache(maxsize=64)(self._app_users)
 
     def _user(self, app_name: str, user_id: str) -> UserKeys:
         base = f"{self.prefix}{{{user_tag(app_name, user_id)}}}"
@@ -101,10 +103,10 @@ class KeyLayout:
     def _session(self, app_name: str, user_id: str, session_id: str) -> SessionKeys:
         return self.user(app_name, user_id).session(session_id)
 
-    def app_state(self, app_name: str) -> str:
+    def _app_state(self, app_name: str) -> str:
         """The key of the app state of ``app_name``."""
         return f"{self.prefix}{{{app_tag(app_name)}}}:a"
 
-    def app_users(self, app_name: str) -> str:
+    def _app_users(self, app_name: str) -> str:
         """The key of the index of the users of ``app_name`` (in the app's slot)."""
         return f"{self.prefix}{{{app_tag(app_name)}}}:users"

@@ -115,6 +115,12 @@ local function index_touch(idx, sid, score, ttl)
   end
 end
 
+-- index_touch for a session without expiry in an index that has none: an index keeps
+-- no expiry while it holds a session without one.
+local function index_add(idx, sid, score)
+  redis.call('ZADD', idx, score, sid)
+end
+
 -- The session's own keys get its expiry; "had" says whether they carried one.
 local function session_ttl(h, e, i, exp, ttl, had)
   if exp ~= '' then
@@ -149,9 +155,9 @@ local fresh, user_written, app_written = 0, false, false
 local i = 12
 for _ = 1, tonumber(ARGV[11]) do
   local id, json = ARGV[i], ARGV[i + 1]
-  local known = redis.call('ZSCORE', I, id)
-  if known then
-    local seq = tonumber(known)
+  -- Claims the next seq for the id, unless the id is stored already.
+  if redis.call('ZADD', I, 'NX', last_seq + 1, id) == 0 then
+    local seq = tonumber(redis.call('ZSCORE', I, id))
     reply[#reply + 1] = seq
     reply[#reply + 1] = redis.call('LINDEX', E, seq - last_seq - 1)
     i = skip_pairs(skip_pairs(skip_pairs(i + 2)))
@@ -160,7 +166,6 @@ for _ = 1, tonumber(ARGV[11]) do
     count = count + 1
     fresh = fresh + 1
     redis.call('RPUSH', E, '{"seq":' .. last_seq .. ',' .. string.sub(json, 2))
-    redis.call('ZADD', I, last_seq, id)
     i = apply_pairs(H, 's:', i + 3, tonumber(ARGV[i + 2]))
     local n = tonumber(ARGV[i])
     if n > 0 and not user_written then
@@ -187,9 +192,11 @@ if fresh > 0 then
   end
   redis.call('HSET', H, 'last_seq', last_seq, 'count', count, 'upd', ARGV[1])
   session_ttl(H, E, I, ARGV[2], ARGV[3], head[3])
-  index_touch(X, ARGV[10], ARGV[1], ARGV[3])
+  -- A session that has no expiry and had none is in persistent indexes already.
+  local touch = (ARGV[3] == '' and not head[3]) and index_add or index_touch
+  touch(X, ARGV[10], ARGV[1], ARGV[3])
   if head[4] and head[4] ~= '' then
-    index_touch(ARGV[9] .. ':c:' .. head[4], ARGV[10], ARGV[1], ARGV[3])
+    touch(ARGV[9] .. ':c:' .. head[4], ARGV[10], ARGV[1], ARGV[3])
   end
   if user_written then state_written(U, ARGV[5], ARGV[6]) end
   if app_written then state_written(A, ARGV[7], ARGV[8]) end

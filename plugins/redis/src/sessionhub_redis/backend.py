@@ -601,7 +601,8 @@ class RedisBackend(Backend):
         for index, event in enumerate(request.events):
             seq, text = reply[3 + 2 * index], reply[4 + 2 * index]
             if text is None:
-                stored.append(event.model_copy(update={"seq": seq}))
+                event.seq = seq
+                stored.append(event)
                 app_delta.update(request.deltas[index].app)
             elif text:
                 stored.append(Event.model_validate_json(text))
