@@ -7,11 +7,12 @@ import signal
 import time
 
 import pytest
+from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from sessionhub import BackendUnavailable, Event, TextPart
-from sessionhub_redis.backend import RedisBackend, RedisSettings
+from sessionhub_redis.backend import _SCRIPTS, RedisBackend, RedisSettings
 
 pytestmark = pytest.mark.asyncio
 
@@ -84,6 +85,42 @@ async def test_stopped_server_then_restarted(redis_server_factory, key_prefix, m
         events = await _assert_whole(service, "s1")
         assert [e.id for e in events] == [f"e{i}" for i in range(1, 12)]
         assert (await service.health()).ok
+
+
+async def test_dropped_connections_are_retried_without_duplicates(
+    redis_server_factory, key_prefix, make_service
+):
+    server = redis_server_factory(name="dropped")
+    service = make_service(RedisBackend(_settings(server, key_prefix)))
+    killer = Redis.from_url(server.url)
+    try:
+        async with service:
+            await service.create_session("alice", "s1")
+            for i in range(1, 6):
+                await service.append(("alice", "s1"), _event(f"e{i}", i))
+                # Every pooled connection of the backend is closed by the server.
+                assert await killer.client_kill_filter(_type="normal", skipme=True) >= 1
+            events = await _assert_whole(service, "s1")
+            assert [e.id for e in events] == [f"e{i}" for i in range(1, 6)]
+    finally:
+        await killer.aclose()
+
+
+async def test_a_flushed_script_cache_is_refilled(redis_server_factory, key_prefix, make_service):
+    server = redis_server_factory(name="flushed")
+    service = make_service(RedisBackend(_settings(server, key_prefix)))
+    admin = Redis.from_url(server.url)
+    try:
+        async with service:
+            await service.create_session("alice", "s1")
+            await admin.script_flush()
+            [event] = await service.append(("alice", "s1"), _event("e1", 1))
+            assert event.seq == 1
+            # The append ran its script whole (EVAL), which cached it for EVALSHA again.
+            assert await admin.script_exists(_SCRIPTS["append"].sha) == [True]
+            assert [e.id for e in await _assert_whole(service, "s1")] == ["e1"]
+    finally:
+        await admin.aclose()
 
 
 async def test_hung_server_times_out_and_retries_are_safe(
