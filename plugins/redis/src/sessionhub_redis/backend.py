@@ -38,6 +38,7 @@ import asyncio
 import hashlib
 import json
 import math
+import sys
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
@@ -48,6 +49,7 @@ from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import NoScriptError, RedisClusterException, RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from sessionhub import (
     AppendRequest,
@@ -88,8 +90,10 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MICROSECOND = timedelta(microseconds=1)
 _MILLISECOND = timedelta(milliseconds=1)
 _WITHOUT_SEQ = {"seq"}
-_SEQ_ZERO = ',"seq":0'
-# Events serialise id, seq, role first; then the first ',"seq":0,"role":' in the
+_SEQ_ZERO = b',"seq":0'
+_SEQ_ZERO_ROLE = _SEQ_ZERO + b',"role":'
+_EVENT_JSON = Event.__pydantic_serializer__.to_json  # bytes, without model_dump_json's decode
+# Events serialise id, seq, role first; then the first b',"seq":0,"role":' in the
 # text is the event's own seq (an id's quotes are escaped, content comes later).
 _SEQ_SECOND = list(Event.model_fields)[:3] == ["id", "seq", "role"]
 _UNAVAILABLE = (RedisError, RedisClusterException, OSError, asyncio.TimeoutError)
@@ -202,14 +206,14 @@ def _pairs(delta: Mapping[str, Any]) -> list[Any]:
     return flat
 
 
-def _json_without_seq(event: Event) -> str:
+def _json_without_seq(event: Event) -> bytes:
     """The event as JSON without its seq field (scripts write the seq they allocate)."""
     if _SEQ_SECOND and event.seq == 0:
-        text = event.model_dump_json()
-        at = text.find(_SEQ_ZERO + ',"role":')
+        text = _EVENT_JSON(event)
+        at = text.find(_SEQ_ZERO_ROLE)
         if at > 0:
             return text[:at] + text[at + len(_SEQ_ZERO) :]
-    return event.model_dump_json(exclude=_WITHOUT_SEQ)
+    return _EVENT_JSON(event, exclude=_WITHOUT_SEQ)
 
 
 def _text(value: bytes | str) -> str:
@@ -299,7 +303,32 @@ class _Script:
         finally:
             await pool.release(connection)
 
-    async def _send(
+    if sys.version_info >= (3, 11):
+
+        async def _send(
+            self, connection: AbstractConnection, keys: Sequence[str], args: Sequence[Any]
+        ) -> Any:
+            timeout: float | None = connection.socket_timeout
+            if not timeout:
+                return await self._exchange(connection, keys, args)
+            # One deadline for the write and the read, instead of one each.
+            connection.socket_timeout = None
+            try:
+                async with asyncio.timeout(timeout):
+                    return await self._exchange(connection, keys, args)
+            except TimeoutError:
+                raise RedisTimeoutError(f"Timeout waiting for a reply after {timeout} s") from None
+            finally:
+                connection.socket_timeout = timeout
+
+    else:
+
+        async def _send(
+            self, connection: AbstractConnection, keys: Sequence[str], args: Sequence[Any]
+        ) -> Any:
+            return await self._exchange(connection, keys, args)
+
+    async def _exchange(
         self, connection: AbstractConnection, keys: Sequence[str], args: Sequence[Any]
     ) -> Any:
         await connection.send_command("EVALSHA", self.sha, len(keys), *keys, *args)
