@@ -119,6 +119,8 @@ def check_json(value: Any, field: str, depth: int = 0) -> None:
 
 
 def _check_text(value: str, field: str) -> None:
+    if value.isascii():
+        return
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as exc:
@@ -141,6 +143,8 @@ def check_part(part: Part, field: str) -> None:
 
 def check_mapping(value: object, field: str) -> Mapping[str, Any]:
     """Check ``value`` is a JSON object and return it."""
+    if type(value) is dict and not value:
+        return value
     if not isinstance(value, Mapping):
         raise InvalidInput(field, f"must be a dict, got {type(value).__name__}")
     check_json(value, field)

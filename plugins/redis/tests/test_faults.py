@@ -87,11 +87,13 @@ async def test_stopped_server_then_restarted(redis_server_factory, key_prefix, m
         assert (await service.health()).ok
 
 
+@pytest.mark.parametrize("retries", [0, 1])
 async def test_dropped_connections_are_retried_without_duplicates(
-    redis_server_factory, key_prefix, make_service
+    redis_server_factory, key_prefix, make_service, retries
 ):
     server = redis_server_factory(name="dropped")
-    service = make_service(RedisBackend(_settings(server, key_prefix)))
+    settings = _settings(server, key_prefix).model_copy(update={"retry_attempts": retries})
+    service = make_service(RedisBackend(settings))
     killer = Redis.from_url(server.url)
     try:
         async with service:

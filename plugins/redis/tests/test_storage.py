@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
-from redis.asyncio import ConnectionPool, Redis
+from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
 from redis.crc import key_slot
 from redis.exceptions import ResponseError
 
@@ -243,6 +245,37 @@ async def test_a_given_pool_is_used_and_left_open(redis_settings, redis_url):
         await client.aclose(close_connection_pool=False)
     finally:
         await pool.aclose()
+
+
+@pytest.mark.asyncio
+async def test_a_given_pool_gets_its_connection_back_after_every_call(
+    redis_settings, redis_url, make_service
+):
+    pool = BlockingConnectionPool.from_url(redis_url, max_connections=1, timeout=0.5)
+    client = Redis(connection_pool=pool)
+    try:
+        async with make_service(RedisBackend(redis_settings(), pool=pool)) as service:
+            await service.create_session("alice", "s1")
+            for text in ("one", "two"):
+                await service.append(("alice", "s1"), text)
+                # The pool's only connection is free for the application between calls.
+                assert await client.ping()
+    finally:
+        await client.aclose(close_connection_pool=True)
+
+
+@pytest.mark.asyncio
+async def test_close_releases_every_connection(redis_settings, make_service, raw_redis):
+    async def connections() -> int:
+        return len(await raw_redis.client_list(_type="normal"))
+
+    before = await connections()
+    service = make_service(RedisBackend(redis_settings()))
+    async with service:
+        await service.create_session("alice", "s1")
+        await asyncio.gather(*(service.append(("alice", "s1"), str(i)) for i in range(5)))
+        assert await connections() > before
+    assert await connections() == before
 
 
 @pytest.mark.asyncio

@@ -75,7 +75,7 @@ from sessionhub import (
 from sessionhub.backend import check_restorable, dump_json
 from sessionhub.settings import mask_url
 from sessionhub_redis import _scripts
-from sessionhub_redis._connect import Connection, check_url, connect
+from sessionhub_redis._connect import Connection, ConnectionCache, check_url, connect
 from sessionhub_redis._keys import KeyLayout, SessionKeys, UserKeys, escape
 
 __all__ = ["RedisBackend", "RedisSettings", "DEFAULT_URL", "DEFAULT_KEY_PREFIX"]
@@ -283,31 +283,17 @@ class _Script:
     async def __call__(
         self, client: Redis | RedisCluster, keys: Sequence[str], args: Sequence[Any]
     ) -> Any:
-        if type(client) is Redis and client.connection is None:
-            return await self._on_pool(client.connection_pool, keys, args)
         try:
             return await client.evalsha(self.sha, len(keys), *keys, *args)
         except NoScriptError:
             return await client.eval(self.source, len(keys), *keys, *args)
 
-    async def _on_pool(self, pool: ConnectionPool, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        # The script on a pooled connection, with the connection's retry policy: what
-        # Redis.execute_command does, without its per-command bookkeeping (a script
-        # call is a third of an append's client-side time through it).
-        connection = await pool.get_connection()  # type: ignore[no-untyped-call]
-        try:
-            return await connection.retry.call_with_retry(
-                lambda: self._send(connection, keys, args),
-                lambda _error: connection.disconnect(),
-            )
-        finally:
-            await pool.release(connection)
-
     if sys.version_info >= (3, 11):
 
-        async def _send(
+        async def send(
             self, connection: AbstractConnection, keys: Sequence[str], args: Sequence[Any]
         ) -> Any:
+            """Run the script on ``connection`` (what ``__call__`` does through a client)."""
             timeout: float | None = connection.socket_timeout
             if not timeout:
                 return await self._exchange(connection, keys, args)
@@ -323,9 +309,10 @@ class _Script:
 
     else:
 
-        async def _send(
+        async def send(
             self, connection: AbstractConnection, keys: Sequence[str], args: Sequence[Any]
         ) -> Any:
+            """Run the script on ``connection`` (what ``__call__`` does through a client)."""
             return await self._exchange(connection, keys, args)
 
     async def _exchange(
@@ -415,11 +402,18 @@ class RedisBackend(Backend):
         return self._cluster
 
     def _connect(self) -> Connection:
-        if self._given_client is not None:
-            connection = Connection(self._given_client)
+        given = self._given_client
+        if given is not None:
+            connection = Connection(given)
+            if type(given) is Redis and given.connection is None:
+                connection.cache = ConnectionCache(given.connection_pool, keep=False)
         elif self._given_pool is not None:
             client = Redis(connection_pool=self._given_pool)
-            connection = Connection(client, [lambda: client.aclose(close_connection_pool=False)])
+            connection = Connection(
+                client,
+                [lambda: client.aclose(close_connection_pool=False)],
+                ConnectionCache(self._given_pool, keep=False),
+            )
         else:
             connection = connect(self.settings)
         self._cluster = isinstance(connection.client, RedisCluster)
@@ -466,8 +460,13 @@ class RedisBackend(Backend):
         )
 
     async def _run(self, script: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        run = _SCRIPTS[script]
         try:
-            return await _SCRIPTS[script](await self._ready(), keys, args)
+            client = await self._ready()
+            cache = self._connection.cache if self._connection is not None else None
+            if cache is not None:
+                return await cache.call(lambda connection: run.send(connection, keys, args))
+            return await run(client, keys, args)
         except _UNAVAILABLE as exc:
             raise self._unavailable(exc) from exc
 
