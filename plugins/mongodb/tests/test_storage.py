@@ -227,6 +227,57 @@ async def test_standalone_leftovers_of_a_dead_writer_are_reclaimed(target):
         assert late.seq == 4
 
 
+class _Commands(monitoring.CommandListener):
+    """Records the name of every command a client sends while ``on``."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+        self.on = False
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if self.on:
+            self.names.append(event.command_name)
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+async def test_an_append_is_one_command(target):
+    """Session-scope appends are one bulkWrite on either scheme; app: deltas need more."""
+    listener = _Commands()
+    client = AsyncMongoClient(target.url, event_listeners=[listener], tz_aware=True)
+    try:
+        async with _service(MongoBackend(target.settings(), client=client)) as service:
+            await service.create_session("alice", "s1")
+            listener.on = True
+            for seq, text in enumerate(("one", "two", "three"), start=1):
+                [event] = await service.append(("alice", "s1"), text)
+                assert event.seq == seq
+                assert listener.names == ["bulkWrite"], (text, listener.names)
+                listener.names.clear()
+            await service.append(
+                ("alice", "s1"), Event(role="user", content=[], state_delta={"k": 1})
+            )
+            assert listener.names == ["bulkWrite"]
+            listener.names.clear()
+            await service.append(
+                ("alice", "s1"), Event(role="user", content=[], state_delta={"app:k": 1})
+            )
+            if target.scheme == "transactions":
+                assert listener.names[-1] == "commitTransaction"
+            assert len(listener.names) > 1
+            listener.on = False
+            got = await service.get_session("alice", "s1")
+            assert got is not None
+            assert [e.seq for e in got.events] == [1, 2, 3, 4, 5]
+            assert got.state == {"k": 1, "app:k": 1}
+    finally:
+        await client.close()
+
+
 async def test_concurrent_appends_from_two_backends_stay_contiguous(target):
     """Two backends (two pools, as two processes would be) x 4 tasks: seqs 1..200."""
     async with (

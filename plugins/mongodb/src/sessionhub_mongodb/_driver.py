@@ -17,6 +17,7 @@ from typing import Any
 
 from pymongo.errors import (
     BulkWriteError,
+    ClientBulkWriteException,
     ConnectionFailure,
     DocumentTooLarge,
     DuplicateKeyError,
@@ -57,6 +58,11 @@ def is_duplicate_key(exc: BaseException) -> bool:
     """Whether ``exc`` is a unique-index violation (single write or any write of a bulk)."""
     if isinstance(exc, DuplicateKeyError):
         return True
+    if isinstance(exc, ClientBulkWriteException):
+        errors = _write_errors(exc)
+        return (
+            exc.error is None and bool(errors) and all(_code(e) == _DUPLICATE_KEY for e in errors)
+        )
     if isinstance(exc, BulkWriteError):
         errors = exc.details.get("writeErrors", [])
         return bool(errors) and all(error.get("code") == _DUPLICATE_KEY for error in errors)
@@ -77,6 +83,10 @@ def is_too_large(exc: BaseException) -> bool:
     """Whether a write failed because a document exceeds the BSON size limit."""
     if isinstance(exc, DocumentTooLarge):
         return True
+    if isinstance(exc, ClientBulkWriteException):
+        return (exc.error is not None and is_too_large(exc.error)) or any(
+            _code(error) in _TOO_LARGE_CODES for error in _write_errors(exc)
+        )
     if isinstance(exc, BulkWriteError):
         return any(
             error.get("code") in _TOO_LARGE_CODES for error in exc.details.get("writeErrors", [])
@@ -86,4 +96,14 @@ def is_too_large(exc: BaseException) -> bool:
 
 def is_connection_error(exc: BaseException) -> bool:
     """Whether ``exc`` means the server could not be reached or answered too late."""
+    if isinstance(exc, ClientBulkWriteException) and isinstance(exc.error, BaseException):
+        return is_connection_error(exc.error)
     return isinstance(exc, ConnectionFailure)
+
+
+def _write_errors(exc: ClientBulkWriteException) -> list[Any]:
+    return list(exc.write_errors or [])
+
+
+def _code(error: Any) -> Any:
+    return error.get("code") if isinstance(error, dict) else getattr(error, "code", None)

@@ -48,7 +48,7 @@ from urllib.parse import urlsplit
 from bson.codec_options import CodecOptions
 from bson.errors import InvalidDocument
 from pydantic import Field, field_validator
-from pymongo import AsyncMongoClient, IndexModel, ReturnDocument
+from pymongo import AsyncMongoClient, IndexModel, InsertOne, ReturnDocument, UpdateOne
 from pymongo.errors import PyMongoError
 from pymongo.read_concern import ReadConcern
 from pymongo.read_preferences import (
@@ -230,6 +230,8 @@ class _Head:
     event_count: int
     version: int
     horizon_us: int | None
+    expires_us: int | None = None
+    """None when not read."""
 
     @classmethod
     def of(cls, document: Mapping[str, Any]) -> _Head:
@@ -240,6 +242,7 @@ class _Head:
             document["event_count"],
             document.get("version", 0),
             document.get("horizon_us"),
+            document.get("expires_us"),
         )
 
 
@@ -347,6 +350,7 @@ class MongoBackend(Backend):
         self._events: Any = None
         self._state: Any = None
         self._transactions = False
+        self._bulk = False
         self._open_lock: asyncio.Lock | None = None
         self._key_locks = _KeyLocks()
         self._heads: OrderedDict[SessionKey, _Head] = OrderedDict()
@@ -431,6 +435,9 @@ class MongoBackend(Backend):
             )
         else:
             self._transactions = settings.transactions == "always"
+        # MongoDB 8's client-level bulkWrite (wire version 25) sends the events and the
+        # update that publishes them in one command. Motor's client has no async form.
+        self._bulk = isinstance(client, AsyncMongoClient) and hello.get("maxWireVersion", 0) >= 25
         self._client = client
         self._sessions, self._events, self._state = sessions, events, state
         logger.debug(
@@ -906,21 +913,25 @@ class MongoBackend(Backend):
         self._ready()
         key = request.key
         async with self._key_locks.hold(key):
+            wider = any(delta.app or delta.user for delta in request.deltas)
+            # The optimistic path publishes with one document update, so it keeps the
+            # guarantees of a transaction; where one bulkWrite carries it, it costs one
+            # round trip against a transaction's three.
+            if not wider and (self._bulk or not self._transactions):
+                head = self._heads.get(key)
+                skips = self._contended.pop(key, 0)
+                if skips:
+                    # Another process wrote here lately: its writes would make an
+                    # optimistic attempt fail, costing round trips for nothing.
+                    if skips > 1:
+                        self._contended[key] = skips - 1
+                elif head is not None:
+                    result = await self._append_optimistic(request, head)
+                    if result is not None:
+                        return result
+                    self._contended[key] = _SKIPS_AFTER_CONTENTION
             if self._transactions:
                 return await self._append_in_transaction(request)
-            wider = any(delta.app or delta.user for delta in request.deltas)
-            head = self._heads.get(key)
-            skips = self._contended.pop(key, 0)
-            if skips:
-                # Another process wrote here lately: its writes would make an
-                # optimistic attempt fail, costing three round trips for nothing.
-                if skips > 1:
-                    self._contended[key] = skips - 1
-            elif head is not None and not wider:
-                result = await self._append_optimistic(request, head)
-                if result is not None:
-                    return result
-                self._contended[key] = _SKIPS_AFTER_CONTENTION
             return await self._append_leased(request)
 
     def _plan(self, request: AppendRequest, head: _Head, stored: Mapping[str, Event]) -> _Plan:
@@ -1085,39 +1096,89 @@ class MongoBackend(Backend):
         plan = self._plan(request, head, {})
         horizon, moved = self._horizon(head.horizon_us, request.expiry)
         self._remember(key, None)  # until this append's outcome is known
-        try:
-            await self._insert_events(head, plan, token, horizon, None)
-        except PyMongoError as exc:
-            if not _driver.is_duplicate_key(exc):
-                raise  # what was inserted stays unpublished; the lease path clears it
-            with contextlib.suppress(PyMongoError):
-                await self._delete_own(head, plan, token)
-            return None
+        sets, unsets, event_count = self._publish(request, head, plan, horizon)
+        match: dict[str, Any] = {
+            "_id": head.id,
+            "last_seq": head.last_seq,
+            "event_count": head.event_count,
+            "version": head.version,
+            "lock": None,
+            "expires_us": {"$gt": to_micros(request.expiry.now)},
+        }
+        # Fields that keep their value are matched rather than written again.
+        if request.expiry.session is None and head.expires_us == NEVER:
+            del sets["expires_us"], unsets["expires_at"]
+            match["expires_us"] = NEVER
+        if horizon == head.horizon_us:
+            del sets["horizon_us"]
+            match["horizon_us"] = horizon
+        publish = (match, _update(sets, unsets))
         if moved:
             await self._move_horizon(head.incarnation, horizon, None)
-        sets, unsets, event_count = self._publish(request, head, plan, horizon)
-        # If this update fails without an answer it may still have been applied:
-        # then the events must stay. Only a definite "no match" lets us delete them.
-        outcome = await self._sessions.update_one(
-            {
-                "_id": head.id,
-                "last_seq": head.last_seq,
-                "event_count": head.event_count,
-                "version": head.version,
-                "lock": None,
-                "expires_us": {"$gt": to_micros(request.expiry.now)},
-            },
-            _update(sets, unsets),
-        )
-        if outcome.matched_count != 1:
+        # If the publishing update fails without an answer it may still have been
+        # applied: then the events must stay. Only a definite "no match" (or a taken
+        # seq) lets us delete them; what a failed insert leaves stays unpublished,
+        # and the next leased or transactional append clears it.
+        if not await self._insert_and_publish(head, plan, token, horizon, publish):
             with contextlib.suppress(PyMongoError):
                 await self._delete_own(head, plan, token)
             return None
         await self._trim(head.incarnation, request, plan.last_seq, None)
+        expires_us = NEVER if request.expiry.session is None else to_micros(request.expiry.session)
         self._remember(
-            key, replace(head, last_seq=plan.last_seq, event_count=event_count, horizon_us=horizon)
+            key,
+            replace(
+                head,
+                last_seq=plan.last_seq,
+                event_count=event_count,
+                horizon_us=horizon,
+                expires_us=expires_us,
+            ),
         )
         return self._result(request, plan, event_count)
+
+    async def _insert_and_publish(
+        self,
+        head: _Head,
+        plan: _Plan,
+        token: str,
+        horizon: int | None,
+        publish: tuple[dict[str, Any], dict[str, Any]],
+    ) -> bool:
+        """Insert the events, then run the publishing update; whether it published.
+
+        One ordered bulkWrite (one round trip) where the server and client have it,
+        else two commands. False when a seq or id was taken or the update matched
+        nothing: someone wrote since the head.
+        """
+        if not self._bulk:
+            try:
+                await self._insert_events(head, plan, token, horizon, None)
+            except PyMongoError as exc:
+                if not _driver.is_duplicate_key(exc):
+                    raise
+                return False
+            outcome = await self._sessions.update_one(*publish)
+            return bool(outcome.matched_count == 1)
+        models: list[Any] = [
+            InsertOne(
+                namespace=self._events.full_name,
+                document=event_document(head.incarnation, event, token, horizon),
+            )
+            for event in plan.new
+        ]
+        models.append(
+            UpdateOne(namespace=self._sessions.full_name, filter=publish[0], update=publish[1])
+        )
+        try:
+            result = await self._client.bulk_write(
+                models, ordered=True, write_concern=self._write_concern(), verbose_results=True
+            )
+        except PyMongoError as exc:
+            if not _driver.is_duplicate_key(exc):
+                raise
+            return False
+        return bool(result.update_results[len(plan.new)].matched_count == 1)
 
     async def _delete_own(self, head: _Head, plan: _Plan, token: str) -> None:
         if plan.new:
