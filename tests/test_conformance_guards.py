@@ -134,3 +134,37 @@ def test_a_broken_backend_fails_the_suite(pytester, case):
     result = run(pytester, "-k", test_name, module=source, backend="Broken")
     outcomes = result.parseoutcomes()
     assert outcomes.get("failed", 0) >= 1, result.stdout.str()
+
+
+CLAIMS_MULTI_PROCESS = """
+import functools
+from dataclasses import replace
+
+class Broken(MemoryBackend):
+    # Claims multi_process, but every process has a store of its own.
+    capabilities = replace(MemoryBackend.capabilities, multi_process=True)
+"""
+
+
+def test_processes_that_do_not_share_a_store_fail_the_multi_process_test(pytester):
+    body = """
+    @pytest.fixture
+    def backend_factory(self):
+        return functools.partial(Broken)
+"""
+    result = run(
+        pytester,
+        "-k",
+        "processes_append",
+        module=CLAIMS_MULTI_PROCESS,
+        backend="Broken",
+        body=body,
+    )
+    assert result.parseoutcomes().get("failed", 0) == 1, result.stdout.str()
+    result.stdout.fnmatch_lines(["*a writer process failed*", "*SessionNotFound*"])
+
+
+def test_multi_process_needs_a_backend_factory(pytester):
+    result = run(pytester, "-k", "processes_append", module=CLAIMS_MULTI_PROCESS, backend="Broken")
+    assert result.parseoutcomes().get("failed", 0) == 1, result.stdout.str()
+    result.stdout.fnmatch_lines(["*declare multi_process only with a 'backend_factory' fixture*"])

@@ -71,3 +71,18 @@ def cli_commands() -> set[str]:
 def test_every_cli_command_is_documented():
     documented = {h.removeprefix("sessionhub ") for h in headings("cli.md", "##")}
     assert documented == cli_commands()
+
+
+def test_snippet_includes_are_intact_and_name_existing_files():
+    """Each ``--8<-- "path"`` line is unmangled and names a file the docs build can include."""
+    roots = [DOCS / "examples", DOCS.parent]
+    includes = 0
+    for page in DOCS.glob("*.md"):
+        for number, line in enumerate(page.read_text().splitlines(), start=1):
+            if not re.match(r"\s*-+\s*8\s*<", line):
+                continue
+            match = re.fullmatch(r'--8<-- "([^"]+)"', line)
+            assert match, f"{page.name}:{number}: a mangled snippet include: {line!r}"
+            assert any((root / match[1]).is_file() for root in roots), f"{page.name}:{number}"
+            includes += 1
+    assert includes >= 7

@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 import pytest_asyncio
 
@@ -28,6 +30,10 @@ class TestMongoConformance(BackendConformance):
 
         yield open_another
 
+    @pytest.fixture
+    def backend_factory(self, backend):
+        return functools.partial(MongoBackend, self.settings)
+
 
 class TestMongoStandaloneConformance(BackendConformance):
     @pytest_asyncio.fixture
@@ -48,6 +54,10 @@ class TestMongoStandaloneConformance(BackendConformance):
             return await MongoBackend(self.settings).__aenter__()
 
         yield open_another
+
+    @pytest.fixture
+    def backend_factory(self, backend):
+        return functools.partial(MongoBackend, self.settings)
 
 
 class TestMotorConformance(BackendConformance):
@@ -75,3 +85,10 @@ class TestMotorConformance(BackendConformance):
             return await self.motor_backend().__aenter__()
 
         yield open_another
+
+    @pytest.fixture
+    def backend_factory(self, backend, mongo_server, database_name):
+        # A Motor client does not pickle: the other processes use PyMongo on the same store.
+        return functools.partial(
+            MongoBackend, MongoSettings(url=mongo_server.url, database=database_name)
+        )

@@ -1,4 +1,4 @@
-"""Processes sharing one server: concurrent writers, and writers killed mid-append."""
+"""Writers killed mid-append (concurrent processes: the suite's multi_process test)."""
 
 from __future__ import annotations
 
@@ -64,37 +64,6 @@ async def _read_all(target):
         )
     assert stored is not None
     return stored.session, user_state
-
-
-async def test_four_processes_append_to_one_session(target):
-    """4 processes x 250 appends: exactly 1000 events, seqs 1..1000, no error anywhere."""
-    await _create_session(target)
-    writers = [_writer(target, "burst", KEY.session_id, f"w{n}", 250) for n in range(4)]
-    try:
-        for writer in writers:
-            assert writer.stdout is not None
-            assert writer.stdout.readline().strip() == "ready", writer.stderr
-        for writer in writers:  # start together, so that the writes contend
-            assert writer.stdin is not None
-            writer.stdin.write("go\n")
-            writer.stdin.flush()
-        results = [writer.communicate(timeout=180) for writer in writers]
-    finally:
-        for writer in writers:
-            if writer.poll() is None:
-                writer.kill()
-                writer.communicate()
-    for writer, (out, err) in zip(writers, results, strict=True):
-        assert (writer.returncode, out.strip(), err) == (0, "done", "")
-
-    session, _ = await _read_all(target)
-    assert [e.seq for e in session.events] == list(range(1, 1001))
-    assert (session.event_count, session.last_seq) == (1000, 1000)
-    by_writer: dict[str, list[int]] = {}
-    for event in session.events:
-        name, index = event.text.split(":")
-        by_writer.setdefault(name, []).append(int(index))
-    assert by_writer == {f"w{n}": list(range(250)) for n in range(4)}
 
 
 async def test_killed_writer_loses_no_acknowledged_event(target):

@@ -1,8 +1,5 @@
-"""A writer run in a child process by the multi-process and crash tests.
+"""A writer run in a child process by the crash tests.
 
-python writer_process.py burst URL DATABASE TRANSACTIONS SESSION NAME COUNT
-    open the backend, print "ready", wait for a line on stdin, then append
-    COUNT events with ids NAME-0 .. NAME-{COUNT-1}; print "done".
 python writer_process.py forever URL DATABASE TRANSACTIONS SESSION
     append events one by one until killed; after each append is acknowledged,
     print its seq. Each event's state delta sets "counter" (session scope) and
@@ -41,18 +38,6 @@ def _backend(url: str, database: str, transactions: str, lease_ms: int = 10_000)
     )
 
 
-async def burst(
-    url: str, database: str, transactions: str, session_id: str, name: str, count: int
-) -> None:
-    key = SessionKey("default", "writer", session_id)
-    async with _backend(url, database, transactions) as backend:
-        print("ready", flush=True)
-        sys.stdin.readline()
-        for i in range(count):
-            await backend.append(_request(key, f"{name}-{i}", f"{name}:{i}", None))
-    print("done", flush=True)
-
-
 async def forever(url: str, database: str, transactions: str, session_id: str) -> None:
     key = SessionKey("default", "writer", session_id)
     # A short lease: the next writer takes over quickly from one killed mid-append.
@@ -71,7 +56,5 @@ async def forever(url: str, database: str, transactions: str, session_id: str) -
 
 if __name__ == "__main__":
     mode, *args = sys.argv[1:]
-    if mode == "burst":
-        asyncio.run(burst(*args[:5], int(args[5])))
-    else:
-        asyncio.run(forever(*args))
+    assert mode == "forever", mode
+    asyncio.run(forever(*args))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+
+import pytest
 import pytest_asyncio
 
 from sessionhub.testing import BackendConformance
@@ -22,6 +25,10 @@ class TestRedisConformance(BackendConformance):
 
         yield open_another
 
+    @pytest.fixture
+    def backend_factory(self, backend):
+        return functools.partial(RedisBackend, self.settings)
+
 
 class TestRedisClusterConformance(BackendConformance):
     @pytest_asyncio.fixture
@@ -37,3 +44,7 @@ class TestRedisClusterConformance(BackendConformance):
             return await RedisBackend(self.settings).__aenter__()
 
         yield open_another
+
+    @pytest.fixture
+    def backend_factory(self, backend):
+        return functools.partial(RedisBackend, self.settings)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+
+import pytest
 import pytest_asyncio
 
 from sessionhub.testing import BackendConformance
@@ -21,3 +24,7 @@ class TestSQLiteConformance(BackendConformance):
             return await SQLiteBackend(path=self.path).__aenter__()
 
         yield open_another
+
+    @pytest.fixture
+    def backend_factory(self, backend):
+        return functools.partial(SQLiteBackend, path=self.path)

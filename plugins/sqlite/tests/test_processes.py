@@ -1,4 +1,4 @@
-"""Processes sharing one file: concurrent writers, and writers killed mid-append."""
+"""Writers killed mid-append (concurrent processes: the suite's multi_process test)."""
 
 from __future__ import annotations
 
@@ -62,38 +62,6 @@ def _integrity(path: Path) -> list[tuple[str]]:
         return conn.execute("PRAGMA integrity_check").fetchall()
     finally:
         conn.close()
-
-
-async def test_four_processes_append_to_one_session(db_path):
-    """4 processes x 250 appends: exactly 1000 events, seqs 1..1000, no error anywhere."""
-    await _create_session(db_path)
-    writers = [_writer("burst", db_path, KEY.session_id, f"w{n}", 250) for n in range(4)]
-    try:
-        for writer in writers:
-            assert writer.stdout is not None
-            assert writer.stdout.readline().strip() == "ready", writer.stderr
-        for writer in writers:  # start together, so that the writes contend
-            assert writer.stdin is not None
-            writer.stdin.write("go\n")
-            writer.stdin.flush()
-        results = [writer.communicate(timeout=120) for writer in writers]
-    finally:
-        for writer in writers:
-            if writer.poll() is None:
-                writer.kill()
-                writer.communicate()
-    for writer, (out, err) in zip(writers, results, strict=True):
-        assert (writer.returncode, out.strip(), err) == (0, "done", "")
-
-    session = await _read_all(db_path)
-    assert [e.seq for e in session.events] == list(range(1, 1001))
-    assert (session.event_count, session.last_seq) == (1000, 1000)
-    by_writer: dict[str, list[int]] = {}
-    for event in session.events:
-        name, index = event.text.split(":")
-        by_writer.setdefault(name, []).append(int(index))
-    assert by_writer == {f"w{n}": list(range(250)) for n in range(4)}
-    assert _integrity(db_path) == [("ok",)]
 
 
 async def test_killed_writer_loses_no_acknowledged_event(db_path):

@@ -1,8 +1,5 @@
-"""A writer run in a child process by the multi-process and crash tests.
+"""A writer run in a child process by the crash tests.
 
-python writer_process.py burst DB SESSION NAME COUNT
-    open the database, print "ready", wait for a line on stdin, then append
-    COUNT events with ids NAME-0 .. NAME-{COUNT-1}; print "done".
 python writer_process.py forever DB SESSION
     append events one by one until killed; after each append is acknowledged,
     print its seq. Each event's state delta sets "counter" to its seq.
@@ -38,16 +35,6 @@ def _request(key: SessionKey, event_id: str, text: str, delta: dict[str, int]) -
     return AppendRequest(key, [event], [StateDeltas(session=delta)], Expiry(now=now))
 
 
-async def burst(path: str, session_id: str, name: str, count: int) -> None:
-    key = SessionKey("default", "writer", session_id)
-    async with SQLiteBackend(path=path) as backend:
-        print("ready", flush=True)
-        sys.stdin.readline()
-        for i in range(count):
-            await backend.append(_request(key, f"{name}-{i}", f"{name}:{i}", {}))
-    print("done", flush=True)
-
-
 async def forever(path: str, session_id: str) -> None:
     key = SessionKey("default", "writer", session_id)
     async with SQLiteBackend(path=path) as backend:
@@ -67,7 +54,5 @@ async def forever(path: str, session_id: str) -> None:
 
 if __name__ == "__main__":
     mode, *args = sys.argv[1:]
-    if mode == "burst":
-        asyncio.run(burst(args[0], args[1], args[2], int(args[3])))
-    else:
-        asyncio.run(forever(args[0], args[1]))
+    assert mode == "forever", mode
+    asyncio.run(forever(args[0], args[1]))

@@ -14,7 +14,14 @@ from sessionhub.plugins import get_plugin_manager
 from sessionhub.service import SessionHistoryService
 from sessionhub.settings import SessionHubSettings
 
-__all__ = ["ConformanceFixtures", "FakeClock", "requires", "Connect", "MakeService"]
+__all__ = [
+    "BackendFactory",
+    "ConformanceFixtures",
+    "FakeClock",
+    "requires",
+    "Connect",
+    "MakeService",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -23,6 +30,9 @@ MakeService = Callable[..., SessionHistoryService]
 
 Connect = Callable[[], Awaitable[Backend]]
 """Opens another backend on the same store as the ``backend`` fixture."""
+
+BackendFactory = Callable[[], Backend]
+"""Builds (unopened) a backend on the same store, in another process; must pickle."""
 
 
 class FakeClock:
@@ -76,6 +86,16 @@ class ConformanceFixtures:
         what it opens.
         """
         yield None
+
+    @pytest.fixture
+    def backend_factory(self, backend: Backend) -> BackendFactory | None:
+        """Return a picklable callable building a backend on the same store, or ``None``.
+
+        Needed by the ``multi_process`` test, which calls it in other processes
+        (started with ``spawn``): a ``functools.partial`` of the backend class with
+        its settings is the usual form. The child opens and closes what it builds.
+        """
+        return None
 
     @pytest.fixture
     def clock(self) -> FakeClock:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import os
 
+import pytest
 import pytest_asyncio
 from sessionhub_jsonfiles.backend import JsonFilesBackend
 
@@ -22,6 +24,11 @@ class TestJsonFilesConformance(BackendConformance):
             return await JsonFilesBackend(path=tmp_path / "data").__aenter__()
 
         yield open_another
+
+    @pytest.fixture
+    def backend_factory(self, tmp_path):
+        # Built in other processes by the multi-process test: it must pickle.
+        return functools.partial(JsonFilesBackend, path=tmp_path / "data")
 
 
 def test_the_entry_point_registers_the_backend():

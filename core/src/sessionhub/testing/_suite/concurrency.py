@@ -3,13 +3,50 @@
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
+import queue
+import traceback
+from typing import Any
 
 import pytest
 
 from sessionhub.errors import SessionExists
 from sessionhub.models import Event, TextPart
+from sessionhub.plugins import get_plugin_manager
 from sessionhub.service import SessionHistoryService
-from sessionhub.testing._base import Connect, MakeService, requires
+from sessionhub.settings import SessionHubSettings
+from sessionhub.testing._base import BackendFactory, Connect, MakeService, requires
+
+PROCESSES = 4
+APPENDS_PER_PROCESS = 250
+_PROCESS_DEADLINE_S = 300.0
+
+
+def _append_in_process(
+    factory: BackendFactory, name: str, count: int, messages: Any, go: Any
+) -> None:
+    """A writer process: open the backend, say ready, wait for go, append, say done."""
+
+    async def main() -> None:
+        service = SessionHistoryService(
+            factory(),
+            settings=SessionHubSettings.isolated(purge_interval=None),
+            plugin_manager=get_plugin_manager(entry_points=False),
+        )
+        async with service:
+            messages.put(("ready", name))
+            if not await asyncio.to_thread(go.wait, _PROCESS_DEADLINE_S):
+                raise TimeoutError("no go signal")
+            for i in range(count):
+                event = Event(id=f"{name}-{i}", role="user", content=[TextPart(text=f"{name}:{i}")])
+                await service.append(("alice", "shared"), event)
+
+    try:
+        asyncio.run(main())
+    except BaseException:
+        messages.put(("error", f"{name}: {traceback.format_exc()}"))
+    else:
+        messages.put(("done", name))
 
 
 class ConcurrencyTests:
@@ -133,3 +170,59 @@ class ConcurrencyTests:
             assert got is not None and [e.seq for e in got.events] == list(range(1, 201))
         finally:
             await other.close()
+
+    @requires("multi_process")
+    async def test_processes_append_to_one_session(
+        self, backend_factory: BackendFactory | None, service: SessionHistoryService
+    ) -> None:
+        """4 processes x 250 appends to one session: seqs exactly 1..1000, no writer fails."""
+        assert backend_factory is not None, (
+            "declare multi_process only with a 'backend_factory' fixture"
+        )
+        await service.create_session("alice", "shared")
+        context = multiprocessing.get_context("spawn")
+        messages = context.Queue()
+        go = context.Event()
+        names = [f"p{n}" for n in range(PROCESSES)]
+        processes = [
+            context.Process(
+                target=_append_in_process,
+                args=(backend_factory, name, APPENDS_PER_PROCESS, messages, go),
+                daemon=True,
+            )
+            for name in names
+        ]
+        for process in processes:
+            process.start()
+        try:
+            said = [await _next_message(messages) for _ in names]
+            assert all(kind == "ready" for kind, _ in said), said
+            go.set()  # every writer is open: now they contend
+            said = [await _next_message(messages) for _ in names]
+            assert sorted(said) == [("done", name) for name in names], said
+        finally:
+            go.set()
+            for process in processes:
+                await asyncio.to_thread(process.join, 10)
+                if process.is_alive():
+                    process.kill()
+        got = await service.get_session("alice", "shared")
+        assert got is not None
+        total = PROCESSES * APPENDS_PER_PROCESS
+        assert [e.seq for e in got.events] == list(range(1, total + 1))
+        assert (got.event_count, got.last_seq) == (total, total)
+        by_writer: dict[str, list[int]] = {}
+        for event in got.events:
+            name, i = event.text.split(":")
+            by_writer.setdefault(name, []).append(int(i))
+        assert by_writer == {name: list(range(APPENDS_PER_PROCESS)) for name in names}
+
+
+async def _next_message(messages: Any) -> tuple[str, str]:
+    try:
+        kind, text = await asyncio.to_thread(messages.get, True, _PROCESS_DEADLINE_S)
+    except queue.Empty:
+        raise AssertionError("a writer process said nothing for 300 s") from None
+    if kind == "error":
+        raise AssertionError(f"a writer process failed:\n{text}")
+    return kind, text
