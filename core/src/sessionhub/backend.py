@@ -304,8 +304,11 @@ class Backend(abc.ABC):
         """
 
     @abc.abstractmethod
-    async def delete_session(self, key: SessionKey) -> bool:
-        """Delete the session and all its events; return whether it existed."""
+    async def delete_session(self, key: SessionKey, now: datetime) -> bool:
+        """Delete the session and all its events, live or expired.
+
+        Return whether it was live at ``now``: an expired session is already gone.
+        """
 
     @abc.abstractmethod
     async def get_state(

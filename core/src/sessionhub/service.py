@@ -421,7 +421,7 @@ class SessionHistoryService:
     async def delete_session(self, user_id: str, session_id: str, *, cascade: bool = True) -> bool:
         """Delete a session and its events; with ``cascade``, its descendants too.
 
-        Idempotent: returns whether the session existed.
+        Idempotent: returns whether the session existed (an expired one does not).
         """
         key = self._key(user_id, session_id)
         await self._ready()
@@ -429,9 +429,10 @@ class SessionHistoryService:
         if cascade:
             doomed.extend(await self._descendants(key.user_id, key.session_id))
         gone = False
+        now = self._clock()
         for doomed_id in reversed(doomed):  # children first: a re-run finishes the job
             gone = await self.backend.delete_session(
-                SessionKey(self.app_name, key.user_id, doomed_id)
+                SessionKey(self.app_name, key.user_id, doomed_id), now
             )
             if gone:
                 await call_hook(

@@ -228,13 +228,13 @@ class MemoryBackend(Backend):
         app, user = self._scopes(key, expiry, refresh=False)
         return StoredSession(self._session(record), app, user)
 
-    async def delete_session(self, key: SessionKey) -> bool:
+    async def delete_session(self, key: SessionKey, now: datetime) -> bool:
         """Forget the session and its events."""
         record = self.store.sessions.pop(key, None)
         if record is None:
             return False
         self.store.by_user.get((key.app_name, key.user_id), {}).pop(key.session_id, None)
-        return True
+        return not _expired(record.header["expires_at"], now)
 
     async def list_users(self, app_name: str, *, limit: int, after: str | None) -> list[str]:
         """Users of the app with sessions or user state, ascending."""
@@ -321,7 +321,7 @@ class MemoryBackend(Backend):
             k for k, r in self.store.sessions.items() if _expired(r.header["expires_at"], now)
         ]
         for key in doomed:
-            await self.delete_session(key)
+            await self.delete_session(key, now)
         stale = [k for k, s in self.store.states.items() if _expired(s.expires_at, now)]
         for state_key in stale:
             del self.store.states[state_key]

@@ -884,7 +884,7 @@ class MongoBackend(Backend):
         return StoredSession(session_from_document(document), app, user)
 
     @_translated
-    async def delete_session(self, key: SessionKey) -> bool:
+    async def delete_session(self, key: SessionKey, now: datetime) -> bool:
         """Hide the session at once, delete its events, then its document.
 
         A crash part-way leaves a hidden, event-less or half-emptied session
@@ -897,13 +897,13 @@ class MongoBackend(Backend):
             document = await self._sessions.find_one_and_update(
                 {**self._key_filter(key), "deleted": {"$exists": False}},
                 {"$set": {"deleted": True, "expires_us": 0}, "$unset": {"expires_at": ""}},
-                projection={"_id": 1, "incarnation": 1},
+                projection={"_id": 1, "incarnation": 1, "expires_us": 1},
             )
             if document is None:
                 return False
             await self._events.delete_many({"session": document["incarnation"]})
             await self._sessions.delete_one({"_id": document["_id"]})
-            return True
+            return bool(document.get("expires_us", NEVER) > to_micros(now))
 
     # --- appends -------------------------------------------------------------------------
 

@@ -376,14 +376,16 @@ return {1, redis.call('HGETALL', H), redis.call('HGETALL', U),
 
 DELETE = r"""
 -- KEYS: session hash, events, ids, user index
--- ARGV: base, session id
--- Reply: 1 if the session hash existed, else 0
+-- ARGV: base, session id, now
+-- Reply: 1 if the session was live (its hash exists and has not expired), else 0
 local H, E, I, X = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local pesc = redis.call('HGET', H, 'pesc')
+local head = redis.call('HMGET', H, 'pesc', 'exp')
 redis.call('DEL', H, E, I)
 redis.call('ZREM', X, ARGV[2])
+local pesc, exp = head[1], head[2]
 if not pesc then return 0 end
 if pesc ~= '' then redis.call('ZREM', ARGV[1] .. ':c:' .. pesc, ARGV[2]) end
+if exp and tonumber(exp) <= tonumber(ARGV[3]) then return 0 end
 return 1
 """
 

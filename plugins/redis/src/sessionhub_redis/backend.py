@@ -701,13 +701,13 @@ class RedisBackend(Backend):
             app_state = _state(reply[3], now)
         return StoredSession(_session(reply[1]), app_state, _state(reply[2], now))
 
-    async def delete_session(self, key: SessionKey) -> bool:
+    async def delete_session(self, key: SessionKey, now: datetime) -> bool:
         """Delete the session's keys and its index entries in one script."""
         user, keys = self._session_keys(key)
         reply = await self._run(
             "delete",
             [keys.hash, keys.events, keys.ids, user.index],
-            [user.base, key.session_id],
+            [user.base, key.session_id, _micros(now)],
         )
         return bool(reply)
 

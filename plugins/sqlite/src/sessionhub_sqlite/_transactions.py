@@ -360,13 +360,16 @@ def update_session(
     return StoredSession(_session_from_row(row), app_state, user_state)
 
 
-def delete_session(conn: sqlite3.Connection, key: SessionKey) -> bool:
-    """Delete the session; its events go with it (``ON DELETE CASCADE``)."""
-    cursor = conn.execute(
-        "DELETE FROM sessions WHERE app_name = ? AND user_id = ? AND session_id = ?",
+def delete_session(conn: sqlite3.Connection, key: SessionKey, now: datetime) -> bool:
+    """Delete the session (its events go with it, ``ON DELETE CASCADE``); whether it was live."""
+    found = conn.execute(
+        "SELECT pk, expires_at FROM sessions WHERE app_name = ? AND user_id = ? AND session_id = ?",
         (key.app_name, key.user_id, key.session_id),
-    )
-    return cursor.rowcount > 0
+    ).fetchone()
+    if found is None:
+        return False
+    conn.execute("DELETE FROM sessions WHERE pk = ?", (found[0],))
+    return _live(found[1], to_micros(now))
 
 
 def list_users(conn: sqlite3.Connection, app_name: str, limit: int, after: str | None) -> list[str]:
@@ -383,7 +386,10 @@ def list_users(conn: sqlite3.Connection, app_name: str, limit: int, after: str |
 
 def restore_session(conn: sqlite3.Connection, session: Session, events: list[Event]) -> None:
     """Replace the session with exactly this content (times, seqs and counters as given)."""
-    delete_session(conn, SessionKey(session.app_name, session.user_id, session.id))
+    conn.execute(
+        "DELETE FROM sessions WHERE app_name = ? AND user_id = ? AND session_id = ?",
+        (session.app_name, session.user_id, session.id),
+    )
     row = (
         None,
         session.id,

@@ -395,9 +395,9 @@ class SQLiteBackend(Backend):
             _transactions.update_session, key, deltas, metadata, expiry, write=True
         )
 
-    async def delete_session(self, key: SessionKey) -> bool:
+    async def delete_session(self, key: SessionKey, now: datetime) -> bool:
         """Delete the session; its events are deleted with it."""
-        return await self._transaction(_transactions.delete_session, key, write=True)
+        return await self._transaction(_transactions.delete_session, key, now, write=True)
 
     async def list_users(self, app_name: str, *, limit: int, after: str | None) -> list[str]:
         """One page of the app's user ids, ascending."""

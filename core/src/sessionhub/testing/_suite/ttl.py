@@ -33,6 +33,20 @@ class TTLTests:
         with pytest.raises(SessionNotFound):
             await service.update_session("alice", "s1", state={"a": 1})
 
+    async def test_deleting_an_expired_session_reports_it_gone(
+        self, make_service: MakeService, clock: FakeClock
+    ) -> None:
+        """delete_session of an expired session returns False, and leaves nothing behind."""
+        service = make_service(session_ttl=TTL)
+        await service.create_session("alice", "s1")
+        await service.append(("alice", "s1"), "hello")
+        clock.advance(TTL + 1)
+        assert await service.delete_session("alice", "s1") is False
+        again = await service.create_session("alice", "s1")
+        assert (again.event_count, again.last_seq) == (0, 0)
+        assert [s.id for s in (await service.list_sessions("alice")).items] == ["s1"]
+        assert await service.delete_session("alice", "s1") is True
+
     async def test_reads_extend_the_ttl(self, make_service: MakeService, clock: FakeClock) -> None:
         """Each get_session pushes expires_at forward (sliding TTL)."""
         service = make_service(session_ttl=TTL)

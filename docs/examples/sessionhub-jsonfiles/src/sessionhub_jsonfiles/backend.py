@@ -317,13 +317,13 @@ class JsonFilesBackend(Backend):
         self._update_scopes(key, deltas, expiry)
         return self._stored(key, header, [], expiry, refresh=False)
 
-    async def delete_session(self, key: SessionKey) -> bool:
-        """Remove the session's log."""
+    async def delete_session(self, key: SessionKey, now: datetime) -> bool:
+        """Remove the session's log; whether the session was live."""
         log = self._session_log(key)
         with log.locked():
-            existed = log.last() is not None
+            live = self._live_header(log, now) is not None
             log.path.unlink()
-        return existed
+        return live
 
     async def list_users(self, app_name: str, *, limit: int, after: str | None) -> list[str]:
         """Read one header per user directory and every user-state log's owner."""
