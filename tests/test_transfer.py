@@ -18,6 +18,7 @@ import pytest
 
 from sessionhub import InvalidInput, SessionHistoryService, SessionHubSettings, get_plugin_manager
 from sessionhub.transfer import (
+    count_sessions,
     export_records,
     import_records,
     migrate,
@@ -80,6 +81,23 @@ async def fill(svc: SessionHistoryService, sessions: int = 200) -> None:
 
 async def dump(svc: SessionHistoryService) -> list[dict]:
     return [r async for r in export_records(svc) if r["kind"] != "header"]
+
+
+@pytest.mark.asyncio
+async def test_the_count_pass_predicts_what_a_migration_copies():
+    source = service(MemoryBackend())
+    await fill(source, 60)
+    sessions, events = await count_sessions(source)
+    report = await migrate(source, service(MemoryBackend()))
+    assert (sessions, events) == (report.sessions, report.events) == (60, 120)
+    assert await count_sessions(source, user_ids=["user-1"]) == (
+        sum(r["session"]["user_id"] == "user-1" for r in await dump(source) if "session" in r),
+        sum(
+            len(r["events"])
+            for r in await dump(source)
+            if "session" in r and r["session"]["user_id"] == "user-1"
+        ),
+    )
 
 
 @pytest.mark.asyncio

@@ -18,7 +18,13 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from rich.console import Console
-from rich.progress import Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from sessionhub.errors import SessionHubError
 from sessionhub.models import Event, Session, TextPart, ToolCallPart, ToolResultPart
@@ -28,6 +34,7 @@ from sessionhub.service import SessionHistoryService
 from sessionhub.settings import explain_settings, load_settings
 from sessionhub.transfer import (
     TransferReport,
+    count_sessions,
     export_records,
     import_records,
     migrate,
@@ -104,6 +111,11 @@ def _add_data_commands(commands: Any) -> None:
     migrate.add_argument("--to", dest="target", required=True, help="target URL")
     migrate.add_argument("--user", action="append", help="only this user (repeatable)")
     migrate.add_argument("--json", action="store_true", help="print the report as JSON")
+    migrate.add_argument(
+        "--no-count",
+        action="store_true",
+        help="skip the first pass that counts sessions and events (no time-left estimate)",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -435,19 +447,26 @@ def _migrate(args: argparse.Namespace) -> int:
     async def run() -> int:
         source = SessionHistoryService(url=args.source)
         target = SessionHistoryService(url=args.target)
-        # A migration streams, so totals are unknown: show counts, rates and elapsed time.
+        console = Console(stderr=True)
         async with source, target:
+            totals: tuple[int | None, int | None] = (None, None)
+            if not args.no_count and sys.stderr.isatty():
+                # One pass over the session headers gives the totals, and so an estimate.
+                with console.status("counting sessions and events"):
+                    totals = await count_sessions(source, user_ids=args.user)
             with Progress(
                 TextColumn("{task.description:<8}"),
+                BarColumn(),
                 TextColumn("{task.completed:>10,.0f}"),
                 TextColumn("{task.fields[rate]}"),
                 TimeElapsedColumn(),
-                console=Console(stderr=True),
+                TimeRemainingColumn(),
+                console=console,
                 disable=not sys.stderr.isatty(),
             ) as bars:
                 tasks = {
-                    name: bars.add_task(name, total=None, rate="")
-                    for name in ("sessions", "events")
+                    name: bars.add_task(name, total=total, rate="")
+                    for name, total in zip(("sessions", "events"), totals, strict=True)
                 }
 
                 def advance(name: str, count: int) -> None:

@@ -31,6 +31,7 @@ __all__ = [
     "EXPORT_VERSION",
     "Record",
     "TransferReport",
+    "count_sessions",
     "export_records",
     "import_records",
     "migrate",
@@ -323,6 +324,24 @@ def _session_of(record: Record, located: Located, app: str) -> tuple[Session, li
 
 
 # --- migrate -----------------------------------------------------------------------
+
+
+async def count_sessions(
+    service: SessionHistoryService, *, user_ids: Sequence[str] | None = None
+) -> tuple[int, int]:
+    """Count the sessions and events an export or a migration of the app would copy.
+
+    Reads session headers only (no events), without extending TTLs; the totals a
+    progress display needs for an estimate of the time left.
+    """
+    await service.start()
+    now = _now()
+    sessions = events = 0
+    async for user_id in _users(service, user_ids):
+        async for session in _sessions_of(service, user_id, now):
+            sessions += 1
+            events += session.event_count
+    return sessions, events
 
 
 async def migrate(
