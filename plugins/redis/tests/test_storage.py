@@ -265,6 +265,17 @@ async def test_a_given_pool_gets_its_connection_back_after_every_call(
 
 
 @pytest.mark.asyncio
+async def test_a_capped_pool_serves_more_concurrent_calls_than_connections(
+    redis_settings, make_service
+):
+    async with make_service(RedisBackend(redis_settings(max_connections=2))) as service:
+        await service.create_session("alice", "s1")
+        await asyncio.gather(*(service.append(("alice", "s1"), str(i)) for i in range(20)))
+        got = await service.get_session("alice", "s1")
+        assert got is not None and [e.seq for e in got.events] == list(range(1, 21))
+
+
+@pytest.mark.asyncio
 async def test_close_releases_every_connection(redis_settings, make_service, raw_redis):
     async def connections() -> int:
         return len(await raw_redis.client_list(_type="normal"))

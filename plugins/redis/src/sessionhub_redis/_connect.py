@@ -79,9 +79,10 @@ class ConnectionCache:
     an append. With ``keep`` (a pool the backend created) connections stay checked
     out between calls and go back to the pool at :meth:`close`; a connection whose
     call failed goes back at once, and the pool reconnects it before its next use.
-    Without ``keep`` (a pool the application gave) each call takes one and gives it
-    back. Either way a call runs under the connection's retry policy, as
-    ``Redis.execute_command`` does.
+    Without ``keep`` (a pool the application gave, or one capped by
+    ``max_connections``, where other callers wait for a connection to come back)
+    each call takes one and gives it back. Either way a call runs under the
+    connection's retry policy, as ``Redis.execute_command`` does.
     """
 
     def __init__(self, pool: ConnectionPool, *, keep: bool) -> None:
@@ -306,10 +307,12 @@ def _single(url: str, settings: RedisSettings) -> Connection:
         pool = ConnectionPool.from_url(url, **options)
     pool.connection_class = _FAST.get(pool.connection_class, pool.connection_class)
     client = Redis(connection_pool=pool)
+    # Kept connections never go back to a capped pool, where other callers wait for one.
+    keep = settings.max_connections is None
     return Connection(
         client,
         [lambda: client.aclose(close_connection_pool=True)],
-        ConnectionCache(pool, keep=True),
+        ConnectionCache(pool, keep=keep),
     )
 
 
