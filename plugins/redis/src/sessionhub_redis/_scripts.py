@@ -87,6 +87,18 @@ local function state_written(h, exp, ttl)
   end
 end
 
+-- A delta of n (key, JSON) pairs at ARGV[i] ('' deletes) to state hash h, if n > 0, with
+-- the expiry rules above; return the index after it.
+local function write_state(h, i, now, exp, ttl)
+  local n = tonumber(ARGV[i])
+  if n > 0 then
+    state_for_write(h, now)
+    apply_pairs(h, 's:', i + 1, n)
+    state_written(h, exp, ttl)
+  end
+  return skip_pairs(i)
+end
+
 -- A sliding read of a live state hash: push its expiry.
 local function state_refresh(h, now, exp, ttl)
   local old = redis.call('HGET', h, 'exp')
@@ -235,20 +247,8 @@ else
   session_ttl(H, E, I, ARGV[2], ARGV[3], false)
   index_touch(X, ARGV[10], ARGV[1], ARGV[3])
   if ARGV[11] ~= '' then index_touch(ARGV[9] .. ':c:' .. ARGV[11], ARGV[10], ARGV[1], ARGV[3]) end
-  local i = 13 + 2 * n
-  local nu = tonumber(ARGV[i])
-  if nu > 0 then
-    state_for_write(U, now)
-    apply_pairs(U, 's:', i + 1, nu)
-    state_written(U, ARGV[5], ARGV[6])
-  end
-  i = skip_pairs(i)
-  local na = tonumber(ARGV[i])
-  if na > 0 then
-    state_for_write(A, now)
-    apply_pairs(A, 's:', i + 1, na)
-    state_written(A, ARGV[7], ARGV[8])
-  end
+  local i = write_state(U, 13 + 2 * n, now, ARGV[5], ARGV[6])
+  write_state(A, i, now, ARGV[7], ARGV[8])
   if W then redis.call('ZADD', W, 0, ARGV[#ARGV]) end
 end
 return {status, redis.call('HGETALL', U), A and redis.call('HGETALL', A) or {}}
@@ -350,19 +350,8 @@ local head = redis.call('HMGET', H, 'last_seq', 'exp', 'pesc')
 if not head[1] or expired(head[2], now) then return {0} end
 local i = apply_pairs(H, 's:', 12, tonumber(ARGV[11]))
 i = apply_pairs(H, 'm:', i + 1, tonumber(ARGV[i]))
-local nu = tonumber(ARGV[i])
-if nu > 0 then
-  state_for_write(U, now)
-  apply_pairs(U, 's:', i + 1, nu)
-  state_written(U, ARGV[5], ARGV[6])
-end
-i = skip_pairs(i)
-local na = tonumber(ARGV[i])
-if na > 0 then
-  state_for_write(A, now)
-  apply_pairs(A, 's:', i + 1, na)
-  state_written(A, ARGV[7], ARGV[8])
-end
+i = write_state(U, i, now, ARGV[5], ARGV[6])
+write_state(A, i, now, ARGV[7], ARGV[8])
 redis.call('HSET', H, 'upd', ARGV[1])
 session_ttl(H, E, I, ARGV[2], ARGV[3], head[2])
 index_touch(X, ARGV[10], ARGV[1], ARGV[3])
