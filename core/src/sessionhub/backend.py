@@ -13,7 +13,7 @@ import abc
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from enum import Enum
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -46,6 +46,8 @@ __all__ = [
     "event_to_json",
     "event_from_json",
     "dump_json",
+    "to_micros",
+    "from_micros",
 ]
 
 
@@ -373,6 +375,25 @@ def check_restorable(session: Session, events: Sequence[Event]) -> None:
         raise InvalidInput(
             "events", f"seqs must be contiguous and end at last_seq={session.last_seq}"
         )
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def to_micros(moment: datetime) -> int:
+    """Microseconds since the Unix epoch: how stores keep times they index and compare.
+
+    A naive datetime is taken to be UTC.
+    """
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return (moment - _EPOCH) // _MICROSECOND
+
+
+def from_micros(micros: int) -> datetime:
+    """The UTC datetime ``micros`` microseconds after the Unix epoch."""
+    return _EPOCH + timedelta(microseconds=micros)
 
 
 def dump_json(value: Any) -> str:

@@ -12,16 +12,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from typing import Any
 
 from sessionhub import Event, Session
-from sessionhub.backend import dump_json, event_from_json
+from sessionhub.backend import dump_json, event_from_json, from_micros, to_micros
 
 __all__ = [
     "NEVER",
-    "to_micros",
-    "from_micros",
     "ttl_date",
     "escape_key",
     "unescape_key",
@@ -38,22 +36,8 @@ __all__ = [
 NEVER = 2**62
 """``expires_us`` of a record that does not expire (keeps every liveness test one range)."""
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_MICROSECOND = timedelta(microseconds=1)
 _ESCAPED = {"%": "%25", ".": "%2E", "$": "%24", "\x00": "%00"}
 _EMPTY_KEY = "%"  # never produced otherwise: an escape is always '%' plus two hex digits
-
-
-def to_micros(moment: datetime) -> int:
-    """Microseconds since the Unix epoch (a naive datetime is taken to be UTC)."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return (moment - _EPOCH) // _MICROSECOND
-
-
-def from_micros(micros: int) -> datetime:
-    """The UTC datetime ``micros`` microseconds after the Unix epoch."""
-    return _EPOCH + timedelta(microseconds=micros)
 
 
 def ttl_date(micros: int) -> datetime:

@@ -82,7 +82,7 @@ from sessionhub import (
     StateDeltas,
     StoredSession,
 )
-from sessionhub.backend import check_restorable, dump_json
+from sessionhub.backend import check_restorable, dump_json, from_micros, to_micros
 from sessionhub_mongodb import _driver
 from sessionhub_mongodb._documents import (
     NEVER,
@@ -90,12 +90,10 @@ from sessionhub_mongodb._documents import (
     escape_key,
     event_document,
     event_from_document,
-    from_micros,
     map_delta,
     session_document,
     session_from_document,
     state_id,
-    to_micros,
     ttl_date,
 )
 

@@ -41,7 +41,7 @@ import math
 import sys
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -72,7 +72,7 @@ from sessionhub import (
     StateDeltas,
     StoredSession,
 )
-from sessionhub.backend import check_restorable, dump_json
+from sessionhub.backend import check_restorable, dump_json, from_micros, to_micros
 from sessionhub.settings import mask_url
 from sessionhub_redis import _scripts
 from sessionhub_redis._connect import Connection, ConnectionCache, check_url, connect
@@ -86,8 +86,6 @@ DEFAULT_URL = "redis://localhost:6379/0"
 DEFAULT_KEY_PREFIX = "sessionhub:"
 """The prefix of every key this backend writes, unless ``key_prefix`` says otherwise."""
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_MICROSECOND = timedelta(microseconds=1)
 _MILLISECOND = timedelta(milliseconds=1)
 _WITHOUT_SEQ = {"seq"}
 _SEQ_ZERO = b',"seq":0'
@@ -181,12 +179,8 @@ class RedisSettings(BackendSettings):
         return self
 
 
-def _micros(moment: datetime) -> int:
-    return (moment - _EPOCH) // _MICROSECOND
-
-
 def _from_micros(value: Any) -> datetime:
-    return _EPOCH + timedelta(microseconds=int(value))
+    return from_micros(int(value))
 
 
 def _expiry_args(expires_at: datetime | None, now: datetime) -> list[str]:
@@ -194,7 +188,7 @@ def _expiry_args(expires_at: datetime | None, now: datetime) -> list[str]:
     if expires_at is None:
         return ["", ""]
     ttl = max(1, math.ceil((expires_at - now) / _MILLISECOND))
-    return [str(_micros(expires_at)), str(ttl)]
+    return [str(to_micros(expires_at)), str(ttl)]
 
 
 def _pairs(delta: Mapping[str, Any]) -> list[Any]:
@@ -488,7 +482,7 @@ class RedisBackend(Backend):
         """The ARGV every session script starts with."""
         now = expiry.now
         return [
-            _micros(now),
+            to_micros(now),
             *_expiry_args(expiry.session, now),
             fourth,
             *_expiry_args(expiry.user, now),
@@ -502,7 +496,7 @@ class RedisBackend(Backend):
     ) -> dict[str, Any]:
         """Apply an app-state delta with its own script (Cluster: the app's slot)."""
         args = [
-            _micros(expiry.now),
+            to_micros(expiry.now),
             "update",
             *_expiry_args(expiry.app, expiry.now),
             *_pairs(delta),
@@ -513,7 +507,7 @@ class RedisBackend(Backend):
             raise BackendUnavailable(
                 f"{what} was stored, but its app: state delta was not applied: {exc}"
             ) from exc.__cause__
-        return _state(flat, _micros(expiry.now))
+        return _state(flat, to_micros(expiry.now))
 
     async def _app_read(self, app_name: str, expiry: Expiry, refresh: bool) -> dict[str, Any]:
         return await self.get_state(Scope.APP, app_name, None, expiry, refresh=refresh)
@@ -539,8 +533,8 @@ class RedisBackend(Backend):
             "user", session.user_id,
             "root", session.root_id,
             "depth", session.depth,
-            "created", _micros(session.created_at),
-            "upd", _micros(session.updated_at),
+            "created", to_micros(session.created_at),
+            "upd", to_micros(session.updated_at),
             "last_seq", 0,
             "count", 0,
         ]  # fmt: skip
@@ -563,7 +557,7 @@ class RedisBackend(Backend):
         reply = await self._run("create", script_keys, args)
         if reply[0] == 0:
             raise SessionExists(key.app_name, key.user_id, key.session_id)
-        now = _micros(expiry.now)
+        now = to_micros(expiry.now)
         if self.is_cluster:
             if deltas.app and reply[0] == 1:
                 app_state = await self._app_write(key.app_name, deltas.app, expiry, "The session")
@@ -598,7 +592,7 @@ class RedisBackend(Backend):
             reply = await self._run("get", script_keys, args)
         if reply[0] == 0:
             return None
-        now = _micros(expiry.now)
+        now = to_micros(expiry.now)
         if not self.is_cluster:
             app_state = _state(reply[4], now)
         events = [Event.model_validate_json(text) for text in reply[2]]
@@ -625,9 +619,9 @@ class RedisBackend(Backend):
         user = self._user(app_name, user_id)
         index = user.index if parent_id is None else user.children(parent_id)
         args = [
-            _micros(now),
+            to_micros(now),
             limit,
-            "" if after is None else _micros(after.updated_at),
+            "" if after is None else to_micros(after.updated_at),
             "" if after is None else after.session_id,
             user.base,
             parent_id or "",
@@ -691,7 +685,7 @@ class RedisBackend(Backend):
         reply = await self._run("update", self._script_keys(user, keys, key.app_name), args)
         if reply[0] == 0:
             raise SessionNotFound(key.app_name, key.user_id, key.session_id)
-        now = _micros(expiry.now)
+        now = to_micros(expiry.now)
         if self.is_cluster:
             if deltas.app:
                 app_state = await self._app_write(key.app_name, deltas.app, expiry, "The update")
@@ -707,7 +701,7 @@ class RedisBackend(Backend):
         reply = await self._run(
             "delete",
             [keys.hash, keys.events, keys.ids, user.index],
-            [user.base, key.session_id, _micros(now)],
+            [user.base, key.session_id, to_micros(now)],
         )
         return bool(reply)
 
@@ -725,7 +719,7 @@ class RedisBackend(Backend):
         state_key = self._state_key(scope, app_name, user_id)
         if refresh:
             expires_at = expiry.app if scope is Scope.APP else expiry.user
-            args = [_micros(expiry.now), "refresh", *_expiry_args(expires_at, expiry.now), 0]
+            args = [to_micros(expiry.now), "refresh", *_expiry_args(expires_at, expiry.now), 0]
             flat = await self._run("state", [state_key], args)
         else:
             try:
@@ -734,7 +728,7 @@ class RedisBackend(Backend):
                 raise self._unavailable(exc) from exc
         if isinstance(flat, dict):  # redis-py turns a plain HGETALL reply into a dict
             flat = [item for pair in flat.items() for item in pair]
-        return _state(flat, _micros(expiry.now))
+        return _state(flat, to_micros(expiry.now))
 
     async def update_state(
         self,
@@ -748,7 +742,7 @@ class RedisBackend(Backend):
         state_key = self._state_key(scope, app_name, user_id)
         expires_at = expiry.app if scope is Scope.APP else expiry.user
         args = [
-            _micros(expiry.now),
+            to_micros(expiry.now),
             "update",
             *_expiry_args(expires_at, expiry.now),
             *_pairs(delta),
@@ -760,7 +754,7 @@ class RedisBackend(Backend):
                 await self._add_user(app_name, user_id)
             else:
                 script_keys.append(self.keys.app_users(app_name))
-        return _state(await self._run("state", script_keys, args), _micros(expiry.now))
+        return _state(await self._run("state", script_keys, args), to_micros(expiry.now))
 
     async def list_users(self, app_name: str, *, limit: int, after: str | None) -> list[str]:
         """One page of the app's user index, ascending (byte order, as ``sorted`` on ids).
@@ -793,8 +787,8 @@ class RedisBackend(Backend):
             "user", session.user_id,
             "root", session.root_id,
             "depth", session.depth,
-            "created", _micros(session.created_at),
-            "upd", _micros(session.updated_at),
+            "created", to_micros(session.created_at),
+            "upd", to_micros(session.updated_at),
             "last_seq", session.last_seq,
             "count", len(events),
             "ct", "",
@@ -806,9 +800,9 @@ class RedisBackend(Backend):
         for name, value in session.metadata.items():
             fields += ["m:" + name, dump_json(value)]
         args: list[Any] = [
-            _micros(expiry.now),
+            to_micros(expiry.now),
             *_expiry_args(session.expires_at, expiry.now),
-            _micros(session.updated_at),
+            to_micros(session.updated_at),
             user.base,
             session.id,
             escape(session.parent_id) if session.parent_id is not None else "",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Callable, Mapping
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from typing import Any, TypeVar
 
 from sessionhub import (
@@ -29,7 +29,14 @@ from sessionhub import (
     StateDeltas,
     StoredSession,
 )
-from sessionhub.backend import apply_delta, dump_json, event_from_json, event_to_json
+from sessionhub.backend import (
+    apply_delta,
+    dump_json,
+    event_from_json,
+    event_to_json,
+    from_micros,
+    to_micros,
+)
 
 __all__ = [
     "run",
@@ -49,21 +56,6 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_MICROSECOND = timedelta(microseconds=1)
-
-
-def to_micros(moment: datetime) -> int:
-    """Return microseconds since the Unix epoch (a naive datetime is taken to be UTC)."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return (moment - _EPOCH) // _MICROSECOND
-
-
-def from_micros(micros: int) -> datetime:
-    """Return the UTC datetime ``micros`` microseconds after the Unix epoch."""
-    return _EPOCH + timedelta(microseconds=micros)
 
 
 def _optional_micros(moment: datetime | None) -> int | None:
