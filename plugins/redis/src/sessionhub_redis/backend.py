@@ -231,6 +231,28 @@ def _state(flat: Sequence[Any], now: int) -> dict[str, Any]:
     return state
 
 
+def _session_fields(session: Session, *, last_seq: int, count: int) -> list[Any]:
+    """A new session hash as (field, value) pairs: header, ``s:`` state, ``m:`` metadata."""
+    fields: list[Any] = [
+        "id", session.id,
+        "app", session.app_name,
+        "user", session.user_id,
+        "root", session.root_id,
+        "depth", session.depth,
+        "created", to_micros(session.created_at),
+        "upd", to_micros(session.updated_at),
+        "last_seq", last_seq,
+        "count", count,
+    ]  # fmt: skip
+    if session.parent_id is not None:
+        fields += ["parent", session.parent_id]
+    for name, value in session.state.items():
+        fields += ["s:" + name, dump_json(value)]
+    for name, value in session.metadata.items():
+        fields += ["m:" + name, dump_json(value)]
+    return fields
+
+
 def _session(flat: Sequence[Any], events: list[Event] | None = None) -> Session:
     """Build a session from its hash fields (header, ``s:`` state, ``m:`` metadata)."""
     head: dict[str, str] = {}
@@ -527,23 +549,7 @@ class RedisBackend(Backend):
         """Store the session (replacing an expired one) with its user and app deltas."""
         key = SessionKey(session.app_name, session.user_id, session.id)
         user, keys = self._session_keys(key)
-        fields: list[Any] = [
-            "id", session.id,
-            "app", session.app_name,
-            "user", session.user_id,
-            "root", session.root_id,
-            "depth", session.depth,
-            "created", to_micros(session.created_at),
-            "upd", to_micros(session.updated_at),
-            "last_seq", 0,
-            "count", 0,
-        ]  # fmt: skip
-        if session.parent_id is not None:
-            fields += ["parent", session.parent_id]
-        for name, value in session.state.items():
-            fields += ["s:" + name, dump_json(value)]
-        for name, value in session.metadata.items():
-            fields += ["m:" + name, dump_json(value)]
+        fields = _session_fields(session, last_seq=0, count=0)
         parent_escaped = escape(session.parent_id) if session.parent_id is not None else ""
         args = self._head(user, key, expiry, uuid.uuid4().hex)
         args += [parent_escaped, len(fields) // 2, *fields, *_pairs(deltas.user)]
@@ -781,24 +787,8 @@ class RedisBackend(Backend):
         check_restorable(session, events)
         key = SessionKey(session.app_name, session.user_id, session.id)
         user, keys = self._session_keys(key)
-        fields: list[Any] = [
-            "id", session.id,
-            "app", session.app_name,
-            "user", session.user_id,
-            "root", session.root_id,
-            "depth", session.depth,
-            "created", to_micros(session.created_at),
-            "upd", to_micros(session.updated_at),
-            "last_seq", session.last_seq,
-            "count", len(events),
-            "ct", "",
-        ]  # fmt: skip
-        if session.parent_id is not None:
-            fields += ["parent", session.parent_id]
-        for name, value in session.state.items():
-            fields += ["s:" + name, dump_json(value)]
-        for name, value in session.metadata.items():
-            fields += ["m:" + name, dump_json(value)]
+        fields = _session_fields(session, last_seq=session.last_seq, count=len(events))
+        fields += ["ct", ""]
         args: list[Any] = [
             to_micros(expiry.now),
             *_expiry_args(session.expires_at, expiry.now),

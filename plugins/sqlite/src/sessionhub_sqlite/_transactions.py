@@ -99,6 +99,26 @@ _SESSION_COLUMNS = (
 _SESSION_PLACEHOLDERS = ", ".join("?" * len(_SESSION_COLUMNS.split(",")))
 
 
+def _new_session_row(session: Session, *, event_count: int, last_seq: int) -> tuple[Any, ...]:
+    """The values of ``_SESSION_COLUMNS`` for a new row (``pk`` None: SQLite assigns it)."""
+    return (
+        None,
+        session.id,
+        session.app_name,
+        session.user_id,
+        session.parent_id,
+        session.root_id,
+        session.depth,
+        to_micros(session.created_at),
+        to_micros(session.updated_at),
+        _optional_micros(session.expires_at),
+        dump_json(session.state),
+        dump_json(session.metadata),
+        event_count,
+        last_seq,
+    )
+
+
 def _live(expires_at: int | None, now: int) -> bool:
     return expires_at is None or expires_at > now
 
@@ -147,22 +167,7 @@ def create_session(
         if _live(found[1], now):
             raise SessionExists(key.app_name, key.user_id, key.session_id)
         conn.execute("DELETE FROM sessions WHERE pk = ?", (found[0],))
-    row = (
-        None,
-        session.id,
-        session.app_name,
-        session.user_id,
-        session.parent_id,
-        session.root_id,
-        session.depth,
-        to_micros(session.created_at),
-        to_micros(session.updated_at),
-        _optional_micros(session.expires_at),
-        dump_json(session.state),
-        dump_json(session.metadata),
-        0,
-        0,
-    )
+    row = _new_session_row(session, event_count=0, last_seq=0)
     cursor = conn.execute(
         f"INSERT INTO sessions ({_SESSION_COLUMNS}) VALUES ({_SESSION_PLACEHOLDERS})",
         row,
@@ -382,22 +387,7 @@ def restore_session(conn: sqlite3.Connection, session: Session, events: list[Eve
         "DELETE FROM sessions WHERE app_name = ? AND user_id = ? AND session_id = ?",
         (session.app_name, session.user_id, session.id),
     )
-    row = (
-        None,
-        session.id,
-        session.app_name,
-        session.user_id,
-        session.parent_id,
-        session.root_id,
-        session.depth,
-        to_micros(session.created_at),
-        to_micros(session.updated_at),
-        _optional_micros(session.expires_at),
-        dump_json(session.state),
-        dump_json(session.metadata),
-        len(events),
-        session.last_seq,
-    )
+    row = _new_session_row(session, event_count=len(events), last_seq=session.last_seq)
     cursor = conn.execute(
         f"INSERT INTO sessions ({_SESSION_COLUMNS}) VALUES ({_SESSION_PLACEHOLDERS})", row
     )
