@@ -37,6 +37,7 @@ from sessionhub.testing._suite.limits import LimitTests
 from sessionhub.testing._suite.sessions import SessionTests
 from sessionhub.testing._suite.state import StateTests
 from sessionhub.testing._suite.ttl import TTLTests
+from sessionhub.testing._suite.values import ValueTests
 
 __all__ = [
     "BackendConformance",
@@ -58,6 +59,7 @@ class BackendConformance(
     InputTests,
     ConcurrencyTests,
     DataTests,
+    ValueTests,
     ConformanceFixtures,
 ):
     """The whole contract. Subclass it and override the ``backend`` fixture."""

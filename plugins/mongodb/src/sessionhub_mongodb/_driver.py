@@ -15,6 +15,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
+from bson.errors import InvalidDocument
 from pymongo.errors import (
     BulkWriteError,
     ClientBulkWriteException,
@@ -23,6 +24,7 @@ from pymongo.errors import (
     DuplicateKeyError,
     OperationFailure,
     PyMongoError,
+    WriteConcernError,
 )
 
 __all__ = [
@@ -33,6 +35,7 @@ __all__ = [
     "is_unknown_commit",
     "is_too_large",
     "is_connection_error",
+    "may_have_applied",
 ]
 
 _DUPLICATE_KEY = 11000
@@ -99,6 +102,24 @@ def is_connection_error(exc: BaseException) -> bool:
     if isinstance(exc, ClientBulkWriteException) and isinstance(exc.error, BaseException):
         return is_connection_error(exc.error)
     return isinstance(exc, ConnectionFailure)
+
+
+def may_have_applied(exc: BaseException) -> bool:
+    """Whether a write that raised ``exc`` may have been applied all the same.
+
+    No, when the client refused to send it (a document it cannot encode) or the
+    server answered with an error for it. Maybe, when there was no answer (a lost
+    connection, a timeout, a cancelled task) or only the write concern failed.
+    """
+    if isinstance(exc, InvalidDocument):
+        return False
+    if isinstance(exc, ClientBulkWriteException):
+        return bool(exc.write_concern_errors) or (
+            isinstance(exc.error, BaseException) and may_have_applied(exc.error)
+        )
+    if isinstance(exc, BulkWriteError):
+        return bool(exc.details.get("writeConcernErrors"))
+    return not isinstance(exc, OperationFailure) or isinstance(exc, WriteConcernError)
 
 
 def _write_errors(exc: ClientBulkWriteException) -> list[Any]:

@@ -1114,10 +1114,17 @@ class MongoBackend(Backend):
         if moved:
             await self._move_horizon(head.incarnation, horizon, None)
         # If the publishing update fails without an answer it may still have been
-        # applied: then the events must stay. Only a definite "no match" (or a taken
-        # seq) lets us delete them; what a failed insert leaves stays unpublished,
-        # and the next leased or transactional append clears it.
-        if not await self._insert_and_publish(head, plan, token, horizon, publish):
+        # applied: then the events must stay. Only a definite answer (no match, a
+        # taken seq, a refusal) lets us delete them; what an unanswered insert leaves
+        # stays unpublished, and the next leased or transactional append clears it.
+        try:
+            published = await self._insert_and_publish(head, plan, token, horizon, publish)
+        except (PyMongoError, InvalidDocument) as exc:
+            if not _driver.may_have_applied(exc):
+                with contextlib.suppress(PyMongoError):
+                    await self._delete_own(head, plan, token)
+            raise
+        if not published:
             with contextlib.suppress(PyMongoError):
                 await self._delete_own(head, plan, token)
             return None
@@ -1256,6 +1263,25 @@ class MongoBackend(Backend):
             key, decode_map(pending["app_delta"]), decode_map(pending["user_delta"]), expiry, None
         )
 
+    async def _lost_lease(self, key: SessionKey, head: _Head, now_us: int) -> Exception:
+        """Why a leased writer's publish matched nothing: the session went, or the lease."""
+        document = await self._sessions.find_one(
+            {"_id": head.id}, {"incarnation": 1, "expires_us": 1, "deleted": 1}
+        )
+        where = f"Session {key.session_id!r} of user {key.user_id!r}"
+        if document is None or document.get("deleted") or document["expires_us"] <= now_us:
+            return SessionNotFound(key.app_name, key.user_id, key.session_id)
+        if document["incarnation"] != head.incarnation:
+            return ConflictError(
+                f"{where} was replaced (restored or imported) while this append ran; nothing "
+                "was stored. Read the session again, then retry."
+            )
+        return ConflictError(
+            f"{where}: this writer's lease expired before it finished (write_lease_ms="
+            f"{self.settings.write_lease_ms}) and another writer took it over; nothing was "
+            "stored. Retry, or raise write_lease_ms."
+        )
+
     async def _append_leased(self, request: AppendRequest) -> AppendResult:
         key = request.key
         now_us = to_micros(request.expiry.now)
@@ -1308,16 +1334,16 @@ class MongoBackend(Backend):
             else:
                 unsets["lock"] = ""
             uncertain = True
-            outcome = await self._sessions.update_one(
-                {"_id": head.id, "lock.owner": token}, _update(sets, unsets)
-            )
+            try:
+                outcome = await self._sessions.update_one(
+                    {"_id": head.id, "lock.owner": token}, _update(sets, unsets)
+                )
+            except (PyMongoError, InvalidDocument) as exc:
+                uncertain = _driver.may_have_applied(exc)
+                raise
             uncertain = False
             if outcome.matched_count == 0:
-                raise ConflictError(
-                    f"Session {key.session_id!r} of user {key.user_id!r}: this writer's lease "
-                    f"expired before it finished (write_lease_ms={self.settings.write_lease_ms}); "
-                    "nothing was stored. Retry, or raise write_lease_ms."
-                )
+                raise await self._lost_lease(key, head, now_us)
             published = True
             if wider:
                 await self._apply_scopes(key, plan.app_delta, plan.user_delta, request.expiry, None)
