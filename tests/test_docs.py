@@ -9,7 +9,6 @@ import re
 import shlex
 import subprocess
 import sys
-import tomllib
 import types
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,11 @@ from sessionhub.cli import build_parser
 from sessionhub.plugins import get_plugin_manager
 from sessionhub.registry import BackendRegistry
 from sessionhub.settings import SessionHubSettings, load_settings, validate_backend_settings
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:
+    import tomli as tomllib
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
@@ -267,10 +271,10 @@ def distributions() -> dict[str, Path]:
 
 
 def pip_targets(code: str) -> list[str]:
+    """What the ``pip install`` commands of a bash block install."""
     targets = []
-    for words in (
-        shlex.split(line, comments=True) for line in code.replace("&&", "\n").splitlines()
-    ):
+    for line in code.replace("&&", "\n").splitlines():
+        words = shlex.split(line, comments=True)
         if "pip" in words and words[words.index("pip") + 1 : words.index("pip") + 2] == ["install"]:
             targets += [w for w in words[words.index("pip") + 2 :] if not w.startswith("-")]
     return targets
