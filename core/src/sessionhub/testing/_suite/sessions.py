@@ -114,6 +114,26 @@ class SessionTests:
             cursor = page.next_cursor
         assert seen == [f"t{i}" for i in reversed(range(7))]
 
+    async def test_list_ties_break_on_id_in_code_point_order(
+        self, make_service: MakeService, clock: FakeClock
+    ) -> None:
+        """Equal updated_at: ids descend in Unicode code point order (= UTF-8 byte order)."""
+        frozen = clock.now
+        service = make_service(clock=lambda: frozen)
+        # U+1F600 sorts after U+FF5A by code point (and by UTF-8 bytes), before it in UTF-16.
+        ids = ["a", "B", "b", "Z", "a b", "\u00e9", "\u4e2d", "\uff5a", "\U0001f600"]
+        for sid in ids:
+            await service.create_session("alice", sid)
+        seen: list[str] = []
+        cursor = None
+        while True:
+            page = await service.list_sessions("alice", limit=2, cursor=cursor)
+            seen.extend(s.id for s in page.items)
+            if page.next_cursor is None:
+                break
+            cursor = page.next_cursor
+        assert seen == sorted(ids, reverse=True)
+
     async def test_list_empty(self, service: SessionHistoryService) -> None:
         """A user with no sessions gets an empty page and no cursor."""
         page = await service.list_sessions("nobody")
