@@ -6,6 +6,7 @@ import pytest
 
 from sessionhub.backend import Backend
 from sessionhub.errors import SessionNotFound
+from sessionhub.models import Event, TextPart
 from sessionhub.service import SessionHistoryService
 from sessionhub.testing._base import FakeClock, MakeService
 
@@ -150,3 +151,21 @@ class TTLTests:
         assert await service.get_user_state("alice") == {"k": 1, "j": 2}
         for user in ("alice", "bob"):
             assert await service.get_session(user, "s1", last_n=0) is not None
+
+    async def test_an_append_of_stored_events_only_changes_nothing(
+        self, make_service: MakeService, clock: FakeClock
+    ) -> None:
+        """A retry whose events are all stored moves neither updated_at nor the expiry."""
+        service = make_service(session_ttl=TTL)
+        s = await service.create_session("alice", "s1")
+        event = Event(id="e1", role="user", content=[TextPart(text="once")])
+        await service.append(s, event)
+        await service.create_session("alice", "s2")
+        times = (s.updated_at, s.expires_at)
+        clock.advance(TTL * 0.5)
+        [again] = await service.append(s, event)
+        assert again.seq == 1
+        assert (s.updated_at, s.expires_at, s.last_seq) == (*times, 1)
+        listed = (await service.list_sessions("alice")).items
+        assert [x.id for x in listed] == ["s2", "s1"]
+        assert (listed[1].updated_at, listed[1].expires_at) == times
