@@ -336,3 +336,25 @@ def test_toml_snippet_is_valid(snippet: Snippet):
     url = settings.url.get_secret_value() if settings.url else None
     info = registry.select(settings.backend, url)
     validate_backend_settings(settings, info.name, registry.settings_model(info))
+
+
+def test_every_field_of_the_backend_dataclasses_has_a_docstring():
+    """The API page renders an attribute only with its docstring: a plugin author needs them."""
+    import ast
+
+    import sessionhub.backend
+
+    tree = ast.parse(Path(sessionhub.backend.__file__).read_text())
+    missing = []
+    for cls in (node for node in tree.body if isinstance(node, ast.ClassDef)):
+        body = cls.body
+        for index, node in enumerate(body):
+            if not isinstance(node, ast.AnnAssign) or not isinstance(node.target, ast.Name):
+                continue
+            following = body[index + 1] if index + 1 < len(body) else None
+            documented = isinstance(following, ast.Expr) and isinstance(
+                getattr(following, "value", None), ast.Constant
+            )
+            if not documented:
+                missing.append(f"{cls.name}.{node.target.id}")
+    assert not missing, f"give these fields a docstring in sessionhub/backend.py: {missing}"
