@@ -358,3 +358,13 @@ def test_every_field_of_the_backend_dataclasses_has_a_docstring():
             if not documented:
                 missing.append(f"{cls.name}.{node.target.id}")
     assert not missing, f"give these fields a docstring in sessionhub/backend.py: {missing}"
+
+
+def test_every_suite_test_the_docs_name_exists():
+    from sessionhub.testing import BackendConformance
+
+    named = set()
+    for page in DOCS.glob("*.md"):
+        named |= set(re.findall(r"`(test_\w+)`", page.read_text()))
+    assert named, "the docs name no suite test"
+    assert not sorted(n for n in named if not hasattr(BackendConformance, n))
