@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import nox
@@ -10,7 +11,15 @@ import nox
 nox.needs_version = ">=2024.10.9"
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.error_on_missing_interpreters = False
-nox.options.sessions = ["lint", "typecheck", "tests", "example", "docs", "bench_smoke"]
+nox.options.sessions = [
+    "lint",
+    "typecheck",
+    "tests",
+    "example",
+    "quickstart",
+    "docs",
+    "bench_smoke",
+]
 
 ROOT = Path(__file__).parent
 PACKAGES = [
@@ -64,6 +73,17 @@ def example(session: nox.Session, example: str) -> None:
     session.run("sessionhub", "backends")
     session.run("pytest", path, "-p", "no:cacheprovider")
     session.run("mypy", "--strict", f"{path}/src")
+
+
+@nox.session(venv_backend="venv")
+def quickstart(session: nox.Session) -> None:
+    """Run the README's quick start as a new user: plain pip into a fresh venv, demo elsewhere."""
+    session.install("./core", "./plugins/sqlite")
+    elsewhere = Path(tempfile.mkdtemp(dir=session.create_tmp())).resolve()
+    session.chdir(elsewhere)
+    session.run("sessionhub", "demo")
+    if not (elsewhere / "sessionhub.db").is_file():
+        session.error("sessionhub demo left no sessionhub.db in the working directory")
 
 
 # Peers, installed by `nox -s bench -- --peers`. The pins keep AgentScope 1.0

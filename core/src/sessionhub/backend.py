@@ -80,6 +80,7 @@ class BackendSettings(BaseModel):
     url: SecretStr | None = Field(
         default=None, description="The backend's storage URL (the top-level url setting fills it)."
     )
+    """The backend's storage URL, a secret; the top-level ``url`` setting fills it."""
 
 
 @dataclass
@@ -92,10 +93,15 @@ class BackendInfo:
     """
 
     name: str
+    """The backend's public name, as in ``backend = "name"``; by convention the entry point's."""
     factory: Callable[[Any], Backend] | str
+    """Builds the backend from its validated settings: a callable or ``"module:Name"``."""
     settings_model: type[BackendSettings] | str = BackendSettings
+    """The model of the backend's settings table: a class or ``"module:Name"``."""
     url_schemes: tuple[str, ...] = ()
+    """URL schemes that select this backend (``("redis", "rediss")``), without ``://``."""
     description: str = ""
+    """One line for ``sessionhub backends``."""
     distribution: str | None = None
     """Filled in by the registry from the plugin's distribution."""
     version: str | None = None
@@ -104,27 +110,41 @@ class BackendInfo:
 
 @dataclass(frozen=True)
 class SessionKey:
-    """The identity of a session: two users may each own a session ``"s1"``."""
+    """The identity of a session: two users may each own a session ``"s1"``.
+
+    The three parts are validated identifiers: data, never path or key fragments.
+    """
 
     app_name: str
+    """The app the session belongs to (the service's ``app_name``)."""
     user_id: str
+    """The user who owns the session."""
     session_id: str
+    """The session's id, unique per app and user."""
 
 
 class Scope(str, Enum):
     """The wider state scopes (session state travels with its session)."""
 
     APP = "app"
+    """App state: one per ``app_name``, shared by every user (``app:`` keys)."""
     USER = "user"
+    """User state: one per app and user, shared by the user's sessions (``user:`` keys)."""
 
 
 @dataclass
 class StateDeltas:
-    """A state delta split by scope, prefixes removed; ``None`` values delete keys."""
+    """A state delta split by scope, prefixes removed; ``None`` values delete keys.
+
+    ``temp:`` keys never reach a backend. Apply a delta with :func:`apply_delta`.
+    """
 
     app: dict[str, Any] = field(default_factory=dict)
+    """Changes to the app state (``app:`` keys, prefix removed)."""
     user: dict[str, Any] = field(default_factory=dict)
+    """Changes to the user state (``user:`` keys, prefix removed)."""
     session: dict[str, Any] = field(default_factory=dict)
+    """Changes to the session's own state (keys without a prefix)."""
 
     def __bool__(self) -> bool:
         return bool(self.app or self.user or self.session)
@@ -140,9 +160,13 @@ class Expiry:
     """
 
     now: datetime
+    """The service's current time: judge every stored expiry against it, never the store's."""
     session: datetime | None = None
+    """The session's new ``expires_at`` (``None``: no ``session_ttl``, never expires)."""
     user: datetime | None = None
+    """The user state's new expiry, for a write or refresh of that scope."""
     app: datetime | None = None
+    """The app state's new expiry, for a write or refresh of that scope."""
 
 
 @dataclass(frozen=True)
@@ -154,16 +178,26 @@ class EventWindow:
     """
 
     last_n: int | None = None
+    """Keep only the newest ``last_n`` of the selected events (``None``: all, ``0``: none)."""
     after_seq: int | None = None
+    """Select only events with ``seq`` greater than this."""
     after_time: datetime | None = None
+    """Select only events whose ``timestamp`` is later than this (UTC-aware)."""
 
 
 @dataclass(frozen=True)
 class ListCursor:
-    """Keyset position in a listing ordered by ``(updated_at, session id)`` descending."""
+    """Keyset position in a listing ordered by ``(updated_at, session id)`` descending.
+
+    Session ids compare in Unicode code point order, which is also the byte order
+    of their UTF-8 encoding (SQL ``BINARY`` collation, Redis sorted-set ties,
+    MongoDB's default): not UTF-16 order, and not a locale's collation.
+    """
 
     updated_at: datetime
+    """The ``updated_at`` of the last session of the previous page."""
     session_id: str
+    """The id of the last session of the previous page: the page starts strictly after it."""
 
 
 @dataclass
@@ -174,8 +208,11 @@ class StoredSession:
     """
 
     session: Session
+    """The session with its session-scope state; ``events`` holds the requested window."""
     app_state: dict[str, Any]
+    """The app state, keys without ``app:`` (``{}`` if absent or expired)."""
     user_state: dict[str, Any]
+    """The owner's user state, keys without ``user:`` (``{}`` if absent or expired)."""
 
 
 @dataclass
@@ -183,20 +220,30 @@ class AppendRequest:
     """One atomic append: events (ids, timestamps set; seq 0) and their split deltas.
 
     For each event whose id is not stored yet the backend allocates the next seq,
-    stores it and applies its deltas; an id already stored is skipped and the
-    stored event is returned in its place. Then it trims to ``event_limit``
-    newest events, sets ``updated_at = expiry.now`` and the expiry times. All of
-    it is one transaction (or one script): all or nothing.
+    stores it and applies its deltas; an id already stored is skipped (its deltas
+    too) and the stored event is returned in its place. If at least one event was
+    new, it then trims to the ``event_limit`` newest events and sets
+    ``updated_at = expiry.now``, the session's ``expires_at = expiry.session``,
+    and the expiry of each wider scope a delta wrote to (``expiry.user``,
+    ``expiry.app``); a scope without a delta keeps its expiry. An append whose
+    events are all stored already is a no-op: it returns them and changes
+    nothing, not even ``updated_at`` or the expiry. All of it is one transaction
+    (or one script): all or nothing.
 
     The events are the service's own copies: a backend may set ``seq`` on them
     and return them, as long as it keeps no reference to them.
     """
 
     key: SessionKey
+    """The session to append to."""
     events: list[Event]
+    """The events in order, each with its ``id`` and ``timestamp`` set and ``seq`` 0."""
     deltas: list[StateDeltas]
+    """Each event's ``state_delta`` split by scope, one per event, in the same order."""
     expiry: Expiry
+    """``now`` and the new expiry times."""
     event_limit: int | None = None
+    """Keep only this many newest events after the append (``None``: keep all)."""
 
 
 @dataclass
@@ -204,10 +251,17 @@ class AppendResult:
     """What an append stored: events in request order, with their seqs."""
 
     events: list[Event]
+    """One per requested event, in request order: the new event with its seq, or the
+    event stored earlier under that id."""
     last_seq: int
+    """The session's ``last_seq`` after the append."""
     event_count: int
+    """How many events the session holds after the append (and the trim)."""
     updated_at: datetime
+    """The session's ``updated_at`` after the append. The service reads it (and
+    ``expires_at``) only when the append stored at least one new event."""
     expires_at: datetime | None
+    """The session's ``expires_at`` after the append."""
 
 
 class Backend(abc.ABC):
@@ -216,11 +270,23 @@ class Backend(abc.ABC):
     Subclass it, declare ``capabilities``, implement the abstract methods and run
     the conformance suite (``sessionhub.testing``). ``open`` and ``close``
     must be idempotent; a backend is an async context manager.
+
+    Rules every primitive keeps:
+
+    - Time is the service's: a record whose stored expiry is at or before
+      ``expiry.now`` (or ``now``) is absent, whether or not it was reclaimed.
+    - Every JSON value round-trips exactly: state, metadata and event content
+      read back equal and of the same type, integers of any size (beyond 2**53
+      and 2**64) included, and strings and object keys with any character,
+      NUL (U+0000) included.
+    - Each primitive works on the records it names. The service does everything
+      that spans several calls, such as deleting a session's children first.
     """
 
     name: ClassVar[str] = "backend"
     """The backend's public name (its entry point name)."""
     capabilities: ClassVar[Capabilities] = Capabilities()
+    """What the backend can do beyond the contract; the suite skips undeclared ones."""
 
     async def open(self) -> None:  # noqa: B027 -- optional hook with a no-op default
         """Connect and prepare the storage (create tables, load scripts). Idempotent."""
@@ -250,9 +316,13 @@ class Backend(abc.ABC):
     ) -> StoredSession:
         """Store a new session with ``session.state`` as its session state.
 
-        ``deltas.app`` / ``deltas.user`` are applied to the wider scopes in the same
-        transaction. Raise ``SessionExists`` if a live session
-        with this key exists (an expired one is replaced).
+        Store the session's fields as given; its ``expires_at`` is ``expiry.session``
+        and ``created_at == updated_at == expiry.now``. ``deltas.app`` /
+        ``deltas.user`` are applied to the wider scopes in the same transaction,
+        each setting that scope's expiry (``expiry.app`` / ``expiry.user``).
+        Return the session with the current app and user state. Raise
+        ``SessionExists`` if a live session with this key exists (an expired one
+        is replaced: nothing of it may show through).
         """
 
     @abc.abstractmethod
@@ -262,7 +332,8 @@ class Backend(abc.ABC):
         """Return the session with the events of ``window``, or ``None`` if absent or expired.
 
         With ``refresh`` (sliding TTL), set the session's, the user state's and
-        the app state's expiry to those of ``expiry``. Read only the events returned.
+        the app state's expiry to those of ``expiry`` (all three, whatever was
+        read); ``updated_at`` does not change. Read only the events returned.
         """
 
     @abc.abstractmethod
@@ -278,7 +349,8 @@ class Backend(abc.ABC):
     ) -> list[Session]:
         """Return up to ``limit`` live sessions, newest ``updated_at`` first, without events.
 
-        Order is ``(updated_at, id)`` descending; ``after`` is exclusive. With
+        Order is ``(updated_at, id)`` descending, ids compared in Unicode code
+        point order (see ``ListCursor``); ``after`` is exclusive. With
         ``parent_id`` only that session's direct children are listed.
         ``state`` holds the session scope only.
         """
@@ -300,23 +372,29 @@ class Backend(abc.ABC):
     ) -> StoredSession:
         """Apply state deltas and a metadata delta (``None`` deletes) without an event.
 
-        Bumps ``updated_at`` and the expiry times. Raise
-        ``SessionNotFound`` if the session is absent or expired.
-        The returned session carries no events.
+        Sets ``updated_at = expiry.now`` and the session's expiry; a wider scope's
+        expiry moves only if a delta writes to it. Raise ``SessionNotFound`` if
+        the session is absent or expired. The returned session carries no events.
         """
 
     @abc.abstractmethod
     async def delete_session(self, key: SessionKey, now: datetime) -> bool:
         """Delete the session and all its events, live or expired.
 
-        Return whether it was live at ``now``: an expired session is already gone.
+        Only this session: its children stay (the service deletes each
+        descendant first, with a call of its own, when asked to cascade); app
+        and user state stay. Return whether it was live at ``now``: an expired
+        session is already gone.
         """
 
     @abc.abstractmethod
     async def get_state(
         self, scope: Scope, app_name: str, user_id: str | None, expiry: Expiry, *, refresh: bool
     ) -> dict[str, Any]:
-        """Return the app or user state (``{}`` if absent or expired); refresh its expiry."""
+        """Return the app or user state (``{}`` if absent or expired).
+
+        With ``refresh``, set its expiry to ``expiry.app`` / ``expiry.user``.
+        """
 
     @abc.abstractmethod
     async def update_state(
@@ -327,7 +405,11 @@ class Backend(abc.ABC):
         delta: Mapping[str, Any],
         expiry: Expiry,
     ) -> dict[str, Any]:
-        """Apply ``delta`` to the app or user state atomically and return the new state."""
+        """Apply ``delta`` to the app or user state atomically and return the new state.
+
+        An expired state starts empty. Sets the scope's expiry to ``expiry.app`` /
+        ``expiry.user``.
+        """
 
     async def list_users(self, app_name: str, *, limit: int, after: str | None) -> list[str]:
         """Return up to ``limit`` ids of users with sessions or user state in the app.
@@ -343,16 +425,24 @@ class Backend(abc.ABC):
         """Write ``session`` with exactly ``events``, replacing any session with its key.
 
         Everything is kept as given: ids, ``seq`` numbers, times, counters
-        (``last_seq``), state (the session scope) and metadata. One atomic step:
-        readers see the old session or the new one. Used by import and migrate,
-        which check first that the events' seqs are contiguous and end at
-        ``last_seq``.
+        (``last_seq``), state (the session scope) and metadata. Store
+        ``session.expires_at`` (the exported expiry, possibly ``None``), not a
+        time from ``expiry``: ``expiry.now`` is only the current time, for a
+        store that needs one (a native TTL). App and user state are not touched.
+        One atomic step: readers see the old session or the new one. Used by
+        import and migrate, which check first that the events' seqs are
+        contiguous and end at ``last_seq``.
         """
         raise NotImplementedError(f"The {self.name!r} backend cannot restore sessions.")
 
     @abc.abstractmethod
     async def purge_expired(self, now: datetime) -> int:
-        """Reclaim the storage of expired sessions and states; return how many were removed."""
+        """Reclaim the storage of expired sessions and states; return how many were removed.
+
+        The count is of sessions (with their events, which are not counted) plus
+        app and user state records, expired at ``now``. A store that reclaims
+        expired data by itself (``native_ttl``) may do nothing and return 0.
+        """
 
 
 def apply_delta(target: dict[str, Any], delta: Mapping[str, Any]) -> dict[str, Any]:

@@ -561,8 +561,9 @@ class SessionHistoryService:
                 apply_delta(session.state, delta.session)
         session.last_seq = result.last_seq
         session.event_count = result.event_count
-        session.updated_at = result.updated_at
-        session.expires_at = result.expires_at
+        if fresh:  # an append of stored events only is a no-op: no times move
+            session.updated_at = result.updated_at
+            session.expires_at = result.expires_at
 
     async def _header(self, key: SessionKey) -> Session | None:
         stored = await self.backend.get_session(

@@ -180,6 +180,7 @@ class MemoryBackend(Backend):
         if record is None:
             raise SessionNotFound(*_parts(key))
         stored: list[Event] = []
+        fresh = False
         session_state = json.loads(record.header["state"])
         for event, delta in zip(request.events, request.deltas, strict=True):
             seq = record.by_id.get(event.id)
@@ -193,20 +194,22 @@ class MemoryBackend(Backend):
             apply_delta(session_state, delta.session)
             self._update_scopes(key, StateDeltas(app=delta.app, user=delta.user), request.expiry)
             stored.append(saved)
+            fresh = True
         limit = request.event_limit
-        if limit is not None and len(record.events) > limit:
+        if fresh and limit is not None and len(record.events) > limit:
             for text in record.events[:-limit]:
                 del record.by_id[json.loads(text)["id"]]
             del record.events[:-limit]
-        record.header["state"] = dump_json(session_state)
-        record.header["updated_at"] = request.expiry.now
-        record.header["expires_at"] = request.expiry.session
+        if fresh:  # an append of stored events only is a no-op: no times move
+            record.header["state"] = dump_json(session_state)
+            record.header["updated_at"] = request.expiry.now
+            record.header["expires_at"] = request.expiry.session
         return AppendResult(
             events=stored,
             last_seq=record.header["last_seq"],
             event_count=len(record.events),
-            updated_at=request.expiry.now,
-            expires_at=request.expiry.session,
+            updated_at=record.header["updated_at"],
+            expires_at=record.header["expires_at"],
         )
 
     async def update_session(

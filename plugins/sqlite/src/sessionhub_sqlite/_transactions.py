@@ -246,13 +246,14 @@ def append(conn: sqlite3.Connection, request: AppendRequest) -> AppendResult:
     expiry = request.expiry
     now = to_micros(expiry.now)
     found = conn.execute(
-        "SELECT pk, expires_at, last_seq, event_count FROM sessions "
+        "SELECT pk, expires_at, last_seq, event_count, updated_at FROM sessions "
         "WHERE app_name = ? AND user_id = ? AND session_id = ?",
         (key.app_name, key.user_id, key.session_id),
     ).fetchone()
     if found is None or not _live(found[1], now):
         raise SessionNotFound(key.app_name, key.user_id, key.session_id)
-    session_pk, _, last_seq, event_count = found
+    session_pk, old_expires_at, last_seq, event_count, old_updated_at = found
+    first_new_seq = last_seq + 1
     session_delta: dict[str, Any] = {}
     app_delta: dict[str, Any] = {}
     user_delta: dict[str, Any] = {}
@@ -280,6 +281,14 @@ def append(conn: sqlite3.Connection, request: AppendRequest) -> AppendResult:
         app_delta.update(delta.app)
         user_delta.update(delta.user)
         stored.append(saved)
+    if last_seq < first_new_seq:  # every event was stored already: a no-op, no times move
+        return AppendResult(
+            events=stored,
+            last_seq=last_seq,
+            event_count=event_count,
+            updated_at=from_micros(old_updated_at),
+            expires_at=_optional_datetime(old_expires_at),
+        )
     limit = request.event_limit
     if limit is not None and event_count > limit:
         conn.execute(

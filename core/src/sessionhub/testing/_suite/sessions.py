@@ -104,15 +104,21 @@ class SessionTests:
         service = make_service(clock=lambda: frozen)  # every session gets the same times
         for i in range(7):
             await service.create_session("alice", f"t{i}")
-        seen: list[str] = []
-        cursor = None
-        while True:
-            page = await service.list_sessions("alice", limit=3, cursor=cursor)
-            seen.extend(s.id for s in page.items)
-            if page.next_cursor is None:
-                break
-            cursor = page.next_cursor
-        assert seen == [f"t{i}" for i in reversed(range(7))]
+        assert await _listed_ids(service, "alice", page_size=3) == [
+            f"t{i}" for i in reversed(range(7))
+        ]
+
+    async def test_list_ties_break_on_id_in_code_point_order(
+        self, make_service: MakeService, clock: FakeClock
+    ) -> None:
+        """Equal updated_at: ids descend in Unicode code point order (= UTF-8 byte order)."""
+        frozen = clock.now
+        service = make_service(clock=lambda: frozen)
+        # U+1F600 sorts after U+FF5A by code point (and by UTF-8 bytes), before it in UTF-16.
+        ids = ["a", "B", "b", "Z", "a b", "\u00e9", "\u4e2d", "\uff5a", "\U0001f600"]
+        for sid in ids:
+            await service.create_session("alice", sid)
+        assert await _listed_ids(service, "alice", page_size=2) == sorted(ids, reverse=True)
 
     async def test_list_empty(self, service: SessionHistoryService) -> None:
         """A user with no sessions gets an empty page and no cursor."""
@@ -214,3 +220,15 @@ class SessionTests:
         await service.spawn_child(root, "kept")
         await service.delete_session("alice", "root2", cascade=False)
         assert await service.get_session("alice", "kept") is not None
+
+
+async def _listed_ids(service: SessionHistoryService, user_id: str, *, page_size: int) -> list[str]:
+    """The ids of every session of ``user_id``, following ``next_cursor`` page by page."""
+    seen: list[str] = []
+    cursor = None
+    while True:
+        page = await service.list_sessions(user_id, limit=page_size, cursor=cursor)
+        seen.extend(s.id for s in page.items)
+        if page.next_cursor is None:
+            return seen
+        cursor = page.next_cursor

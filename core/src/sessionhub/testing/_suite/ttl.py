@@ -6,6 +6,7 @@ import pytest
 
 from sessionhub.backend import Backend
 from sessionhub.errors import SessionNotFound
+from sessionhub.models import Event, TextPart
 from sessionhub.service import SessionHistoryService
 from sessionhub.testing._base import FakeClock, MakeService
 
@@ -128,3 +129,43 @@ class TTLTests:
         assert await service.get_app_state() == {}
         s = await service.create_session("alice", "s1")
         assert s.state == {}
+
+    async def test_appends_extend_only_the_scopes_they_write(
+        self, make_service: MakeService, clock: FakeClock
+    ) -> None:
+        """An append slides the session's expiry; the user's or app's only with a delta to it."""
+        service = make_service(session_ttl=TTL, user_state_ttl=TTL, app_state_ttl=TTL)
+        await service.update_app_state({"k": 1})
+        for user in ("alice", "bob"):
+            await service.update_user_state(user, {"k": 1})
+            await service.create_session(user, "s1")
+        clock.advance(TTL * 0.7)
+        delta = {"role": "user", "content": "x", "state_delta": {"user:j": 2}}
+        await service.append(("alice", "s1"), delta)
+        clock.advance(TTL * 0.2)
+        for user in ("alice", "bob"):
+            await service.append((user, "s1"), "no wider-scope delta")
+        clock.advance(TTL * 0.3)  # 1.2 TTL after the first writes
+        assert await service.get_app_state() == {}
+        assert await service.get_user_state("bob") == {}
+        assert await service.get_user_state("alice") == {"k": 1, "j": 2}
+        for user in ("alice", "bob"):
+            assert await service.get_session(user, "s1", last_n=0) is not None
+
+    async def test_an_append_of_stored_events_only_changes_nothing(
+        self, make_service: MakeService, clock: FakeClock
+    ) -> None:
+        """A retry whose events are all stored moves neither updated_at nor the expiry."""
+        service = make_service(session_ttl=TTL)
+        s = await service.create_session("alice", "s1")
+        event = Event(id="e1", role="user", content=[TextPart(text="once")])
+        await service.append(s, event)
+        await service.create_session("alice", "s2")
+        times = (s.updated_at, s.expires_at)
+        clock.advance(TTL * 0.5)
+        [again] = await service.append(s, event)
+        assert again.seq == 1
+        assert (s.updated_at, s.expires_at, s.last_seq) == (*times, 1)
+        listed = (await service.list_sessions("alice")).items
+        assert [x.id for x in listed] == ["s2", "s1"]
+        assert (listed[1].updated_at, listed[1].expires_at) == times

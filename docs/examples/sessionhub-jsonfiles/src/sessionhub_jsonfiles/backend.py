@@ -279,6 +279,15 @@ class JsonFilesBackend(Backend):
                 self._update_scopes(
                     key, StateDeltas(app=delta.app, user=delta.user), request.expiry
                 )
+            if not fresh:  # every event was stored already: a no-op, no times move
+                unchanged = Session.model_validate(header)
+                return AppendResult(
+                    events=stored,
+                    last_seq=unchanged.last_seq,
+                    event_count=unchanged.event_count,
+                    updated_at=unchanged.updated_at,
+                    expires_at=unchanged.expires_at,
+                )
             count = header["last_seq"] - header["first_seq"] + 1
             if request.event_limit is not None and count > request.event_limit:
                 header["first_seq"] = header["last_seq"] - request.event_limit + 1
