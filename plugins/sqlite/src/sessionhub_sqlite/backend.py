@@ -57,6 +57,7 @@ from sessionhub import (
     StateDeltas,
     StoredSession,
 )
+from sessionhub.backend import check_restorable
 from sessionhub_sqlite import _transactions
 from sessionhub_sqlite._schema import SCHEMA_VERSION, SchemaTooNew, migrate
 
@@ -407,6 +408,7 @@ class SQLiteBackend(Backend):
 
     async def restore_session(self, session: Session, events: list[Event], expiry: Expiry) -> None:
         """Replace the session with exactly this content, in one transaction."""
+        check_restorable(session, events)
         await self._transaction(_transactions.restore_session, session, events, write=True)
 
     async def get_state(
