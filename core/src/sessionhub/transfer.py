@@ -296,10 +296,10 @@ async def _import_one(
         report.sessions += 1
         report.events += len(events)
         return
+    found = "no record kind" if kind is None else f"unknown record kind {kind!r}"
     raise InvalidInput(
         located.where,
-        f"unknown record kind {kind!r}: a line of an export is a header, app_state, user_state "
-        "or session record",
+        f"{found}: a line of an export is a header, app_state, user_state or session record",
     )
 
 
