@@ -88,3 +88,153 @@ def test_errors_are_one_readable_line():
 def test_every_command_has_help(command):
     result = run(command, "--help")
     assert result.returncode == 0 and "usage: sessionhub" in result.stdout
+
+
+def one_error_line(result, status=2):
+    """The CLI's promise for a user's mistake: one ``error:`` line, a documented status."""
+    assert result.returncode == status, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    return lines[0]
+
+
+def sqlite_env(path):
+    return {"SESSIONHUB_URL": f"sqlite:///{path}"}
+
+
+@pytest.fixture
+def store(tmp_path):
+    """A SQLite file with one session (user ada), made by the demo."""
+    env = sqlite_env(tmp_path / "store.db")
+    assert run("demo", "--user", "ada", env=env, cwd=tmp_path).returncode == 0
+    return env
+
+
+BAD_IMPORTS = {
+    "missing file": (None, "nothing-here.jsonl"),
+    "binary file": (b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8, "not UTF-8"),
+    "empty file": (b"", "holds no records"),
+    "truncated line": (
+        b'{"kind": "header", "format": "sessionhub-export", "version": 1}\n{"kind": "sess',
+        ":2: not JSON",
+    ),
+    "unknown kind": (b'{"kind": "sessions"}\n', "unknown record kind 'sessions'"),
+    "no kind": (b'{"session": {}}\n', "no record kind"),
+    "kind error": (b'{"kind": "error"}\n', "unknown record kind 'error'"),
+    "events not a list": (
+        json.dumps(
+            {
+                "kind": "session",
+                "session": {
+                    "id": "s",
+                    "user_id": "u",
+                    "root_id": "s",
+                    "created_at": "2025-01-01T00:00:00Z",
+                    "updated_at": "2025-01-01T00:00:00Z",
+                },
+                "events": 5,
+            }
+        ).encode(),
+        ":1: events: must be a list",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_IMPORTS))
+def test_import_of_a_bad_file_is_one_error_line(tmp_path, store, case):
+    content, expected = BAD_IMPORTS[case]
+    path = tmp_path / "input.jsonl"
+    if content is None:
+        path = tmp_path / "nothing-here.jsonl"
+    else:
+        path.write_bytes(content)
+    line = one_error_line(run("import", str(path), env=store, cwd=tmp_path))
+    assert expected in line and path.name in line
+
+
+def test_import_checks_every_path_before_writing_anything(tmp_path, store):
+    good = tmp_path / "good.jsonl"
+    assert run("export", "-o", str(good), env=store, cwd=tmp_path).returncode == 0
+    target = sqlite_env(tmp_path / "target.db")
+    line = one_error_line(run("import", str(good), "missing.jsonl", env=target, cwd=tmp_path))
+    assert "missing.jsonl" in line
+    assert not (tmp_path / "target.db").exists()
+    (tmp_path / "empty-dir").mkdir()
+    line = one_error_line(run("import", "empty-dir", env=target, cwd=tmp_path))
+    assert "empty-dir" in line
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads every file")
+def test_import_of_an_unreadable_file_is_one_error_line(tmp_path, store):
+    path = tmp_path / "secret.jsonl"
+    path.write_text("{}\n")
+    path.chmod(0)
+    assert "secret.jsonl" in one_error_line(run("import", str(path), env=store, cwd=tmp_path))
+
+
+def test_keep_going_reports_bad_files_and_imports_the_rest(tmp_path, store):
+    good = tmp_path / "good.jsonl"
+    assert run("export", "-o", str(good), env=store, cwd=tmp_path).returncode == 0
+    (tmp_path / "binary.jsonl").write_bytes(b"\xff\xfe\x00\x01")
+    target = sqlite_env(tmp_path / "target.db")
+    result = run("import", "binary.jsonl", str(good), "--keep-going", env=target, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("1 sessions, 5 events")
+    assert "skipped: Invalid binary.jsonl:1: not UTF-8 text" in result.stdout
+
+
+@pytest.mark.parametrize("output", ["no/such/dir/out.jsonl", "."])
+def test_export_to_an_unwritable_path_is_one_error_line(tmp_path, store, output):
+    line = one_error_line(run("export", "-o", output, env=store, cwd=tmp_path))
+    assert output in line
+
+
+def test_sessions_show_of_a_missing_session_exits_1(tmp_path, store):
+    result = run("sessions", "show", "nope", "--user", "ada", env=store, cwd=tmp_path)
+    assert one_error_line(result, status=1) == "error: no session 'nope' for user 'ada'"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("sessions", "list", "--user", "ada"),
+        ("sessions", "show", "s1", "--user", "ada"),
+        ("sessions", "delete", "s1", "--user", "ada"),
+        ("export",),
+        ("export", "-o", "out.jsonl"),
+        ("migrate", "--from", "sqlite:///typo.db", "--to", "sqlite:///target.db"),
+    ],
+)
+def test_reading_commands_refuse_a_missing_sqlite_file(tmp_path, args):
+    work = tmp_path / "work"
+    work.mkdir()
+    result = run(*args, env={"SESSIONHUB_URL": "sqlite:///typo.db"}, cwd=work)
+    line = one_error_line(result)
+    assert f"The SQLite database '{work / 'typo.db'}' does not exist" in line
+    assert list(work.iterdir()) == []
+
+
+def test_writing_commands_create_the_sqlite_file(tmp_path, store):
+    good = tmp_path / "good.jsonl"
+    assert run("export", "-o", str(good), env=store, cwd=tmp_path).returncode == 0
+    result = run("import", str(good), env=sqlite_env("new.db"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "new.db").is_file()
+    args = ("migrate", "--from", store["SESSIONHUB_URL"], "--to", "sqlite:///copy.db")
+    assert run(*args, cwd=tmp_path).returncode == 0
+    assert (tmp_path / "copy.db").is_file()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("sessions", "list", "--user", "ada", "--limit", "0"),
+        ("sessions", "list", "--user", "ada", "--cursor", "garbage"),
+        ("sessions", "show", "x", "--user", "ada", "--last", "-1"),
+        ("sessions", "show", "x", "--user", "bad\tuser"),
+        ("migrate", "--from", "nosuch://x", "--to", "memory://"),
+    ],
+)
+def test_bad_arguments_to_data_commands_are_one_error_line(tmp_path, store, args):
+    one_error_line(run(*args, env=store, cwd=tmp_path))

@@ -6,6 +6,7 @@ import asyncio
 import itertools
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -15,6 +16,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+import pytest_asyncio
 
 from sessionhub import InvalidInput, SessionHistoryService, SessionHubSettings, get_plugin_manager
 from sessionhub.transfer import (
@@ -245,6 +247,64 @@ async def test_history_list_files():
     ]
     assert child.updated_at.isoformat() == "2025-05-01T09:04:00+00:00"
     assert [s.id for s in (await svc.list_sessions("ada", parent_id="root-1")).items] == ["child-1"]
+
+
+@pytest_asyncio.fixture(params=["memory", "sqlite", "redis", "mongodb"])
+async def any_service(request, tmp_path):
+    """An empty service on each backend (Redis and MongoDB from the ``servers`` fixture)."""
+    import uuid
+
+    namespace = uuid.uuid4().hex[:10]
+    if request.param == "memory":
+        backend = MemoryBackend()
+    elif request.param == "sqlite":
+        backend = SQLiteBackend(path=tmp_path / "any.db")
+    elif request.param == "redis":
+        from sessionhub_redis.backend import RedisBackend, RedisSettings
+
+        redis_url, _ = request.getfixturevalue("servers")
+        backend = RedisBackend(RedisSettings(url=redis_url, key_prefix=f"import-{namespace}:"))
+    else:
+        from sessionhub_mongodb.backend import MongoBackend, MongoSettings
+
+        _, mongodb_url = request.getfixturevalue("servers")
+        backend = MongoBackend(MongoSettings(url=mongodb_url, database=f"import_{namespace}"))
+    svc = service(backend)
+    yield svc
+    await svc.stop()
+
+
+@pytest.mark.asyncio
+async def test_imported_records_are_checked_like_an_append(any_service):
+    """A bad record is InvalidInput naming line and field, nothing of it is written, and
+    keep_going goes on: on every backend, as an append would refuse it."""
+    records = {
+        "no-time": session_record("no-time"),
+        "blank-role": session_record("blank-role"),
+        "nul-parent": session_record("nul-parent"),
+        "negative-depth": session_record("negative-depth"),
+        "fine": session_record("fine"),
+    }
+    del records["no-time"]["events"][1]["timestamp"]
+    records["blank-role"]["events"][0]["role"] = ""
+    records["nul-parent"]["session"]["parent_id"] = "\x00" * 300
+    records["negative-depth"]["session"]["depth"] = -5
+    text = lines(*records.values())
+    with pytest.raises(InvalidInput, match=re.escape("dump.jsonl:1: events[1].timestamp")):
+        await import_records(any_service, parse_lines(text, "dump.jsonl"))
+    report = await import_records(any_service, parse_lines(text, "dump.jsonl"), keep_going=True)
+    assert [line.split(":", 3)[:3] for line in report.skipped] == [
+        ["Invalid dump.jsonl", "1", " events[1].timestamp"],
+        ["Invalid dump.jsonl", "2", " events[0].role"],
+        ["Invalid dump.jsonl", "3", " session.parent_id"],
+        ["Invalid dump.jsonl", "4", " session.depth"],
+    ]
+    assert report.sessions == 1
+    for session_id in ("no-time", "blank-role", "nul-parent", "negative-depth"):
+        assert await any_service.get_session("u", session_id) is None
+    cut = datetime.fromisoformat("2024-12-31T00:00:00+00:00")
+    fine = await any_service.get_session("u", "fine", after_time=cut)
+    assert [event.seq for event in fine.events] == [1, 2]
 
 
 def cli(*args, cwd, env=None):

@@ -18,6 +18,7 @@ from sessionhub.models import (
     TEMP_PREFIX,
     USER_PREFIX,
     DataPart,
+    Event,
     Part,
     TextPart,
     ToolCallPart,
@@ -149,6 +150,19 @@ def check_mapping(value: object, field: str) -> Mapping[str, Any]:
         raise InvalidInput(field, f"must be a dict, got {type(value).__name__}")
     check_json(value, field)
     return value
+
+
+def check_event(event: Event, field: str) -> StateDeltas:
+    """Check an event's id, role, content, metadata and state delta; return the split delta."""
+    check_identifier(event.id, f"{field}.id")
+    check_identifier(event.role, f"{field}.role")
+    for number, part in enumerate(event.content):
+        check_part(part, f"{field}.content[{number}]")
+    check_mapping(event.metadata, f"{field}.metadata")
+    if event.state_delta or type(event.state_delta) is not dict:
+        check_mapping(event.state_delta, f"{field}.state_delta")
+        return split_delta(event.state_delta, f"{field}.state_delta")
+    return StateDeltas()
 
 
 def split_delta(delta: Mapping[str, Any], field: str) -> StateDeltas:

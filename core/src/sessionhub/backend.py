@@ -430,8 +430,10 @@ class Backend(abc.ABC):
         time from ``expiry``: ``expiry.now`` is only the current time, for a
         store that needs one (a native TTL). App and user state are not touched.
         One atomic step: readers see the old session or the new one. Used by
-        import and migrate, which check first that the events' seqs are
-        contiguous and end at ``last_seq``.
+        import and migrate. Start with ``check_restorable(session, events)``:
+        input that breaks a rule (seqs not contiguous or not ending at
+        ``last_seq``, no timestamp, a bad id...) raises ``InvalidInput`` before
+        anything is written.
         """
         raise NotImplementedError(f"The {self.name!r} backend cannot restore sessions.")
 
@@ -456,10 +458,45 @@ def apply_delta(target: dict[str, Any], delta: Mapping[str, Any]) -> dict[str, A
 
 
 def check_restorable(session: Session, events: Sequence[Event]) -> None:
-    """Raise ``InvalidInput`` unless ``events`` carry the contiguous seqs ending at ``last_seq``.
+    """Raise ``InvalidInput`` unless ``session`` with ``events`` may be stored as given.
 
-    What ``restore_session`` needs: a session's newest events, as an export holds them.
+    What ``restore_session`` checks before it writes anything. The rules of a
+    create and an append (identifiers, roles, JSON values, state keys) and what the
+    service would have filled in: every event has its timestamp, ``depth`` is 0
+    without a parent and at least 1 with one, the session state holds the session
+    scope only, event ids are unique, and the seqs are contiguous and end at
+    ``last_seq`` (a session's newest events, as an export holds them).
     """
+    from sessionhub import _validate  # _validate imports this module
+
+    for name in ("app_name", "user_id", "id", "root_id"):
+        _validate.check_identifier(getattr(session, name), f"session.{name}")
+    if session.parent_id is None:
+        if session.depth != 0:
+            raise InvalidInput(
+                "session.depth", f"must be 0 for a session without parent_id, got {session.depth}"
+            )
+    else:
+        _validate.check_identifier(session.parent_id, "session.parent_id")
+        _validate.check_count(session.depth, "session.depth", minimum=1)
+    _validate.check_mapping(session.metadata, "session.metadata")
+    state = _validate.check_mapping(session.state, "session.state")
+    scopes = _validate.split_delta(state, "session.state")
+    if scopes.app or scopes.user or len(scopes.session) != len(state):
+        raise InvalidInput(
+            "session.state", "holds the session scope only: no app:, user: or temp: keys"
+        )
+    seen: set[str] = set()
+    for index, event in enumerate(events):
+        field = f"events[{index}]"
+        _validate.check_event(event, field)
+        if event.id in seen:
+            raise InvalidInput(f"{field}.id", f"{event.id!r} appears twice")
+        seen.add(event.id)
+        if not isinstance(event.timestamp, datetime):
+            raise InvalidInput(
+                f"{field}.timestamp", "is missing: a stored event keeps the time it was appended"
+            )
     first = session.last_seq - len(events) + 1
     if first < 1 or [event.seq for event in events] != list(range(first, session.last_seq + 1)):
         raise InvalidInput(

@@ -46,6 +46,10 @@ from sessionhub.transfer import (
 __all__ = ["main", "build_parser"]
 
 
+class _CommandLineError(SessionHubError):
+    """An argument names something the command cannot use (a missing file, a bad path)."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``sessionhub`` command."""
     parser = argparse.ArgumentParser(
@@ -337,13 +341,37 @@ def _print_table(rows: list[list[str]]) -> None:
 
 
 def _aware_time(text: str) -> datetime:
-    value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an ISO 8601 time (e.g. 2025-06-01 or 2025-06-01T12:00:00Z)"
+        ) from exc
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def _reading_service(url: str | None = None) -> SessionHistoryService:
+    """A service for a command that only reads: it must find the store, never create one.
+
+    A backend that makes its store on first use offers a ``create_if_missing``
+    setting (SQLite: the database file); it is false here, so a mistyped path
+    is an error rather than a new, empty database.
+    """
+    settings = load_settings(**({} if url is None else {"url": url}))
+    plugin_manager = get_plugin_manager(load=settings.plugins, disable=settings.disable_plugins)
+    registry = BackendRegistry.from_plugin_manager(plugin_manager)
+    info = registry.select(
+        settings.backend, settings.url.get_secret_value() if settings.url else None
+    )
+    overrides: dict[str, Any] = {}
+    if "create_if_missing" in registry.settings_model(info).model_fields:
+        overrides[info.name] = {**settings.backend_table(info.name), "create_if_missing": False}
+    return SessionHistoryService(settings=settings, plugin_manager=plugin_manager, **overrides)
 
 
 def _sessions(args: argparse.Namespace) -> int:
     async def run() -> int:
-        async with SessionHistoryService() as service:
+        async with _reading_service() as service:
             if args.action == "list":
                 page = await service.list_sessions(
                     args.user, limit=args.limit, cursor=args.cursor, parent_id=args.parent
@@ -405,28 +433,60 @@ def _sessions(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    async def run(out: TextIO) -> int:
-        async with SessionHistoryService() as service:
-            async for record in export_records(
-                service,
-                user_ids=args.user,
-                updated_after=args.updated_after,
-                updated_before=args.updated_before,
-            ):
-                out.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")
+    async def write(service: SessionHistoryService, out: TextIO) -> None:
+        async for record in export_records(
+            service,
+            user_ids=args.user,
+            updated_after=args.updated_after,
+            updated_before=args.updated_before,
+        ):
+            out.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")
+
+    async def run() -> int:
+        # The store opens first: a store that cannot be read leaves no output file behind.
+        async with _reading_service() as service:
+            if args.output == "-":
+                await write(service, sys.stdout)
+                return 0
+            with _output_file(args.output) as out:
+                await write(service, out)
         return 0
 
-    if args.output == "-":
-        return asyncio.run(run(sys.stdout))
-    with open(args.output, "w", encoding="utf-8") as out:
-        return asyncio.run(run(out))
+    return asyncio.run(run())
+
+
+def _output_file(path: str) -> TextIO:
+    try:
+        return open(path, "w", encoding="utf-8")
+    except OSError as exc:
+        raise _CommandLineError(
+            f"cannot write {path}: {exc.strerror or exc}. Give -o a file in an existing, "
+            "writable directory."
+        ) from exc
+
+
+def _import_files(paths: Sequence[Path]) -> list[Path]:
+    """The files named on the command line (a directory: its ``*.json*`` files), all readable."""
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found = list(path.glob("*.json*"))
+            if not found:
+                raise _CommandLineError(f"cannot import {path}: it holds no *.json or *.jsonl file")
+            files.extend(found)
+        elif not path.exists():
+            raise _CommandLineError(f"cannot import {path}: no such file or directory")
+        elif not os.access(path, os.R_OK):
+            raise _CommandLineError(f"cannot import {path}: permission denied")
+        else:
+            files.append(path)
+    return sorted(files)
 
 
 def _import(args: argparse.Namespace) -> int:
-    files = sorted(f for p in args.paths for f in ([p] if not p.is_dir() else p.glob("*.json*")))
     if args.format == "agentscope" and not args.user:
-        print("error: --user is required with --format agentscope", file=sys.stderr)
-        return 2
+        raise _CommandLineError("--user is required with --format agentscope")
+    files = _import_files(args.paths)
     if args.format == "agentscope":
         records = read_agentscope_sessions(files, user_id=args.user)
     elif args.format == "history":
@@ -445,7 +505,7 @@ def _import(args: argparse.Namespace) -> int:
 
 def _migrate(args: argparse.Namespace) -> int:
     async def run() -> int:
-        source = SessionHistoryService(url=args.source)
+        source = _reading_service(url=args.source)
         target = SessionHistoryService(url=args.target)
         console = Console(stderr=True)
         async with source, target:

@@ -527,20 +527,12 @@ class SessionHistoryService:
         deltas: list[StateDeltas] = []
         for index, event in enumerate(batch):
             field = f"events[{index}]"
-            _validate.check_identifier(event.id, f"{field}.id")
+            deltas.append(_validate.check_event(event, field))
             if event.id in seen:
                 raise InvalidInput(f"{field}.id", f"{event.id!r} appears twice in one append")
             seen.add(event.id)
-            _validate.check_identifier(event.role, f"{field}.role")
-            for number, part in enumerate(event.content):
-                _validate.check_part(part, f"{field}.content[{number}]")
-            _validate.check_mapping(event.metadata, f"{field}.metadata")
-            if event.state_delta or type(event.state_delta) is not dict:
-                _validate.check_mapping(event.state_delta, f"{field}.state_delta")
-                deltas.append(_validate.split_delta(event.state_delta, f"{field}.state_delta"))
+            if event.state_delta:
                 event.state_delta = _validate.without_temp(event.state_delta)
-            else:
-                deltas.append(StateDeltas())
             event.seq = 0
         return deltas
 

@@ -14,6 +14,7 @@ import json
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -50,11 +51,13 @@ Record = dict[str, Any]
 
 @dataclass
 class Located:
-    """A record and where it came from, for error messages."""
+    """A record and where it came from, for error messages; or why none could be read there."""
 
     record: Record
     source: str
     line: int | None = None
+    error: str | None = None
+    """Set when the file or line could not be read as a record (``record`` is then empty)."""
 
     @property
     def where(self) -> str:
@@ -171,26 +174,47 @@ async def _sessions_of(
 
 
 def read_export(path: Path | str) -> Iterator[Located]:
-    """Read an export file (``-`` is not accepted here; pass lines to ``parse_lines``)."""
-    path = Path(path)
-    with path.open(encoding="utf-8") as handle:
-        yield from parse_lines(handle, str(path))
+    """Read an export file (``-`` is not accepted here; pass lines to ``parse_lines``).
+
+    A file that cannot be read, or holds no record, becomes one error naming it.
+    """
+    source = str(path)
+    try:
+        with Path(path).open("rb") as handle:
+            found = False
+            for located in parse_lines(handle, source):
+                found = True
+                yield located
+    except OSError as exc:
+        yield Located({}, source, error=f"cannot be read ({exc.strerror or exc})")
+        return
+    if not found:
+        yield Located({}, source, error="holds no records (an export starts with a header line)")
 
 
-def parse_lines(lines: Iterable[str], source: str) -> Iterator[Located]:
-    """Parse JSON lines; a malformed line becomes an ``InvalidInput`` naming source and line."""
+def parse_lines(lines: Iterable[str | bytes], source: str) -> Iterator[Located]:
+    """Parse JSON lines; a malformed line becomes an ``InvalidInput`` naming source and line.
+
+    Lines given as bytes must be UTF-8 (a binary file fails line by line).
+    """
     for number, line in enumerate(lines, start=1):
+        if isinstance(line, bytes):
+            try:
+                line = line.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                yield Located(
+                    {}, source, number, f"not UTF-8 text ({exc.reason} at byte {exc.start})"
+                )
+                continue
         if not line.strip():
             continue
         try:
             record = json.loads(line)
         except ValueError as exc:
-            yield Located({"kind": "error", "error": f"not JSON ({exc})"}, source, number)
+            yield Located({}, source, number, f"not JSON ({exc})")
             continue
         if not isinstance(record, dict):
-            yield Located(
-                {"kind": "error", "error": "a line must be a JSON object"}, source, number
-            )
+            yield Located({}, source, number, "a line must be a JSON object")
             continue
         yield Located(record, source, number)
 
@@ -243,8 +267,8 @@ async def _import_one(
     backend = service.backend
     app = service.app_name
     expiry = _no_refresh(_now())
-    if kind == "error":
-        raise InvalidInput(located.where, record["error"])
+    if located.error is not None:
+        raise InvalidInput(located.where, located.error)
     if kind == "header":
         if record.get("format") != EXPORT_FORMAT or record.get("version") != EXPORT_VERSION:
             raise InvalidInput(
@@ -272,18 +296,26 @@ async def _import_one(
         report.sessions += 1
         report.events += len(events)
         return
-    raise InvalidInput(located.where, f"unknown record kind {kind!r}")
+    found = "no record kind" if kind is None else f"unknown record kind {kind!r}"
+    raise InvalidInput(
+        located.where,
+        f"{found}: a line of an export is a header, app_state, user_state or session record",
+    )
 
 
-def _checked(check: Callable[[], Any], located: Located) -> Any:
+def _checked(check: Callable[[], Any], located: Located, field: str = "") -> Any:
     try:
         return check()
     except InvalidInput as exc:
         raise InvalidInput(f"{located.where}: {exc.field}", exc.rule) from exc
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
+        where = ".".join([field, *map(str, first["loc"])] if field else map(str, first["loc"]))
         raise InvalidInput(f"{located.where}: {where}", first["msg"]) from exc
+    except OverflowError as exc:  # a time beyond what datetime holds once converted to UTC
+        raise InvalidInput(
+            f"{located.where}: {field or 'record'}", f"out of range ({exc})"
+        ) from exc
 
 
 def _state_of(record: Record, located: Located) -> dict[str, Any]:
@@ -297,28 +329,16 @@ def _session_of(record: Record, located: Located, app: str) -> tuple[Session, li
     if not isinstance(raw, dict):
         raise InvalidInput(located.where, "a session record needs a 'session' object")
     session: Session = _checked(
-        lambda: Session.model_validate({**raw, "app_name": app, "events": []}), located
+        lambda: Session.model_validate({**raw, "app_name": app, "events": []}), located, "session"
     )
-    events: list[Event] = _checked(
-        lambda: [Event.model_validate(item) for item in record.get("events") or []], located
-    )
-
-    def check() -> None:
-        _validate.check_identifier(session.user_id, "session.user_id")
-        _validate.check_identifier(session.id, "session.id")
-        _validate.check_mapping(session.state, "session.state")
-        _validate.check_mapping(session.metadata, "session.metadata")
-        check_restorable(session, events)
-        for index, event in enumerate(events):
-            _validate.check_identifier(event.id, f"events[{index}].id")
-            _validate.check_mapping(event.state_delta, f"events[{index}].state_delta")
-            _validate.check_mapping(event.metadata, f"events[{index}].metadata")
-            for number, part in enumerate(event.content):
-                _validate.check_json(part.model_dump(), f"events[{index}].content[{number}]")
-        if len({event.id for event in events}) != len(events):
-            raise InvalidInput("events", "an event id appears twice")
-
-    _checked(check, located)
+    raw_events = record.get("events") or []
+    if not isinstance(raw_events, list):
+        raise InvalidInput(f"{located.where}: events", "must be a list of events")
+    events: list[Event] = [
+        _checked(partial(Event.model_validate, item), located, f"events[{index}]")
+        for index, item in enumerate(raw_events)
+    ]
+    _checked(lambda: check_restorable(session, events), located)
     session.event_count = len(events)
     return session, events
 
@@ -378,12 +398,10 @@ def read_agentscope_sessions(paths: Iterable[Path], *, user_id: str) -> Iterator
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
-            yield Located({"kind": "error", "error": f"not a JSON file ({exc})"}, str(path))
+            yield Located({}, str(path), error=f"not a JSON file ({exc})")
             continue
         if not isinstance(data, dict):
-            yield Located(
-                {"kind": "error", "error": "expected an object of state modules"}, str(path)
-            )
+            yield Located({}, str(path), error="expected an object of state modules")
             continue
         try:
             messages = [
@@ -392,7 +410,7 @@ def read_agentscope_sessions(paths: Iterable[Path], *, user_id: str) -> Iterator
                 for i, message in enumerate(_memory_messages(module))
             ]
         except InvalidInput as exc:
-            yield Located({"kind": "error", "error": str(exc)}, str(path))
+            yield Located({}, str(path), error=str(exc))
             continue
         stamp = datetime.fromtimestamp(path.stat().st_mtime, timezone.utc)
         events = [_numbered(event, seq) for seq, event in enumerate(messages, start=1)]
@@ -425,7 +443,7 @@ def read_history_files(paths: Iterable[Path]) -> Iterator[Located]:
             if not isinstance(data, dict) or "session_id" not in data:
                 raise ValueError("expected an object with session_id and history")
         except (OSError, ValueError) as exc:
-            yield Located({"kind": "error", "error": f"not a history file ({exc})"}, str(path))
+            yield Located({}, str(path), error=f"not a history file ({exc})")
             continue
         loaded.append((path, data))
     parents = {str(d["session_id"]): d.get("parent_session_id") for _, d in loaded}
@@ -445,7 +463,7 @@ def read_history_files(paths: Iterable[Path]) -> Iterator[Located]:
                 for i, item in enumerate(data.get("history") or [])
             ]
         except InvalidInput as exc:
-            yield Located({"kind": "error", "error": str(exc)}, str(path))
+            yield Located({}, str(path), error=str(exc))
             continue
         session_id = str(data["session_id"])
         first = events[0].timestamp if events else None

@@ -305,9 +305,9 @@ async def test_restore_needs_contiguous_seqs_ending_at_last_seq(backend):
         updated_at=now,
         last_seq=9,
     )
-    gappy = [Event(id=f"e{seq}", seq=seq, role="user") for seq in (7, 9)]
+    gappy = [Event(id=f"e{seq}", seq=seq, role="user", timestamp=now) for seq in (7, 9)]
     with pytest.raises(InvalidInput, match="contiguous"):
         await backend.restore_session(session, gappy, Expiry(now=now))
-    whole = [Event(id=f"e{seq}", seq=seq, role="user") for seq in (8, 9)]
+    whole = [Event(id=f"e{seq}", seq=seq, role="user", timestamp=now) for seq in (8, 9)]
     await backend.restore_session(session, whole, Expiry(now=now))
     assert await backend.list_users("default", limit=10, after=None) == ["alice"]

@@ -78,6 +78,7 @@ def test_url_and_path_together_are_refused(tmp_path):
 def test_settings_defaults_and_limits():
     settings = SQLiteSettings()
     assert (settings.synchronous, settings.busy_timeout) == ("NORMAL", 30.0)
+    assert settings.create_if_missing is True
     with pytest.raises(ValidationError):
         SQLiteSettings(synchronous="OFF")
     with pytest.raises(ValidationError):

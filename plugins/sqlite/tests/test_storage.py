@@ -103,6 +103,33 @@ async def test_file_that_is_not_a_database_is_backend_unavailable(db_path):
     assert isinstance(caught.value.__cause__, sqlite3.DatabaseError)
 
 
+async def test_a_missing_file_is_refused_when_create_if_missing_is_off(tmp_path):
+    typo = tmp_path / "typo.db"
+    backend = SQLiteBackend(SQLiteSettings(path=typo, create_if_missing=False))
+    with pytest.raises(BackendUnavailable, match="does not exist") as caught:
+        await backend.open()
+    assert str(typo) in str(caught.value) and "create_if_missing" in str(caught.value)
+    assert isinstance(caught.value.__cause__, sqlite3.Error)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("name", ["sessions.db", "with space?and#hash%20.db"])
+async def test_an_existing_file_opens_when_create_if_missing_is_off(tmp_path, make_service, name):
+    path = tmp_path / name
+    async with make_service(SQLiteBackend(path=path)) as svc:
+        await svc.create_session("alice", "s1")
+    settings = SQLiteSettings(path=path, create_if_missing=False)
+    async with make_service(SQLiteBackend(settings)) as svc:
+        assert await svc.get_session("alice", "s1") is not None
+        await svc.append(("alice", "s1"), "writes work too")
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".db") == [name]
+
+
+async def test_create_if_missing_does_not_apply_to_memory():
+    async with SQLiteBackend(SQLiteSettings(path=":memory:", create_if_missing=False)) as backend:
+        await backend.ping()
+
+
 async def test_operations_open_on_demand(db_path, make_service):
     backend = SQLiteBackend(path=db_path)
     try:

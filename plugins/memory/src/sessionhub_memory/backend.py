@@ -35,7 +35,13 @@ from sessionhub import (
     StateDeltas,
     StoredSession,
 )
-from sessionhub.backend import apply_delta, dump_json, event_from_json, event_to_json
+from sessionhub.backend import (
+    apply_delta,
+    check_restorable,
+    dump_json,
+    event_from_json,
+    event_to_json,
+)
 
 __all__ = ["MemoryBackend", "MemorySettings", "MemoryStore"]
 
@@ -255,6 +261,7 @@ class MemoryBackend(Backend):
 
     async def restore_session(self, session: Session, events: list[Event], expiry: Expiry) -> None:
         """Replace the session with exactly this content."""
+        check_restorable(session, events)
         key = SessionKey(session.app_name, session.user_id, session.id)
         header = session.model_dump(exclude={"events", "event_count"})
         header["state"] = dump_json(session.state)

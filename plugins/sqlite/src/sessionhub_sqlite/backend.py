@@ -57,6 +57,7 @@ from sessionhub import (
     StateDeltas,
     StoredSession,
 )
+from sessionhub.backend import check_restorable
 from sessionhub_sqlite import _transactions
 from sessionhub_sqlite._schema import SCHEMA_VERSION, SchemaTooNew, migrate
 
@@ -105,6 +106,14 @@ class SQLiteSettings(BackendSettings):
         default=30.0,
         gt=0,
         description="Seconds a write waits for another writer (another process) to finish.",
+    )
+    create_if_missing: bool = Field(
+        default=True,
+        description=(
+            "Create the database file when it does not exist. With false a missing file is "
+            "an error (BackendUnavailable), so a mistyped path cannot become a new empty "
+            "database; the CLI's reading commands set it to false."
+        ),
     )
 
     @model_validator(mode="after")
@@ -235,8 +244,9 @@ class SQLiteBackend(Backend):
                 f"newer; this Python links SQLite {sqlite3.sqlite_version}. Use a Python "
                 "built with a newer SQLite."
             )
+        database, must_exist = self._database()
         connection = aiosqlite.connect(
-            self.path, isolation_level=None, timeout=settings.busy_timeout
+            database, isolation_level=None, timeout=settings.busy_timeout, uri=must_exist
         )
         try:
             await connection
@@ -244,6 +254,9 @@ class SQLiteBackend(Backend):
             # After a failed connect aiosqlite stops its thread without waiting for it;
             # a thread still finishing when the event loop closes raises in that thread.
             await asyncio.to_thread(connection._thread.join, settings.busy_timeout)
+            missing = self._missing() if must_exist else None
+            if missing is not None:
+                raise missing from exc
             raise self._unavailable("cannot be opened", exc) from exc
         try:
             prepare = _prepare(settings.synchronous, round(settings.busy_timeout * 1000))
@@ -276,6 +289,25 @@ class SQLiteBackend(Backend):
         await self._retrying(self._connection, lambda conn: conn.execute("SELECT 1").fetchone())
 
     # --- running transactions ---------------------------------------------------------
+
+    def _database(self) -> tuple[str, bool]:
+        """What to connect to, and whether it is a URI that opens an existing file only."""
+        if self.settings.create_if_missing or self.path == MEMORY:
+            return self.path, False
+        # mode=rw never creates the file, so a mistyped path cannot become a new database.
+        return Path(self.path).absolute().as_uri() + "?mode=rw", True
+
+    def _missing(self) -> BackendUnavailable | None:
+        """The error for a database file that does not exist (``None`` if it exists)."""
+        if os.path.exists(self.path):
+            return None
+        return BackendUnavailable(
+            f"The SQLite database {os.path.abspath(self.path)!r} does not exist. Check the "
+            "path (sqlite:///name.db is relative to the working directory, "
+            "sqlite:////dir/name.db is absolute). Commands that only read never create a "
+            "database: the application's first write, sessionhub import or sessionhub demo "
+            "does (or set [sqlite] create_if_missing = true)."
+        )
 
     def _unavailable(self, what: str, exc: sqlite3.Error) -> BackendUnavailable:
         message = str(exc)
@@ -407,6 +439,7 @@ class SQLiteBackend(Backend):
 
     async def restore_session(self, session: Session, events: list[Event], expiry: Expiry) -> None:
         """Replace the session with exactly this content, in one transaction."""
+        check_restorable(session, events)
         await self._transaction(_transactions.restore_session, session, events, write=True)
 
     async def get_state(

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
 
 from sessionhub.backend import Backend, Expiry, Scope
+from sessionhub.errors import InvalidInput
 from sessionhub.models import Event, Session, TextPart
 from sessionhub.service import SessionHistoryService
 from sessionhub.testing._base import FakeClock, MakeService
@@ -43,6 +45,60 @@ def _restorable(
         for seq in range(last_seq - 4, last_seq + 1)
     ]
     return session, events
+
+
+def _no_timestamp(session: Session, events: list[Event]) -> None:
+    events[1].timestamp = None
+
+
+def _blank_role(session: Session, events: list[Event]) -> None:
+    events[2].role = ""
+
+
+def _control_characters_in_parent_id(session: Session, events: list[Event]) -> None:
+    session.parent_id = "\x00" * 300
+
+
+def _negative_depth(session: Session, events: list[Event]) -> None:
+    session.depth = -5
+
+
+def _depth_without_parent(session: Session, events: list[Event]) -> None:
+    session.parent_id = None
+
+
+def _blank_event_id(session: Session, events: list[Event]) -> None:
+    events[0].id = ""
+
+
+def _repeated_event_id(session: Session, events: list[Event]) -> None:
+    events[3].id = events[0].id
+
+
+def _seq_gap(session: Session, events: list[Event]) -> None:
+    events[2].seq = 42
+
+
+def _not_json_metadata(session: Session, events: list[Event]) -> None:
+    events[0].metadata = {"raw": b"bytes"}
+
+
+def _wider_scope_in_session_state(session: Session, events: list[Event]) -> None:
+    session.state = {"app:flag": True}
+
+
+BREAKAGES: dict[str, tuple[Callable[[Session, list[Event]], None], str]] = {
+    "event without timestamp": (_no_timestamp, "events[1].timestamp"),
+    "blank role": (_blank_role, "events[2].role"),
+    "control characters in parent_id": (_control_characters_in_parent_id, "session.parent_id"),
+    "negative depth": (_negative_depth, "session.depth"),
+    "depth without parent": (_depth_without_parent, "session.depth"),
+    "blank event id": (_blank_event_id, "events[0].id"),
+    "repeated event id": (_repeated_event_id, "events[3].id"),
+    "seq gap": (_seq_gap, "events"),
+    "non-JSON metadata": (_not_json_metadata, "events[0].metadata.raw"),
+    "wider scope in session state": (_wider_scope_in_session_state, "session.state"),
+}
 
 
 class DataTests:
@@ -109,3 +165,19 @@ class DataTests:
             )
             == {}
         )
+
+    @pytest.mark.parametrize("breakage", list(BREAKAGES))
+    async def test_restore_refuses_what_an_append_or_create_would_refuse(
+        self, service: SessionHistoryService, backend: Backend, clock: FakeClock, breakage: str
+    ) -> None:
+        """restore_session checks its input like an append: InvalidInput, nothing written."""
+        await service.create_session("alice", "restored", state={"old": True})
+        await service.append(("alice", "restored"), ["kept 1", "kept 2"])
+        before = await service.get_session("alice", "restored")
+        session, events = _restorable(clock)
+        breaks, field = BREAKAGES[breakage]
+        breaks(session, events)
+        with pytest.raises(InvalidInput) as caught:
+            await backend.restore_session(session, events, Expiry(now=clock.now))
+        assert caught.value.field == field
+        assert await service.get_session("alice", "restored") == before

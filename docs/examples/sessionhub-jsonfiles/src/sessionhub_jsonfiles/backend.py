@@ -41,7 +41,7 @@ from sessionhub import (
     StateDeltas,
     StoredSession,
 )
-from sessionhub.backend import apply_delta
+from sessionhub.backend import apply_delta, check_restorable
 
 __all__ = ["JsonFilesBackend", "JsonFilesSettings"]
 
@@ -352,6 +352,7 @@ class JsonFilesBackend(Backend):
 
     async def restore_session(self, session: Session, events: list[Event], expiry: Expiry) -> None:
         """Start the session's log over with exactly this content, as one line."""
+        check_restorable(session, events)
         key = SessionKey(session.app_name, session.user_id, session.id)
         log = self._session_log(key)
         header = session.model_dump(mode="json", exclude={"events"})
