@@ -77,6 +77,39 @@ def test_disable_list(site, monkeypatch):
     assert get_plugin_manager().get_plugin("sessionhub._builtin.audit_log") is None
 
 
+def test_a_selected_backend_whose_plugin_is_left_out_is_reported_as_such(monkeypatch):
+    monkeypatch.setenv("SESSIONHUB_DISABLE_PLUGINS", "memory")
+    with pytest.raises(ConfigError) as info:
+        SessionHistoryService(backend="memory")
+    assert str(info.value) == (
+        "The sessionhub backend 'memory' is installed but disabled by the disable_plugins "
+        "setting (SESSIONHUB_DISABLE_PLUGINS): take memory out of that list to use it."
+    )
+    with pytest.raises(ConfigError, match="'memory' is installed but disabled"):
+        SessionHistoryService(url="memory://")
+    monkeypatch.delenv("SESSIONHUB_DISABLE_PLUGINS")
+    monkeypatch.setenv("SESSIONHUB_PLUGINS", "sqlite")
+    with pytest.raises(ConfigError) as info:
+        SessionHistoryService(backend="memory")
+    assert str(info.value) == (
+        "The sessionhub backend 'memory' is installed but not loaded: the plugins setting "
+        "(SESSIONHUB_PLUGINS) lists only sqlite; add memory to it to use it."
+    )
+
+
+def test_unknown_names_in_the_plugin_lists_are_reported(monkeypatch, caplog):
+    monkeypatch.setenv("SESSIONHUB_DISABLE_PLUGINS", "redsi")
+    monkeypatch.setenv("SESSIONHUB_PLUGINS", "memory,nosuchplugin")
+    pm = get_plugin_manager()
+    assert pm.not_found == ["nosuchplugin", "redsi"]
+    messages = [record.getMessage() for record in caplog.records]
+    assert (
+        "SESSIONHUB_DISABLE_PLUGINS names 'redsi', but no installed sessionhub plugin has that "
+        "name (did you mean 'redis')." in messages
+    )
+    assert any(m.startswith("SESSIONHUB_PLUGINS names 'nosuchplugin'") for m in messages)
+
+
 def test_settings_choose_the_plugins(site, tmp_path):
     site.install("sessionhub-one", {"p_one": backend_plugin("one")}, {"one": "p_one"})
     (tmp_path / "cwd" / "sessionhub.toml").write_text('plugins = ["memory"]\nbackend = "memory"\n')

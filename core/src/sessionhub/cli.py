@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.metadata
 import json
 import os
 import sys
@@ -26,12 +27,13 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from sessionhub._secrets import display
 from sessionhub.errors import SessionHubError
-from sessionhub.models import Event, Session, TextPart, ToolCallPart, ToolResultPart
+from sessionhub.models import Event, HealthStatus, Session, TextPart, ToolCallPart, ToolResultPart
 from sessionhub.plugins import SessionHubPluginManager, get_plugin_manager
 from sessionhub.registry import BackendRegistry
 from sessionhub.service import SessionHistoryService
-from sessionhub.settings import explain_settings, load_settings
+from sessionhub.settings import SessionHubSettings, explain_settings, load_settings
 from sessionhub.transfer import (
     TransferReport,
     count_sessions,
@@ -51,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sessionhub", description="Session history for AI agents: plugins, settings, checks."
     )
+    parser.add_argument(
+        "--version", action="version", version=f"sessionhub {_version()}", help="print the version"
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     backends = commands.add_parser("backends", help="list installed storage backends")
     backends.add_argument("--json", action="store_true", help="print JSON")
@@ -60,7 +65,13 @@ def build_parser() -> argparse.ArgumentParser:
     plugins.add_argument("--json", action="store_true", help="print JSON")
     config = commands.add_parser("config", help="show resolved settings and where each came from")
     config.add_argument("--json", action="store_true", help="print JSON")
-    commands.add_parser("check", help="build the configured backend and ping it")
+    check = commands.add_parser("check", help="build the configured backend and ping it")
+    check.add_argument(
+        "--timeout",
+        type=float,
+        default=5.0,
+        help="seconds to wait for the backend to answer (default: 5)",
+    )
     demo = commands.add_parser("demo", help="store and print a short conversation")
     demo.add_argument("--user", default="demo-user", help="user id to use (default: demo-user)")
     _add_data_commands(commands)
@@ -116,6 +127,13 @@ def _add_data_commands(commands: Any) -> None:
         action="store_true",
         help="skip the first pass that counts sessions and events (no time-left estimate)",
     )
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("sessionhub")
+    except importlib.metadata.PackageNotFoundError:
+        return "(version unknown: not installed)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -220,22 +238,67 @@ def _plugins(args: argparse.Namespace) -> int:
 
 def _config(args: argparse.Namespace) -> int:
     rows = explain_settings()
+    problem: SessionHubError | None = None
+    try:
+        rows = _with_effective_backend(rows, load_settings())
+    except SessionHubError as exc:  # show what is configured, then what is wrong with it
+        problem = exc
     if args.json:
         print(
             json.dumps(
                 [{"key": k, "value": v, "source": s} for k, v, s in rows], indent=2, default=str
             )
         )
-        return 0
-    _print_table([["SETTING", "VALUE", "SOURCE"]] + [[k, _show(v), s] for k, v, s in rows])
+    else:
+        _print_table([["SETTING", "VALUE", "SOURCE"]] + [[k, _show(v), s] for k, v, s in rows])
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     return 0
+
+
+def _with_effective_backend(
+    rows: list[tuple[str, Any, str]], settings: SessionHubSettings
+) -> list[tuple[str, Any, str]]:
+    """``rows`` with the backend and url that will be used, defaults included."""
+    pm = get_plugin_manager(load=settings.plugins, disable=settings.disable_plugins)
+    info, config = BackendRegistry.from_plugin_manager(pm).configure(settings)
+    if settings.backend and settings.backend.lower() == info.name.lower():
+        backend_source = settings.source_of("backend")
+    elif settings.url is not None:
+        backend_source = f"{settings.source_of('url')} (the url's scheme)"
+    else:
+        backend_source = "default"
+    table = settings.backend_table(info.name)
+    if "url" in table:
+        url_source = settings.source_of(info.name, "url")
+    elif settings.url is not None and config.url is not None:
+        url_source = settings.source_of("url")
+    elif table:
+        url_source = f"from the [{info.name}] options"
+    else:
+        url_source = f"default of {info.name}"
+    url = config.effective_url()
+    effective = {
+        "backend": (info.name, backend_source),
+        "url": (display("url", url) if url is not None else "(none)", url_source),
+    }
+    return [(key, *effective[key]) if key in effective else (key, v, s) for key, v, s in rows]
 
 
 def _check(args: argparse.Namespace) -> int:
     async def run() -> int:
         service = SessionHistoryService()
         try:
-            status = await service.health()
+            status = await asyncio.wait_for(service.health(), args.timeout)
+        except asyncio.TimeoutError:
+            status = HealthStatus(
+                ok=False,
+                backend=service.backend.name,
+                detail=f"no answer within {args.timeout:g} s. Check that the server is running "
+                "and reachable from here, and the url setting (sessionhub config shows it); "
+                "--timeout waits longer",
+            )
         finally:
             await service.stop()
         if status.ok:

@@ -1,21 +1,27 @@
 """The backend registry: backends by name and by URL scheme, and how one is selected.
 
-Filled from ``sessionhub_register_backends``. Selection: an explicit backend
-name wins; else the URL's full scheme is matched (``mongodb+srv``), then the
-part before ``+`` (``sqlite+aiosqlite`` -> ``sqlite``); else the default.
+Filled from ``sessionhub_register_backends``. Selection: a backend name
+(matched case-insensitively), or the URL's full scheme (``mongodb+srv``), then
+the part before ``+`` (``sqlite+aiosqlite`` -> ``sqlite``); else the default.
+When both are set and disagree, the one from the higher-precedence source
+decides and the other is ignored; from the same source, it is an error.
 """
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import importlib
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 from sessionhub.backend import BackendInfo, BackendSettings
 from sessionhub.errors import BackendNotInstalled, ConfigError, PluginLoadError
+
+if TYPE_CHECKING:
+    from sessionhub.settings import SessionHubSettings
 
 __all__ = ["BackendRegistry", "DEFAULT_BACKEND", "FIRST_PARTY", "url_scheme", "import_object"]
 
@@ -63,10 +69,18 @@ def import_object(path: str) -> Any:
 class BackendRegistry:
     """The backends known to one plugin manager."""
 
-    def __init__(self, infos: list[BackendInfo], broken: dict[str, PluginLoadError]) -> None:
+    def __init__(
+        self,
+        infos: list[BackendInfo],
+        broken: dict[str, PluginLoadError],
+        skipped: dict[str, str] | None = None,
+    ) -> None:
         self._by_name: dict[str, BackendInfo] = {}
         self._by_scheme: dict[str, BackendInfo] = {}
         self.broken = broken
+        """Plugins that failed to import, by entry point name."""
+        self.skipped = skipped or {}
+        """Plugins left out by the load-only or disable list (lower-cased name -> why)."""
         for info in infos:
             self.add(info)
 
@@ -84,7 +98,7 @@ class BackendRegistry:
                 if record is not None and info.distribution is None:
                     info = replace(info, distribution=record.distribution, version=record.version)
                 infos.append(info)
-        return cls(infos, dict(getattr(pm, "broken", {})))
+        return cls(infos, dict(getattr(pm, "broken", {})), dict(getattr(pm, "skipped", {})))
 
     def add(self, info: BackendInfo) -> None:
         """Register a backend; a name or scheme already taken is an error naming both."""
@@ -116,12 +130,16 @@ class BackendRegistry:
         return [self._by_name[name] for name in self.names()]
 
     def get(self, name: str) -> BackendInfo:
-        """The backend registered as ``name``; a clear error if there is none."""
+        """The backend registered as ``name`` (any case); a clear error if there is none."""
         info = self._by_name.get(name)
+        if info is None:
+            same = [other for key, other in self._by_name.items() if key.lower() == name.lower()]
+            info = same[0] if len(same) == 1 else None
         if info is not None:
             return info
         if name in self.broken:
             raise self.broken[name]
+        self._raise_if_skipped(name.lower())
         raise BackendNotInstalled(self._not_installed(f"named {name!r}", name))
 
     def for_url(self, url: str) -> BackendInfo:
@@ -133,8 +151,10 @@ class BackendRegistry:
             if info is not None:
                 return info
         for name, (_, schemes) in FIRST_PARTY.items():
-            if (scheme in schemes or base in schemes) and name in self.broken:
-                raise self.broken[name]
+            if scheme in schemes or base in schemes:
+                if name in self.broken:
+                    raise self.broken[name]
+                self._raise_if_skipped(name)
         if base in self.broken:
             raise self.broken[base]
         hint_name = next(
@@ -143,23 +163,68 @@ class BackendRegistry:
         raise BackendNotInstalled(self._not_installed(f"for URL scheme {scheme!r}", hint_name))
 
     def select(self, backend: str | None, url: str | None) -> BackendInfo:
-        """Pick the backend for a configuration (name, URL, or the default)."""
-        if backend:
-            info = self.get(backend)
-            if url:
-                scheme = url_scheme(url)
-                if info.url_schemes and not {scheme, scheme.partition("+")[0]} & {
-                    s.lower() for s in info.url_schemes
-                }:
-                    raise ConfigError(
-                        f"The backend setting is {backend!r} but the url setting has scheme "
-                        f"{scheme!r}, which {backend!r} does not accept (it accepts: "
-                        f"{', '.join(info.url_schemes)}). Remove one of the two settings."
-                    )
-            return info
-        if url:
-            return self.for_url(url)
-        return self.get(DEFAULT_BACKEND)
+        """Pick the backend for a configuration (name, URL, or the default).
+
+        ``backend`` and ``url`` count as set in one place: if they disagree, it is an error.
+        """
+        return self.choose(backend, url)[0]
+
+    def choose(
+        self,
+        backend: str | None,
+        url: str | None,
+        *,
+        sources: tuple[tuple[int, str], tuple[int, str]] = ((0, "constructor"), (0, "constructor")),
+    ) -> tuple[BackendInfo, str | None]:
+        """Pick the backend, and the url it gets (``None`` when ``url`` was overruled).
+
+        ``sources`` gives the precedence rank (0: highest) and the source label of
+        ``backend`` and of ``url``. When they disagree, the one from the
+        higher-precedence source decides and the other is ignored; from one source,
+        it is a ``ConfigError`` naming both values and where they came from.
+        """
+        if not backend:
+            return (self.for_url(url) if url else self.get(DEFAULT_BACKEND)), url
+        if not url:
+            return self.get(backend), None
+        (backend_rank, backend_source), (url_rank, url_source) = sources
+        named: BackendInfo | None = None
+        if backend_rank <= url_rank:
+            named = self.get(backend)
+        else:
+            # a lower-precedence backend that cannot be used is overruled by the url
+            with contextlib.suppress(ConfigError):
+                named = self.get(backend)
+        if named is not None and _accepts(named, url):
+            return named, url
+        if url_rank < backend_rank:
+            return self.for_url(url), url
+        if backend_rank < url_rank:
+            assert named is not None
+            return named, None
+        assert named is not None
+        raise ConfigError(
+            f"The backend setting {backend!r} ({_source(backend_source)}) and the url setting "
+            f"with scheme {url_scheme(url)!r} ({_source(url_source)}) disagree: {named.name!r} "
+            f"accepts {', '.join(named.url_schemes)}. Remove one of the two settings."
+        )
+
+    def configure(self, settings: SessionHubSettings) -> tuple[BackendInfo, BackendSettings]:
+        """The backend ``settings`` select, and its own settings validated."""
+        from sessionhub.settings import validate_backend_settings
+
+        url = settings.url.get_secret_value() if settings.url is not None else None
+        sources = tuple(
+            (settings.precedence_of(key), settings.source_of(key)) for key in ("backend", "url")
+        )
+        info, used_url = self.choose(
+            settings.backend,
+            url,
+            sources=sources,  # type: ignore[arg-type]
+        )
+        if used_url is None and url is not None:
+            settings = settings.model_copy(update={"url": None})
+        return info, validate_backend_settings(settings, info.name, self.settings_model(info))
 
     def settings_model(self, info: BackendInfo) -> type[BackendSettings]:
         """The backend's settings model class, imported if given as a string."""
@@ -181,18 +246,39 @@ class BackendRegistry:
                 f"(pip install -U {info.distribution or 'sessionhub-' + info.name})."
             ) from exc
 
+    def _raise_if_skipped(self, name: str) -> None:
+        why = self.skipped.get(name) or self.skipped.get(
+            FIRST_PARTY.get(name, ("",))[0].lower() or name
+        )
+        if why is not None:
+            raise ConfigError(f"The sessionhub backend {name!r} is installed but {why}.")
+
     def _not_installed(self, what: str, hint_name: str) -> str:
         installed = ", ".join(self.names()) or "none"
-        first_party = FIRST_PARTY.get(hint_name)
+        first_party = FIRST_PARTY.get(hint_name.lower())
+        close = difflib.get_close_matches(hint_name.lower(), self.names(), n=1)
         if first_party is not None:
             advice = f"To add it: pip install {first_party[0]}"
+        elif close:
+            advice = f"Did you mean {close[0]!r}?"
         else:
-            close = difflib.get_close_matches(hint_name, self.names(), n=3)
-            advice = (f"Did you mean {' or '.join(repr(c) for c in close)}? " if close else "") + (
+            advice = (
                 "Did you spell it correctly? If it is a third-party backend, install its "
-                f"package (usually: pip install sessionhub-{hint_name})"
+                f"package (usually: pip install sessionhub-{hint_name.lower()})"
             )
         return f"No sessionhub backend {what} is installed. Installed: {installed}. {advice}"
+
+
+def _source(label: str) -> str:
+    named = {"constructor": "a constructor argument", "env": "the environment"}
+    return f"from {named.get(label, label)}"
+
+
+def _accepts(info: BackendInfo, url: str) -> bool:
+    if not info.url_schemes:
+        return True
+    scheme = url_scheme(url)
+    return bool({scheme, scheme.partition("+")[0]} & {s.lower() for s in info.url_schemes})
 
 
 def _origin(info: BackendInfo) -> str:

@@ -13,6 +13,7 @@ either shape.
 from __future__ import annotations
 
 import inspect
+import re
 from typing import Any
 
 from pymongo.errors import (
@@ -23,6 +24,7 @@ from pymongo.errors import (
     DuplicateKeyError,
     OperationFailure,
     PyMongoError,
+    ServerSelectionTimeoutError,
 )
 
 __all__ = [
@@ -33,6 +35,7 @@ __all__ = [
     "is_unknown_commit",
     "is_too_large",
     "is_connection_error",
+    "summary",
 ]
 
 _DUPLICATE_KEY = 11000
@@ -99,6 +102,17 @@ def is_connection_error(exc: BaseException) -> bool:
     if isinstance(exc, ClientBulkWriteException) and isinstance(exc.error, BaseException):
         return is_connection_error(exc.error)
     return isinstance(exc, ConnectionFailure)
+
+
+def summary(exc: BaseException) -> str:
+    """``exc`` in one line: a server selection timeout without its topology dump."""
+    text = str(exc)
+    if isinstance(exc, ServerSelectionTimeoutError):
+        text = text.partition(", Timeout:")[0]  # what follows is the whole topology description
+    return _CONFIGURED_TIMEOUTS.sub("", text)
+
+
+_CONFIGURED_TIMEOUTS = re.compile(r" \(configured timeouts: [^)]*\)")
 
 
 def _write_errors(exc: ClientBulkWriteException) -> list[Any]:
