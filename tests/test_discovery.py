@@ -77,24 +77,31 @@ def test_disable_list(site, monkeypatch):
     assert get_plugin_manager().get_plugin("sessionhub._builtin.audit_log") is None
 
 
-def test_a_selected_backend_whose_plugin_is_left_out_is_reported_as_such(monkeypatch):
-    monkeypatch.setenv("SESSIONHUB_DISABLE_PLUGINS", "memory")
-    with pytest.raises(ConfigError) as info:
-        SessionHistoryService(backend="memory")
-    assert str(info.value) == (
-        "The sessionhub backend 'memory' is installed but disabled by the disable_plugins "
-        "setting (SESSIONHUB_DISABLE_PLUGINS): take memory out of that list to use it."
-    )
-    with pytest.raises(ConfigError, match="'memory' is installed but disabled"):
-        SessionHistoryService(url="memory://")
-    monkeypatch.delenv("SESSIONHUB_DISABLE_PLUGINS")
-    monkeypatch.setenv("SESSIONHUB_PLUGINS", "sqlite")
-    with pytest.raises(ConfigError) as info:
-        SessionHistoryService(backend="memory")
-    assert str(info.value) == (
-        "The sessionhub backend 'memory' is installed but not loaded: the plugins setting "
-        "(SESSIONHUB_PLUGINS) lists only sqlite; add memory to it to use it."
-    )
+@pytest.mark.parametrize(
+    ("variable", "value", "why"),
+    [
+        (
+            "SESSIONHUB_DISABLE_PLUGINS",
+            "memory",
+            "disabled by the disable_plugins setting (SESSIONHUB_DISABLE_PLUGINS): take memory "
+            "out of that list to use it.",
+        ),
+        (
+            "SESSIONHUB_PLUGINS",
+            "sqlite",
+            "not loaded: the plugins setting (SESSIONHUB_PLUGINS) lists only sqlite; add memory "
+            "to it to use it.",
+        ),
+    ],
+)
+def test_a_selected_backend_whose_plugin_is_left_out_is_reported_as_such(
+    monkeypatch, variable, value, why
+):
+    monkeypatch.setenv(variable, value)
+    for selection in ({"backend": "memory"}, {"url": "memory://"}):
+        with pytest.raises(ConfigError) as info:
+            SessionHistoryService(**selection)
+        assert str(info.value) == f"The sessionhub backend 'memory' is installed but {why}"
 
 
 def test_unknown_names_in_the_plugin_lists_are_reported(monkeypatch, caplog):

@@ -200,7 +200,7 @@ class SessionHubSettings(BaseSettings):
         extra = self.__pydantic_extra__ or {}
         for key, value in extra.items():
             if not isinstance(value, Mapping):
-                raise ValueError(_unknown_setting(key, "given"))
+                raise ValueError(_unknown_setting(key, "passed to SessionHubSettings"))
             extra[key] = conceal(value)
         return self
 
