@@ -412,3 +412,24 @@ def test_unknown_settings_get_a_suggestion_naming_where_they_are(clean_environme
         SessionHubSettings.isolated(sesion_ttl=5)
     with pytest.raises(ValueError, match=r"Unknown setting 'sesion_ttl' .*: did you mean"):
         SessionHubSettings(sesion_ttl=5)
+
+
+def test_arguments_given_with_resolved_settings_outrank_them(clean_environment):
+    write(clean_environment / "sessionhub.toml", 'backend = "redis"\nevent_limit = 7\n')
+    settings = load_settings()
+    service = SessionHistoryService(settings=settings, url="memory://")
+    assert service.backend.name == "memory" and service.settings.event_limit == 7
+    assert service.settings.source_of("event_limit") == "sessionhub.toml"
+    isolated = SessionHubSettings.isolated(backend="redis")
+    assert SessionHistoryService(settings=isolated, url="memory://").backend.name == "memory"
+
+
+def test_a_misspelt_backend_table_is_reported(clean_environment, caplog):
+    write(
+        clean_environment / "sessionhub.toml", 'backend = "memory"\n[memroy]\nurl = "memory://x"\n'
+    )
+    SessionHistoryService()
+    assert [record.getMessage() for record in caplog.records] == [
+        "The settings have a table [memroy] (from sessionhub.toml), but no backend has that "
+        "name: did you mean [memory]? Its options are ignored."
+    ]

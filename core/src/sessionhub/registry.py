@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import importlib
+import logging
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +25,8 @@ if TYPE_CHECKING:
     from sessionhub.settings import SessionHubSettings
 
 __all__ = ["BackendRegistry", "DEFAULT_BACKEND", "FIRST_PARTY", "url_scheme", "import_object"]
+
+logger = logging.getLogger("sessionhub")
 
 DEFAULT_BACKEND = "sqlite"
 """The backend used when the configuration names none: embedded, zero set-up."""
@@ -224,6 +227,7 @@ class BackendRegistry:
         )
         if used_url is None and url is not None:
             settings = settings.model_copy(update={"url": None})
+        self._warn_of_misspelt_tables(settings)
         return info, validate_backend_settings(settings, info.name, self.settings_model(info))
 
     def settings_model(self, info: BackendInfo) -> type[BackendSettings]:
@@ -245,6 +249,20 @@ class BackendRegistry:
                 f"{type(exc).__name__}: {exc}. Reinstall it with its dependencies "
                 f"(pip install -U {info.distribution or 'sessionhub-' + info.name})."
             ) from exc
+
+    def _warn_of_misspelt_tables(self, settings: SessionHubSettings) -> None:
+        # A table may belong to a hook plugin, so only a near miss of a backend is reported.
+        backends = {*self.names(), *FIRST_PARTY}
+        for table in settings.model_extra or {}:
+            close = difflib.get_close_matches(table.lower(), sorted(backends), n=1)
+            if table not in backends and close:
+                logger.warning(
+                    "The settings have a table [%s] (from %s), but no backend has that name: "
+                    "did you mean [%s]? Its options are ignored.",
+                    table,
+                    settings.source_of(table),
+                    close[0],
+                )
 
     def _raise_if_skipped(self, name: str) -> None:
         why = self.skipped.get(name) or self.skipped.get(

@@ -140,13 +140,10 @@ class SessionHistoryService:
                 overrides["url"] = url
             settings = load_settings(**overrides)
         elif overrides or url is not None or isinstance(backend, str):
-            settings = SessionHubSettings.isolated(
-                **{
-                    **settings.model_dump(),
-                    **overrides,
-                    **({"backend": backend} if isinstance(backend, str) else {}),
-                    **({"url": url} if url is not None else {}),
-                }
+            settings = settings.with_overrides(
+                **overrides,
+                **({"backend": backend} if isinstance(backend, str) else {}),
+                **({"url": url} if url is not None else {}),
             )
         self.settings: SessionHubSettings = settings
         """The resolved settings."""

@@ -215,6 +215,11 @@ class SessionHubSettings(BaseSettings):
         """
         return _resolve([Layer("constructor", "constructor", values)])
 
+    def with_overrides(self, **values: Any) -> SessionHubSettings:
+        """These settings with ``values`` added as constructor arguments, above every source."""
+        layers = self._layers or [Layer("constructor", "constructor", self.model_dump())]
+        return _resolve([Layer("constructor", "constructor", values), *layers])
+
     def source_of(self, *path: str) -> SettingSource:
         """Where the value at ``path`` (``"url"``, or ``"redis", "url"``) came from.
 
