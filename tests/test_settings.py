@@ -231,6 +231,8 @@ url = "mongodb://u:{PASSWORD}@127.0.0.1:1/?tlsCertificateKeyFilePassword={PASSWO
 server_selection_timeout_ms = 200
 [sqlite]
 api_token = "{PASSWORD}"
+[audit]
+sinks = ["https://u:{PASSWORD}@logs.example/", "stdout"]
 ''',
     )
     settings = load_settings()

@@ -62,6 +62,8 @@ def mask_url(url: str) -> str:
 
 def display(name: str, value: Any) -> Any:
     """``value`` of the option ``name`` as it may be printed: secrets masked, durations in s."""
+    if isinstance(value, list):
+        return [display(name, item) for item in value]
     if isinstance(value, SecretStr):
         text = value.get_secret_value()
         return mask_url(text) if "://" in text else MASK
@@ -79,25 +81,29 @@ def conceal(table: Mapping[str, Any]) -> dict[str, Any]:
 
     Dumps, reprs and JSON of the settings then show ``**********`` for them.
     """
-    concealed: dict[str, Any] = {}
-    for key, value in table.items():
-        if isinstance(value, Mapping):
-            value = conceal(value)
-        elif isinstance(value, str) and (is_secret_name(key) or "://" in value):
-            value = SecretStr(value)
-        elif value is not None and not isinstance(value, SecretStr) and is_secret_name(key):
-            value = SecretStr(str(value))
-        concealed[key] = value
-    return concealed
+    return {key: _conceal(key, value) for key, value in table.items()}
+
+
+def _conceal(name: str, value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return conceal(value)
+    if isinstance(value, list):
+        return [_conceal(name, item) for item in value]
+    if isinstance(value, str) and "://" in value:
+        return SecretStr(value)
+    if value is None or isinstance(value, SecretStr) or not is_secret_name(name):
+        return value
+    return SecretStr(value if isinstance(value, str) else str(value))
 
 
 def reveal(table: Mapping[str, Any]) -> dict[str, Any]:
     """The inverse of :func:`conceal`: the plain values, for a backend's own settings model."""
-    return {
-        key: reveal(value)
-        if isinstance(value, Mapping)
-        else value.get_secret_value()
-        if isinstance(value, SecretStr)
-        else value
-        for key, value in table.items()
-    }
+    return {key: _reveal(value) for key, value in table.items()}
+
+
+def _reveal(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return reveal(value)
+    if isinstance(value, list):
+        return [_reveal(item) for item in value]
+    return value.get_secret_value() if isinstance(value, SecretStr) else value

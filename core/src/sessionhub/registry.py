@@ -14,15 +14,13 @@ import difflib
 import importlib
 import logging
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pluggy
 
 from sessionhub.backend import BackendInfo, BackendSettings
 from sessionhub.errors import BackendNotInstalled, ConfigError, PluginLoadError
-
-if TYPE_CHECKING:
-    from sessionhub.settings import SessionHubSettings
+from sessionhub.settings import SessionHubSettings, mask_url, validate_backend_settings
 
 __all__ = ["BackendRegistry", "DEFAULT_BACKEND", "FIRST_PARTY", "url_scheme", "import_object"]
 
@@ -48,16 +46,10 @@ def url_scheme(url: str) -> str:
     scheme, sep, _ = url.partition("://")
     if not sep or not scheme or ":" in scheme:
         raise ConfigError(
-            f"The url setting {_mask(url)!r} has no scheme. Write it as scheme://..., "
+            f"The url setting {mask_url(url)!r} has no scheme. Write it as scheme://..., "
             "for example sqlite:///sessionhub.db, redis://localhost:6379/0 or memory://."
         )
     return scheme.lower()
-
-
-def _mask(url: str) -> str:
-    from sessionhub.settings import mask_url
-
-    return mask_url(url)
 
 
 def import_object(path: str) -> Any:
@@ -191,21 +183,18 @@ class BackendRegistry:
         if not url:
             return self.get(backend), None
         (backend_rank, backend_source), (url_rank, url_source) = sources
-        named: BackendInfo | None = None
-        if backend_rank <= url_rank:
-            named = self.get(backend)
-        else:
-            # a lower-precedence backend that cannot be used is overruled by the url
+        if url_rank < backend_rank:
+            # The url outranks the name, which counts only if it is usable and agrees.
             with contextlib.suppress(ConfigError):
                 named = self.get(backend)
-        if named is not None and _accepts(named, url):
-            return named, url
-        if url_rank < backend_rank:
+                if _accepts(named, url):
+                    return named, url
             return self.for_url(url), url
+        named = self.get(backend)
+        if _accepts(named, url):
+            return named, url
         if backend_rank < url_rank:
-            assert named is not None
             return named, None
-        assert named is not None
         raise ConfigError(
             f"The backend setting {backend!r} ({_source(backend_source)}) and the url setting "
             f"with scheme {url_scheme(url)!r} ({_source(url_source)}) disagree: {named.name!r} "
@@ -214,17 +203,12 @@ class BackendRegistry:
 
     def configure(self, settings: SessionHubSettings) -> tuple[BackendInfo, BackendSettings]:
         """The backend ``settings`` select, and its own settings validated."""
-        from sessionhub.settings import validate_backend_settings
-
         url = settings.url.get_secret_value() if settings.url is not None else None
-        sources = tuple(
-            (settings.precedence_of(key), settings.source_of(key)) for key in ("backend", "url")
+        sources = (
+            (settings.precedence_of("backend"), settings.source_of("backend")),
+            (settings.precedence_of("url"), settings.source_of("url")),
         )
-        info, used_url = self.choose(
-            settings.backend,
-            url,
-            sources=sources,  # type: ignore[arg-type]
-        )
+        info, used_url = self.choose(settings.backend, url, sources=sources)
         if used_url is None and url is not None:
             settings = settings.model_copy(update={"url": None})
         self._warn_of_misspelt_tables(settings)

@@ -340,11 +340,11 @@ def _describe(
         loc = tuple(error["loc"])
         path = (table, *loc) if table else loc
         key = ".".join(str(part) for part in loc)
-        where = ".".join(filter(None, (f"[{table}]" if table else "", key))) or "(settings)"
-        layer = find_layer(layers, path) if loc else None
-        source = layer.describe(path) if layer is not None else "the default"
-        if not loc:  # a rule across several keys: no one source to name
-            source = ""
+        where = f"[{table}]" + (f".{key}" if key else "") if table else key or "(settings)"
+        source = ""  # stays empty for a rule across several keys: no one source to name
+        if loc:
+            layer = find_layer(layers, path)
+            source = layer.describe(path) if layer is not None else "the default"
         message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "extra_forbidden" and options is not None:
             close = difflib.get_close_matches(str(loc[-1]), options, n=1)
@@ -361,14 +361,15 @@ def validate_backend_settings(
 ) -> BackendSettings:
     """Validate backend ``name``'s table with its own model; the top-level url fills ``url``."""
     table = settings.backend_table(name)
-    if settings.url is not None and "url" in model.model_fields and "url" not in table:
-        table["url"] = settings.url.get_secret_value()
+    top_url = settings.url if "url" in model.model_fields and "url" not in table else None
+    if top_url is not None:
+        table["url"] = top_url.get_secret_value()
     try:
         return model.model_validate(table)
     except ValidationError as exc:
         layers = settings._layers
-        if settings.url is not None and "url" not in settings.backend_table(name):
-            layers = [_url_as_table(layer, name) for layer in layers]  # it came from `url`
+        if top_url is not None:
+            layers = [_url_as_table(layer, name) for layer in layers]
         error = ConfigError(_describe(exc, layers, table=name, options=list(model.model_fields)))
     raise error
 
