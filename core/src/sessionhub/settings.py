@@ -87,7 +87,11 @@ _ISO_DURATION: TypeAdapter[timedelta] = TypeAdapter(timedelta)
 
 
 def _parse_duration(value: Any) -> Any:
-    """Seconds (3600 or "3600"), a number and a unit ("30m", "7 days"), or ISO 8601 ("P7D")."""
+    """Seconds (3600 or "3600"), a number and a unit ("30m", "7 days"), or ISO 8601 ("P7D").
+
+    Range checks come after (``_in_range``); a number too large for a timedelta is
+    refused here, since it would overflow before.
+    """
     if isinstance(value, bool):
         raise ValueError(f"{value!r} is not a duration. {_DURATION_FORMS}")
     if isinstance(value, (int, float)):
@@ -103,7 +107,7 @@ def _parse_duration(value: Any) -> Any:
         factor = _UNITS.get(unit.removesuffix("s") if len(unit) > 3 else unit) if unit else 1
         if factor is not None:
             return _seconds(float(match["number"]) * factor, value)
-    elif text.startswith(("p", "-p")):
+    else:  # ISO 8601 ("P7D") or pydantic's other forms ("1 day, 02:00:00")
         try:
             return _ISO_DURATION.validate_python(text.upper())
         except ValidationError:
@@ -112,7 +116,7 @@ def _parse_duration(value: Any) -> Any:
 
 
 def _seconds(seconds: float, given: Any) -> timedelta:
-    if not math.isfinite(seconds) or abs(seconds) > MAX_DURATION.total_seconds():
+    if abs(seconds) > MAX_DURATION.total_seconds() or not math.isfinite(seconds):
         raise ValueError(f"{given!r} is longer than the longest duration allowed, 100 years")
     return timedelta(seconds=seconds)
 
