@@ -27,13 +27,12 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from sessionhub._secrets import display
 from sessionhub.errors import SessionHubError
 from sessionhub.models import Event, HealthStatus, Session, TextPart, ToolCallPart, ToolResultPart
 from sessionhub.plugins import SessionHubPluginManager, get_plugin_manager
 from sessionhub.registry import BackendRegistry
 from sessionhub.service import SessionHistoryService
-from sessionhub.settings import SessionHubSettings, explain_settings, load_settings
+from sessionhub.settings import explain_settings, load_settings
 from sessionhub.transfer import (
     TransferReport,
     count_sessions,
@@ -240,7 +239,10 @@ def _config(args: argparse.Namespace) -> int:
     rows = explain_settings()
     problem: SessionHubError | None = None
     try:
-        rows = _with_effective_backend(rows, load_settings())
+        settings = load_settings()
+        pm = get_plugin_manager(load=settings.plugins, disable=settings.disable_plugins)
+        effective = BackendRegistry.from_plugin_manager(pm).effective(settings)
+        rows = [(k, *effective[k]) if k in effective else (k, v, s) for k, v, s in rows]
     except SessionHubError as exc:  # show what is configured, then what is wrong with it
         problem = exc
     if args.json:
@@ -255,35 +257,6 @@ def _config(args: argparse.Namespace) -> int:
         print(f"error: {problem}", file=sys.stderr)
         return 2
     return 0
-
-
-def _with_effective_backend(
-    rows: list[tuple[str, Any, str]], settings: SessionHubSettings
-) -> list[tuple[str, Any, str]]:
-    """``rows`` with the backend and url that will be used, defaults included."""
-    pm = get_plugin_manager(load=settings.plugins, disable=settings.disable_plugins)
-    info, config = BackendRegistry.from_plugin_manager(pm).configure(settings)
-    if settings.backend and settings.backend.lower() == info.name.lower():
-        backend_source = settings.source_of("backend")
-    elif settings.url is not None:
-        backend_source = f"{settings.source_of('url')} (the url's scheme)"
-    else:
-        backend_source = "default"
-    table = settings.backend_table(info.name)
-    if "url" in table:
-        url_source = settings.source_of(info.name, "url")
-    elif settings.url is not None and config.url is not None:
-        url_source = settings.source_of("url")
-    elif table:
-        url_source = f"from the [{info.name}] options"
-    else:
-        url_source = f"default of {info.name}"
-    url = config.effective_url()
-    effective = {
-        "backend": (info.name, backend_source),
-        "url": (display("url", url) if url is not None else "(none)", url_source),
-    }
-    return [(key, *effective[key]) if key in effective else (key, v, s) for key, v, s in rows]
 
 
 def _check(args: argparse.Namespace) -> int:

@@ -214,6 +214,33 @@ class BackendRegistry:
         self._warn_of_misspelt_tables(settings)
         return info, validate_backend_settings(settings, info.name, self.settings_model(info))
 
+    def effective(self, settings: SessionHubSettings) -> dict[str, tuple[str, str]]:
+        """The backend and url ``settings`` select, defaults included, each with its source.
+
+        ``{"backend": (name, source), "url": (masked url, source)}``, for ``sessionhub config``.
+        """
+        info, config = self.configure(settings)
+        if settings.backend and settings.backend.lower() == info.name.lower():
+            backend_source = settings.source_of("backend")
+        elif settings.url is not None:
+            backend_source = f"{settings.source_of('url')} (the url's scheme)"
+        else:
+            backend_source = "default"
+        table = settings.backend_table(info.name)
+        if "url" in table:
+            url_source = settings.source_of(info.name, "url")
+        elif settings.url is not None and config.url is not None:
+            url_source = settings.source_of("url")
+        elif table:
+            url_source = f"from the [{info.name}] options"
+        else:
+            url_source = f"default of {info.name}"
+        url = config.effective_url()
+        return {
+            "backend": (info.name, backend_source),
+            "url": (mask_url(url) if url is not None else "(none)", url_source),
+        }
+
     def settings_model(self, info: BackendInfo) -> type[BackendSettings]:
         """The backend's settings model class, imported if given as a string."""
         model = info.settings_model
