@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 
@@ -238,3 +240,99 @@ def test_writing_commands_create_the_sqlite_file(tmp_path, store):
 )
 def test_bad_arguments_to_data_commands_are_one_error_line(tmp_path, store, args):
     one_error_line(run(*args, env=store, cwd=tmp_path))
+
+
+def test_version():
+    result = run("--version")
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"sessionhub {importlib.metadata.version('sessionhub')}"
+
+
+COMMANDS = [
+    ["backends"],
+    ["plugins"],
+    ["config"],
+    ["check"],
+    ["demo"],
+    ["sessions", "list", "--user", "u"],
+    ["export"],
+]
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: c[0])
+def test_a_malformed_config_file_is_one_line_and_exit_2(tmp_path, command):
+    (tmp_path / "sessionhub.toml").write_text('backend = "memory"\nevent_limit = \n')
+    result = run(*command, cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr == (
+        "error: sessionhub.toml, line 2, column 15: Invalid value: the file is not valid TOML. "
+        "Fix that line.\n"
+    )
+
+
+def test_config_shows_the_effective_backend_and_url(tmp_path):
+    result = run("config", "--json", cwd=tmp_path)
+    rows = {row["key"]: (row["value"], row["source"]) for row in json.loads(result.stdout)}
+    assert rows["backend"] == ("sqlite", "default")
+    assert rows["url"] == ("sqlite:///sessionhub.db", "default of sqlite")
+    (tmp_path / "sessionhub.toml").write_text('backend = "redis"\n')
+    result = run("config", env={"SESSIONHUB_URL": "memory://:hunter2@x"}, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = {line.split()[0]: line.split()[1:] for line in result.stdout.splitlines()[1:]}
+    assert lines["backend"] == ["memory", "env", "(the", "url's", "scheme)"]
+    assert lines["url"] == ["memory://:***@x", "env"]
+
+
+def test_config_reports_what_is_wrong_after_showing_the_settings(tmp_path):
+    (tmp_path / "sessionhub.toml").write_text('backend = "redis"\nurl = "memory://"\n')
+    result = run("config", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "backend          redis" in result.stdout
+    assert result.stderr.startswith(
+        "error: The backend setting 'redis' (from sessionhub.toml) and the url setting with "
+        "scheme 'memory' (from sessionhub.toml) disagree"
+    )
+
+
+def test_backend_names_in_any_case_and_disabled_plugins(tmp_path):
+    assert run("check", env={"SESSIONHUB_BACKEND": "Memory"}).returncode == 0
+    result = run(
+        "check", env={"SESSIONHUB_BACKEND": "memory", "SESSIONHUB_DISABLE_PLUGINS": "memory"}
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith(
+        "error: The sessionhub backend 'memory' is installed but disabled"
+    )
+    result = run(
+        "check", env={"SESSIONHUB_BACKEND": "memory", "SESSIONHUB_PLUGINS": "memory,memroy"}
+    )
+    assert result.returncode == 0
+    assert (
+        "SESSIONHUB_PLUGINS names 'memroy', but no installed sessionhub plugin has that name"
+        in (result.stderr)
+    )
+
+
+def test_check_gives_up_on_a_server_that_never_answers():
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts connections, never replies
+        port = silent.getsockname()[1]
+        result = run(
+            "check", "--timeout", "1", env={"SESSIONHUB_URL": f"redis://127.0.0.1:{port}/0"}
+        )
+    assert result.returncode == 1
+    assert result.stderr.startswith("failed: backend 'redis': no answer within 1 s.")
+    assert len(result.stderr.splitlines()) == 1
+
+
+def test_check_of_an_unreachable_mongodb_is_one_line():
+    env = {
+        "SESSIONHUB_URL": "mongodb://127.0.0.1:1/",
+        "SESSIONHUB_MONGODB__SERVER_SELECTION_TIMEOUT_MS": "300",
+    }
+    result = run("check", env=env)
+    assert result.returncode == 1
+    assert result.stderr.startswith(
+        "failed: backend 'mongodb': MongoDB at mongodb://127.0.0.1:1 (database 'sessionhub') "
+        "did not answer during open: 127.0.0.1:1: "
+    )
+    assert len(result.stderr.splitlines()) == 1 and "Topology" not in result.stderr

@@ -77,6 +77,46 @@ def test_disable_list(site, monkeypatch):
     assert get_plugin_manager().get_plugin("sessionhub._builtin.audit_log") is None
 
 
+@pytest.mark.parametrize(
+    ("variable", "value", "why"),
+    [
+        (
+            "SESSIONHUB_DISABLE_PLUGINS",
+            "memory",
+            "disabled by the disable_plugins setting (SESSIONHUB_DISABLE_PLUGINS): take memory "
+            "out of that list to use it.",
+        ),
+        (
+            "SESSIONHUB_PLUGINS",
+            "sqlite",
+            "not loaded: the plugins setting (SESSIONHUB_PLUGINS) lists only sqlite; add memory "
+            "to it to use it.",
+        ),
+    ],
+)
+def test_a_selected_backend_whose_plugin_is_left_out_is_reported_as_such(
+    monkeypatch, variable, value, why
+):
+    monkeypatch.setenv(variable, value)
+    for selection in ({"backend": "memory"}, {"url": "memory://"}):
+        with pytest.raises(ConfigError) as info:
+            SessionHistoryService(**selection)
+        assert str(info.value) == f"The sessionhub backend 'memory' is installed but {why}"
+
+
+def test_unknown_names_in_the_plugin_lists_are_reported(monkeypatch, caplog):
+    monkeypatch.setenv("SESSIONHUB_DISABLE_PLUGINS", "redsi")
+    monkeypatch.setenv("SESSIONHUB_PLUGINS", "memory,nosuchplugin")
+    pm = get_plugin_manager()
+    assert pm.not_found == ["nosuchplugin", "redsi"]
+    messages = [record.getMessage() for record in caplog.records]
+    assert (
+        "SESSIONHUB_DISABLE_PLUGINS names 'redsi', but no installed sessionhub plugin has that "
+        "name (did you mean 'redis')." in messages
+    )
+    assert any(m.startswith("SESSIONHUB_PLUGINS names 'nosuchplugin'") for m in messages)
+
+
 def test_settings_choose_the_plugins(site, tmp_path):
     site.install("sessionhub-one", {"p_one": backend_plugin("one")}, {"one": "p_one"})
     (tmp_path / "cwd" / "sessionhub.toml").write_text('plugins = ["memory"]\nbackend = "memory"\n')

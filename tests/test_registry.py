@@ -52,12 +52,43 @@ def test_name_wins_and_default_is_sqlite():
     assert registry.select(None, None).name == "sqlite"
 
 
-def test_name_and_url_that_disagree():
+def test_name_and_url_from_one_source_that_disagree_name_the_source():
     with pytest.raises(ConfigError) as info:
-        fake_registry(SQLITE, REDIS).select("redis", "sqlite:///x.db")
+        fake_registry(SQLITE, REDIS).choose(
+            "redis", "sqlite:///x.db", sources=((3, "sessionhub.toml"), (3, "sessionhub.toml"))
+        )
     assert str(info.value) == (
-        "The backend setting is 'redis' but the url setting has scheme 'sqlite', which 'redis' "
-        "does not accept (it accepts: redis, rediss, unix). Remove one of the two settings."
+        "The backend setting 'redis' (from sessionhub.toml) and the url setting with scheme "
+        "'sqlite' (from sessionhub.toml) disagree: 'redis' accepts redis, rediss, unix. "
+        "Remove one of the two settings."
+    )
+
+
+def test_the_higher_source_decides_between_name_and_url():
+    registry = fake_registry(SQLITE, REDIS)
+    env, file = (1, "env"), (3, "sessionhub.toml")
+    # A url from the environment outranks a backend name from the file, and the reverse.
+    info, url = registry.choose("redis", "sqlite:///x.db", sources=(file, env))
+    assert (info.name, url) == ("sqlite", "sqlite:///x.db")
+    info, url = registry.choose("redis", "sqlite:///x.db", sources=(env, file))
+    assert (info.name, url) == ("redis", None)
+    # Agreeing values from different sources are both used.
+    info, url = registry.choose("redis", "redis://cache:6379/0", sources=(env, file))
+    assert (info.name, url) == ("redis", "redis://cache:6379/0")
+    # A lower backend that is not even installed does not stand in the way of the url.
+    info, url = registry.choose("postgres", "redis://cache/0", sources=(file, env))
+    assert (info.name, url) == ("redis", "redis://cache/0")
+
+
+def test_names_match_in_any_case_and_a_typo_gets_one_suggestion():
+    registry = fake_registry(SQLITE, REDIS)
+    assert registry.get("Redis").name == "redis"
+    assert registry.select("SQLITE", "sqlite:///x.db").name == "sqlite"
+    with pytest.raises(BackendNotInstalled) as info:
+        registry.get("Rediss")
+    assert str(info.value) == (
+        "No sessionhub backend named 'Rediss' is installed. Installed: redis, sqlite. "
+        "Did you mean 'redis'?"
     )
 
 
@@ -84,8 +115,13 @@ def test_unknown_third_party_name_suggests_close_matches():
         fake_registry(SQLITE).get("sqlit")
     assert str(info.value) == (
         "No sessionhub backend named 'sqlit' is installed. Installed: sqlite. Did you mean "
-        "'sqlite'? Did you spell it correctly? If it is a third-party backend, install its package "
-        "(usually: pip install sessionhub-sqlit)"
+        "'sqlite'?"
+    )
+    with pytest.raises(BackendNotInstalled) as info:
+        fake_registry(SQLITE).get("AcmeStore")
+    assert str(info.value).endswith(
+        "If it is a third-party backend, install its package (usually: pip install "
+        "sessionhub-acmestore)"
     )
 
 

@@ -76,11 +76,18 @@ class BackendSettings(BaseModel):
     Subclass it to add options; the top-level ``url`` setting is copied into ``url``.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
     url: SecretStr | None = Field(
         default=None, description="The backend's storage URL (the top-level url setting fills it)."
     )
     """The backend's storage URL, a secret; the top-level ``url`` setting fills it."""
+
+    def effective_url(self) -> str | None:
+        """The URL the backend will open, defaults included (``None``: the backend has none).
+
+        Override it when the store can be named otherwise (a path) or has a default.
+        """
+        return self.url.get_secret_value() if self.url is not None else None
 
 
 @dataclass

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.metadata
 import json
 import os
 import sys
@@ -27,7 +28,7 @@ from rich.progress import (
 )
 
 from sessionhub.errors import SessionHubError
-from sessionhub.models import Event, Session, TextPart, ToolCallPart, ToolResultPart
+from sessionhub.models import Event, HealthStatus, Session, TextPart, ToolCallPart, ToolResultPart
 from sessionhub.plugins import SessionHubPluginManager, get_plugin_manager
 from sessionhub.registry import BackendRegistry
 from sessionhub.service import SessionHistoryService
@@ -55,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sessionhub", description="Session history for AI agents: plugins, settings, checks."
     )
+    parser.add_argument(
+        "--version", action="version", version=f"sessionhub {_version()}", help="print the version"
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     backends = commands.add_parser("backends", help="list installed storage backends")
     backends.add_argument("--json", action="store_true", help="print JSON")
@@ -64,7 +68,13 @@ def build_parser() -> argparse.ArgumentParser:
     plugins.add_argument("--json", action="store_true", help="print JSON")
     config = commands.add_parser("config", help="show resolved settings and where each came from")
     config.add_argument("--json", action="store_true", help="print JSON")
-    commands.add_parser("check", help="build the configured backend and ping it")
+    check = commands.add_parser("check", help="build the configured backend and ping it")
+    check.add_argument(
+        "--timeout",
+        type=float,
+        default=5.0,
+        help="seconds to wait for the backend to answer (default: 5)",
+    )
     demo = commands.add_parser("demo", help="store and print a short conversation")
     demo.add_argument("--user", default="demo-user", help="user id to use (default: demo-user)")
     _add_data_commands(commands)
@@ -120,6 +130,13 @@ def _add_data_commands(commands: Any) -> None:
         action="store_true",
         help="skip the first pass that counts sessions and events (no time-left estimate)",
     )
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("sessionhub")
+    except importlib.metadata.PackageNotFoundError:
+        return "(version unknown: not installed)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -224,14 +241,25 @@ def _plugins(args: argparse.Namespace) -> int:
 
 def _config(args: argparse.Namespace) -> int:
     rows = explain_settings()
+    problem: SessionHubError | None = None
+    try:
+        settings = load_settings()
+        pm = get_plugin_manager(load=settings.plugins, disable=settings.disable_plugins)
+        effective = BackendRegistry.from_plugin_manager(pm).effective(settings)
+        rows = [(k, *effective[k]) if k in effective else (k, v, s) for k, v, s in rows]
+    except SessionHubError as exc:  # show what is configured, then what is wrong with it
+        problem = exc
     if args.json:
         print(
             json.dumps(
                 [{"key": k, "value": v, "source": s} for k, v, s in rows], indent=2, default=str
             )
         )
-        return 0
-    _print_table([["SETTING", "VALUE", "SOURCE"]] + [[k, _show(v), s] for k, v, s in rows])
+    else:
+        _print_table([["SETTING", "VALUE", "SOURCE"]] + [[k, _show(v), s] for k, v, s in rows])
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -239,7 +267,15 @@ def _check(args: argparse.Namespace) -> int:
     async def run() -> int:
         service = SessionHistoryService()
         try:
-            status = await service.health()
+            status = await asyncio.wait_for(service.health(), args.timeout)
+        except asyncio.TimeoutError:
+            status = HealthStatus(
+                ok=False,
+                backend=service.backend.name,
+                detail=f"no answer within {args.timeout:g} s. Check that the server is running "
+                "and reachable from here, and the url setting (sessionhub config shows it); "
+                "--timeout waits longer",
+            )
         finally:
             await service.stop()
         if status.ok:

@@ -8,6 +8,7 @@ load; it breaks only a service that selects one of its backends.
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import importlib.metadata
 import inspect
@@ -57,7 +58,10 @@ class SessionHubPluginManager(pluggy.PluginManager):
         self.broken: dict[str, PluginLoadError] = {}
         """Plugins that failed to load, by entry point name."""
         self.not_found: list[str] = []
-        """Names given in the load-only list that no installed distribution provides."""
+        """Names given in the load-only or disable list that no installed plugin has."""
+        self.skipped: dict[str, str] = {}
+        """Installed plugins left out by the load-only or disable list: entry point and
+        distribution name (lower-cased) -> why, as a sentence ending in what to change."""
 
 
 def parse_name_list(raw: str | Iterable[str] | None) -> list[str] | None:
@@ -98,7 +102,7 @@ def get_plugin_manager(
     for name in disable:
         pm.set_blocked(name)
     if entry_points:
-        _load_entry_points(pm, load, set(disable))
+        _load_entry_points(pm, load, disable)
     if builtins:
         for module_name in BUILTIN_PLUGINS:
             if not pm.is_blocked(module_name):
@@ -116,20 +120,34 @@ def _version() -> str | None:
 
 
 def _load_entry_points(
-    pm: SessionHubPluginManager, only: Sequence[str] | None, disabled: set[str]
+    pm: SessionHubPluginManager, only: Sequence[str] | None, disable: Sequence[str]
 ) -> None:
-    wanted = None if only is None else set(only)
-    seen: set[str] = set()
+    wanted = None if only is None else {name.lower() for name in only}
+    disabled = {name.lower() for name in disable}
+    installed: set[str] = set()
     for dist in importlib.metadata.distributions():
         dist_name = dist.metadata["Name"]
         for ep in dist.entry_points:
             if ep.group != hookspecs.PROJECT_NAME:
                 continue
-            if ep.name in disabled or dist_name in disabled:
+            names = {ep.name.lower(), dist_name.lower()}
+            installed |= names
+            if names & disabled:
+                _skip(
+                    pm,
+                    names,
+                    "disabled by the disable_plugins setting (SESSIONHUB_DISABLE_PLUGINS): "
+                    f"take {ep.name} out of that list to use it",
+                )
                 continue
-            if wanted is not None and ep.name not in wanted and dist_name not in wanted:
+            if wanted is not None and not names & wanted:
+                _skip(
+                    pm,
+                    names,
+                    "not loaded: the plugins setting (SESSIONHUB_PLUGINS) lists only "
+                    f"{', '.join(sorted(wanted)) or 'none'}; add {ep.name} to it to use it",
+                )
                 continue
-            seen.update((ep.name, dist_name))
             known = pm.records.get(ep.name)
             if known is not None:
                 if known.distribution == dist_name:
@@ -154,10 +172,27 @@ def _load_entry_points(
                 continue
             pm.register(plugin, name=ep.name)
             pm.records[ep.name] = PluginRecord(ep.name, dist_name, dist.version)
-    if wanted is not None:
-        pm.not_found = sorted(wanted - seen)
-        for name in pm.not_found:
-            logger.warning("SESSIONHUB_PLUGINS names %r, but no installed plugin has it.", name)
+    builtins = {name.lower() for name in BUILTIN_PLUGINS}
+    for setting, names in (
+        ("SESSIONHUB_PLUGINS", wanted or set()),
+        ("SESSIONHUB_DISABLE_PLUGINS", disabled),
+    ):
+        for name in sorted(names - installed - builtins):
+            pm.not_found.append(name)
+            close = difflib.get_close_matches(name, sorted(installed), n=1)
+            hint = f"did you mean {close[0]!r}" if close else "installed: "
+            hint += "" if close else (", ".join(sorted(installed)) or "none")
+            logger.warning(
+                "%s names %r, but no installed sessionhub plugin has that name (%s).",
+                setting,
+                name,
+                hint,
+            )
+
+
+def _skip(pm: SessionHubPluginManager, names: set[str], why: str) -> None:
+    for name in names:
+        pm.skipped[name] = why
 
 
 async def call_hook(pm: pluggy.PluginManager, hook_name: str, **kwargs: Any) -> list[Any]:

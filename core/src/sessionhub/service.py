@@ -41,7 +41,7 @@ from sessionhub.hookspecs import AppendContext
 from sessionhub.models import APP_PREFIX, USER_PREFIX, Event, HealthStatus, Page, Session
 from sessionhub.plugins import call_hook, get_plugin_manager
 from sessionhub.registry import BackendRegistry
-from sessionhub.settings import SessionHubSettings, load_settings, validate_backend_settings
+from sessionhub.settings import SessionHubSettings, load_settings
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -140,13 +140,10 @@ class SessionHistoryService:
                 overrides["url"] = url
             settings = load_settings(**overrides)
         elif overrides or url is not None or isinstance(backend, str):
-            settings = SessionHubSettings.isolated(
-                **{
-                    **settings.model_dump(),
-                    **overrides,
-                    **({"backend": backend} if isinstance(backend, str) else {}),
-                    **({"url": url} if url is not None else {}),
-                }
+            settings = settings.with_overrides(
+                **overrides,
+                **({"backend": backend} if isinstance(backend, str) else {}),
+                **({"url": url} if url is not None else {}),
             )
         self.settings: SessionHubSettings = settings
         """The resolved settings."""
@@ -174,9 +171,7 @@ class SessionHistoryService:
 
     def _build_backend(self) -> Backend:
         registry = BackendRegistry.from_plugin_manager(self.plugin_manager)
-        url = self.settings.url.get_secret_value() if self.settings.url else None
-        info = registry.select(self.settings.backend, url)
-        config = validate_backend_settings(self.settings, info.name, registry.settings_model(info))
+        info, config = registry.configure(self.settings)
         backend = registry.factory(info)(config)
         if not isinstance(backend, Backend):
             raise ConfigError(

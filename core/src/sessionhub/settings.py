@@ -4,32 +4,45 @@ Precedence, highest first: constructor arguments; environment variables
 (``SESSIONHUB_…``, ``__`` for nesting); the ``.env`` file; ``sessionhub.toml``
 (or the file named by ``SESSIONHUB_CONFIG``); ``[tool.sessionhub]`` in
 ``pyproject.toml``; defaults. Each backend's options are a table named after
-it (``[redis]``, env ``SESSIONHUB_REDIS__URL``), kept raw here and validated by
-the backend's own settings model once the backend is selected.
+it (``[redis]``, env ``SESSIONHUB_REDIS__URL``), kept raw here (secrets wrapped
+in ``SecretStr``) and validated by the backend's own settings model once the
+backend is selected. Reading the sources is ``_config_sources``' job.
 """
 
 from __future__ import annotations
 
-import json
-import os
+import difflib
+import math
+import re
 from collections.abc import Mapping
 from datetime import timedelta
-from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    PrivateAttr,
+    SecretStr,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
-    EnvSettingsSource,
-    InitSettingsSource,
     NoDecode,
     PydanticBaseSettingsSource,
-    PyprojectTomlConfigSettingsSource,
     SettingsConfigDict,
-    TomlConfigSettingsSource,
 )
 
+from sessionhub._config_sources import (
+    CONFIG_FILE,
+    ENV_PREFIX,
+    Layer,
+    find_layer,
+    merge,
+    read_layers,
+)
+from sessionhub._secrets import conceal, display, mask_url, reveal
 from sessionhub.backend import BackendSettings
 from sessionhub.errors import ConfigError
 
@@ -37,6 +50,7 @@ __all__ = [
     "SessionHubSettings",
     "ENV_PREFIX",
     "CONFIG_FILE",
+    "MAX_DURATION",
     "load_settings",
     "explain_settings",
     "validate_backend_settings",
@@ -44,33 +58,67 @@ __all__ = [
     "SettingSource",
 ]
 
-ENV_PREFIX = "SESSIONHUB_"
-"""Prefix of every environment variable sessionhub reads."""
-CONFIG_FILE = "sessionhub.toml"
-"""The config file looked for in the working directory (unless ``SESSIONHUB_CONFIG`` is set)."""
-ENV_FILE = ".env"
-
 SettingSource = str
 """A label naming where a value came from (``env``, ``sessionhub.toml``, ``default``...)."""
 
-_SECRET_QUERY_KEYS = frozenset({"password", "pass", "pwd", "secret", "token", "access_token"})
+MAX_DURATION = timedelta(days=36525)
+"""The longest TTL or interval accepted: 100 years (expiry times must stay representable)."""
 
-
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_UNITS = {
+    "s": 1,
+    "sec": 1,
+    "second": 1,
+    "m": 60,
+    "min": 60,
+    "minute": 60,
+    "h": 3600,
+    "hour": 3600,
+    "d": 86400,
+    "day": 86400,
+    "w": 604800,
+    "week": 604800,
+}
+_DURATION = re.compile(r"^(?P<number>-?[0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)\s*(?P<unit>[a-z]*)$")
+_DURATION_FORMS = (
+    "Write seconds (3600), a number and a unit ('90s', '30m', '12h', '7d', '2w') "
+    "or ISO 8601 ('P7D')"
+)
+_ISO_DURATION: TypeAdapter[timedelta] = TypeAdapter(timedelta)
 
 
 def _parse_duration(value: Any) -> Any:
-    """Accept seconds (3600 or "3600"), "30m", "12h", "7d", "2w", or ISO 8601 ("P7D")."""
+    """Seconds (3600 or "3600"), a number and a unit ("30m", "7 days"), or ISO 8601 ("P7D").
+
+    Range checks come after (``_in_range``); a number too large for a timedelta is
+    refused here, since it would overflow before.
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a duration. {_DURATION_FORMS}")
+    if isinstance(value, (int, float)):
+        return _seconds(value, value)
     if not isinstance(value, str):
         return value
     text = value.strip().lower()
     if not text or text in ("none", "null"):
         return None
-    number, unit = (text[:-1], text[-1]) if text[-1] in _UNITS else (text, "s")
-    try:
-        return timedelta(seconds=float(number) * _UNITS[unit])
-    except ValueError:
-        return value  # ISO 8601 ("P7D") and errors are pydantic's to handle
+    match = _DURATION.match(text)
+    if match is not None:
+        unit = match["unit"]
+        factor = _UNITS.get(unit.removesuffix("s") if len(unit) > 3 else unit) if unit else 1
+        if factor is not None:
+            return _seconds(float(match["number"]) * factor, value)
+    else:  # ISO 8601 ("P7D") or pydantic's other forms ("1 day, 02:00:00")
+        try:
+            return _ISO_DURATION.validate_python(text.upper())
+        except ValidationError:
+            pass
+    raise ValueError(f"{value!r} is not a duration. {_DURATION_FORMS}")
+
+
+def _seconds(seconds: float, given: Any) -> timedelta:
+    if abs(seconds) > MAX_DURATION.total_seconds() or not math.isfinite(seconds):
+        raise ValueError(f"{given!r} is longer than the longest duration allowed, 100 years")
+    return timedelta(seconds=seconds)
 
 
 def _names(value: Any) -> Any:
@@ -87,7 +135,7 @@ class SessionHubSettings(BaseSettings):
         env_nested_delimiter="__",
         extra="allow",
         validate_default=True,
-        pyproject_toml_table_header=("tool", "sessionhub"),
+        hide_input_in_errors=True,
     )
 
     backend: str | None = Field(
@@ -142,23 +190,25 @@ class SessionHubSettings(BaseSettings):
 
     @field_validator("session_ttl", "app_state_ttl", "user_state_ttl", "purge_interval")
     @classmethod
-    def _positive(cls, value: timedelta | None) -> timedelta | None:
+    def _in_range(cls, value: timedelta | None) -> timedelta | None:
         if value is not None and value <= timedelta(0):
+            raise ValueError(f"must be a positive duration. {_DURATION_FORMS}")
+        if value is not None and value > MAX_DURATION:
             raise ValueError(
-                "must be a positive duration: seconds, '30m', '12h', '7d' or ISO 8601 'P7D'"
+                f"{value.days} days is longer than the longest duration allowed, 100 years"
             )
         return value
 
     @model_validator(mode="after")
     def _tables_only(self) -> SessionHubSettings:
-        for key, value in (self.model_extra or {}).items():
-            if not isinstance(value, dict):
-                raise ValueError(
-                    f"unknown setting {key!r}. Known settings: "
-                    f"{', '.join(type(self).model_fields)}; backend options go in a table "
-                    f"named after the backend, e.g. [{key.partition('__')[0]}]"
-                )
+        extra = self.__pydantic_extra__ or {}
+        for key, value in extra.items():
+            if not isinstance(value, Mapping):
+                raise ValueError(_unknown_setting(key, "passed to SessionHubSettings"))
+            extra[key] = conceal(value)
         return self
+
+    _layers: list[Layer] = PrivateAttr(default_factory=list)
 
     @classmethod
     def isolated(cls, **values: Any) -> SessionHubSettings:
@@ -167,22 +217,37 @@ class SessionHubSettings(BaseSettings):
         For tests and for code that must not depend on the process's configuration.
         Raises ``ConfigError`` like ``load_settings``.
         """
-        try:
-            return _IsolatedSettings(**values)
-        except ValidationError as exc:
-            raise ConfigError(_describe(exc, prefix="")) from exc
+        return _resolve([Layer("constructor", "constructor", values)])
+
+    def with_overrides(self, **values: Any) -> SessionHubSettings:
+        """These settings with ``values`` added as constructor arguments, above every source."""
+        layers = self._layers or [Layer("constructor", "constructor", self.model_dump())]
+        return _resolve([Layer("constructor", "constructor", values), *layers])
+
+    def source_of(self, *path: str) -> SettingSource:
+        """Where the value at ``path`` (``"url"``, or ``"redis", "url"``) came from.
+
+        One of ``constructor``, ``env``, ``.env``, the config file's name,
+        ``pyproject.toml`` or ``default``.
+        """
+        layer = find_layer(self._layers, path)
+        return layer.label if layer is not None else "default"
+
+    def precedence_of(self, *path: str) -> int:
+        """The rank of the source of the value at ``path``: 0 is the highest; defaults rank last."""
+        layer = find_layer(self._layers, path)
+        return self._layers.index(layer) if layer is not None else len(self._layers)
 
     def __repr_args__(self) -> Any:
         extra = self.model_extra or {}
         for key, value in super().__repr_args__():
             if key in extra:
-                value = {".".join(path): _display(path, leaf) for path, leaf in _leaves(value)}
+                value = {".".join(path): display(path[-1], leaf) for path, leaf in _leaves(value)}
             yield key, value
 
     def backend_table(self, name: str) -> dict[str, Any]:
-        """The raw options table of backend ``name`` (``{}`` if none)."""
-        table = (self.model_extra or {}).get(name, {})
-        return dict(table)
+        """The options table of backend ``name`` (``{}`` if none), secrets in clear."""
+        return reveal((self.model_extra or {}).get(name, {}))
 
     @classmethod
     def settings_customise_sources(
@@ -193,14 +258,12 @@ class SessionHubSettings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """Order the sources by precedence (see the module docstring)."""
-        return tuple(source for _, source in _sources(settings_cls, init_settings))
+        """Every source, merged by precedence (see the module docstring)."""
+        return (_LayeredSource(settings_cls, init_settings),)
 
 
-class _IsolatedSettings(SessionHubSettings):
-    """``SessionHubSettings`` that read nothing but their constructor arguments."""
-
-    model_config = SettingsConfigDict(pyproject_toml_table_header=None)  # type: ignore[typeddict-item]
+class _ResolvedSettings(SessionHubSettings):
+    """``SessionHubSettings`` built from already merged values: no source is read again."""
 
     @classmethod
     def settings_customise_sources(
@@ -214,119 +277,87 @@ class _IsolatedSettings(SessionHubSettings):
         """Only the constructor arguments."""
         return (init_settings,)
 
-
-def _sources(
-    settings_cls: type[BaseSettings], init: PydanticBaseSettingsSource
-) -> list[tuple[SettingSource, PydanticBaseSettingsSource]]:
-    dotenv = _read_dotenv(Path(ENV_FILE))
-    config_path = os.environ.get(f"{ENV_PREFIX}CONFIG")
-    if config_path:
-        if not Path(config_path).is_file():
-            raise ConfigError(
-                f"SESSIONHUB_CONFIG names {config_path!r}, which is not a file. "
-                "Point it at a TOML config file, or unset it to use ./sessionhub.toml."
-            )
-        toml_label, toml_path = config_path, Path(config_path)
-    else:
-        toml_label, toml_path = CONFIG_FILE, Path(CONFIG_FILE)
-    return [
-        ("constructor", init),
-        ("env", EnvSettingsSource(settings_cls)),
-        ("env", _BackendTablesSource(settings_cls, os.environ)),
-        (ENV_FILE, _MappingEnvSource(settings_cls, dotenv)),
-        (ENV_FILE, _BackendTablesSource(settings_cls, dotenv)),
-        (toml_label, TomlConfigSettingsSource(settings_cls, toml_file=toml_path)),
-        ("pyproject.toml", PyprojectTomlConfigSettingsSource(settings_cls)),
-    ]
+    def __repr_name__(self) -> str:
+        return "SessionHubSettings"
 
 
-def _read_dotenv(path: Path) -> dict[str, str]:
-    if not path.is_file():
-        return {}
-    from dotenv import dotenv_values
+class _LayeredSource(PydanticBaseSettingsSource):
+    """Every layer of configuration merged into one mapping (for ``SessionHubSettings()``)."""
 
-    return {key: value for key, value in dotenv_values(path).items() if value is not None}
-
-
-class _MappingEnvSource(EnvSettingsSource):
-    """Environment-variable rules applied to a given mapping (the ``.env`` file)."""
-
-    def __init__(self, settings_cls: type[BaseSettings], values: Mapping[str, str]) -> None:
-        self._values = values
+    def __init__(self, settings_cls: type[BaseSettings], init: PydanticBaseSettingsSource) -> None:
         super().__init__(settings_cls)
-
-    def _load_env_vars(self) -> Mapping[str, str | None]:
-        return {key.lower(): value for key, value in self._values.items()}
-
-
-class _BackendTablesSource(PydanticBaseSettingsSource):
-    """Backend tables from variables like ``SESSIONHUB_REDIS__KEY_PREFIX``.
-
-    Any ``SESSIONHUB_<NAME>__<KEY>`` whose ``<name>`` is not a setting becomes
-    ``{name: {key: value}}``; values that look like JSON arrays or objects are parsed.
-    """
-
-    def __init__(self, settings_cls: type[BaseSettings], values: Mapping[str, str]) -> None:
-        super().__init__(settings_cls)
-        self._values = values
+        self._init = init
 
     def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
-        """Unused: this source contributes extra tables only."""
+        """Unused: ``__call__`` returns every value at once."""
         return None, field_name, False
 
     def __call__(self) -> dict[str, Any]:
-        known = set(self.settings_cls.model_fields)
-        tables: dict[str, Any] = {}
-        for raw_key, value in self._values.items():
-            key = raw_key.lower()
-            if not key.startswith(ENV_PREFIX.lower()):
-                continue
-            path = key[len(ENV_PREFIX) :].split("__")
-            if len(path) < 2 or path[0] in known or not all(path):
-                continue
-            node = tables
-            for part in path[:-1]:
-                child = node.setdefault(part, {})
-                if not isinstance(child, dict):
-                    break
-                node = child
-            else:
-                node[path[-1]] = _maybe_json(value)
-        return tables
-
-
-def _maybe_json(value: str) -> Any:
-    if value[:1] in "[{":
-        try:
-            return json.loads(value)
-        except ValueError:
-            return value
-    return value
+        return merge(read_layers(self.settings_cls, self._init()))
 
 
 def load_settings(**overrides: Any) -> SessionHubSettings:
     """Resolve the settings from every source; constructor ``overrides`` win.
 
-    Raises ``ConfigError`` naming the setting and the rule it broke.
+    Raises ``ConfigError`` naming the setting, where its value came from and the
+    rule it broke; or the file and line of a config file that cannot be read.
     """
+    return _resolve(read_layers(SessionHubSettings, overrides))
+
+
+def _resolve(layers: list[Layer]) -> SessionHubSettings:
+    for layer in layers:
+        for key, value in layer.values.items():
+            if key not in SessionHubSettings.model_fields and not isinstance(value, Mapping):
+                raise ConfigError(_unknown_setting(key, layer.describe((key,))))
     try:
-        return SessionHubSettings(**overrides)
+        settings = _ResolvedSettings(**merge(layers))
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, prefix="")) from exc
+        # Not chained: the merged values hold every secret; the message names each error.
+        error = ConfigError(_describe(exc, layers))
+    else:
+        settings._layers = layers
+        return settings
+    raise error
 
 
-def _describe(exc: ValidationError, *, prefix: str) -> str:
+def _unknown_setting(key: str, where: str) -> str:
+    known = list(SessionHubSettings.model_fields)
+    close = difflib.get_close_matches(key.lower(), known, n=1)
+    if close:
+        return f"Unknown setting {key!r} ({where}): did you mean {close[0]}?"
+    return (
+        f"Unknown setting {key!r} ({where}). Known settings: {', '.join(known)}; backend "
+        "options go in a table named after the backend, e.g. [redis] or SESSIONHUB_REDIS__URL"
+    )
+
+
+def _describe(
+    exc: ValidationError,
+    layers: list[Layer],
+    *,
+    table: str | None = None,
+    options: list[str] | None = None,
+) -> str:
     lines = []
-    for error in exc.errors():
-        loc = ".".join(str(part) for part in error["loc"])
-        where = f"{prefix}.{loc}" if prefix and loc else (prefix or loc)
-        env = ENV_PREFIX + "__".join(
-            str(part).upper()
-            for part in ([prefix.strip("[]")] if prefix else []) + list(error["loc"])
-        )
-        lines.append(f"  {where or '(settings)'}: {error['msg']} (env: {env})")
-    head = f"Invalid sessionhub settings{' in table ' + prefix if prefix else ''}:"
-    return "\n".join([head, *lines])
+    for error in exc.errors(include_input=False, include_url=False):
+        loc = tuple(error["loc"])
+        path = (table, *loc) if table else loc
+        key = ".".join(str(part) for part in loc)
+        where = f"[{table}]" + (f".{key}" if key else "") if table else key or "(settings)"
+        source = ""  # stays empty for a rule across several keys: no one source to name
+        if loc:
+            layer = find_layer(layers, path)
+            source = layer.describe(path) if layer is not None else "the default"
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden" and options is not None:
+            close = difflib.get_close_matches(str(loc[-1]), options, n=1)
+            hint = f"did you mean {close[0]}?" if close else f"known: {', '.join(options)}"
+            message = f"not an option of the {table} backend; {hint}"
+        lines.append(f"{where} ({source}): {message}" if source else f"{where}: {message}")
+    if len(lines) == 1:
+        return f"Invalid sessionhub setting {lines[0]}"
+    return "\n  ".join(["Invalid sessionhub settings:", *lines])
 
 
 def validate_backend_settings(
@@ -334,35 +365,24 @@ def validate_backend_settings(
 ) -> BackendSettings:
     """Validate backend ``name``'s table with its own model; the top-level url fills ``url``."""
     table = settings.backend_table(name)
-    if settings.url is not None and "url" in model.model_fields and "url" not in table:
-        table["url"] = settings.url.get_secret_value()
+    top_url = settings.url if "url" in model.model_fields and "url" not in table else None
+    if top_url is not None:
+        table["url"] = top_url.get_secret_value()
     try:
         return model.model_validate(table)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, prefix=f"[{name}]")) from exc
+        layers = settings._layers
+        if top_url is not None:
+            layers = [_url_as_table(layer, name) for layer in layers]
+        error = ConfigError(_describe(exc, layers, table=name, options=list(model.model_fields)))
+    raise error
 
 
-def mask_url(url: str) -> str:
-    """Return ``url`` with its password (and secret-looking query values) replaced by ``***``."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "***"
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, _, host = netloc.rpartition("@")
-        user, has_password, _ = userinfo.partition(":")
-        netloc = f"{user}:***@{host}" if has_password else f"{userinfo}@{host}"
-    query = parts.query
-    if query:
-        pairs = parse_qsl(query, keep_blank_values=True)
-        if any(key.lower() in _SECRET_QUERY_KEYS for key, _ in pairs):
-            query = urlencode(
-                [(k, "***" if k.lower() in _SECRET_QUERY_KEYS else v) for k, v in pairs], safe="*"
-            )
-    if (netloc, query) == (parts.netloc, parts.query):
-        return url
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+def _url_as_table(layer: Layer, name: str) -> Layer:
+    if "url" not in layer.values:
+        return layer
+    table = {**layer.values.get(name, {}), "url": layer.values["url"]}
+    return Layer(layer.label, layer.kind, {**layer.values, name: table})
 
 
 def explain_settings(**overrides: Any) -> list[tuple[str, Any, SettingSource]]:
@@ -371,17 +391,10 @@ def explain_settings(**overrides: Any) -> list[tuple[str, Any, SettingSource]]:
     Returns ``(dotted key, value, source)`` rows; secrets are masked.
     """
     settings = load_settings(**overrides)
-    per_source = [
-        (label, source())
-        for label, source in _sources(
-            SessionHubSettings, InitSettingsSource(SessionHubSettings, init_kwargs=overrides)
-        )
+    return [
+        (".".join(path), display(path[-1], value), settings.source_of(*path))
+        for path, value in _leaves(settings.model_dump())
     ]
-    rows: list[tuple[str, Any, SettingSource]] = []
-    for key, value in _leaves(settings.model_dump()):
-        label = next((lbl for lbl, data in per_source if _has_path(data, key)), "default")
-        rows.append((".".join(key), _display(key, value), label))
-    return rows
 
 
 def _leaves(
@@ -394,30 +407,3 @@ def _leaves(
         else:
             rows.append(((*prefix, key), value))
     return rows
-
-
-def _has_path(data: Any, path: tuple[str, ...]) -> bool:
-    for part in path:
-        if not isinstance(data, Mapping):
-            return False
-        match = next((k for k in data if str(k).lower() == part.lower()), None)
-        if match is None:
-            return False
-        data = data[match]
-    return True
-
-
-_SECRET_NAMES = ("password", "secret", "token", "api_key", "apikey", "credentials")
-
-
-def _display(key: tuple[str, ...], value: Any) -> Any:
-    if isinstance(value, SecretStr):
-        value = value.get_secret_value()
-        return mask_url(value) if "://" in value else "***"
-    if isinstance(value, str) and "://" in value:
-        return mask_url(value)
-    if any(word in key[-1].lower() for word in _SECRET_NAMES) and value is not None:
-        return "***"
-    if isinstance(value, timedelta):
-        return f"{value.total_seconds():g}s"
-    return value

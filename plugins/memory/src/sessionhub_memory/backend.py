@@ -49,6 +49,10 @@ __all__ = ["MemoryBackend", "MemorySettings", "MemoryStore"]
 class MemorySettings(BackendSettings):
     """Options of the memory backend (``[memory]``): only ``url`` (``memory://`` or ``memory://name``)."""
 
+    def effective_url(self) -> str:
+        """``url``, else ``memory://`` (a store private to the backend)."""
+        return self.url.get_secret_value() if self.url is not None else "memory://"
+
 
 @dataclass
 class _Record:

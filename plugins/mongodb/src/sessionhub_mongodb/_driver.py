@@ -13,6 +13,7 @@ either shape.
 from __future__ import annotations
 
 import inspect
+import re
 from typing import Any
 
 from bson.errors import InvalidDocument
@@ -24,6 +25,7 @@ from pymongo.errors import (
     DuplicateKeyError,
     OperationFailure,
     PyMongoError,
+    ServerSelectionTimeoutError,
     WriteConcernError,
 )
 
@@ -36,6 +38,7 @@ __all__ = [
     "is_too_large",
     "is_connection_error",
     "may_have_applied",
+    "summary",
 ]
 
 _DUPLICATE_KEY = 11000
@@ -120,6 +123,17 @@ def may_have_applied(exc: BaseException) -> bool:
     if isinstance(exc, BulkWriteError):
         return bool(exc.details.get("writeConcernErrors"))
     return not isinstance(exc, OperationFailure) or isinstance(exc, WriteConcernError)
+
+
+def summary(exc: BaseException) -> str:
+    """``exc`` in one line: a server selection timeout without its topology dump."""
+    text = str(exc)
+    if isinstance(exc, ServerSelectionTimeoutError):
+        text = text.partition(", Timeout:")[0]  # what follows is the whole topology description
+    return _CONFIGURED_TIMEOUTS.sub("", text)
+
+
+_CONFIGURED_TIMEOUTS = re.compile(r" \(configured timeouts: [^)]*\)")
 
 
 def _write_errors(exc: ClientBulkWriteException) -> list[Any]:

@@ -426,6 +426,10 @@ class MongoBackend(Backend):
             if self._injected is None:
                 await client.close()
             raise self._translate(exc, "open") from exc
+        except BaseException:  # cancelled (a timeout around open): no client is left open
+            if self._injected is None:
+                await client.close()
+            raise
         if settings.transactions == "auto":
             self._transactions = bool(
                 hello.get("logicalSessionTimeoutMinutes") is not None
@@ -497,11 +501,11 @@ class MongoBackend(Backend):
             )
         if _driver.is_connection_error(exc):
             return BackendUnavailable(
-                f"{where} did not answer during {operation}: {exc}. Check that the server "
-                "is running and reachable from here, and the url setting (server_selection_"
-                "timeout_ms bounds how long each operation waits)."
+                f"{where} did not answer during {operation}: {_driver.summary(exc)}. Check "
+                "that the server is running and reachable from here, and the url setting "
+                "(server_selection_timeout_ms bounds how long each operation waits)."
             )
-        return BackendUnavailable(f"{where} refused {operation}: {exc}")
+        return BackendUnavailable(f"{where} refused {operation}: {_driver.summary(exc)}")
 
     def _ready(self) -> None:
         if self._sessions is None:

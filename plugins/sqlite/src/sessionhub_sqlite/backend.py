@@ -116,6 +116,13 @@ class SQLiteSettings(BackendSettings):
         ),
     )
 
+    def effective_url(self) -> str:
+        """The database as a URL: ``url``, else ``path``, else ``sqlite:///sessionhub.db``."""
+        if self.url is not None:
+            return self.url.get_secret_value()
+        path = str(self.path) if self.path is not None else DEFAULT_PATH
+        return "sqlite://:memory:" if path == MEMORY else f"sqlite:///{path}"
+
     @model_validator(mode="after")
     def _one_location(self) -> SQLiteSettings:
         if self.url is not None and self.path is not None:
@@ -150,8 +157,8 @@ def database_path(url: str) -> str:
         return MEMORY
     if parts.netloc:
         raise ConfigError(
-            f"The SQLite URL names a host ({parts.netloc!r}), but SQLite opens a local file. "
-            f"{example}"
+            f"The SQLite URL names a host ({parts.netloc.rpartition('@')[2]!r}), but SQLite "
+            f"opens a local file. {example}"
         )
     path = unquote(parts.path)
     if path.startswith("/"):
