@@ -19,7 +19,15 @@ HOSTILE = ["a:b", "a", "b", "{x}", "x", "}{", "{", "}", "*", "?", "[a]", "%41", 
 def _session_key_names(layout: KeyLayout, app: str, user: str, session: str) -> list[str]:
     users = layout.user(app, user)
     keys = users.session(session)
-    return [keys.hash, keys.events, keys.ids, users.children(session), users.index, users.state]
+    return [
+        keys.hash,
+        keys.events,
+        keys.ids,
+        keys.times,
+        users.children(session),
+        users.index,
+        users.state,
+    ]
 
 
 def test_every_key_of_a_user_shares_one_slot_whatever_the_ids():
@@ -41,13 +49,13 @@ def test_hostile_ids_never_share_a_key():
         for app in apps
         for user in users
         for session in HOSTILE
-        for name in _session_key_names(layout, app, user, session)[:4]
+        for name in _session_key_names(layout, app, user, session)[:5]
     ]
     per_user = [
         name
         for app in apps
         for user in users
-        for name in _session_key_names(layout, app, user, "s")[4:]
+        for name in _session_key_names(layout, app, user, "s")[5:]
     ]
     everything = per_session + per_user + [layout.app_state(app) for app in apps]
     assert len(set(everything)) == len(everything)
@@ -121,7 +129,14 @@ async def test_every_key_gets_the_ttl_and_reads_slide_it(backend, make_service, 
     layout = backend.keys
     users = layout.user(service.app_name, "alice")
     keys = users.session("child")
-    session_keys = [keys.hash, keys.events, keys.ids, users.index, users.children("root")]
+    session_keys = [
+        keys.hash,
+        keys.events,
+        keys.ids,
+        keys.times,
+        users.index,
+        users.children("root"),
+    ]
 
     async def ttls(names):
         return [await raw_redis.pttl(name) for name in names]
@@ -133,7 +148,7 @@ async def test_every_key_gets_the_ttl_and_reads_slide_it(backend, make_service, 
     await raw_redis.pexpire(keys.hash, 5_000)  # as if time had passed on the server
     clock.advance(50)
     assert await service.get_session("alice", "child") is not None
-    assert all(58_000 < ttl <= 60_000 for ttl in await ttls(session_keys[:3]))
+    assert all(58_000 < ttl <= 60_000 for ttl in await ttls(session_keys[:4]))
 
     clock.advance(61)  # the service's clock says expired; Redis still holds the keys
     assert await service.get_session("alice", "child") is None
@@ -147,7 +162,7 @@ async def test_no_ttl_means_persistent_keys(backend, make_service, raw_redis):
     await service.append(s, {"role": "user", "content": "x", "state_delta": {"user:u": 1}})
     users = backend.keys.user(service.app_name, "alice")
     keys = users.session("s1")
-    for name in (keys.hash, keys.events, keys.ids, users.index, users.state):
+    for name in (keys.hash, keys.events, keys.ids, keys.times, users.index, users.state):
         assert await raw_redis.pttl(name) == -1, name
 
 
@@ -157,7 +172,7 @@ async def test_turning_a_ttl_off_persists_the_keys(backend, make_service, raw_re
     service = make_service(backend)
     await service.append(("alice", "s1"), "x")
     keys = backend.keys.user(service.app_name, "alice").session("s1")
-    for name in (keys.hash, keys.events, keys.ids):
+    for name in (keys.hash, keys.events, keys.ids, keys.times):
         assert await raw_redis.pttl(name) == -1, name
     got = await service.get_session("alice", "s1")
     assert got is not None and got.expires_at is None
@@ -185,7 +200,7 @@ async def test_event_limit_trims_events_and_ids(backend, make_service, raw_redis
     for i in range(10):
         await service.append(("alice", "s1"), str(i))
     keys = backend.keys.user(service.app_name, "alice").session("s1")
-    assert await raw_redis.llen(keys.events) == 3
+    assert await raw_redis.llen(keys.events) == await raw_redis.llen(keys.times) == 3
     assert [
         int(score) for _, score in await raw_redis.zrange(keys.ids, 0, -1, withscores=True)
     ] == [
@@ -204,7 +219,8 @@ async def test_delete_leaves_nothing_behind(backend, make_service, raw_redis):
     users = backend.keys.user(service.app_name, "alice")
     keys = users.session("child")
     assert await service.delete_session("alice", "child") is True
-    assert await raw_redis.exists(keys.hash, keys.events, keys.ids, users.children("root")) == 0
+    gone = [keys.hash, keys.events, keys.ids, keys.times, users.children("root")]
+    assert await raw_redis.exists(*gone) == 0
     assert await raw_redis.zrange(users.index, 0, -1) == ["root"]
 
 

@@ -6,11 +6,17 @@ script that touches them runs on one Cluster slot::
     <prefix>{<user tag>}:h:<session>  hash: header fields, state s:<key>, metadata m:<key>
     <prefix>{<user tag>}:e:<session>  list: the session's events (JSON), oldest first
     <prefix>{<user tag>}:i:<session>  sorted set: event id -> seq, for idempotent appends
+    <prefix>{<user tag>}:t:<session>  list: the events' time keys, parallel to the events
     <prefix>{<user tag>}:c:<session>  sorted set: the session's children by updated_at
     <prefix>{<user tag>}:x            sorted set: the user's sessions by updated_at
     <prefix>{<user tag>}:u            hash: the user's state (s:<key>)
     <prefix>{<app tag>}:a             hash: the app's state (s:<key>), in the app's own slot
     <prefix>{<app tag>}:users         sorted set: ids of the app's users (for export, migrate)
+    <prefix>{<app tag>}:stamps        hash: Cluster only: the app's write clock, the stamp of
+                                      the last write of each app state key
+
+A time key is an event's timestamp as 18 decimal digits: microseconds since
+0001-01-01T00:00:00Z, zero-padded, so that digit order is time order.
 
 ``<user tag>`` is 32 hex digits of SHA-256 over the length-prefixed
 ``(app name, user id)``, ``<app tag>`` the same over the app name alone (in
@@ -56,11 +62,12 @@ def app_tag(app_name: str) -> str:
 
 @dataclass(frozen=True)
 class SessionKeys:
-    """The three keys of one session."""
+    """The keys of one session."""
 
     hash: str
     events: str
     ids: str
+    times: str
 
 
 @dataclass(frozen=True)
@@ -76,7 +83,10 @@ class UserKeys:
         """The keys of session ``session_id`` of this user."""
         escaped = escape(session_id)
         return SessionKeys(
-            f"{self.base}:h:{escaped}", f"{self.base}:e:{escaped}", f"{self.base}:i:{escaped}"
+            f"{self.base}:h:{escaped}",
+            f"{self.base}:e:{escaped}",
+            f"{self.base}:i:{escaped}",
+            f"{self.base}:t:{escaped}",
         )
 
     def children(self, session_id: str) -> str:
@@ -95,6 +105,7 @@ class KeyLayout:
         self.session = lru_cache(maxsize=8192)(self._session)
         self.app_state = lru_cache(maxsize=64)(self._app_state)
         self.app_users = lru_cache(maxsize=64)(self._app_users)
+        self.app_stamps = lru_cache(maxsize=64)(self._app_stamps)
 
     def _user(self, app_name: str, user_id: str) -> UserKeys:
         base = f"{self.prefix}{{{user_tag(app_name, user_id)}}}"
@@ -110,3 +121,7 @@ class KeyLayout:
     def _app_users(self, app_name: str) -> str:
         """The key of the index of the users of ``app_name`` (in the app's slot)."""
         return f"{self.prefix}{{{app_tag(app_name)}}}:users"
+
+    def _app_stamps(self, app_name: str) -> str:
+        """The key of the write stamps of the app state of ``app_name`` (Cluster only)."""
+        return f"{self.prefix}{{{app_tag(app_name)}}}:stamps"

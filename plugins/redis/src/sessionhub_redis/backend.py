@@ -16,6 +16,10 @@ and user deltas stored and the app delta not applied; the caller gets
 :class:`~sessionhub.BackendUnavailable`, and a retry of the same events is a
 no-op that does not apply it either (app-scope deltas on Cluster are applied
 at most once). Everything without ``app:`` keys is one script on Cluster too.
+The app scripts of two writes may arrive in either order, so such a write first
+ticks the app's clock, its session script makes a stamp of it above the
+session's last, and the app script applies a key only if no later stamp set it:
+a session's later write wins, as does a write begun after another returned.
 Creating a session or writing a user's state also records the user in the
 app's user index (for ``list_users``): in the same script on a single node, as
 a command of its own sent first on Cluster.
@@ -41,7 +45,7 @@ import math
 import sys
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any, ClassVar
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -87,6 +91,7 @@ DEFAULT_KEY_PREFIX = "sessionhub:"
 """The prefix of every key this backend writes, unless ``key_prefix`` says otherwise."""
 
 _MILLISECOND = timedelta(milliseconds=1)
+_FIRST_MICROS = to_micros(datetime.min.replace(tzinfo=timezone.utc))
 _WITHOUT_SEQ = {"seq"}
 _SEQ_ZERO = b',"seq":0'
 _SEQ_ZERO_ROLE = _SEQ_ZERO + b',"role":'
@@ -189,6 +194,11 @@ def _expiry_args(expires_at: datetime | None, now: datetime) -> list[str]:
         return ["", ""]
     ttl = max(1, math.ceil((expires_at - now) / _MILLISECOND))
     return [str(to_micros(expires_at)), str(ttl)]
+
+
+def _time_key(moment: datetime) -> str:
+    """A time as scripts compare it: µs since 0001-01-01 UTC in 18 digits, in time order."""
+    return f"{to_micros(moment) - _FIRST_MICROS:018d}"
 
 
 def _pairs(delta: Mapping[str, Any]) -> list[Any]:
@@ -350,6 +360,7 @@ _SCRIPTS = {
     "update": _Script(_scripts.UPDATE),
     "delete": _Script(_scripts.DELETE),
     "state": _Script(_scripts.STATE),
+    "app_delta": _Script(_scripts.APP_DELTA),
     "restore": _Script(_scripts.RESTORE),
 }
 
@@ -495,7 +506,7 @@ class RedisBackend(Backend):
         )
 
     def _script_keys(self, user: UserKeys, keys: SessionKeys, app_name: str) -> list[str]:
-        names = [keys.hash, keys.events, keys.ids, user.state, user.index]
+        names = [keys.hash, keys.events, keys.ids, keys.times, user.state, user.index]
         if not self.is_cluster:
             names.append(self.keys.app_state(app_name))
         return names
@@ -513,18 +524,39 @@ class RedisBackend(Backend):
             key.session_id,
         ]
 
+    async def _app_clock(self, app_name: str) -> int:
+        """Cluster: tick the app's write clock, before a write with an app delta begins."""
+        try:
+            client = await self._ready()
+            return int(await client.hincrby(self.keys.app_stamps(app_name), "clock", 1))
+        except _UNAVAILABLE as exc:
+            raise self._unavailable(exc) from exc
+
     async def _app_write(
-        self, app_name: str, delta: Mapping[str, Any], expiry: Expiry, what: str
+        self,
+        app_name: str,
+        delta: Mapping[str, Any],
+        expiry: Expiry,
+        what: str,
+        *,
+        stamp: int,
+        writer: str,
     ) -> dict[str, Any]:
-        """Apply an app-state delta with its own script (Cluster: the app's slot)."""
+        """Cluster: apply a write's app delta in the app's slot, each key unless set later.
+
+        ``stamp`` is what the session's script made of the app clock; ``writer``
+        (the session hash's key) orders equal stamps.
+        """
         args = [
             to_micros(expiry.now),
-            "update",
             *_expiry_args(expiry.app, expiry.now),
+            stamp,
+            writer,
             *_pairs(delta),
         ]
+        keys = [self.keys.app_state(app_name), self.keys.app_stamps(app_name)]
         try:
-            flat = await self._run("state", [self.keys.app_state(app_name)], args)
+            flat = await self._run("app_delta", keys, args)
         except BackendUnavailable as exc:
             raise BackendUnavailable(
                 f"{what} was stored, but its app: state delta was not applied: {exc}"
@@ -550,6 +582,10 @@ class RedisBackend(Backend):
         key = SessionKey(session.app_name, session.user_id, session.id)
         user, keys = self._session_keys(key)
         fields = _session_fields(session, last_seq=0, count=0)
+        stamp = 0
+        if self.is_cluster and deltas.app:
+            stamp = await self._app_clock(key.app_name)
+            fields += ["ast", stamp]
         parent_escaped = escape(session.parent_id) if session.parent_id is not None else ""
         args = self._head(user, key, expiry, uuid.uuid4().hex)
         args += [parent_escaped, len(fields) // 2, *fields, *_pairs(deltas.user)]
@@ -566,7 +602,9 @@ class RedisBackend(Backend):
         now = to_micros(expiry.now)
         if self.is_cluster:
             if deltas.app and reply[0] == 1:
-                app_state = await self._app_write(key.app_name, deltas.app, expiry, "The session")
+                app_state = await self._app_write(
+                    key.app_name, deltas.app, expiry, "The session", stamp=stamp, writer=keys.hash
+                )
             else:
                 app_state = await self._app_read(key.app_name, expiry, refresh=False)
         else:
@@ -579,15 +617,14 @@ class RedisBackend(Backend):
     ) -> StoredSession | None:
         """Read the session and only the events of ``window``; slide the TTLs with ``refresh``."""
         user, keys = self._session_keys(key)
-        if window.last_n == 0:
-            last_n = "0"
-        elif window.last_n is None or window.after_time is not None:
-            last_n = ""
-        else:
-            last_n = str(window.last_n)
+        after_time = window.after_time
         args = self._head(user, key, expiry, None)
         args[1:4] = ["1" if refresh else "", *_expiry_args(expiry.session, expiry.now)]
-        args += [window.after_seq or 0, last_n]
+        args += [
+            window.after_seq or 0,
+            "" if window.last_n is None else window.last_n,
+            "" if after_time is None else _time_key(after_time),
+        ]
         script_keys = self._script_keys(user, keys, key.app_name)
         if self.is_cluster:
             reply, app_state = await asyncio.gather(
@@ -602,10 +639,11 @@ class RedisBackend(Backend):
         if not self.is_cluster:
             app_state = _state(reply[4], now)
         events = [Event.model_validate_json(text) for text in reply[2]]
-        if window.after_time is not None:
-            events = [e for e in events if e.timestamp is None or e.timestamp > window.after_time]
+        if after_time is not None and not reply[5]:
+            # Events stored before their times were kept: the script left the window to us.
+            events = [e for e in events if e.timestamp is None or e.timestamp > after_time]
             if window.last_n is not None:
-                events = events[len(events) - window.last_n :] if window.last_n else []
+                events = events[max(0, len(events) - window.last_n) :]
         session = _session(reply[1], events)
         if refresh:
             session.expires_at = expiry.session
@@ -641,9 +679,12 @@ class RedisBackend(Backend):
         user, keys = self._session_keys(key)
         limit = "" if request.event_limit is None else request.event_limit
         args = self._head(user, key, expiry, limit)
-        args.append(len(request.events))
+        clock: int | str = ""
+        if cluster and any(delta.app for delta in request.deltas):
+            clock = await self._app_clock(key.app_name)
+        args += [len(request.events), clock]
         for event, delta in zip(request.events, request.deltas, strict=True):
-            args += [event.id, _json_without_seq(event)]
+            args += [event.id, _json_without_seq(event), _time_key(event.timestamp or expiry.now)]
             args += _pairs(delta.session)
             args += _pairs(delta.user)
             args += [0] if cluster else _pairs(delta.app)
@@ -653,7 +694,7 @@ class RedisBackend(Backend):
         stored: list[Event] = []
         app_delta: dict[str, Any] = {}
         for index, event in enumerate(request.events):
-            seq, text = reply[3 + 2 * index], reply[4 + 2 * index]
+            seq, text = reply[4 + 2 * index], reply[5 + 2 * index]
             if text is None:
                 event.seq = seq
                 stored.append(event)
@@ -667,7 +708,9 @@ class RedisBackend(Backend):
                     "outside sessionhub)."
                 )
         if cluster and app_delta:
-            await self._app_write(key.app_name, app_delta, expiry, "The append")
+            await self._app_write(
+                key.app_name, app_delta, expiry, "The append", stamp=reply[3], writer=keys.hash
+            )
         return AppendResult(
             events=stored,
             last_seq=reply[1],
@@ -685,7 +728,8 @@ class RedisBackend(Backend):
     ) -> StoredSession:
         """Apply state and metadata deltas without an event, in one script."""
         user, keys = self._session_keys(key)
-        args = self._head(user, key, expiry, "")
+        clock = await self._app_clock(key.app_name) if self.is_cluster and deltas.app else ""
+        args = self._head(user, key, expiry, clock)
         args += [*_pairs(deltas.session), *_pairs(metadata), *_pairs(deltas.user)]
         args += [0] if self.is_cluster else _pairs(deltas.app)
         reply = await self._run("update", self._script_keys(user, keys, key.app_name), args)
@@ -694,7 +738,9 @@ class RedisBackend(Backend):
         now = to_micros(expiry.now)
         if self.is_cluster:
             if deltas.app:
-                app_state = await self._app_write(key.app_name, deltas.app, expiry, "The update")
+                app_state = await self._app_write(
+                    key.app_name, deltas.app, expiry, "The update", stamp=reply[4], writer=keys.hash
+                )
             else:
                 app_state = await self._app_read(key.app_name, expiry, refresh=False)
         else:
@@ -706,7 +752,7 @@ class RedisBackend(Backend):
         user, keys = self._session_keys(key)
         reply = await self._run(
             "delete",
-            [keys.hash, keys.events, keys.ids, user.index],
+            [keys.hash, keys.events, keys.ids, keys.times, user.index],
             [user.base, key.session_id, to_micros(now)],
         )
         return bool(reply)
@@ -789,6 +835,11 @@ class RedisBackend(Backend):
         user, keys = self._session_keys(key)
         fields = _session_fields(session, last_seq=session.last_seq, count=len(events))
         fields += ["ct", ""]
+        times = [_time_key(event.timestamp or session.updated_at) for event in events]
+        if times:
+            fields += ["tnew", times[-1]]
+        if times != sorted(times):
+            fields += ["tuno", 1]
         args: list[Any] = [
             to_micros(expiry.now),
             *_expiry_args(session.expires_at, expiry.now),
@@ -800,11 +851,11 @@ class RedisBackend(Backend):
             *fields,
             len(events),
         ]
-        for event in events:
+        for event, time in zip(events, times, strict=True):
             text = event.model_dump_json(exclude=_WITHOUT_SEQ)
-            args += [event.id, event.seq, f'{{"seq":{event.seq},{text[1:]}']
+            args += [event.id, event.seq, time, f'{{"seq":{event.seq},{text[1:]}']
         args.append(session.user_id)
-        script_keys = [keys.hash, keys.events, keys.ids, user.index]
+        script_keys = [keys.hash, keys.events, keys.ids, keys.times, user.index]
         if self.is_cluster:
             await self._add_user(session.app_name, session.user_id)
         else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -19,6 +20,9 @@ from sessionhub.models import (
 )
 from sessionhub.service import SessionHistoryService
 from sessionhub.testing._base import FakeClock
+
+_SECOND = timedelta(seconds=1)
+_MICROSECOND = timedelta(microseconds=1)
 
 
 class EventTests:
@@ -198,6 +202,73 @@ class EventTests:
         assert got is not None and [e.text for e in got.events] == ["new3"]
         later = await service.get_session("alice", "s1", after_time=cut + timedelta(days=1))
         assert later is not None and later.events == []
+
+    async def test_after_time_window_with_last_n_and_after_seq(
+        self, service: SessionHistoryService, clock: FakeClock
+    ) -> None:
+        """after_time selects, then last_n keeps the newest of the selected, however many match."""
+        await service.create_session("alice", "s1")
+        t0 = clock.now
+        await service.append(
+            ("alice", "s1"),
+            [
+                Event(role="user", content=[TextPart(text=str(n))], timestamp=t0 + n * _SECOND)
+                for n in range(1, 11)
+            ],
+        )
+
+        async def seqs(**window: Any) -> list[int]:
+            got = await service.get_session("alice", "s1", **window)
+            assert got is not None and (got.event_count, got.last_seq) == (10, 10)
+            return [e.seq for e in got.events]
+
+        cut = t0 + 7 * _SECOND  # event 7's own timestamp: not after it
+        assert await seqs(after_time=cut) == [8, 9, 10]
+        assert await seqs(after_time=cut, last_n=5) == [8, 9, 10]  # fewer match than last_n
+        assert await seqs(after_time=cut, last_n=3) == [8, 9, 10]  # exactly last_n match
+        assert await seqs(after_time=cut, last_n=2) == [9, 10]  # more match than last_n
+        assert await seqs(after_time=cut, last_n=1) == [10]
+        assert await seqs(after_time=cut, last_n=0) == []
+        assert await seqs(after_time=t0, last_n=20) == list(range(1, 11))
+        assert await seqs(after_time=t0 + 10 * _SECOND, last_n=5) == []
+        assert await seqs(after_time=cut - _MICROSECOND, last_n=5) == [7, 8, 9, 10]
+        assert await seqs(after_seq=8, after_time=t0 + 5 * _SECOND, last_n=5) == [9, 10]
+        assert await seqs(after_seq=3, after_time=t0 + 5 * _SECOND, last_n=3) == [8, 9, 10]
+        assert await seqs(after_seq=6, after_time=t0 + 2 * _SECOND, last_n=9) == [7, 8, 9, 10]
+        assert await seqs(after_seq=10, after_time=t0, last_n=5) == []
+
+    async def test_after_time_with_client_timestamps_out_of_order(
+        self, service: SessionHistoryService, clock: FakeClock
+    ) -> None:
+        """Client timestamps need not grow with seq: the window follows each event's own time."""
+        await service.create_session("alice", "s1")
+        t0 = clock.now
+        offsets = [5, 1, 6, 2, 7, 3, 4]  # seconds after t0, for seqs 1..7
+        await service.append(
+            ("alice", "s1"),
+            [
+                Event(role="user", content=[TextPart(text=str(o))], timestamp=t0 + o * _SECOND)
+                for o in offsets
+            ],
+        )
+
+        async def seqs(**window: Any) -> list[int]:
+            got = await service.get_session("alice", "s1", **window)
+            assert got is not None
+            return [e.seq for e in got.events]
+
+        cut = t0 + 3 * _SECOND
+        assert await seqs(after_time=cut) == [1, 3, 5, 7]
+        assert await seqs(after_time=cut, last_n=10) == [1, 3, 5, 7]
+        assert await seqs(after_time=cut, last_n=2) == [5, 7]
+        assert await seqs(after_time=cut, after_seq=1, last_n=10) == [3, 5, 7]
+        assert await seqs(after_time=t0 + 6 * _SECOND, last_n=3) == [5]
+        # A later append in order again: the window still sees the older, out-of-order events.
+        await service.append(
+            ("alice", "s1"),
+            Event(role="user", content=[TextPart(text="8")], timestamp=t0 + 8 * _SECOND),
+        )
+        assert await seqs(after_time=t0 + 4 * _SECOND, last_n=4) == [1, 3, 5, 8]
 
     async def test_client_timestamps_are_kept(
         self, service: SessionHistoryService, clock: FakeClock
