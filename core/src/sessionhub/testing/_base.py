@@ -102,10 +102,14 @@ class ConformanceFixtures:
         """The clock every service of a test uses."""
         return FakeClock()
 
-    @pytest.fixture
-    def make_service(self, backend: Backend, clock: FakeClock) -> MakeService:
-        """Build a started-on-demand service over the test's backend with given settings."""
+    @pytest_asyncio.fixture
+    async def make_service(self, backend: Backend, clock: FakeClock) -> AsyncIterator[MakeService]:
+        """Build a started-on-demand service over the test's backend with given settings.
+
+        Every service it built is stopped after the test.
+        """
         test_clock = clock
+        built: list[SessionHistoryService] = []
 
         def make(
             target: Backend | None = None,
@@ -114,14 +118,18 @@ class ConformanceFixtures:
             **settings: Any,
         ) -> SessionHistoryService:
             settings.setdefault("purge_interval", None)
-            return SessionHistoryService(
+            service = SessionHistoryService(
                 target or backend,
                 settings=SessionHubSettings.isolated(**settings),
                 plugin_manager=get_plugin_manager(entry_points=False),
                 clock=clock or test_clock,
             )
+            built.append(service)
+            return service
 
-        return make
+        yield make
+        for service in built:
+            await service.stop()
 
     @pytest_asyncio.fixture
     async def service(self, make_service: MakeService) -> AsyncIterator[SessionHistoryService]:
