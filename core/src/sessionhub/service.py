@@ -148,6 +148,7 @@ class SessionHistoryService:
         """The pluggy plugin manager whose hooks this service runs."""
         self.app_name: str = _validate.check_identifier(settings.app_name, "app_name")
         self._clock: Clock = clock or _utc_now
+        self._owns_backend = not isinstance(backend, Backend)
         built = backend if isinstance(backend, Backend) else self._build_backend()
         self.backend: Backend = self._wrap(built)
         """The backend this service stores into (after any ``sessionhub_wrap_backend``)."""
@@ -198,7 +199,10 @@ class SessionHistoryService:
         return f"<{type(self).__name__} app={self.app_name!r} backend={self.backend.name!r}>"
 
     def __del__(self) -> None:
-        if getattr(self, "_loop", None) is not None:
+        # A backend the caller passed in is the caller's to close; one built here is ours.
+        if getattr(self, "_loop", None) is not None and (
+            self._owns_backend or self._purge_task is not None
+        ):
             warnings.warn(
                 f"{self!r} was started and never stopped: its connections were not closed. "
                 "Use 'async with service:' or call 'await service.stop()' when done.",

@@ -102,14 +102,10 @@ class ConformanceFixtures:
         """The clock every service of a test uses."""
         return FakeClock()
 
-    @pytest_asyncio.fixture
-    async def make_service(self, backend: Backend, clock: FakeClock) -> AsyncIterator[MakeService]:
-        """Build a started-on-demand service over the test's backend with given settings.
-
-        Every service it built is stopped after the test.
-        """
+    @pytest.fixture
+    def make_service(self, backend: Backend, clock: FakeClock) -> MakeService:
+        """Build a started-on-demand service over the test's backend with given settings."""
         test_clock = clock
-        built: list[SessionHistoryService] = []
 
         def make(
             target: Backend | None = None,
@@ -118,18 +114,14 @@ class ConformanceFixtures:
             **settings: Any,
         ) -> SessionHistoryService:
             settings.setdefault("purge_interval", None)
-            service = SessionHistoryService(
+            return SessionHistoryService(
                 target or backend,
                 settings=SessionHubSettings.isolated(**settings),
                 plugin_manager=get_plugin_manager(entry_points=False),
                 clock=clock or test_clock,
             )
-            built.append(service)
-            return service
 
-        yield make
-        for service in built:
-            await service.stop()
+        return make
 
     @pytest_asyncio.fixture
     async def service(self, make_service: MakeService) -> AsyncIterator[SessionHistoryService]:
