@@ -818,9 +818,14 @@ def _check_retries(requested: list[Event], stored: list[Event]) -> None:
     Content is compared as JSON, which is what the store kept.
     """
     for mine, theirs in zip(requested, stored, strict=True):
-        if mine is theirs or _same_content(mine, theirs):
+        if mine is theirs or (
+            mine.content == theirs.content
+            and mine.role == theirs.role
+            and mine.state_delta == theirs.state_delta
+            and mine.metadata == theirs.metadata
+        ):
             continue
-        if _content_json(mine) != _content_json(theirs):
+        if _content_json(mine) != _content_json(theirs):  # e.g. a tuple stored as a list
             raise ConflictError(
                 f"Event id {mine.id!r} is already stored in this session with other content "
                 "(role, content, state_delta or metadata): an event id names one event. "
@@ -831,17 +836,8 @@ def _check_retries(requested: list[Event], stored: list[Event]) -> None:
 _CONTENT_FIELDS: set[str] = {"role", "content", "state_delta", "metadata"}
 
 
-def _same_content(a: Event, b: Event) -> bool:
-    return (
-        a.role == b.role
-        and a.content == b.content
-        and a.state_delta == b.state_delta
-        and a.metadata == b.metadata
-    )
-
-
-def _content_json(event: Event) -> str:
-    return event.model_dump_json(include=_CONTENT_FIELDS)
+def _content_json(event: Event) -> Any:
+    return json.loads(event.model_dump_json(include=_CONTENT_FIELDS))
 
 
 def _merge_scopes(

@@ -155,6 +155,16 @@ class EventTests:
         got = await service.get_session("alice", "s1")
         assert got is not None and (got.event_count, got.last_seq) == (1, 1)
 
+    async def test_a_retry_equal_as_json_is_not_a_conflict(
+        self, service: SessionHistoryService
+    ) -> None:
+        """Content compares as stored (JSON): a tuple retried against its stored list is equal."""
+        await service.create_session("alice", "s1")
+        event = Event(role="tool", content=[DataPart(data={"pair": (1, 2)})], metadata={"b": 1})
+        await service.append(("alice", "s1"), event)
+        [again] = await service.append(("alice", "s1"), event)
+        assert again.seq == 1 and again.content[0] == DataPart(data={"pair": [1, 2]})
+
     @pytest.mark.parametrize(
         "change",
         [
