@@ -9,10 +9,7 @@ backend's atomic primitives.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
-import json
 import logging
 import os
 import time
@@ -22,14 +19,15 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Protocol, Union
 
 from sessionhub import _validate
+from sessionhub._cursor import decode_cursor, encode_cursor
 from sessionhub._normalize import to_events
+from sessionhub._retries import check_retries
 from sessionhub.backend import (
     AppendRequest,
     AppendResult,
     Backend,
     EventWindow,
     Expiry,
-    ListCursor,
     Scope,
     SessionKey,
     StateDeltas,
@@ -39,7 +37,6 @@ from sessionhub.backend import (
 from sessionhub.errors import (
     BackendUnavailable,
     ConfigError,
-    ConflictError,
     InvalidInput,
     SessionNotFound,
 )
@@ -74,7 +71,6 @@ EventInput = Union[Event, str, Mapping[str, Any], Any]  # noqa: UP007 -- a runti
 """What ``append`` accepts for one event (see ``SessionHistoryService.append``)."""
 
 MAX_PAGE_SIZE = 1000
-_MAX_CURSOR_LENGTH = 1024  # a real one is under 400 characters
 SNAPSHOT_PREFIX = "snapshot:"
 
 
@@ -411,7 +407,7 @@ class SessionHistoryService:
         """
         user_id = self._user(user_id)
         limit = _validate.check_count(limit, "limit", minimum=1, maximum=MAX_PAGE_SIZE)
-        after = _decode_cursor(cursor) if cursor else None
+        after = decode_cursor(cursor) if cursor else None
         if parent_id is not None:
             parent_id = _validate.check_identifier(parent_id, "parent_id")
         await self._ready()
@@ -427,7 +423,7 @@ class SessionHistoryService:
         next_cursor = None
         if len(rows) > limit:
             rows = rows[:limit]
-            next_cursor = _encode_cursor(rows[-1])
+            next_cursor = encode_cursor(rows[-1])
         if rows:
             app_state, user_state = await asyncio.gather(
                 self.backend.get_state(Scope.APP, self.app_name, None, expiry, refresh=False),
@@ -513,9 +509,14 @@ class SessionHistoryService:
 
         An event may be an ``Event``, a string (a user message), a dict in
         this library's, OpenAI's or AgentScope's shape, or an object with
-        ``to_dict()`` / ``model_dump()``. Missing ids and timestamps are filled
-        in. Each event's ``state_delta`` is applied with it. Re-appending an id
-        already stored returns the stored event and changes nothing. When
+        ``to_dict()`` / ``model_dump()``. An ``Event`` carries the id it got when
+        built; a string or a dict without an ``id`` gets a new one, so the same
+        dict appended twice is two events. Missing timestamps are filled in.
+        Each event's ``state_delta`` is applied with it. Re-appending an id
+        already stored returns the stored event and changes nothing; if the
+        stored event's role, content, state delta or metadata differ, it raises
+        ``ConflictError`` naming the id (after storing the call's new events).
+        The caller's objects are never changed, whatever a hook does. When
         ``session`` is a ``Session``, it is updated in place.
         Raises ``SessionNotFound`` if the session is absent or expired.
         """
@@ -555,7 +556,7 @@ class SessionHistoryService:
         result = await self.backend.append(
             AppendRequest(key, batch, deltas, expiry, self.settings.event_limit)
         )
-        _check_retries(batch, result.events)
+        check_retries(batch, result.events)
         if isinstance(session, Session):
             self._update_in_place(session, result.events, deltas, result)
         if self.plugin_manager.hook.sessionhub_after_append.get_hookimpls():
@@ -811,35 +812,6 @@ def _stamp(batch: list[Event], now: datetime) -> None:
             event.timestamp = now
 
 
-def _check_retries(requested: list[Event], stored: list[Event]) -> None:
-    """Raise ``ConflictError`` if an id this append carried was stored with other content.
-
-    A retry returns the stored event; only its ``seq`` and a timestamp may differ.
-    Content is compared as JSON, which is what the store kept.
-    """
-    for mine, theirs in zip(requested, stored, strict=True):
-        if mine is theirs or (
-            mine.content == theirs.content
-            and mine.role == theirs.role
-            and mine.state_delta == theirs.state_delta
-            and mine.metadata == theirs.metadata
-        ):
-            continue
-        if _content_json(mine) != _content_json(theirs):  # e.g. a tuple stored as a list
-            raise ConflictError(
-                f"Event id {mine.id!r} is already stored in this session with other content "
-                "(role, content, state_delta or metadata): an event id names one event. "
-                "Give the new event another id (or none, to get a generated one)."
-            )
-
-
-_CONTENT_FIELDS: set[str] = {"role", "content", "state_delta", "metadata"}
-
-
-def _content_json(event: Event) -> Any:
-    return json.loads(event.model_dump_json(include=_CONTENT_FIELDS))
-
-
 def _merge_scopes(
     app_state: Mapping[str, Any], user_state: Mapping[str, Any], session_state: dict[str, Any]
 ) -> dict[str, Any]:
@@ -847,26 +819,3 @@ def _merge_scopes(
     merged.update((USER_PREFIX + key, value) for key, value in user_state.items())
     merged.update(session_state)
     return merged
-
-
-def _encode_cursor(session: Session) -> str:
-    raw = json.dumps([session.updated_at.isoformat(), session.id], separators=(",", ":"))
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: object) -> ListCursor:
-    problem = InvalidInput(
-        "cursor", "is not a cursor returned by list_sessions (pass page.next_cursor as it is)"
-    )
-    if not isinstance(cursor, str) or len(cursor) > _MAX_CURSOR_LENGTH:
-        raise problem
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        updated_at, session_id = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        position = datetime.fromisoformat(updated_at)
-        if position.tzinfo is None:  # every cursor list_sessions makes says +00:00
-            raise problem
-        position = _validate.check_time(position, "cursor")
-        return ListCursor(position, _validate.check_identifier(session_id, "cursor"))
-    except (ValueError, TypeError, binascii.Error, RecursionError, OverflowError) as exc:
-        raise problem from exc  # InvalidInput is a ValueError too
