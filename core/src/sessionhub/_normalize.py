@@ -66,7 +66,8 @@ def to_event(value: Any, field: str = "event") -> Event:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"])
-        raise InvalidInput(f"{field}.{where}" if where else field, first["msg"]) from exc
+        rule = first["msg"].removeprefix("Value error, ")  # pydantic's prefix for a ValueError
+        raise InvalidInput(f"{field}.{where}" if where else field, rule) from exc
 
 
 def _from_mapping(data: Mapping[str, Any], field: str) -> Event:
