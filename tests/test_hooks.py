@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import re
 
 import pytest
@@ -91,6 +92,44 @@ async def test_redaction_and_observers_run_in_order(plugin_class):
         ("after", "s1", [(1, "mail me at [email]"), (2, "no address")]),
         ("deleted", "default", "alice", "s1"),
     ]
+
+
+@pytest.mark.asyncio
+async def test_a_hook_editing_events_in_place_leaves_the_callers_objects_alone():
+    class Rewriter:
+        @hookimpl
+        def sessionhub_before_append(self, ctx):
+            for event in ctx.events:
+                redact(event)
+                event.metadata["redacted"] = True
+                event.metadata["nested"]["seen"] = True
+                event.state_delta["n"] += 1
+
+    mine = Event(
+        role="user",
+        content=[TextPart(text="ada@example.com")],
+        metadata={"nested": {}},
+        state_delta={"n": 1},
+    )
+    as_dict = {
+        "role": "user",
+        "content": [{"type": "text", "text": "bob@example.com"}],
+        "metadata": {"nested": {}},
+        "state_delta": {"n": 1},
+    }
+    before = (mine.model_copy(deep=True), copy.deepcopy(as_dict))
+    async with service_with(Rewriter()) as svc:
+        await svc.create_session("alice", "s1")
+        stored = await svc.append(("alice", "s1"), [mine, as_dict])
+        assert [e.text for e in stored] == ["[email]", "[email]"]
+        assert stored[0].metadata == {"nested": {"seen": True}, "redacted": True}
+        got = await svc.get_session("alice", "s1")
+        assert got.state == {"n": 2}
+        # A retry of the same object is recognised: the hook's edit is applied again.
+        [again] = await svc.append(("alice", "s1"), mine)
+        assert again.seq == 1
+    assert (mine, as_dict) == before
+    assert mine.content[0].text == "ada@example.com" and mine.metadata == {"nested": {}}
 
 
 @pytest.mark.asyncio

@@ -34,7 +34,11 @@ _MEDIA_TYPES = frozenset({"image", "audio", "video", "file"})
 
 
 def to_events(value: Any) -> list[Event]:
-    """Normalise one input or a list of inputs to events (copies; the input is not changed)."""
+    """Normalise one input or a list of inputs to events (copies; the input is not changed).
+
+    An ``Event`` keeps its id; a string or a dict without an id gets a new one here,
+    so the same dict appended twice is two events.
+    """
     if isinstance(value, (list, tuple)):
         return [to_event(item, f"events[{index}]") for index, item in enumerate(value)]
     return [to_event(value, "event")]
@@ -58,14 +62,15 @@ def to_event(value: Any, field: str = "event") -> Event:
         if not isinstance(value, Mapping):
             raise InvalidInput(field, f"{type(value).__name__}.to_dict() did not return a dict")
     try:
-        return _from_mapping(value)
+        return _from_mapping(value, field)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"])
-        raise InvalidInput(f"{field}.{where}" if where else field, first["msg"]) from exc
+        rule = first["msg"].removeprefix("Value error, ")  # pydantic's prefix for a ValueError
+        raise InvalidInput(f"{field}.{where}" if where else field, rule) from exc
 
 
-def _from_mapping(data: Mapping[str, Any]) -> Event:
+def _from_mapping(data: Mapping[str, Any], field: str) -> Event:
     kind = data.get("type")
     if kind == "function_call":  # OpenAI Responses API item
         return Event(
@@ -83,63 +88,96 @@ def _from_mapping(data: Mapping[str, Any]) -> Event:
     role = data.get("role") or data.get("author")
     if not isinstance(role, str) or not role:
         raise InvalidInput(
-            "event.role",
+            f"{field}.role",
             "must be a non-empty string (user, assistant, system, tool or an author name)",
         )
-    content = _parts(data.get("content"))
-    if data.get("tool_calls"):  # OpenAI Chat Completions assistant message
-        content.extend(_tool_call(call.get("id"), call) for call in data["tool_calls"])
+    content = _parts(data.get("content"), f"{field}.content")
+    tool_calls = data.get("tool_calls")
+    if tool_calls:  # OpenAI Chat Completions assistant message
+        content.extend(_tool_calls(tool_calls, f"{field}.tool_calls"))
     if role == "tool" and data.get("tool_call_id"):
         text = "".join(p.text for p in content if isinstance(p, TextPart))
         content = [ToolResultPart(call_id=str(data["tool_call_id"]), output=text)]
     fields = {key: data[key] for key in _EVENT_FIELDS & data.keys() if data[key] is not None}
     fields["role"] = role
     fields["content"] = content
-    metadata = dict(fields.get("metadata") or {})
+    metadata = fields.get("metadata") or {}
+    if not isinstance(metadata, Mapping):
+        raise InvalidInput(f"{field}.metadata", f"must be a dict, got {type(metadata).__name__}")
+    metadata = dict(metadata)
     name = data.get("name")
     if isinstance(name, str) and name != role:
         metadata.setdefault("name", name)  # AgentScope's author name
     fields["metadata"] = metadata
     if isinstance(fields.get("timestamp"), str):
-        fields["timestamp"] = _parse_time(fields["timestamp"])
+        fields["timestamp"] = _parse_time(fields["timestamp"], f"{field}.timestamp")
     fields.pop("seq", None)
     return Event.model_validate(fields)
 
 
-def _parse_time(value: str) -> datetime:
+def _parse_time(value: str, field: str) -> datetime:
     try:
         return datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError as exc:
-        raise InvalidInput("event.timestamp", f"{value!r} is not an ISO 8601 time") from exc
+        raise InvalidInput(field, f"{value!r} is not an ISO 8601 time") from exc
 
 
-def _parts(content: Any) -> list[Part]:
+def _tool_calls(calls: Any, field: str) -> list[ToolCallPart]:
+    if isinstance(calls, (str, bytes)) or not isinstance(calls, Sequence):
+        raise InvalidInput(
+            field, f"must be a list of tool calls (dicts), got {type(calls).__name__}"
+        )
+    for index, call in enumerate(calls):
+        if not isinstance(call, Mapping):
+            raise InvalidInput(
+                f"{field}[{index}]",
+                f"must be a dict with 'id' and 'function', got {type(call).__name__}",
+            )
+    return [_tool_call(call.get("id"), call) for call in calls]
+
+
+def _parts(content: Any, field: str) -> list[Part]:
     if content is None:
         return []
     if isinstance(content, str):
         return [TextPart(text=content)]
     if isinstance(content, Mapping):
-        return [_part(content)]
-    if isinstance(content, Sequence):
-        return [_part(block) for block in content]
+        return [_part(content, f"{field}[0]")]
+    if isinstance(content, Sequence) and not isinstance(content, (bytes, bytearray)):
+        return [_part(block, f"{field}[{index}]") for index, block in enumerate(content)]
     raise InvalidInput(
-        "event.content", f"must be a string or a list of parts, got {type(content).__name__}"
+        field,
+        f"must be a string or a list of parts, got {type(content).__name__}"
+        + (" (decode text first; store binary data as a file part)" if _binary(content) else ""),
     )
 
 
-def _part(block: Any) -> Part:
+def _binary(value: Any) -> bool:
+    return isinstance(value, (bytes, bytearray, memoryview))
+
+
+def _part(block: Any, field: str) -> Part:
     if isinstance(block, str):
         return TextPart(text=block)
     if not isinstance(block, Mapping):
         if hasattr(block, "model_dump"):
             block = block.model_dump()
         else:
-            raise InvalidInput(
-                "event.content", f"a part must be a dict or a str, got {type(block).__name__}"
-            )
+            raise InvalidInput(field, f"a part must be a dict or a str, got {type(block).__name__}")
     kind = block.get("type")
     if kind in _TEXT_TYPES:
-        return TextPart(text=str(block.get("text", "")))
+        text = block.get("text", "")
+        if not isinstance(text, str):
+            raise InvalidInput(
+                f"{field}.text",
+                f"must be a string, got {type(text).__name__}"
+                + (
+                    "; decode it first, or store binary data as a file part"
+                    if _binary(text)
+                    else ""
+                ),
+            )
+        return TextPart(text=text)
     if kind == "tool_call":
         return ToolCallPart.model_validate(block)
     if kind in ("tool_use", "function_call"):

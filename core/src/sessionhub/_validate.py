@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from datetime import datetime, timezone
 from typing import Any
 
 from sessionhub.backend import StateDeltas
@@ -27,6 +28,18 @@ from sessionhub.models import (
 
 MAX_ID_LENGTH = 256
 _MAX_DEPTH = 64
+
+MAX_COUNT = 2**53 - 1
+"""The largest ``last_n`` / ``after_seq``: what every store (and a Lua number) holds exactly."""
+EARLIEST_TIME = datetime(1700, 1, 1, tzinfo=timezone.utc)
+"""The earliest event timestamp or ``after_time`` accepted."""
+LATEST_TIME = datetime(2250, 1, 1, tzinfo=timezone.utc)
+"""The latest event timestamp or ``after_time`` accepted (exclusive).
+
+Stores keep times as microseconds since 1970; within about 285 years of it those
+fit a double exactly (Redis scores, Lua numbers), so times compare the same in
+every backend.
+"""
 
 
 def check_identifier(value: object, field: str) -> str:
@@ -131,6 +144,8 @@ def _check_text(value: str, field: str) -> None:
 def check_part(part: Part, field: str) -> None:
     """Check the JSON values of a content part (its fields of type ``Any`` and any extras)."""
     if isinstance(part, TextPart):
+        if type(part.text) is not str:  # only a model built without validation gets here
+            raise InvalidInput(f"{field}.text", f"must be a string, got {type(part.text).__name__}")
         _check_text(part.text, f"{field}.text")
     elif isinstance(part, ToolCallPart):
         check_json(part.arguments, f"{field}.arguments")
@@ -153,12 +168,17 @@ def check_mapping(value: object, field: str) -> Mapping[str, Any]:
 
 
 def check_event(event: Event, field: str) -> StateDeltas:
-    """Check an event's id, role, content, metadata and state delta; return the split delta."""
+    """Check an event's id, role, content, metadata, timestamp and state delta.
+
+    Return the split delta. A timestamp is set to its UTC form.
+    """
     check_identifier(event.id, f"{field}.id")
     check_identifier(event.role, f"{field}.role")
     for number, part in enumerate(event.content):
         check_part(part, f"{field}.content[{number}]")
     check_mapping(event.metadata, f"{field}.metadata")
+    if event.timestamp is not None:
+        event.timestamp = check_time(event.timestamp, f"{field}.timestamp")
     if event.state_delta or type(event.state_delta) is not dict:
         check_mapping(event.state_delta, f"{field}.state_delta")
         return split_delta(event.state_delta, f"{field}.state_delta")
@@ -192,11 +212,31 @@ def without_temp(delta: dict[str, Any]) -> dict[str, Any]:
     return delta
 
 
-def check_count(value: object, field: str, *, minimum: int, maximum: int | None = None) -> int:
+def check_count(value: object, field: str, *, minimum: int, maximum: int = MAX_COUNT) -> int:
     """Check an integer argument lies in range."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidInput(field, f"must be an integer, got {type(value).__name__}")
-    if value < minimum or (maximum is not None and value > maximum):
-        bound = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
-        raise InvalidInput(field, f"must be {bound}, got {value}")
+    if value < minimum or value > maximum:
+        raise InvalidInput(field, f"must be between {minimum} and {maximum}, got {value}")
     return value
+
+
+def check_time(value: object, field: str) -> datetime:
+    """Return ``value`` as a UTC datetime (naive is taken as UTC) if it is in the accepted range."""
+    if (
+        type(value) is datetime
+        and value.tzinfo is timezone.utc
+        and EARLIEST_TIME <= value < LATEST_TIME
+    ):
+        return value  # the common case: a time from the service's clock
+    if not isinstance(value, datetime):
+        raise InvalidInput(field, f"must be a datetime, got {type(value).__name__}")
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    if not EARLIEST_TIME <= value < LATEST_TIME:
+        raise InvalidInput(
+            field,
+            f"{value.isoformat()} is outside the times sessionhub stores "
+            f"({EARLIEST_TIME:%Y-%m-%d} to {LATEST_TIME:%Y-%m-%d} UTC)",
+        )
+    return value if value.tzinfo is timezone.utc else value.astimezone(timezone.utc)

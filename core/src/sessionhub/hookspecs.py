@@ -95,7 +95,8 @@ def sessionhub_before_append(ctx: AppendContext) -> Awaitable[None] | None:
     Called by ``append`` after the input is normalised and before it is
     validated and stored. Rewrite ``ctx.events`` in place (change an event, or
     replace, add or remove list items); raise ``InvalidInput``
-    to reject the whole append, in which case nothing is written.
+    to reject the whole append, in which case nothing is written. The events
+    are deep copies: the caller's own objects never change.
 
     :param ctx: The ``AppendContext`` of this append.
     """

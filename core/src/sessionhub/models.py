@@ -6,6 +6,8 @@ UTC-aware datetimes; a naive datetime given on input is taken to be UTC.
 
 from __future__ import annotations
 
+import itertools
+import os
 from datetime import datetime, timezone
 from typing import Annotated, Any, Generic, Literal, TypeVar, Union
 
@@ -26,6 +28,7 @@ __all__ = [
     "APP_PREFIX",
     "USER_PREFIX",
     "TEMP_PREFIX",
+    "new_event_id",
 ]
 
 APP_PREFIX = "app:"
@@ -41,7 +44,34 @@ def _as_utc(value: datetime) -> datetime:
         return value
     if value.tzinfo is None:
         return value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc)
+    try:
+        return value.astimezone(timezone.utc)
+    except OverflowError:  # e.g. 9999-12-31T23:00-05:00 is in year 10000 in UTC
+        raise ValueError(f"{value.isoformat()} is outside the range of UTC times") from None
+
+
+class _EventIds:
+    """Event ids unique without a system call each: a random prefix per process, a counter.
+
+    32 hex digits, like a session id. Only events get these; session ids stay fully
+    random, since applications may hand them out.
+    """
+
+    def __init__(self) -> None:
+        self._reset()
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=self._reset)
+
+    def _reset(self) -> None:
+        self._prefix = os.urandom(8).hex()
+        self._counter = itertools.count(int.from_bytes(os.urandom(4), "big"))
+
+    def __call__(self) -> str:
+        return f"{self._prefix}{next(self._counter):016x}"
+
+
+new_event_id = _EventIds()
+"""Return a new event id: 32 hex digits, unique across processes and hosts."""
 
 
 class TextPart(BaseModel):
@@ -49,7 +79,7 @@ class TextPart(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
     type: Literal["text"] = "text"
-    text: str
+    text: str = Field(strict=True)  # bytes would be decoded or stored as "b'...'"
 
 
 class ToolCallPart(BaseModel):
@@ -123,15 +153,17 @@ Part = Annotated[
 class Event(BaseModel):
     """One entry of a session's history: a message, a tool call or result, or any record.
 
-    ``seq`` is assigned by the backend when the event is stored (1, 2, 3 ... per
-    session, contiguous, never reused); it is 0 on an event not stored yet.
+    An event gets its ``id`` when it is built, so appending the same ``Event``
+    again (a retry) stores it once. ``seq`` is assigned by the backend when the
+    event is stored (1, 2, 3 ... per session, contiguous, never reused); it is 0
+    on an event not stored yet.
     ``state_delta`` is applied atomically with the append: ``app:`` and ``user:``
     keys go to the wider scopes, ``temp:`` keys are dropped, ``None`` deletes a key.
     """
 
     model_config = ConfigDict(extra="ignore", validate_assignment=False)
 
-    id: str = ""
+    id: str = Field(default_factory=new_event_id)
     seq: int = 0
     role: str
     content: list[Part] = Field(default_factory=list)

@@ -9,36 +9,47 @@ backend's atomic primitives.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
-import itertools
-import json
 import logging
 import os
 import time
+import warnings
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Protocol, Union
 
 from sessionhub import _validate
+from sessionhub._cursor import decode_cursor, encode_cursor
 from sessionhub._normalize import to_events
+from sessionhub._retries import check_retries
 from sessionhub.backend import (
     AppendRequest,
     AppendResult,
     Backend,
     EventWindow,
     Expiry,
-    ListCursor,
     Scope,
     SessionKey,
     StateDeltas,
     StoredSession,
     apply_delta,
 )
-from sessionhub.errors import BackendUnavailable, ConfigError, InvalidInput, SessionNotFound
+from sessionhub.errors import (
+    BackendUnavailable,
+    ConfigError,
+    InvalidInput,
+    SessionNotFound,
+)
 from sessionhub.hookspecs import AppendContext
-from sessionhub.models import APP_PREFIX, USER_PREFIX, Event, HealthStatus, Page, Session
+from sessionhub.models import (
+    APP_PREFIX,
+    USER_PREFIX,
+    Event,
+    HealthStatus,
+    Page,
+    Session,
+    new_event_id,
+)
 from sessionhub.plugins import call_hook, get_plugin_manager
 from sessionhub.registry import BackendRegistry
 from sessionhub.settings import SessionHubSettings, load_settings
@@ -81,29 +92,6 @@ def _utc_now() -> datetime:
 
 def _new_id() -> str:
     return os.urandom(16).hex()  # 128 random bits, as uuid4().hex but without the UUID object
-
-
-class _EventIds:
-    """Event ids unique without a system call each: a random prefix per process, a counter.
-
-    32 hex digits, like a session id. Only events get these; session ids stay fully
-    random, since applications may hand them out.
-    """
-
-    def __init__(self) -> None:
-        self._reset()
-        if hasattr(os, "register_at_fork"):
-            os.register_at_fork(after_in_child=self._reset)
-
-    def _reset(self) -> None:
-        self._prefix = os.urandom(8).hex()
-        self._counter = itertools.count(int.from_bytes(os.urandom(4), "big"))
-
-    def __call__(self) -> str:
-        return f"{self._prefix}{next(self._counter):016x}"
-
-
-_new_event_id = _EventIds()
 
 
 class SessionHistoryService:
@@ -153,11 +141,13 @@ class SessionHistoryService:
         """The pluggy plugin manager whose hooks this service runs."""
         self.app_name: str = _validate.check_identifier(settings.app_name, "app_name")
         self._clock: Clock = clock or _utc_now
+        self._owns_backend = not isinstance(backend, Backend)
         built = backend if isinstance(backend, Backend) else self._build_backend()
         self.backend: Backend = self._wrap(built)
         """The backend this service stores into (after any ``sessionhub_wrap_backend``)."""
-        self._started = False
-        self._start_lock: asyncio.Lock | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        """The event loop the backend was opened on; None while stopped."""
+        self._start_lock: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
         self._purge_task: asyncio.Task[None] | None = None
 
     @classmethod
@@ -196,29 +186,73 @@ class SessionHistoryService:
             backend = wrapped
         return backend
 
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} app={self.app_name!r} backend={self.backend.name!r}>"
+
+    def __del__(self) -> None:
+        # A backend the caller passed in is the caller's to close; one built here is ours.
+        if getattr(self, "_loop", None) is not None and (
+            self._owns_backend or self._purge_task is not None
+        ):
+            warnings.warn(
+                f"{self!r} was started and never stopped: its connections were not closed. "
+                "Use 'async with service:' or call 'await service.stop()' when done.",
+                ResourceWarning,
+                stacklevel=2,
+                source=self,
+            )
+
     # --- lifecycle -------------------------------------------------------------
 
     async def start(self) -> None:
-        """Open the backend (and start the expiry sweep when one is needed). Idempotent."""
-        if self._start_lock is None:
-            self._start_lock = asyncio.Lock()
-        async with self._start_lock:
-            if self._started:
+        """Open the backend (and start the expiry sweep when one is needed). Idempotent.
+
+        A service belongs to the event loop that started it. Used again after that
+        loop has ended (a second ``asyncio.run()``), it reopens the backend on the
+        new loop; used from two running loops at once, it raises ``ConfigError``.
+        """
+        loop = asyncio.get_running_loop()
+        if self._start_lock is None or self._start_lock[0] is not loop:
+            self._start_lock = (loop, asyncio.Lock())
+        async with self._start_lock[1]:
+            if self._loop is loop:
                 return
+            if self._loop is not None:
+                await self._leave(self._loop)
             await self.backend.open()
-            self._started = True
+            self._loop = loop
             if self._needs_sweep():
                 self._purge_task = asyncio.create_task(self._sweep_forever())
 
     async def stop(self) -> None:
         """Stop the sweep and close the backend. Idempotent."""
+        loop = self._loop
+        if loop is not None and loop is not asyncio.get_running_loop():
+            await self._leave(loop)
+            return
         if self._purge_task is not None:
             self._purge_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._purge_task
             self._purge_task = None
-        self._started = False
+        self._loop = None
         await self.backend.close()
+
+    async def _leave(self, old: asyncio.AbstractEventLoop) -> None:
+        """Close what was opened on another loop, from this one, as far as that is possible."""
+        if old.is_running():
+            raise ConfigError(
+                f"{self!r} is in use on another running event loop (another thread). A service "
+                "and its connections belong to one event loop: create one service per loop."
+            )
+        task, self._purge_task = self._purge_task, None
+        if task is not None and not old.is_closed():
+            task.cancel()
+        self._loop = None
+        try:
+            await self.backend.close()
+        except Exception:  # connections of an ended loop often cannot be closed from another
+            logger.debug("Closing connections opened on an ended event loop failed", exc_info=True)
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -262,7 +296,7 @@ class SessionHistoryService:
                 logger.debug("Reclaimed %d expired records", removed)
 
     async def _ready(self) -> None:
-        if not self._started:
+        if self._loop is not asyncio.get_running_loop():
             await self.start()
 
     # --- sessions --------------------------------------------------------------
@@ -342,7 +376,9 @@ class SessionHistoryService:
             after_seq=None
             if after_seq is None
             else _validate.check_count(after_seq, "after_seq", minimum=0),
-            after_time=_aware(after_time, "after_time"),
+            after_time=None
+            if after_time is None
+            else _validate.check_time(after_time, "after_time"),
         )
         await self._ready()
         stored = await self.backend.get_session(
@@ -366,7 +402,7 @@ class SessionHistoryService:
         """
         user_id = self._user(user_id)
         limit = _validate.check_count(limit, "limit", minimum=1, maximum=MAX_PAGE_SIZE)
-        after = _decode_cursor(cursor) if cursor else None
+        after = decode_cursor(cursor) if cursor else None
         if parent_id is not None:
             parent_id = _validate.check_identifier(parent_id, "parent_id")
         await self._ready()
@@ -382,7 +418,7 @@ class SessionHistoryService:
         next_cursor = None
         if len(rows) > limit:
             rows = rows[:limit]
-            next_cursor = _encode_cursor(rows[-1])
+            next_cursor = encode_cursor(rows[-1])
         if rows:
             app_state, user_state = await asyncio.gather(
                 self.backend.get_state(Scope.APP, self.app_name, None, expiry, refresh=False),
@@ -468,9 +504,14 @@ class SessionHistoryService:
 
         An event may be an ``Event``, a string (a user message), a dict in
         this library's, OpenAI's or AgentScope's shape, or an object with
-        ``to_dict()`` / ``model_dump()``. Missing ids and timestamps are filled
-        in. Each event's ``state_delta`` is applied with it. Re-appending an id
-        already stored returns the stored event and changes nothing. When
+        ``to_dict()`` / ``model_dump()``. An ``Event`` carries the id it got when
+        built; a string or a dict without an ``id`` gets a new one, so the same
+        dict appended twice is two events. Missing timestamps are filled in.
+        Each event's ``state_delta`` is applied with it. Re-appending an id
+        already stored returns the stored event and changes nothing; if the
+        stored event's role, content, state delta or metadata differ, it raises
+        ``ConflictError`` naming the id (after storing the call's new events).
+        The caller's objects are never changed, whatever a hook does. When
         ``session`` is a ``Session``, it is updated in place.
         Raises ``SessionNotFound`` if the session is absent or expired.
         """
@@ -492,7 +533,13 @@ class SessionHistoryService:
         now = self._clock()
         _stamp(batch, now)
         if self.plugin_manager.hook.sessionhub_before_append.get_hookimpls():
-            ctx = AppendContext(self.app_name, key.user_id, key.session_id, batch)
+            # A hook may edit events in place: it gets copies of the caller's parts and dicts.
+            ctx = AppendContext(
+                self.app_name,
+                key.user_id,
+                key.session_id,
+                [event.model_copy(deep=True) for event in batch],
+            )
             await call_hook(self.plugin_manager, "sessionhub_before_append", ctx=ctx)
             batch = to_events(ctx.events)  # a hook may have added dicts or strings
             _stamp(batch, now)
@@ -504,6 +551,7 @@ class SessionHistoryService:
         result = await self.backend.append(
             AppendRequest(key, batch, deltas, expiry, self.settings.event_limit)
         )
+        check_retries(batch, result.events)
         if isinstance(session, Session):
             self._update_in_place(session, result.events, deltas, result)
         if self.plugin_manager.hook.sessionhub_after_append.get_hookimpls():
@@ -754,7 +802,7 @@ def _stamp(batch: list[Event], now: datetime) -> None:
     """Give events without an id a generated one, and without a timestamp ``now``."""
     for event in batch:
         if _blank(event.id):
-            event.id = _new_event_id()
+            event.id = new_event_id()
         if event.timestamp is None:
             event.timestamp = now
 
@@ -766,27 +814,3 @@ def _merge_scopes(
     merged.update((USER_PREFIX + key, value) for key, value in user_state.items())
     merged.update(session_state)
     return merged
-
-
-def _aware(value: datetime | None, field: str) -> datetime | None:
-    if value is None:
-        return None
-    if not isinstance(value, datetime):
-        raise InvalidInput(field, f"must be a datetime, got {type(value).__name__}")
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
-
-
-def _encode_cursor(session: Session) -> str:
-    raw = json.dumps([session.updated_at.isoformat(), session.id], separators=(",", ":"))
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> ListCursor:
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        updated_at, session_id = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        return ListCursor(datetime.fromisoformat(updated_at), str(session_id))
-    except (ValueError, TypeError, binascii.Error) as exc:
-        raise InvalidInput(
-            "cursor", "is not a cursor returned by list_sessions (pass page.next_cursor as it is)"
-        ) from exc

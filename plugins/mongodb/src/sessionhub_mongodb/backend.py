@@ -480,6 +480,7 @@ class MongoBackend(Backend):
         """Close the client if the backend created it (an injected one is left open)."""
         client, self._client = self._client, None
         self._sessions = self._events = self._state = None
+        self._open_lock = None  # a lock belongs to one event loop; the next open may run on another
         self._heads.clear()
         if client is not None and self._injected is None:
             await client.close()

@@ -468,6 +468,7 @@ class RedisBackend(Backend):
         """Close the client and pools this backend created (never given ones). Idempotent."""
         connection, self._connection = self._connection, None
         self._cluster_ready = False
+        self._cluster_lock = None  # bound to one event loop; the next open may run on another
         if connection is not None:
             await connection.close()
 

@@ -196,6 +196,36 @@ def _prepare(synchronous: str, busy_timeout_ms: int) -> Callable[[sqlite3.Connec
     return prepare
 
 
+class _Connection(aiosqlite.Connection):
+    """aiosqlite's connection, safe to drop unclosed (a service never stopped).
+
+    Its thread is a daemon, so it never keeps the process from exiting. Dropped
+    while open, it closes the database on its thread with nobody waiting for the
+    answer: aiosqlite's own finaliser sends the answer to the event loop running
+    at that moment, which may close first, and the thread then dies printing a
+    traceback. Like :func:`_on_thread`, this uses aiosqlite's private queue.
+    """
+
+    def __init__(self, database: str, busy_timeout: float, *, uri: bool) -> None:
+        super().__init__(
+            lambda: sqlite3.connect(database, isolation_level=None, timeout=busy_timeout, uri=uri),
+            iter_chunk_size=64,
+        )
+        self._thread.daemon = True
+
+    def __del__(self) -> None:
+        raw, self._connection = self._connection, None
+        if raw is None:
+            return
+        self._running = False
+        self._tx.put_nowait((None, lambda: _close_and_stop(raw)))
+
+
+def _close_and_stop(raw: sqlite3.Connection) -> object:
+    raw.close()
+    return aiosqlite.core._STOP_RUNNING_SENTINEL  # ends the worker thread's loop
+
+
 class SQLiteBackend(Backend):
     """Sessions, events and state in one SQLite database file, on aiosqlite.
 
@@ -252,9 +282,7 @@ class SQLiteBackend(Backend):
                 "built with a newer SQLite."
             )
         database, must_exist = self._database()
-        connection = aiosqlite.connect(
-            database, isolation_level=None, timeout=settings.busy_timeout, uri=must_exist
-        )
+        connection = _Connection(database, settings.busy_timeout, uri=must_exist)
         try:
             await connection
         except sqlite3.Error as exc:
@@ -283,6 +311,7 @@ class SQLiteBackend(Backend):
     async def close(self) -> None:
         """Close the connection and stop its thread. Idempotent."""
         connection, self._connection = self._connection, None
+        self._open_lock = None  # a lock belongs to one event loop; the next open may run on another
         if connection is not None:
             await connection.close()
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from sessionhub.errors import SessionNotFound
+from sessionhub.errors import ConflictError, SessionNotFound
 from sessionhub.models import (
     DataPart,
     Event,
@@ -131,19 +131,66 @@ class EventTests:
         assert await service.get_session("alice", "missing") is None
 
     async def test_reappend_same_id_is_a_no_op(self, service: SessionHistoryService) -> None:
-        """Re-appending a stored event id returns the stored event; nothing changes."""
+        """Re-appending a stored event (same id and content) returns it; nothing changes."""
         await service.create_session("alice", "s1")
         event = Event(id="e1", role="user", content=[TextPart(text="once")], state_delta={"n": 1})
         [first] = await service.append(("alice", "s1"), event)
-        retry = event.model_copy(
-            update={"content": [TextPart(text="twice")], "state_delta": {"n": 2}}
-        )
+        assert first.timestamp is not None
+        retry = event.model_copy(update={"timestamp": first.timestamp + timedelta(seconds=5)})
         [again] = await service.append(("alice", "s1"), retry)
         assert again.seq == first.seq == 1
-        assert again.text == "once"
+        assert again.text == "once" and again.timestamp == first.timestamp
         got = await service.get_session("alice", "s1")
         assert got is not None
         assert (got.event_count, got.last_seq, got.state) == (1, 1, {"n": 1})
+
+    async def test_appending_one_event_object_twice_stores_it_once(
+        self, service: SessionHistoryService
+    ) -> None:
+        """An Event gets its id when built: appending the same object again is a retry."""
+        await service.create_session("alice", "s1")
+        event = Event(role="user", content=[TextPart(text="hi")], state_delta={"n": 1})
+        [first] = await service.append(("alice", "s1"), event)
+        [again] = await service.append(("alice", "s1"), event)
+        assert event.id and first.id == again.id == event.id
+        assert (first.seq, again.seq) == (1, 1)
+        assert event.seq == 0 and event.timestamp is None  # the caller's object is untouched
+        got = await service.get_session("alice", "s1")
+        assert got is not None and (got.event_count, got.last_seq) == (1, 1)
+
+    async def test_a_retry_equal_as_json_is_not_a_conflict(
+        self, service: SessionHistoryService
+    ) -> None:
+        """Content compares as stored (JSON): a tuple retried against its stored list is equal."""
+        await service.create_session("alice", "s1")
+        event = Event(role="tool", content=[DataPart(data={"pair": (1, 2)})], metadata={"b": 1})
+        await service.append(("alice", "s1"), event)
+        [again] = await service.append(("alice", "s1"), event)
+        assert again.seq == 1 and again.content[0] == DataPart(data={"pair": [1, 2]})
+
+    @pytest.mark.parametrize(
+        "change",
+        [
+            {"role": "assistant"},
+            {"content": [TextPart(text="twice")]},
+            {"state_delta": {"n": 2}},
+            {"metadata": {"source": "other"}},
+        ],
+        ids=["role", "content", "state_delta", "metadata"],
+    )
+    async def test_same_id_with_other_content_conflicts(
+        self, service: SessionHistoryService, change: dict[str, Any]
+    ) -> None:
+        """An id already stored with other content raises ConflictError naming it; no change."""
+        await service.create_session("alice", "s1")
+        event = Event(id="e1", role="user", content=[TextPart(text="once")], state_delta={"n": 1})
+        await service.append(("alice", "s1"), event)
+        with pytest.raises(ConflictError, match="'e1'"):
+            await service.append(("alice", "s1"), event.model_copy(update=change))
+        got = await service.get_session("alice", "s1")
+        assert got is not None
+        assert (got.event_count, got.last_seq, got.state) == (1, 1, {"n": 1})
+        assert got.events[0].text == "once" and got.events[0].role == "user"
 
     async def test_retry_of_a_batch_stores_only_new_events(
         self, service: SessionHistoryService
