@@ -246,6 +246,8 @@ async def test_history_list_files():
         "TP 531 at 09:40, 189 EUR.",
     ]
     assert child.updated_at.isoformat() == "2025-05-01T09:04:00+00:00"
+    # Messages without ids get them from their place: the same file imports the same ids.
+    assert [e.id for e in child.events] == ["imported-1", "imported-2"]
     assert [s.id for s in (await svc.list_sessions("ada", parent_id="root-1")).items] == ["child-1"]
 
 

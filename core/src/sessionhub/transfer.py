@@ -413,7 +413,11 @@ def read_agentscope_sessions(paths: Iterable[Path], *, user_id: str) -> Iterator
             yield Located({}, str(path), error=str(exc))
             continue
         stamp = datetime.fromtimestamp(path.stat().st_mtime, timezone.utc)
-        events = [_numbered(event, seq) for seq, event in enumerate(messages, start=1)]
+        sources = [m for module in data.values() for m in _memory_messages(module)]
+        events = [
+            _numbered(event, seq, source)
+            for seq, (event, source) in enumerate(zip(messages, sources, strict=True), start=1)
+        ]
         session = _session_dict(
             path.stem, user_id, stamp, stamp, {SNAPSHOT_PREFIX + k: v for k, v in data.items()}, {}
         )
@@ -459,7 +463,7 @@ def read_history_files(paths: Iterable[Path]) -> Iterator[Located]:
     for path, data in loaded:
         try:
             events = [
-                _numbered(to_event(item, f"history[{i}]"), i + 1)
+                _numbered(to_event(item, f"history[{i}]"), i + 1, item)
                 for i, item in enumerate(data.get("history") or [])
             ]
         except InvalidInput as exc:
@@ -482,8 +486,10 @@ def read_history_files(paths: Iterable[Path]) -> Iterator[Located]:
         yield Located(_session_record(session, events), str(path))
 
 
-def _numbered(event: Event, seq: int) -> Event:
-    if not event.id:
+def _numbered(event: Event, seq: int, source: Any) -> Event:
+    # A message the file gives no id gets one from its place, so importing the
+    # same file again yields the same ids (normalising alone would mint new ones).
+    if not (isinstance(source, dict) and source.get("id")):
         event.id = f"imported-{seq}"
     event.seq = seq
     return event
