@@ -33,8 +33,8 @@ from sessionhub.backend import (
     SessionKey,
     StateDeltas,
     StoredSession,
-    apply_delta,
 )
+from sessionhub.backend_tools import apply_delta
 from sessionhub.errors import (
     BackendUnavailable,
     ConfigError,
