@@ -49,19 +49,6 @@ __all__ = [
     "ListCursor",
 ]
 
-_MOVED_TO_BACKEND_TOOLS = frozenset(
-    {
-        "apply_delta",
-        "check_restorable",
-        "dump_json",
-        "event_to_json",
-        "event_from_json",
-        "to_micros",
-        "from_micros",
-    }
-)
-"""Helpers defined here before ``sessionhub.backend_tools`` existed; still importable."""
-
 _OPTIONAL_METHODS = ("list_users", "restore_session")
 """Methods of ``Backend`` a backend may leave out; each is a capability of the same name."""
 
@@ -506,8 +493,8 @@ class Backend(abc.ABC):
 def __getattr__(name: str) -> Any:
     # The backend tools used to live here: old imports keep working (backend_tools
     # imports _validate, which imports this module, so this import waits until asked).
-    if name in _MOVED_TO_BACKEND_TOOLS:
-        from sessionhub import backend_tools
+    from sessionhub import backend_tools
 
+    if name in backend_tools.__all__:
         return getattr(backend_tools, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
