@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import gc
 import inspect
 import re
@@ -339,7 +340,9 @@ def plugin_with_wrapper(hook_name: str, style: str):
         yield
 
     implementation.__signature__ = inspect.Signature(list(arguments.values()))
-    return types.SimpleNamespace(**{hook_name: marker(implementation)})
+    plugin = types.ModuleType("wrapping_plugin")
+    setattr(plugin, hook_name, marker(implementation))
+    return plugin
 
 
 REFUSED = [*sorted(hookspecs.AWAITED_HOOKS), "sessionhub_wrap_backend"]
@@ -469,3 +472,36 @@ async def test_call_hook_gives_a_firstresult_hook_the_first_awaited_answer():
     assert await call_hook(pm, "pick", x=1) == [42]
     assert called[:3] == ["async-none", "sync-none", "async-answer"]
     assert "never" not in called
+
+
+class Registers:
+    @hookimpl
+    def sessionhub_register_backends(self):
+        return BackendInfo(name=self.name, factory=MemoryBackend)
+
+
+@dataclasses.dataclass  # compares by value, so its instances cannot be hashed
+class ByValue(Registers):
+    name: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Frozen(Registers):
+    name: str
+
+
+@dataclasses.dataclass(eq=False)
+class ByIdentity(Registers):
+    name: str
+
+
+def test_a_plugin_object_that_cannot_be_hashed_is_refused_with_the_fix():
+    # pluggy calls one plugin at a time only through sets of plugins
+    pm = get_plugin_manager(entry_points=False)
+    with pytest.raises(PluginLoadError, match=r"'unhashable' is a ByValue object") as caught:
+        pm.register(ByValue("mine"), name="unhashable")
+    assert "@dataclass(eq=False) or frozen=True" in str(caught.value)
+    assert pm.get_plugin("unhashable") is None
+    pm.register(Frozen("mine"))
+    pm.register(ByIdentity("other"))
+    assert BackendRegistry.from_plugin_manager(pm).names() == ["mine", "other"]

@@ -89,16 +89,17 @@ class SessionHubPluginManager(pluggy.PluginManager):
         self._run_plans: dict[tuple[str, _Split], tuple[list[HookImpl], _Runs]] = {}
 
     def register(self, plugin: object, name: str | None = None) -> str | None:
-        """Register ``plugin`` as pluggy does; refuse a wrapper a hook cannot run.
+        """Register ``plugin`` as pluggy does; refuse one the hook calls could not handle.
 
-        Raises ``PluginLoadError`` naming the plugin and the hook when it implements
-        a hook of ``WRAPPERS_REFUSED`` with ``wrapper=True`` or ``hookwrapper=True``;
-        the plugin is then left unregistered.
+        Raises ``PluginLoadError`` naming the plugin (and the hook) when it cannot
+        be hashed, or implements a hook of ``WRAPPERS_REFUSED`` with
+        ``wrapper=True`` or ``hookwrapper=True``; the plugin is then left
+        unregistered.
         """
         plugin_name = super().register(plugin, name)
         if plugin_name is not None:
             try:
-                _refuse_wrappers(self, plugin)
+                _check_plugin(self, plugin, plugin_name)
             except PluginLoadError:
                 self.unregister(plugin)
                 raise
@@ -259,13 +260,28 @@ def _wrapper_error(plugin_name: str | None, hook_name: str) -> PluginLoadError:
     )
 
 
-def _refuse_wrappers(pm: pluggy.PluginManager, plugin: object) -> None:
+def _check_plugin(pm: pluggy.PluginManager, plugin: object, plugin_name: str) -> None:
+    """Refuse a plugin the hook calls cannot handle: unhashable, or with a refused wrapper."""
+    _check_hashable(plugin, plugin_name)
     for caller in pm.get_hookcallers(plugin) or []:
         if caller.name not in WRAPPERS_REFUSED:
             continue
         for impl in caller.get_hookimpls():
             if impl.plugin is plugin and (impl.wrapper or impl.hookwrapper):
                 raise _wrapper_error(impl.plugin_name, caller.name)
+
+
+def _check_hashable(plugin: object, plugin_name: str) -> None:
+    try:
+        hash(plugin)
+    except TypeError:
+        # pluggy keeps plugins in sets to call them one at a time (subset_hook_caller).
+        raise PluginLoadError(
+            f"The sessionhub plugin {plugin_name!r} is a {type(plugin).__name__} object that "
+            "cannot be hashed, and sessionhub calls hooks one plugin at a time through "
+            "pluggy, which needs that. Make its class hashable (a dataclass: "
+            "@dataclass(eq=False) or frozen=True), or register a module or a plain object."
+        ) from None
 
 
 def _split(hook_name: str, impls: list[HookImpl], split: _Split) -> _Runs:
@@ -307,6 +323,8 @@ def _runs(pm: pluggy.PluginManager, hook_name: str, split: _Split) -> list[plugg
     if len(runs) <= 1:
         return [caller]
     plain = [impl for run in runs for impl in run]
+    for impl in plain:  # a manager that did not check at registration
+        _check_hashable(impl.plugin, impl.plugin_name)
     return [
         pm.subset_hook_caller(hook_name, [i.plugin for i in plain if i not in run]) for run in runs
     ]
