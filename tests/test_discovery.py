@@ -218,3 +218,40 @@ def test_lazy_factory_that_fails_to_import(site):
     assert "could not import 'p_lazy_driver:Backend'" in str(info.value)
     assert "pip install -U sessionhub-lazy" in str(info.value)
     assert isinstance(info.value.__cause__, ModuleNotFoundError)
+
+
+def test_an_installed_plugin_with_a_wrapper_a_hook_cannot_run_is_refused_by_name(site):
+    site.install(
+        "sessionhub-wraps",
+        {
+            "p_wraps": """
+        from sessionhub import hookimpl
+
+        @hookimpl(wrapper=True)
+        def sessionhub_after_append(session, events):
+            return (yield)
+    """
+        },
+        {"wraps": "p_wraps"},
+    )
+    with pytest.raises(PluginLoadError) as caught:
+        get_plugin_manager(load=["wraps"], disable=[])
+    assert str(caught.value) == (
+        "The sessionhub plugin 'wraps' implements sessionhub_after_append with "
+        "@hookimpl(wrapper=True) or hookwrapper=True, which that hook does not support: its "
+        "implementations may be async def, and a wrapper runs before pluggy's caller awaits "
+        "them, so it could not wrap their work. Use a plain @hookimpl, or disable the plugin "
+        "with SESSIONHUB_DISABLE_PLUGINS=wraps."
+    )
+    assert "memory" in registry(disable=["wraps"]).names()
+
+
+def test_each_plugins_backends_are_credited_to_its_distribution(site):
+    site.install("sessionhub-one", {"p_one": backend_plugin("one")}, {"one": "p_one"}, "1.1")
+    site.install("sessionhub-two", {"p_two": backend_plugin("two")}, {"two": "p_two"}, "2.2")
+    found = registry(load=["one", "two", "memory"], disable=[])
+    assert [(i.name, i.distribution, i.version) for i in found.infos()] == [
+        ("memory", "sessionhub-memory", found.get("memory").version),
+        ("one", "sessionhub-one", "1.1"),
+        ("two", "sessionhub-two", "2.2"),
+    ]

@@ -10,22 +10,28 @@ validated: identifiers are well formed, events carry ids, timestamps and no
 from __future__ import annotations
 
 import abc
-import json
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 from enum import Enum
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from sessionhub.errors import InvalidInput
 from sessionhub.models import Event, Session
 
 if TYPE_CHECKING:
     from types import TracebackType
 
     from typing_extensions import Self
+
+    from sessionhub.backend_tools import apply_delta as apply_delta
+    from sessionhub.backend_tools import check_restorable as check_restorable
+    from sessionhub.backend_tools import dump_json as dump_json
+    from sessionhub.backend_tools import event_from_json as event_from_json
+    from sessionhub.backend_tools import event_to_json as event_to_json
+    from sessionhub.backend_tools import from_micros as from_micros
+    from sessionhub.backend_tools import to_micros as to_micros
 
 __all__ = [
     "Backend",
@@ -41,14 +47,10 @@ __all__ = [
     "AppendRequest",
     "AppendResult",
     "ListCursor",
-    "apply_delta",
-    "check_restorable",
-    "event_to_json",
-    "event_from_json",
-    "dump_json",
-    "to_micros",
-    "from_micros",
 ]
+
+_OPTIONAL_METHODS = ("list_users", "restore_session")
+"""Methods of ``Backend`` a backend may leave out; each is a capability of the same name."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,10 @@ class Capabilities:
     """What a backend can do beyond the contract every backend meets.
 
     The conformance suite skips the tests of a capability a backend does not declare.
+    ``list_users`` and ``restore_session`` name optional methods of ``Backend``:
+    left at ``None``, each is declared by implementing the method, and the
+    ``Backend`` subclass gets a ``capabilities`` with ``True`` or ``False`` in
+    its place when the class is defined.
     """
 
     persistent: bool = False
@@ -68,6 +74,12 @@ class Capabilities:
     """The storage reclaims expired data by itself; ``purge_expired`` is optional work."""
     cluster: bool = False
     """The layout works on a clustered/sharded deployment of the store."""
+    list_users: bool | None = None
+    """``Backend.list_users`` works: export and migrate can walk every user of an app.
+    ``None``: true if the backend class overrides the method."""
+    restore_session: bool | None = None
+    """``Backend.restore_session`` works: import and migrate can write sessions.
+    ``None``: true if the backend class overrides the method."""
 
 
 class BackendSettings(BaseModel):
@@ -274,9 +286,12 @@ class AppendResult:
 class Backend(abc.ABC):
     """A storage backend: the atomic primitives the service is built on.
 
-    Subclass it, declare ``capabilities``, implement the abstract methods and run
-    the conformance suite (``sessionhub.testing``). ``open`` and ``close``
-    must be idempotent; a backend is an async context manager.
+    Subclass it, declare ``capabilities``, implement the abstract methods (and
+    ``list_users`` / ``restore_session`` if the store can; ``purge_expired``
+    unless it expires data by itself) and run the conformance suite
+    (``sessionhub.testing``). ``open`` and ``close`` must be idempotent; a
+    backend is an async context manager. The helpers the first-party backends
+    share are in ``sessionhub.backend_tools``.
 
     Rules every primitive keeps:
 
@@ -292,8 +307,24 @@ class Backend(abc.ABC):
 
     name: ClassVar[str] = "backend"
     """The backend's public name (its entry point name)."""
-    capabilities: ClassVar[Capabilities] = Capabilities()
+    capabilities: ClassVar[Capabilities] = Capabilities(list_users=False, restore_session=False)
     """What the backend can do beyond the contract; the suite skips undeclared ones."""
+    _declared_capabilities: ClassVar[Capabilities] = Capabilities()
+    """``capabilities`` as the nearest class declared it, before the optional methods
+    left at ``None`` were resolved; a subclass resolves them again for itself."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        declared = cls.__dict__.get("capabilities")
+        if isinstance(declared, Capabilities):
+            cls._declared_capabilities = declared
+        declared = cls._declared_capabilities
+        implemented = {
+            name: getattr(cls, name) is not getattr(Backend, name)
+            for name in _OPTIONAL_METHODS
+            if getattr(declared, name) is None
+        }
+        cls.capabilities = replace(declared, **implemented)
 
     async def open(self) -> None:  # noqa: B027 -- optional hook with a no-op default
         """Connect and prepare the storage (create tables, load scripts). Idempotent."""
@@ -422,7 +453,9 @@ class Backend(abc.ABC):
         """Return up to ``limit`` ids of users with sessions or user state in the app.
 
         Ascending, strictly after ``after``; expired data may still be counted.
-        Used by export and migrate to walk a whole app.
+        Used by export and migrate to walk a whole app. Optional: a backend that
+        does not implement it lacks the ``list_users`` capability, and export and
+        migrate then need the user ids named.
         """
         raise NotImplementedError(
             f"The {self.name!r} backend cannot list users; export or migrate user by user."
@@ -440,106 +473,28 @@ class Backend(abc.ABC):
         import and migrate. Start with ``check_restorable(session, events)``:
         input that breaks a rule (seqs not contiguous or not ending at
         ``last_seq``, no timestamp, a bad id...) raises ``InvalidInput`` before
-        anything is written.
+        anything is written. Optional: a backend that does not implement it lacks
+        the ``restore_session`` capability, and cannot be imported or migrated into.
         """
         raise NotImplementedError(f"The {self.name!r} backend cannot restore sessions.")
 
-    @abc.abstractmethod
     async def purge_expired(self, now: datetime) -> int:
         """Reclaim the storage of expired sessions and states; return how many were removed.
 
         The count is of sessions (with their events, which are not counted) plus
-        app and user state records, expired at ``now``. A store that reclaims
-        expired data by itself (``native_ttl``) may do nothing and return 0.
+        app and user state records, expired at ``now``. The default does nothing
+        and returns 0, which is right only for a store that reclaims expired data
+        by itself (``native_ttl``): any other backend overrides it (the suite's
+        ``test_purge_reclaims_expired_sessions`` checks).
         """
+        return 0
 
 
-def apply_delta(target: dict[str, Any], delta: Mapping[str, Any]) -> dict[str, Any]:
-    """Apply a state or metadata delta in place (``None`` deletes a key); return ``target``."""
-    for key, value in delta.items():
-        if value is None:
-            target.pop(key, None)
-        else:
-            target[key] = value
-    return target
+def __getattr__(name: str) -> Any:
+    # The backend tools used to live here: old imports keep working (backend_tools
+    # imports _validate, which imports this module, so this import waits until asked).
+    from sessionhub import backend_tools
 
-
-def check_restorable(session: Session, events: Sequence[Event]) -> None:
-    """Raise ``InvalidInput`` unless ``session`` with ``events`` may be stored as given.
-
-    What ``restore_session`` checks before it writes anything. The rules of a
-    create and an append (identifiers, roles, JSON values, state keys) and what the
-    service would have filled in: every event has its timestamp, ``depth`` is 0
-    without a parent and at least 1 with one, the session state holds the session
-    scope only, event ids are unique, and the seqs are contiguous and end at
-    ``last_seq`` (a session's newest events, as an export holds them).
-    """
-    from sessionhub import _validate  # _validate imports this module
-
-    for name in ("app_name", "user_id", "id", "root_id"):
-        _validate.check_identifier(getattr(session, name), f"session.{name}")
-    if session.parent_id is None:
-        if session.depth != 0:
-            raise InvalidInput(
-                "session.depth", f"must be 0 for a session without parent_id, got {session.depth}"
-            )
-    else:
-        _validate.check_identifier(session.parent_id, "session.parent_id")
-        _validate.check_count(session.depth, "session.depth", minimum=1)
-    _validate.check_mapping(session.metadata, "session.metadata")
-    state = _validate.check_mapping(session.state, "session.state")
-    scopes = _validate.split_delta(state, "session.state")
-    if scopes.app or scopes.user or len(scopes.session) != len(state):
-        raise InvalidInput(
-            "session.state", "holds the session scope only: no app:, user: or temp: keys"
-        )
-    seen: set[str] = set()
-    for index, event in enumerate(events):
-        field = f"events[{index}]"
-        _validate.check_event(event, field)
-        if event.id in seen:
-            raise InvalidInput(f"{field}.id", f"{event.id!r} appears twice")
-        seen.add(event.id)
-        if not isinstance(event.timestamp, datetime):
-            raise InvalidInput(
-                f"{field}.timestamp", "is missing: a stored event keeps the time it was appended"
-            )
-    first = session.last_seq - len(events) + 1
-    if first < 1 or [event.seq for event in events] != list(range(first, session.last_seq + 1)):
-        raise InvalidInput(
-            "events", f"seqs must be contiguous and end at last_seq={session.last_seq}"
-        )
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_MICROSECOND = timedelta(microseconds=1)
-
-
-def to_micros(moment: datetime) -> int:
-    """Microseconds since the Unix epoch: how stores keep times they index and compare.
-
-    A naive datetime is taken to be UTC.
-    """
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return (moment - _EPOCH) // _MICROSECOND
-
-
-def from_micros(micros: int) -> datetime:
-    """The UTC datetime ``micros`` microseconds after the Unix epoch."""
-    return _EPOCH + timedelta(microseconds=micros)
-
-
-def dump_json(value: Any) -> str:
-    """Serialise a validated JSON value compactly, the way every backend stores it."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-
-
-def event_to_json(event: Event) -> str:
-    """Serialise a stored event to the JSON text a backend keeps."""
-    return event.model_dump_json()
-
-
-def event_from_json(data: str | bytes) -> Event:
-    """Rebuild an event from the JSON text made by ``event_to_json``."""
-    return Event.model_validate_json(data)
+    if name in backend_tools.__all__:
+        return getattr(backend_tools, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,12 +1,15 @@
 """Every hook a sessionhub plugin can implement; each docstring is the hook's reference.
 
 Hooks register things and observe or rewrite what passes through the service;
-ordinary async classes (backends) do the storage work. Implementations may be
-plain functions or ``async def``: the service calls them one at a time in
-pluggy's call order (last registered first, adjusted by ``tryfirst`` /
-``trylast``) and awaits each result that is awaitable before calling the next.
-``wrapper=True`` implementations are not supported on these hooks (they could
-not await); use ``sessionhub_wrap_backend`` to wrap storage.
+ordinary async classes (backends) do the storage work. Every call goes through
+pluggy, so ``PluginManager.add_hookcall_monitoring`` and ``enable_tracing``
+see it. Implementations of the hooks in ``AWAITED_HOOKS`` may be plain
+functions or ``async def``: each one's body runs in pluggy's call order (last
+registered first, adjusted by ``tryfirst`` / ``trylast``), after the ones
+before it finished, awaited if it is a coroutine. They cannot be
+``wrapper=True`` / ``hookwrapper=True`` implementations (a wrapper could not
+wait for them), nor can ``sessionhub_wrap_backend``'s; a plugin that tries is
+refused when it is registered, with an error naming it and the hook.
 
 Implement a hook with the marker::
 
@@ -30,7 +33,7 @@ if TYPE_CHECKING:
     from sessionhub.models import Event, Session
     from sessionhub.settings import SessionHubSettings
 
-__all__ = ["PROJECT_NAME", "hookspec", "hookimpl", "AppendContext"]
+__all__ = ["PROJECT_NAME", "AWAITED_HOOKS", "hookspec", "hookimpl", "AppendContext"]
 
 PROJECT_NAME = "sessionhub"
 """The pluggy project name and the entry point group plugins register under."""
@@ -39,6 +42,16 @@ hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 """Marker for hook specifications (used only in this module)."""
 hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 """Marker for hook implementations: ``@hookimpl`` on a ``sessionhub_*`` function."""
+
+AWAITED_HOOKS: frozenset[str] = frozenset(
+    {
+        "sessionhub_before_append",
+        "sessionhub_after_append",
+        "sessionhub_session_created",
+        "sessionhub_session_deleted",
+    }
+)
+"""The hooks whose implementations may be ``async def``: the service awaits them."""
 
 
 @dataclass

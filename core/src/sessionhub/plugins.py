@@ -1,9 +1,14 @@
-"""Building the plugin manager: entry-point loading, load-only and disable lists, built-ins.
+"""The plugin manager and how hooks are called.
 
+Building it: entry-point loading, load-only and disable lists, built-ins.
 Nothing happens at import time: ``get_plugin_manager`` builds a fresh
 manager each time it is called. A plugin that fails to import is recorded in
 ``broken`` with its distribution and chained error instead of stopping the
 load; it breaks only a service that selects one of its backends.
+
+Calling hooks: ``call_hook`` (hooks whose implementations may be ``async
+def``) and ``each_implementation`` (the registration hooks) are the only ways
+the core calls a hook, always through pluggy.
 """
 
 from __future__ import annotations
@@ -14,11 +19,12 @@ import importlib.metadata
 import inspect
 import logging
 import os
-from collections.abc import Awaitable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import pluggy
+from pluggy import HookImpl
 
 from sessionhub import hookspecs
 from sessionhub.errors import PluginLoadError
@@ -29,13 +35,31 @@ __all__ = [
     "get_plugin_manager",
     "parse_name_list",
     "call_hook",
+    "each_implementation",
     "BUILTIN_PLUGINS",
+    "WRAPPERS_REFUSED",
 ]
 
 logger = logging.getLogger("sessionhub.plugins")
 
 BUILTIN_PLUGINS: tuple[str, ...] = ("sessionhub._builtin.audit_log",)
 """Modules of the core registered through the same hooks as any plugin."""
+
+WRAPPERS_REFUSED: dict[str, str] = {
+    **dict.fromkeys(
+        hookspecs.AWAITED_HOOKS,
+        "its implementations may be async def, and a wrapper runs before pluggy's caller "
+        "awaits them, so it could not wrap their work",
+    ),
+    "sessionhub_wrap_backend": (
+        "the hook wraps already: return a Backend that wraps the one it receives"
+    ),
+}
+"""Hooks that refuse ``wrapper=True`` / ``hookwrapper=True`` implementations, and why.
+
+Such an implementation is rejected when its plugin is registered (``PluginLoadError``).
+Wrappers of the other hooks (``sessionhub_register_backends``) work as pluggy runs them.
+"""
 
 
 @dataclass(frozen=True)
@@ -62,6 +86,24 @@ class SessionHubPluginManager(pluggy.PluginManager):
         self.skipped: dict[str, str] = {}
         """Installed plugins left out by the load-only or disable list: entry point and
         distribution name (lower-cased) -> why, as a sentence ending in what to change."""
+        self._run_plans: dict[tuple[str, _Split], tuple[list[HookImpl], _Runs]] = {}
+
+    def register(self, plugin: object, name: str | None = None) -> str | None:
+        """Register ``plugin`` as pluggy does; refuse one the hook calls could not handle.
+
+        Raises ``PluginLoadError`` naming the plugin (and the hook) when it cannot
+        be hashed, or implements a hook of ``WRAPPERS_REFUSED`` with
+        ``wrapper=True`` or ``hookwrapper=True``; the plugin is then left
+        unregistered.
+        """
+        plugin_name = super().register(plugin, name)
+        if plugin_name is not None:
+            try:
+                _check_plugin(self, plugin, plugin_name)
+            except PluginLoadError:
+                self.unregister(plugin)
+                raise
+        return plugin_name
 
 
 def parse_name_list(raw: str | Iterable[str] | None) -> list[str] | None:
@@ -195,23 +237,143 @@ def _skip(pm: SessionHubPluginManager, names: set[str], why: str) -> None:
         pm.skipped[name] = why
 
 
-async def call_hook(pm: pluggy.PluginManager, hook_name: str, **kwargs: Any) -> list[Any]:
-    """Call a hook's implementations one at a time in pluggy order, awaiting async ones.
+# --- calling hooks --------------------------------------------------------------
+#
+# Every hook call goes through pluggy (``pm.hook.<name>`` or a subset of it), so
+# ``add_hookcall_monitoring`` and ``enable_tracing`` see it.
 
-    Returns the non-``None`` results in call order. A coroutine does not start
-    until awaited, so calling each implementation only after the previous one
-    finished keeps in-place rewrites in the documented order.
+_Split = Literal["each", "awaited", "first-awaited"]
+"""Where a hook's implementations need separate pluggy calls: before every one
+(``each``); before a plain function that follows an ``async def`` one (``awaited``);
+and also after every ``async def`` one for a firstresult hook (``first-awaited``)."""
+
+_Runs = list[list[HookImpl]]
+
+
+def _wrapper_error(plugin_name: str | None, hook_name: str) -> PluginLoadError:
+    reason = WRAPPERS_REFUSED[hook_name]
+    return PluginLoadError(
+        f"The sessionhub plugin {plugin_name!r} implements {hook_name} with "
+        f"@hookimpl(wrapper=True) or hookwrapper=True, which that hook does not support: "
+        f"{reason}. Use a plain @hookimpl, or disable the plugin with "
+        f"SESSIONHUB_DISABLE_PLUGINS={plugin_name}."
+    )
+
+
+def _check_plugin(pm: pluggy.PluginManager, plugin: object, plugin_name: str) -> None:
+    """Refuse a plugin the hook calls cannot handle: unhashable, or with a refused wrapper."""
+    _check_hashable(plugin, plugin_name)
+    for caller in pm.get_hookcallers(plugin) or []:
+        if caller.name not in WRAPPERS_REFUSED:
+            continue
+        for impl in caller.get_hookimpls():
+            if impl.plugin is plugin and (impl.wrapper or impl.hookwrapper):
+                raise _wrapper_error(impl.plugin_name, caller.name)
+
+
+def _check_hashable(plugin: object, plugin_name: str) -> None:
+    try:
+        hash(plugin)
+    except TypeError:
+        # pluggy keeps plugins in sets to call them one at a time (subset_hook_caller).
+        raise PluginLoadError(
+            f"The sessionhub plugin {plugin_name!r} is a {type(plugin).__name__} object that "
+            "cannot be hashed, and sessionhub calls hooks one plugin at a time through "
+            "pluggy, which needs that. Make its class hashable (a dataclass: "
+            "@dataclass(eq=False) or frozen=True), or register a module or a plain object."
+        ) from None
+
+
+def _split(hook_name: str, impls: list[HookImpl], split: _Split) -> _Runs:
+    runs: _Runs = []
+    previous_async = False
+    for impl in reversed(impls):  # pluggy calls the last registered first
+        if impl.wrapper or impl.hookwrapper:
+            if hook_name in WRAPPERS_REFUSED:  # a manager that did not check at registration
+                raise _wrapper_error(impl.plugin_name, hook_name)
+            continue
+        is_async = inspect.iscoroutinefunction(impl.function)
+        if not runs or split == "each" or (previous_async and (split != "awaited" or not is_async)):
+            runs.append([impl])
+        else:
+            runs[-1].append(impl)
+        previous_async = is_async
+    return runs
+
+
+def _runs(pm: pluggy.PluginManager, hook_name: str, split: _Split) -> list[pluggy.HookCaller]:
+    """A caller per run of a hook's implementations that one pluggy call may make.
+
+    ``pm.hook.<name>`` itself when one run covers them all (the usual case), else a
+    subset of it per run, each keeping the hook's wrappers. The split is remembered
+    per manager until the hook's implementations change.
     """
     caller: pluggy.HookCaller = getattr(pm.hook, hook_name)
+    impls = caller.get_hookimpls()
+    plans: dict[tuple[str, _Split], tuple[list[HookImpl], _Runs]] | None = getattr(
+        pm, "_run_plans", None
+    )
+    known = plans.get((hook_name, split)) if plans is not None else None
+    if known is not None and known[0] == impls:
+        runs = known[1]
+    else:
+        runs = _split(hook_name, impls, split)
+        if plans is not None:
+            plans[(hook_name, split)] = (impls, runs)
+    if len(runs) <= 1:
+        return [caller]
+    plain = [impl for run in runs for impl in run]
+    for impl in plain:  # a manager that did not check at registration
+        _check_hashable(impl.plugin, impl.plugin_name)
+    return [
+        pm.subset_hook_caller(hook_name, [i.plugin for i in plain if i not in run]) for run in runs
+    ]
+
+
+def each_implementation(
+    pm: pluggy.PluginManager, hook_name: str
+) -> list[tuple[str, pluggy.HookCaller]]:
+    """One caller per implementation of a synchronous hook, in pluggy's call order.
+
+    Each caller runs one plugin's implementation (inside the hook's wrappers)
+    through pluggy, for hooks whose results must be told apart by plugin
+    (``sessionhub_register_backends``) or chained (``sessionhub_wrap_backend``).
+    Returns ``(plugin name, caller)`` pairs.
+    """
+    impls = reversed(getattr(pm.hook, hook_name).get_hookimpls())  # in call order
+    plain = [i for i in impls if not (i.wrapper or i.hookwrapper)]
+    callers = _runs(pm, hook_name, "each") if plain else []
+    return [(impl.plugin_name, caller) for impl, caller in zip(plain, callers, strict=True)]
+
+
+async def call_hook(pm: pluggy.PluginManager, hook_name: str, **kwargs: Any) -> list[Any]:
+    """Call a hook through pluggy and await its ``async def`` implementations in call order.
+
+    Returns the non-``None`` results in call order (for a ``firstresult`` hook,
+    at most the first). A coroutine does not start until awaited, so an
+    implementation's body runs only after those before it finished: in-place
+    rewrites keep the documented order. A plain function called after an
+    ``async def`` one gets a pluggy call of its own, made once the coroutines
+    before it are done. If one raises, the coroutines after it are closed
+    unstarted and the error propagates.
+    """
+    spec = getattr(pm.hook, hook_name).spec
+    firstresult = bool(spec is not None and spec.opts.get("firstresult"))
     results: list[Any] = []
-    for impl in reversed(caller.get_hookimpls()):
-        result = impl.function(*[kwargs[name] for name in impl.argnames])
-        if inspect.isawaitable(result):
-            result = await _await(result)
-        if result is not None:
-            results.append(result)
+    for run in _runs(pm, hook_name, "first-awaited" if firstresult else "awaited"):
+        outcome = run(**kwargs)
+        pending: list[Any] = [outcome] if firstresult else outcome
+        for index, result in enumerate(pending):
+            if inspect.isawaitable(result):
+                try:
+                    result = await result
+                except BaseException:
+                    for unstarted in pending[index + 1 :]:
+                        if inspect.iscoroutine(unstarted):
+                            unstarted.close()
+                    raise
+            if result is not None:
+                results.append(result)
+                if firstresult:
+                    return results
     return results
-
-
-async def _await(awaitable: Awaitable[Any]) -> Any:
-    return await awaitable

@@ -20,6 +20,7 @@ import pluggy
 
 from sessionhub.backend import BackendInfo, BackendSettings
 from sessionhub.errors import BackendNotInstalled, ConfigError, PluginLoadError
+from sessionhub.plugins import each_implementation
 from sessionhub.settings import SessionHubSettings, mask_url, validate_backend_settings
 
 __all__ = ["BackendRegistry", "DEFAULT_BACKEND", "FIRST_PARTY", "url_scheme", "import_object"]
@@ -84,15 +85,16 @@ class BackendRegistry:
         """Collect every backend registered through ``sessionhub_register_backends``."""
         records = getattr(pm, "records", {})
         infos: list[BackendInfo] = []
-        for impl in reversed(pm.hook.sessionhub_register_backends.get_hookimpls()):
-            result: Any = impl.function()
-            if result is None:
-                continue
-            record = records.get(impl.plugin_name)
-            for info in [result] if isinstance(result, BackendInfo) else result:
-                if record is not None and info.distribution is None:
-                    info = replace(info, distribution=record.distribution, version=record.version)
-                infos.append(info)
+        for plugin_name, call in each_implementation(pm, "sessionhub_register_backends"):
+            record = records.get(plugin_name)
+            results: list[Any] = call()
+            for result in results:
+                for info in [result] if isinstance(result, BackendInfo) else result:
+                    if record is not None and info.distribution is None:
+                        info = replace(
+                            info, distribution=record.distribution, version=record.version
+                        )
+                    infos.append(info)
         return cls(infos, dict(getattr(pm, "broken", {})), dict(getattr(pm, "skipped", {})))
 
     def add(self, info: BackendInfo) -> None:

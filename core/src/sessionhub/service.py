@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import os
 import time
@@ -32,8 +33,8 @@ from sessionhub.backend import (
     SessionKey,
     StateDeltas,
     StoredSession,
-    apply_delta,
 )
+from sessionhub.backend_tools import apply_delta
 from sessionhub.errors import (
     BackendUnavailable,
     ConfigError,
@@ -50,7 +51,7 @@ from sessionhub.models import (
     Session,
     new_event_id,
 )
-from sessionhub.plugins import call_hook, get_plugin_manager
+from sessionhub.plugins import call_hook, each_implementation, get_plugin_manager
 from sessionhub.registry import BackendRegistry
 from sessionhub.settings import SessionHubSettings, load_settings
 
@@ -171,19 +172,17 @@ class SessionHistoryService:
         return backend
 
     def _wrap(self, backend: Backend) -> Backend:
-        hook = self.plugin_manager.hook.sessionhub_wrap_backend
-        for impl in reversed(hook.get_hookimpls()):
-            wrapped = impl.function(
-                *[{"backend": backend, "settings": self.settings}[a] for a in impl.argnames]
-            )
-            if wrapped is None:
-                continue
-            if not isinstance(wrapped, Backend):
-                raise ConfigError(
-                    f"Plugin {impl.plugin_name!r}: sessionhub_wrap_backend must return a Backend "
-                    f"or None (synchronously), got {type(wrapped).__name__}."
-                )
-            backend = wrapped
+        calls = each_implementation(self.plugin_manager, "sessionhub_wrap_backend")
+        for plugin_name, call in calls:
+            for wrapped in call(backend=backend, settings=self.settings):
+                if not isinstance(wrapped, Backend):
+                    if inspect.iscoroutine(wrapped):
+                        wrapped.close()
+                    raise ConfigError(
+                        f"Plugin {plugin_name!r}: sessionhub_wrap_backend must return a Backend "
+                        f"or None (synchronously), got {type(wrapped).__name__}."
+                    )
+                backend = wrapped
         return backend
 
     def __repr__(self) -> str:

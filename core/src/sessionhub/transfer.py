@@ -22,8 +22,9 @@ from pydantic import ValidationError
 
 from sessionhub import _validate
 from sessionhub._normalize import to_event
-from sessionhub.backend import EventWindow, Expiry, Scope, SessionKey, check_restorable
-from sessionhub.errors import InvalidInput
+from sessionhub.backend import EventWindow, Expiry, Scope, SessionKey
+from sessionhub.backend_tools import check_restorable
+from sessionhub.errors import ConfigError, InvalidInput
 from sessionhub.models import Event, Session
 from sessionhub.service import SNAPSHOT_PREFIX, SessionHistoryService
 
@@ -89,6 +90,16 @@ def _no_refresh(now: datetime) -> Expiry:
     return Expiry(now=now)
 
 
+def _require(service: SessionHistoryService, capability: str, what: str, instead: str) -> None:
+    """Raise ``ConfigError`` unless the service's backend declares ``capability``."""
+    backend = service.backend
+    if not getattr(backend.capabilities, capability):
+        raise ConfigError(
+            f"The {backend.name!r} backend cannot {what} (it does not declare the "
+            f"{capability!r} capability): {instead}."
+        )
+
+
 # --- export ------------------------------------------------------------------------
 
 
@@ -147,6 +158,12 @@ async def _users(
         for user_id in user_ids:
             yield _validate.check_identifier(user_id, "user_id")
         return
+    _require(
+        service,
+        "list_users",
+        "list the users of an app",
+        "name the users to export or migrate with --user (user_ids= in Python)",
+    )
     after: str | None = None
     while True:
         page = await service.backend.list_users(service.app_name, limit=PAGE, after=after)
@@ -234,6 +251,12 @@ async def import_records(
     A bad record raises ``InvalidInput`` naming where it came from, before
     anything of it is written; with ``keep_going`` it is skipped and reported.
     """
+    _require(
+        service,
+        "restore_session",
+        "store sessions exactly as exported",
+        "nothing can be imported or migrated into it; use a backend that declares it",
+    )
     await service.start()
     report = TransferReport()
     async for located in _aiter(records):

@@ -33,7 +33,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Literal
 
-from sessionhub.backend import AppendRequest, Expiry, SessionKey, StateDeltas, event_to_json
+from sessionhub.backend import AppendRequest, Expiry, SessionKey, StateDeltas
+from sessionhub.backend_tools import event_to_json
 from sessionhub.models import Event, TextPart
 from sessionhub.service import SessionHistoryService
 

@@ -11,7 +11,7 @@ from sessionhub.backend import Backend, Expiry, Scope
 from sessionhub.errors import InvalidInput
 from sessionhub.models import Event, Session, TextPart
 from sessionhub.service import SessionHistoryService
-from sessionhub.testing._base import FakeClock, MakeService
+from sessionhub.testing._base import FakeClock, MakeService, requires
 
 
 def _restorable(
@@ -102,10 +102,11 @@ BREAKAGES: dict[str, tuple[Callable[[Session, list[Event]], None], str]] = {
 
 
 class DataTests:
-    """Export, import and migrate rely on these two primitives."""
+    """Export, import and migrate rely on these two optional primitives (capabilities)."""
 
     pytestmark = pytest.mark.asyncio
 
+    @requires("list_users")
     async def test_list_users_pages_every_user_once(
         self, service: SessionHistoryService, backend: Backend, make_service: MakeService
     ) -> None:
@@ -126,6 +127,7 @@ class DataTests:
             after = page[-1]
         assert seen == sorted([*users, "state-only"])
 
+    @requires("restore_session")
     async def test_restore_keeps_everything_exactly(
         self, service: SessionHistoryService, backend: Backend, clock: FakeClock
     ) -> None:
@@ -145,6 +147,7 @@ class DataTests:
         [new] = await service.append(("alice", "restored"), "after the restore")
         assert new.seq == 13
 
+    @requires("restore_session")
     async def test_restore_replaces_a_session(
         self, service: SessionHistoryService, backend: Backend, clock: FakeClock
     ) -> None:
@@ -166,6 +169,7 @@ class DataTests:
             == {}
         )
 
+    @requires("restore_session")
     @pytest.mark.parametrize("breakage", list(BREAKAGES))
     async def test_restore_refuses_what_an_append_or_create_would_refuse(
         self, service: SessionHistoryService, backend: Backend, clock: FakeClock, breakage: str

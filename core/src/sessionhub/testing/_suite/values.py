@@ -23,7 +23,7 @@ from sessionhub.models import (
     UnknownPart,
 )
 from sessionhub.service import SessionHistoryService
-from sessionhub.testing._base import FakeClock
+from sessionhub.testing._base import FakeClock, requires
 
 
 def _nested(depth: int) -> Any:
@@ -320,6 +320,7 @@ class ValueTests:
         got = await service.get_session("alice", "s1")
         assert got is not None and got.state == {"k": {"": 1}} and got.event_count == 0
 
+    @requires("restore_session")
     async def test_restore_keeps_values_exactly(
         self, service: SessionHistoryService, backend: Backend, clock: FakeClock
     ) -> None:

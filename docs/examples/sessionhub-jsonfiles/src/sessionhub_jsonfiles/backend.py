@@ -41,7 +41,7 @@ from sessionhub import (
     StateDeltas,
     StoredSession,
 )
-from sessionhub.backend import apply_delta, check_restorable
+from sessionhub.backend_tools import apply_delta, check_restorable
 
 __all__ = ["JsonFilesBackend", "JsonFilesSettings"]
 

@@ -1,0 +1,122 @@
+"""Tools for backend authors: what the first-party backends use to keep the contract.
+
+A backend stores JSON values as the text ``dump_json`` makes (so every value
+round-trips exactly), events as the text ``event_to_json`` makes, and times it
+indexes or compares as integer microseconds (``to_micros`` / ``from_micros``).
+It applies deltas with ``apply_delta``, checks a restore with
+``check_restorable`` before writing anything, and masks the password of any URL
+it puts in a message with ``mask_url``. The contract itself (``Backend`` and
+the types its methods take) is ``sessionhub.backend``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from sessionhub import _validate
+from sessionhub._secrets import mask_url
+from sessionhub.errors import InvalidInput
+from sessionhub.models import Event, Session
+
+__all__ = [
+    "apply_delta",
+    "check_restorable",
+    "dump_json",
+    "event_to_json",
+    "event_from_json",
+    "to_micros",
+    "from_micros",
+    "mask_url",
+]
+
+
+def apply_delta(target: dict[str, Any], delta: Mapping[str, Any]) -> dict[str, Any]:
+    """Apply a state or metadata delta in place (``None`` deletes a key); return ``target``."""
+    for key, value in delta.items():
+        if value is None:
+            target.pop(key, None)
+        else:
+            target[key] = value
+    return target
+
+
+def check_restorable(session: Session, events: Sequence[Event]) -> None:
+    """Raise ``InvalidInput`` unless ``session`` with ``events`` may be stored as given.
+
+    What ``restore_session`` checks before it writes anything. The rules of a
+    create and an append (identifiers, roles, JSON values, state keys) and what the
+    service would have filled in: every event has its timestamp, ``depth`` is 0
+    without a parent and at least 1 with one, the session state holds the session
+    scope only, event ids are unique, and the seqs are contiguous and end at
+    ``last_seq`` (a session's newest events, as an export holds them).
+    """
+    for name in ("app_name", "user_id", "id", "root_id"):
+        _validate.check_identifier(getattr(session, name), f"session.{name}")
+    if session.parent_id is None:
+        if session.depth != 0:
+            raise InvalidInput(
+                "session.depth", f"must be 0 for a session without parent_id, got {session.depth}"
+            )
+    else:
+        _validate.check_identifier(session.parent_id, "session.parent_id")
+        _validate.check_count(session.depth, "session.depth", minimum=1)
+    _validate.check_mapping(session.metadata, "session.metadata")
+    state = _validate.check_mapping(session.state, "session.state")
+    scopes = _validate.split_delta(state, "session.state")
+    if scopes.app or scopes.user or len(scopes.session) != len(state):
+        raise InvalidInput(
+            "session.state", "holds the session scope only: no app:, user: or temp: keys"
+        )
+    seen: set[str] = set()
+    for index, event in enumerate(events):
+        field = f"events[{index}]"
+        _validate.check_event(event, field)
+        if event.id in seen:
+            raise InvalidInput(f"{field}.id", f"{event.id!r} appears twice")
+        seen.add(event.id)
+        if not isinstance(event.timestamp, datetime):
+            raise InvalidInput(
+                f"{field}.timestamp", "is missing: a stored event keeps the time it was appended"
+            )
+    first = session.last_seq - len(events) + 1
+    if first < 1 or [event.seq for event in events] != list(range(first, session.last_seq + 1)):
+        raise InvalidInput(
+            "events", f"seqs must be contiguous and end at last_seq={session.last_seq}"
+        )
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def to_micros(moment: datetime) -> int:
+    """Microseconds since the Unix epoch: how stores keep times they index and compare.
+
+    A naive datetime is taken to be UTC.
+    """
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return (moment - _EPOCH) // _MICROSECOND
+
+
+def from_micros(micros: int) -> datetime:
+    """The UTC datetime ``micros`` microseconds after the Unix epoch."""
+    return _EPOCH + timedelta(microseconds=micros)
+
+
+def dump_json(value: Any) -> str:
+    """Serialise a validated JSON value compactly, the way every backend stores it."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def event_to_json(event: Event) -> str:
+    """Serialise a stored event to the JSON text a backend keeps."""
+    return event.model_dump_json()
+
+
+def event_from_json(data: str | bytes) -> Event:
+    """Rebuild an event from the JSON text made by ``event_to_json``."""
+    return Event.model_validate_json(data)

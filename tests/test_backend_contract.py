@@ -1,0 +1,174 @@
+"""The Backend contract: optional methods are capabilities, purge has a default, public tools."""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import replace
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+import sessionhub.backend
+import sessionhub.backend_tools
+from sessionhub import Backend, Capabilities, ConfigError, SessionHistoryService
+from sessionhub.transfer import export_records, import_records, migrate
+from sessionhub_memory.backend import MemoryBackend
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+
+
+class WithoutExtras(MemoryBackend):
+    """A memory backend that leaves out both optional methods, as a minimal backend would."""
+
+    list_users = Backend.list_users
+    restore_session = Backend.restore_session
+
+
+class ListsAgain(WithoutExtras):
+    async def list_users(self, app_name, *, limit, after):
+        return await MemoryBackend.list_users(self, app_name, limit=limit, after=after)
+
+
+class Declines(MemoryBackend):
+    capabilities = Capabilities(shared_store=True, list_users=False)
+
+
+def test_optional_methods_are_capabilities_declared_by_implementing_them():
+    assert (MemoryBackend.capabilities.list_users, MemoryBackend.capabilities.restore_session) == (
+        True,
+        True,
+    )
+    assert (WithoutExtras.capabilities.list_users, WithoutExtras.capabilities.restore_session) == (
+        False,
+        False,
+    )
+    assert (ListsAgain.capabilities.list_users, ListsAgain.capabilities.restore_session) == (
+        True,
+        False,
+    )
+    # an explicit declaration wins over the method being there
+    assert (Declines.capabilities.list_users, Declines.capabilities.restore_session) == (
+        False,
+        True,
+    )
+    assert WithoutExtras.capabilities.shared_store is True  # the rest is inherited as declared
+
+
+SUITE = """
+import pytest_asyncio
+from sessionhub import Backend, Capabilities
+from sessionhub.testing import BackendConformance
+from sessionhub_memory.backend import MemoryBackend
+
+
+class WithoutExtras(MemoryBackend):
+    capabilities = Capabilities()  # one store per instance here: no 'connect' fixture
+    list_users = Backend.list_users
+    restore_session = Backend.restore_session
+
+
+class TestWithoutExtras(BackendConformance):
+    @pytest_asyncio.fixture
+    async def backend(self):
+        async with WithoutExtras() as backend:
+            yield backend
+"""
+
+
+def test_a_backend_without_the_optional_methods_passes_the_suite(pytester):
+    pytester.makepyfile(test_without_extras=SUITE)
+    result = pytester.runpytest_subprocess(
+        "-p",
+        "no:cacheprovider",
+        "-o",
+        "asyncio_mode=strict",
+        "-o",
+        "asyncio_default_fixture_loop_scope=function",
+        "-rs",
+    )
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("failed", 0) == 0 and outcomes.get("errors", 0) == 0, result.stdout.str()
+    assert outcomes["passed"] > 100
+    result.stdout.fnmatch_lines(
+        [
+            "*WithoutExtras does not declare the 'list_users' capability*",
+            "*WithoutExtras does not declare the 'restore_session' capability*",
+        ]
+    )
+
+
+def service_over(backend: Backend) -> SessionHistoryService:
+    from sessionhub import SessionHubSettings, get_plugin_manager
+
+    return SessionHistoryService(
+        backend,
+        settings=SessionHubSettings.isolated(purge_interval=None),
+        plugin_manager=get_plugin_manager(entry_points=False),
+    )
+
+
+@pytest.mark.asyncio
+async def test_export_without_list_users_says_to_name_the_users():
+    async with service_over(WithoutExtras()) as source:
+        await source.create_session("alice", "s1")
+        with pytest.raises(ConfigError) as caught:
+            [record async for record in export_records(source)]
+        assert str(caught.value) == (
+            "The 'memory' backend cannot list the users of an app (it does not declare the "
+            "'list_users' capability): name the users to export or migrate with --user "
+            "(user_ids= in Python)."
+        )
+        named = [record async for record in export_records(source, user_ids=["alice"])]
+        assert [r["kind"] for r in named] == ["header", "session"]
+
+
+@pytest.mark.asyncio
+async def test_import_or_migrate_into_a_backend_without_restore_is_refused_before_writing():
+    async with service_over(MemoryBackend()) as source, service_over(WithoutExtras()) as target:
+        await source.create_session("alice", "s1")
+        await source.update_app_state({"k": 1})
+        with pytest.raises(ConfigError, match="'restore_session' capability") as caught:
+            await migrate(source, target)
+        assert "nothing can be imported or migrated into it" in str(caught.value)
+        with pytest.raises(ConfigError, match="'restore_session' capability"):
+            await import_records(target, [])
+        assert await target.get_app_state() == {}
+        assert (await target.list_sessions("alice")).items == []
+
+
+@pytest.mark.asyncio
+async def test_purge_expired_defaults_to_nothing_for_stores_that_expire_by_themselves():
+    assert "purge_expired" not in Backend.__abstractmethods__
+
+    class ExpiresByItself(MemoryBackend):
+        capabilities = replace(MemoryBackend.capabilities, native_ttl=True)
+        purge_expired = Backend.purge_expired
+
+    assert await ExpiresByItself().purge_expired(datetime.now(timezone.utc)) == 0
+
+
+def test_backend_tools_is_a_documented_public_module():
+    tools = sessionhub.backend_tools
+    guide = (DOCS / "writing-a-backend.md").read_text()
+    assert len(tools.__all__) >= 8
+    for name in tools.__all__:
+        assert inspect.getdoc(getattr(tools, name)), f"backend_tools.{name} has no docstring"
+        assert f"`{name}`" in guide, f"docs/writing-a-backend.md does not mention {name}"
+    assert "::: sessionhub.backend_tools" in (DOCS / "api.md").read_text()
+
+
+def test_the_tools_stay_importable_from_where_they_were():
+    """A backend written before backend_tools existed imports them from sessionhub.backend."""
+    tools = sessionhub.backend_tools
+    old = sessionhub.backend
+    for name in tools.__all__:
+        assert getattr(old, name) is getattr(tools, name), name
+    from sessionhub.settings import mask_url
+
+    assert mask_url is tools.mask_url
+    namespace: dict[str, object] = {}
+    exec("from sessionhub.backend import apply_delta, check_restorable, dump_json", namespace)
+    assert namespace["dump_json"] is tools.dump_json
+    with pytest.raises(ImportError):
+        exec("from sessionhub.backend import no_such_helper", {})
