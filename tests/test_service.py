@@ -60,7 +60,7 @@ async def test_the_sweep_reclaims_expired_sessions():
                 break
             await asyncio.sleep(0.02)
         assert backend.store.sessions == {}
-    assert svc._purge_task is None
+    assert svc._runner.purge_task is None
 
 
 @pytest.mark.asyncio

@@ -205,6 +205,19 @@ def split_delta(delta: Mapping[str, Any], field: str) -> StateDeltas:
     return deltas
 
 
+def scope_delta(delta: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+    """Check a direct app or user state delta; return it with ``prefix`` and ``temp:`` keys gone."""
+    check_mapping(delta, "delta")
+    clean: dict[str, Any] = {}
+    for key, value in delta.items():
+        bare = key[len(prefix) :] if key.startswith(prefix) else key
+        if not bare:
+            raise InvalidInput(f"delta.{key}", "state keys must not be empty")
+        if not key.startswith("temp:"):
+            clean[bare] = value
+    return clean
+
+
 def without_temp(delta: dict[str, Any]) -> dict[str, Any]:
     """``delta`` without its ``temp:`` keys (the same object when it has none)."""
     if any(key.startswith(TEMP_PREFIX) for key in delta):

@@ -10,22 +10,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import logging
 import os
 import time
 import warnings
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any, Protocol, Union
+from typing import TYPE_CHECKING, Any, Union
 
 from sessionhub import _validate
+from sessionhub._append_steps import blank, check_batch, merge_scopes, stamp, update_in_place
+from sessionhub._conversation import Conversation, StateModule, restore_modules, snapshot_delta
 from sessionhub._cursor import decode_cursor, encode_cursor
+from sessionhub._lifecycle import BackendRunner, build_backend, wrap_backend
 from sessionhub._normalize import to_events
 from sessionhub._retries import check_retries
 from sessionhub.backend import (
     AppendRequest,
-    AppendResult,
     Backend,
     EventWindow,
     Expiry,
@@ -34,10 +35,8 @@ from sessionhub.backend import (
     StateDeltas,
     StoredSession,
 )
-from sessionhub.backend_tools import apply_delta
 from sessionhub.errors import (
     BackendUnavailable,
-    ConfigError,
     InvalidInput,
     SessionNotFound,
 )
@@ -49,10 +48,8 @@ from sessionhub.models import (
     HealthStatus,
     Page,
     Session,
-    new_event_id,
 )
-from sessionhub.plugins import call_hook, each_implementation, get_plugin_manager
-from sessionhub.registry import BackendRegistry
+from sessionhub.plugins import call_hook, get_plugin_manager
 from sessionhub.settings import SessionHubSettings, load_settings
 
 if TYPE_CHECKING:
@@ -72,19 +69,6 @@ EventInput = Union[Event, str, Mapping[str, Any], Any]  # noqa: UP007 -- a runti
 """What ``append`` accepts for one event (see ``SessionHistoryService.append``)."""
 
 MAX_PAGE_SIZE = 1000
-SNAPSHOT_PREFIX = "snapshot:"
-
-
-class StateModule(Protocol):
-    """AgentScope's state-module protocol, as used by ``save_state`` / ``load_state``."""
-
-    def state_dict(self) -> dict[str, Any]:
-        """Return the module's state (nested modules included) as JSON values."""
-        ...
-
-    def load_state_dict(self, state_dict: dict[str, Any], strict: bool = True) -> None:
-        """Restore the module from what ``state_dict`` returned."""
-        ...
 
 
 def _utc_now() -> datetime:
@@ -143,13 +127,16 @@ class SessionHistoryService:
         self.app_name: str = _validate.check_identifier(settings.app_name, "app_name")
         self._clock: Clock = clock or _utc_now
         self._owns_backend = not isinstance(backend, Backend)
-        built = backend if isinstance(backend, Backend) else self._build_backend()
-        self.backend: Backend = self._wrap(built)
+        built = (
+            backend
+            if isinstance(backend, Backend)
+            else build_backend(settings, self.plugin_manager)
+        )
+        self.backend: Backend = wrap_backend(built, settings, self.plugin_manager)
         """The backend this service stores into (after any ``sessionhub_wrap_backend``)."""
-        self._loop: asyncio.AbstractEventLoop | None = None
-        """The event loop the backend was opened on; None while stopped."""
-        self._start_lock: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
-        self._purge_task: asyncio.Task[None] | None = None
+        self._runner = BackendRunner(
+            self.backend, repr(self), self._sweep_interval(), self.purge_expired
+        )
 
     @classmethod
     def from_settings(
@@ -160,38 +147,16 @@ class SessionHistoryService:
             return cls(**overrides)
         return cls(settings=settings, **overrides)
 
-    def _build_backend(self) -> Backend:
-        registry = BackendRegistry.from_plugin_manager(self.plugin_manager)
-        info, config = registry.configure(self.settings)
-        backend = registry.factory(info)(config)
-        if not isinstance(backend, Backend):
-            raise ConfigError(
-                f"The factory of backend {info.name!r} returned a {type(backend).__name__}, "
-                "not a sessionhub Backend. Fix the plugin's BackendInfo.factory."
-            )
-        return backend
-
-    def _wrap(self, backend: Backend) -> Backend:
-        calls = each_implementation(self.plugin_manager, "sessionhub_wrap_backend")
-        for plugin_name, call in calls:
-            for wrapped in call(backend=backend, settings=self.settings):
-                if not isinstance(wrapped, Backend):
-                    if inspect.iscoroutine(wrapped):
-                        wrapped.close()
-                    raise ConfigError(
-                        f"Plugin {plugin_name!r}: sessionhub_wrap_backend must return a Backend "
-                        f"or None (synchronously), got {type(wrapped).__name__}."
-                    )
-                backend = wrapped
-        return backend
-
     def __repr__(self) -> str:
         return f"<{type(self).__name__} app={self.app_name!r} backend={self.backend.name!r}>"
 
     def __del__(self) -> None:
         # A backend the caller passed in is the caller's to close; one built here is ours.
-        if getattr(self, "_loop", None) is not None and (
-            self._owns_backend or self._purge_task is not None
+        runner = getattr(self, "_runner", None)
+        if (
+            runner is not None
+            and runner.loop is not None
+            and (self._owns_backend or runner.purge_task is not None)
         ):
             warnings.warn(
                 f"{self!r} was started and never stopped: its connections were not closed. "
@@ -210,48 +175,11 @@ class SessionHistoryService:
         loop has ended (a second ``asyncio.run()``), it reopens the backend on the
         new loop; used from two running loops at once, it raises ``ConfigError``.
         """
-        loop = asyncio.get_running_loop()
-        if self._start_lock is None or self._start_lock[0] is not loop:
-            self._start_lock = (loop, asyncio.Lock())
-        async with self._start_lock[1]:
-            if self._loop is loop:
-                return
-            if self._loop is not None:
-                await self._leave(self._loop)
-            await self.backend.open()
-            self._loop = loop
-            if self._needs_sweep():
-                self._purge_task = asyncio.create_task(self._sweep_forever())
+        await self._runner.start()
 
     async def stop(self) -> None:
         """Stop the sweep and close the backend. Idempotent."""
-        loop = self._loop
-        if loop is not None and loop is not asyncio.get_running_loop():
-            await self._leave(loop)
-            return
-        if self._purge_task is not None:
-            self._purge_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._purge_task
-            self._purge_task = None
-        self._loop = None
-        await self.backend.close()
-
-    async def _leave(self, old: asyncio.AbstractEventLoop) -> None:
-        """Close what was opened on another loop, from this one, as far as that is possible."""
-        if old.is_running():
-            raise ConfigError(
-                f"{self!r} is in use on another running event loop (another thread). A service "
-                "and its connections belong to one event loop: create one service per loop."
-            )
-        task, self._purge_task = self._purge_task, None
-        if task is not None and not old.is_closed():
-            task.cancel()
-        self._loop = None
-        try:
-            await self.backend.close()
-        except Exception:  # connections of an ended loop often cannot be closed from another
-            logger.debug("Closing connections opened on an ended event loop failed", exc_info=True)
+        await self._runner.stop()
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -277,26 +205,15 @@ class SessionHistoryService:
             ok=True, backend=self.backend.name, latency_ms=(time.perf_counter() - began) * 1000
         )
 
-    def _needs_sweep(self) -> bool:
+    def _sweep_interval(self) -> float | None:
         s = self.settings
         has_ttl = any((s.session_ttl, s.app_state_ttl, s.user_state_ttl))
-        return bool(has_ttl and s.purge_interval and not self.backend.capabilities.native_ttl)
-
-    async def _sweep_forever(self) -> None:
-        assert self.settings.purge_interval is not None
-        interval = self.settings.purge_interval.total_seconds()
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                removed = await self.purge_expired()
-            except Exception:  # the sweep must outlive a failed round
-                logger.exception("Reclaiming expired sessions failed; retrying in %ss", interval)
-            else:
-                logger.debug("Reclaimed %d expired records", removed)
+        if has_ttl and s.purge_interval and not self.backend.capabilities.native_ttl:
+            return s.purge_interval.total_seconds()
+        return None
 
     async def _ready(self) -> None:
-        if self._loop is not asyncio.get_running_loop():
-            await self.start()
+        await self._runner.ready()
 
     # --- sessions --------------------------------------------------------------
 
@@ -424,7 +341,7 @@ class SessionHistoryService:
                 self.backend.get_state(Scope.USER, self.app_name, user_id, expiry, refresh=False),
             )
             for row in rows:
-                row.state = _merge_scopes(app_state, user_state, row.state)
+                row.state = merge_scopes(app_state, user_state, row.state)
         return Page[Session](items=rows, next_cursor=next_cursor)
 
     async def update_session(
@@ -530,7 +447,7 @@ class SessionHistoryService:
         if not batch:
             return []
         now = self._clock()
-        _stamp(batch, now)
+        stamp(batch, now)
         if self.plugin_manager.hook.sessionhub_before_append.get_hookimpls():
             # A hook may edit events in place: it gets copies of the caller's parts and dicts.
             ctx = AppendContext(
@@ -541,8 +458,8 @@ class SessionHistoryService:
             )
             await call_hook(self.plugin_manager, "sessionhub_before_append", ctx=ctx)
             batch = to_events(ctx.events)  # a hook may have added dicts or strings
-            _stamp(batch, now)
-        deltas = self._check_events(batch)
+            stamp(batch, now)
+        deltas = check_batch(batch)
         if not batch:
             return []
         await self._ready()
@@ -552,7 +469,7 @@ class SessionHistoryService:
         )
         check_retries(batch, result.events)
         if isinstance(session, Session):
-            self._update_in_place(session, result.events, deltas, result)
+            update_in_place(session, result.events, deltas, result)
         if self.plugin_manager.hook.sessionhub_after_append.get_hookimpls():
             observed = session if isinstance(session, Session) else await self._header(key)
             if observed is not None:
@@ -563,41 +480,6 @@ class SessionHistoryService:
                     events=result.events,
                 )
         return result.events
-
-    def _check_events(self, batch: list[Event]) -> list[StateDeltas]:
-        seen: set[str] = set()
-        deltas: list[StateDeltas] = []
-        for index, event in enumerate(batch):
-            field = f"events[{index}]"
-            deltas.append(_validate.check_event(event, field))
-            if event.id in seen:
-                raise InvalidInput(f"{field}.id", f"{event.id!r} appears twice in one append")
-            seen.add(event.id)
-            if event.state_delta:
-                event.state_delta = _validate.without_temp(event.state_delta)
-            event.seq = 0
-        return deltas
-
-    def _update_in_place(
-        self,
-        session: Session,
-        stored: list[Event],
-        deltas: list[StateDeltas],
-        result: AppendResult,
-    ) -> None:
-        # Events stored by this call are numbered after the last seq the object knew.
-        fresh = [event for event in stored if event.seq > session.last_seq]
-        session.events.extend(fresh)
-        for event, delta in zip(stored, deltas, strict=True):
-            if event.seq > session.last_seq:
-                apply_delta(session.state, {APP_PREFIX + k: v for k, v in delta.app.items()})
-                apply_delta(session.state, {USER_PREFIX + k: v for k, v in delta.user.items()})
-                apply_delta(session.state, delta.session)
-        session.last_seq = result.last_seq
-        session.event_count = result.event_count
-        if fresh:  # an append of stored events only is a no-op: no times move
-            session.updated_at = result.updated_at
-            session.expires_at = result.expires_at
 
     async def _header(self, key: SessionKey) -> Session | None:
         stored = await self.backend.get_session(
@@ -624,7 +506,7 @@ class SessionHistoryService:
 
     async def update_app_state(self, delta: Mapping[str, Any]) -> dict[str, Any]:
         """Apply a delta to the app state atomically (``None`` deletes); return the new state."""
-        clean = self._scope_delta(delta, APP_PREFIX)
+        clean = _validate.scope_delta(delta, APP_PREFIX)
         await self._ready()
         return await self.backend.update_state(
             Scope.APP, self.app_name, None, clean, self._expiry(self._clock())
@@ -633,22 +515,11 @@ class SessionHistoryService:
     async def update_user_state(self, user_id: str, delta: Mapping[str, Any]) -> dict[str, Any]:
         """Apply a delta to a user's state atomically (``None`` deletes); return the new state."""
         user_id = self._user(user_id)
-        clean = self._scope_delta(delta, USER_PREFIX)
+        clean = _validate.scope_delta(delta, USER_PREFIX)
         await self._ready()
         return await self.backend.update_state(
             Scope.USER, self.app_name, user_id, clean, self._expiry(self._clock())
         )
-
-    def _scope_delta(self, delta: Mapping[str, Any], prefix: str) -> dict[str, Any]:
-        _validate.check_mapping(delta, "delta")
-        clean: dict[str, Any] = {}
-        for key, value in delta.items():
-            bare = key[len(prefix) :] if key.startswith(prefix) else key
-            if not bare:
-                raise InvalidInput(f"delta.{key}", "state keys must not be empty")
-            if not key.startswith("temp:"):
-                clean[bare] = value
-        return clean
 
     # --- agent snapshots (AgentScope's StateModule protocol) ---------------------
 
@@ -658,15 +529,7 @@ class SessionHistoryService:
         Each module is kept under the session state key ``snapshot:<name>``;
         nested modules travel inside their parent's ``state_dict``.
         """
-        if not modules:
-            raise InvalidInput(
-                "modules", "pass at least one module, e.g. save_state(u, s, agent=agent)"
-            )
-        delta = {}
-        for name, module in modules.items():
-            snapshot = module.state_dict()
-            _validate.check_mapping(snapshot, f"{name}.state_dict()")
-            delta[SNAPSHOT_PREFIX + name] = snapshot
+        delta = snapshot_delta(modules)
         try:
             await self.update_session(user_id, session_id, state=delta)
         except SessionNotFound:
@@ -686,10 +549,7 @@ class SessionHistoryService:
             if allow_not_exist:
                 return
             raise SessionNotFound(self.app_name, user_id, session_id)
-        for name, module in modules.items():
-            snapshot = session.state.get(SNAPSHOT_PREFIX + name)
-            if snapshot is not None:
-                module.load_state_dict(snapshot)
+        restore_modules(session.state, modules)
 
     # --- conversation helper -----------------------------------------------------
 
@@ -745,7 +605,7 @@ class SessionHistoryService:
         )
 
     def _session_id_or_new(self, session_id: str | None) -> str:
-        if _blank(session_id):
+        if blank(session_id):
             return _new_id()
         return _validate.check_identifier(session_id, "session_id")
 
@@ -765,51 +625,5 @@ class SessionHistoryService:
 
     def _merged(self, stored: StoredSession) -> Session:
         session = stored.session
-        session.state = _merge_scopes(stored.app_state, stored.user_state, session.state)
+        session.state = merge_scopes(stored.app_state, stored.user_state, session.state)
         return session
-
-
-class Conversation:
-    """A session being worked on: its ``history`` and an ``append`` that keeps it current."""
-
-    def __init__(self, service: SessionHistoryService, session: Session) -> None:
-        self.service = service
-        """The service the conversation stores into."""
-        self.session = session
-        """The session, updated in place by ``append``."""
-
-    @property
-    def history(self) -> list[Event]:
-        """The events loaded or appended so far, oldest first."""
-        return self.session.events
-
-    @property
-    def state(self) -> dict[str, Any]:
-        """The merged state view of the session."""
-        return self.session.state
-
-    async def append(self, *events: EventInput) -> list[Event]:
-        """Append events (see ``SessionHistoryService.append``) and add them to ``history``."""
-        return await self.service.append(self.session, list(events))
-
-
-def _blank(value: object) -> bool:
-    return value is None or (isinstance(value, str) and not value.strip())
-
-
-def _stamp(batch: list[Event], now: datetime) -> None:
-    """Give events without an id a generated one, and without a timestamp ``now``."""
-    for event in batch:
-        if _blank(event.id):
-            event.id = new_event_id()
-        if event.timestamp is None:
-            event.timestamp = now
-
-
-def _merge_scopes(
-    app_state: Mapping[str, Any], user_state: Mapping[str, Any], session_state: dict[str, Any]
-) -> dict[str, Any]:
-    merged = {APP_PREFIX + key: value for key, value in app_state.items()}
-    merged.update((USER_PREFIX + key, value) for key, value in user_state.items())
-    merged.update(session_state)
-    return merged

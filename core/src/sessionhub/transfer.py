@@ -21,12 +21,13 @@ from typing import Any
 from pydantic import ValidationError
 
 from sessionhub import _validate
+from sessionhub._conversation import SNAPSHOT_PREFIX
 from sessionhub._normalize import to_event
 from sessionhub.backend import EventWindow, Expiry, Scope, SessionKey
 from sessionhub.backend_tools import check_restorable
 from sessionhub.errors import ConfigError, InvalidInput
 from sessionhub.models import Event, Session
-from sessionhub.service import SNAPSHOT_PREFIX, SessionHistoryService
+from sessionhub.service import SessionHistoryService
 
 __all__ = [
     "EXPORT_FORMAT",
