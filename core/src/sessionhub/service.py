@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import logging
 import os
 import time
@@ -137,6 +138,7 @@ class SessionHistoryService:
         self._runner = BackendRunner(
             self.backend, repr(self), self._sweep_interval(), self.purge_expired
         )
+        self._apps: dict[str, SessionHistoryService] = {self.app_name: self}
 
     @classmethod
     def from_settings(
@@ -146,6 +148,24 @@ class SessionHistoryService:
         if settings is None:
             return cls(**overrides)
         return cls(settings=settings, **overrides)
+
+    def for_app(self, app_name: str) -> SessionHistoryService:
+        """This service for another app, sharing its backend connection, hooks and clock.
+
+        For callers that pass an app per call (agent frameworks do): the view costs
+        no connection and no settings lookup, and the same name returns the same
+        view. Sessions, app state and listings are the named app's. Views share one
+        lifecycle: starting or stopping any of them opens or closes the one backend.
+        """
+        app_name = _validate.check_identifier(app_name, "app_name")
+        view = self._apps.get(app_name)
+        if view is None:
+            view = copy.copy(self)  # shares the backend, its runner, hooks, clock, views
+            view.app_name = app_name
+            view.settings = self.settings.model_copy(update={"app_name": app_name})
+            view._owns_backend = False  # the service it came from owns the connections
+            self._apps[app_name] = view
+        return view
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} app={self.app_name!r} backend={self.backend.name!r}>"

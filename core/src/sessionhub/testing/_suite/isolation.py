@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sessionhub.errors import SessionNotFound
+from sessionhub.errors import InvalidInput, SessionNotFound
 from sessionhub.service import SessionHistoryService
 from sessionhub.testing._base import MakeService
 
@@ -48,3 +48,25 @@ class IsolationTests:
         await two.create_session("alice", "s1")
         assert await one.delete_session("alice", "s1") is True
         assert await two.get_session("alice", "s1") is not None
+
+    async def test_one_service_serves_several_apps(self, service: SessionHistoryService) -> None:
+        """``for_app`` views share the backend and keep each app's data apart."""
+        other = service.for_app("other-app")
+        assert service.for_app("other-app") is other and other.backend is service.backend
+        assert service.for_app(service.app_name) is service
+        assert other.for_app(service.app_name) is service
+        await service.create_session("alice", "s1", state={"app:theme": "dark", "user:n": 1})
+        await other.create_session("alice", "s1", state={"app:theme": "light"})
+        await other.append(("alice", "s1"), ["in other", {"role": "user", "content": "again"}])
+        mine = await service.get_session("alice", "s1")
+        theirs = await other.get_session("alice", "s1")
+        assert mine is not None and theirs is not None
+        assert (mine.app_name, mine.event_count) == (service.app_name, 0)
+        assert (theirs.app_name, theirs.event_count) == ("other-app", 2)
+        assert mine.state == {"app:theme": "dark", "user:n": 1}
+        assert theirs.state == {"app:theme": "light"}
+        assert [s.app_name for s in (await other.list_sessions("alice")).items] == ["other-app"]
+        with pytest.raises(InvalidInput):
+            service.for_app("")
+        with pytest.raises(InvalidInput):  # a Session belongs to the app it was read from
+            await service.append(theirs, "crossing apps")
