@@ -150,7 +150,7 @@ class SessionHistoryService:
         return cls(settings=settings, **overrides)
 
     def for_app(self, app_name: str) -> SessionHistoryService:
-        """This service for another app, sharing its backend connection, hooks and clock.
+        """The same service for another app, sharing its backend connection, hooks and clock.
 
         For callers that pass an app per call (agent frameworks do): the view costs
         no connection and no settings lookup, and the same name returns the same
