@@ -2,8 +2,10 @@
 
 Accepted: an ``Event``; a string (a user message); a dict in this library's
 shape, the OpenAI Chat Completions / Responses item shape, or AgentScope's
-``Msg`` shape; any object with ``to_dict()`` or ``model_dump()`` giving one of
-those; or a list of any of these.
+``Msg`` shape (1.x, and 2.x: a tool call's ``input`` JSON text becomes its
+arguments, a naive ``created_at`` is local time as AgentScope writes it); any
+object with ``to_dict()`` or ``model_dump()`` giving one of those; or a list of
+any of these.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from pydantic import ValidationError
@@ -111,6 +113,8 @@ def _from_mapping(data: Mapping[str, Any], field: str) -> Event:
     fields["metadata"] = metadata
     if isinstance(fields.get("timestamp"), str):
         fields["timestamp"] = _parse_time(fields["timestamp"], f"{field}.timestamp")
+    elif "timestamp" not in fields and isinstance(data.get("created_at"), str):
+        fields["timestamp"] = _local_time(data["created_at"], f"{field}.created_at")
     fields.pop("seq", None)
     return Event.model_validate(fields)
 
@@ -120,6 +124,15 @@ def _parse_time(value: str, field: str) -> datetime:
         return datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError as exc:
         raise InvalidInput(field, f"{value!r} is not an ISO 8601 time") from exc
+
+
+def _local_time(value: str, field: str) -> datetime:
+    """An AgentScope 2.x ``created_at``: written with ``datetime.now()``, so naive means local."""
+    parsed = _parse_time(value, field)
+    try:
+        return parsed if parsed.tzinfo else parsed.astimezone(timezone.utc)
+    except (OverflowError, OSError, ValueError) as exc:
+        raise InvalidInput(field, f"{value!r} is out of range") from exc
 
 
 def _tool_calls(calls: Any, field: str) -> list[ToolCallPart]:
@@ -179,6 +192,8 @@ def _part(block: Any, field: str) -> Part:
             )
         return TextPart(text=text)
     if kind == "tool_call":
+        if "input" in block and "arguments" not in block:  # AgentScope 2.x: input is JSON text
+            return _tool_call(block.get("id"), block)
         return ToolCallPart.model_validate(block)
     if kind in ("tool_use", "function_call"):
         return _tool_call(block.get("id") or block.get("call_id"), block)
@@ -188,7 +203,7 @@ def _part(block: Any, field: str) -> Part:
         return ToolResultPart(
             call_id=str(block.get("id") or block.get("tool_use_id") or ""),
             output=block.get("output", block.get("content")),
-            is_error=bool(block.get("is_error", False)),
+            is_error=bool(block.get("is_error", False)) or block.get("state") == "error",
         )
     if kind == "data":
         return DataPart.model_validate(block)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -87,6 +87,65 @@ class EventTests:
         assert call.content == [ToolCallPart(id="c1", name="add", arguments={"a": 2, "b": 2})]
         assert result.content == [ToolResultPart(call_id="c1", output="4")]
         assert reply.text == "It is 4." and reply.metadata["name"] == "Friday"
+
+    async def test_agentscope_2_messages_keep_tool_input_and_time(
+        self, service: SessionHistoryService
+    ) -> None:
+        """An AgentScope 2.x ``Msg`` dump: tool input (a JSON string), results, ``created_at``."""
+        await service.create_session("alice", "s1")
+        block = {"id": "b1", "created_at": "2026-11-27T11:56:29.408349", "finished_at": None}
+        call: dict[str, Any] = {
+            "name": "Friday",
+            "role": "assistant",
+            "id": "msg-1",
+            "metadata": {},
+            "created_at": "2026-11-27T11:56:29.408423+00:00",
+            "usage": None,
+            "content": [
+                {"type": "text", "text": "Let me add.", **block},
+                {
+                    "type": "tool_call",
+                    "id": "call-1",
+                    "name": "add",
+                    "input": '{"a": 2, "b": 2}',
+                    "state": "pending",
+                    "suggested_rules": [],
+                    "created_at": "2026-11-27T11:56:29.408363",
+                    "finished_at": None,
+                },
+            ],
+        }
+        result: dict[str, Any] = {
+            "name": "Friday",
+            "role": "assistant",
+            "id": "msg-2",
+            "metadata": {},
+            "created_at": "2026-11-27T11:56:30",  # naive: AgentScope writes local time
+            "content": [
+                {
+                    "type": "tool_result",
+                    "id": "call-1",
+                    "name": "add",
+                    "output": "division by zero",
+                    "state": "error",
+                    "metadata": {},
+                    "created_at": "2026-11-27T11:56:30",
+                    "finished_at": None,
+                }
+            ],
+        }
+        await service.append(("alice", "s1"), [call, result])
+        got = await service.get_session("alice", "s1")
+        assert got is not None
+        first, second = got.events
+        assert first.id == "msg-1" and first.metadata == {"name": "Friday"}
+        assert first.content[1] == ToolCallPart(id="call-1", name="add", arguments={"a": 2, "b": 2})
+        assert first.timestamp == datetime(2026, 11, 27, 11, 56, 29, 408423, tzinfo=timezone.utc)
+        assert second.content == [
+            ToolResultPart(call_id="call-1", output="division by zero", is_error=True)
+        ]
+        local = datetime(2026, 11, 27, 11, 56, 30).astimezone(timezone.utc)
+        assert second.timestamp == local
 
     async def test_every_part_type_round_trips(self, service: SessionHistoryService) -> None:
         """All part types, and parts of unknown type, are stored and read back unchanged."""
