@@ -19,10 +19,13 @@ DOCS = Path(__file__).resolve().parent.parent / "docs"
 
 
 class WithoutExtras(MemoryBackend):
-    """A memory backend that leaves out both optional methods, as a minimal backend would."""
+    """A memory backend that leaves out every optional method, as a minimal backend would."""
 
+    capabilities = Capabilities(shared_store=True)  # no compare_and_set either
     list_users = Backend.list_users
     restore_session = Backend.restore_session
+    pop_event = Backend.pop_event
+    replace_events = Backend.replace_events
 
 
 class ListsAgain(WithoutExtras):
@@ -66,6 +69,8 @@ class WithoutExtras(MemoryBackend):
     capabilities = Capabilities()  # one store per instance here: no 'connect' fixture
     list_users = Backend.list_users
     restore_session = Backend.restore_session
+    pop_event = Backend.pop_event
+    replace_events = Backend.replace_events
 
 
 class TestWithoutExtras(BackendConformance):
@@ -94,6 +99,9 @@ def test_a_backend_without_the_optional_methods_passes_the_suite(pytester):
         [
             "*WithoutExtras does not declare the 'list_users' capability*",
             "*WithoutExtras does not declare the 'restore_session' capability*",
+            "*WithoutExtras does not declare the 'pop_event' capability*",
+            "*WithoutExtras does not declare the 'replace_events' capability*",
+            "*WithoutExtras does not declare the 'compare_and_set' capability*",
         ]
     )
 
@@ -172,3 +180,20 @@ def test_the_tools_stay_importable_from_where_they_were():
     assert namespace["dump_json"] is tools.dump_json
     with pytest.raises(ImportError):
         exec("from sessionhub.backend import no_such_helper", {})
+
+
+@pytest.mark.asyncio
+async def test_history_operations_need_their_capability():
+    async with service_over(WithoutExtras()) as service:
+        await service.create_session("alice", "s1")
+        calls = [
+            (lambda: service.pop_event("alice", "s1"), "pop_event"),
+            (lambda: service.clear_events("alice", "s1"), "replace_events"),
+            (lambda: service.replace_events("alice", "s1", ["x"]), "replace_events"),
+            (lambda: service.append(("alice", "s1"), "x", expected_last_seq=0), "compare_and_set"),
+        ]
+        for call, capability in calls:
+            with pytest.raises(ConfigError, match=f"lacks the '{capability}' capability"):
+                await call()
+        session = await service.get_session("alice", "s1")
+        assert session is not None and session.events == []

@@ -17,6 +17,7 @@ from sessionhub.backend import (
     EventWindow,
     Expiry,
     ListCursor,
+    ReplaceRequest,
     Scope,
     SessionKey,
     StateDeltas,
@@ -90,6 +91,7 @@ __all__ = [
     "StoredSession",
     "AppendRequest",
     "AppendResult",
+    "ReplaceRequest",
     # errors
     "SessionHubError",
     "ConfigError",

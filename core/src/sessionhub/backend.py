@@ -46,10 +46,11 @@ __all__ = [
     "StoredSession",
     "AppendRequest",
     "AppendResult",
+    "ReplaceRequest",
     "ListCursor",
 ]
 
-_OPTIONAL_METHODS = ("list_users", "restore_session")
+_OPTIONAL_METHODS = ("list_users", "restore_session", "pop_event", "replace_events")
 """Methods of ``Backend`` a backend may leave out; each is a capability of the same name."""
 
 
@@ -58,7 +59,8 @@ class Capabilities:
     """What a backend can do beyond the contract every backend meets.
 
     The conformance suite skips the tests of a capability a backend does not declare.
-    ``list_users`` and ``restore_session`` name optional methods of ``Backend``:
+    ``list_users``, ``restore_session``, ``pop_event`` and ``replace_events`` name
+    optional methods of ``Backend``:
     left at ``None``, each is declared by implementing the method, and the
     ``Backend`` subclass gets a ``capabilities`` with ``True`` or ``False`` in
     its place when the class is defined.
@@ -80,6 +82,15 @@ class Capabilities:
     restore_session: bool | None = None
     """``Backend.restore_session`` works: import and migrate can write sessions.
     ``None``: true if the backend class overrides the method."""
+    pop_event: bool | None = None
+    """``Backend.pop_event`` works: ``svc.pop_event`` removes the newest event.
+    ``None``: true if the backend class overrides the method."""
+    replace_events: bool | None = None
+    """``Backend.replace_events`` works: ``svc.replace_events`` / ``clear_events``.
+    ``None``: true if the backend class overrides the method."""
+    compare_and_set: bool = False
+    """``append`` honours ``AppendRequest.expected_last_seq``. Declare it explicitly:
+    a backend written before the field existed would ignore it."""
 
 
 class BackendSettings(BaseModel):
@@ -263,6 +274,35 @@ class AppendRequest:
     """``now`` and the new expiry times."""
     event_limit: int | None = None
     """Keep only this many newest events after the append (``None``: keep all)."""
+    expected_last_seq: int | None = None
+    """Compare and set: unless every event is stored already (a retry), raise
+    ``ConflictError`` and write nothing when the session's ``last_seq`` is not
+    this. Only for a backend declaring ``compare_and_set``; ``None``: no check."""
+
+
+@dataclass
+class ReplaceRequest:
+    """Swap a session's whole history for ``events`` in one atomic step.
+
+    Unless ``expected_last_seq`` is ``None``, raise ``ConflictError`` and write
+    nothing when the session's ``last_seq`` differs. Delete every stored event,
+    then store ``events`` with new seqs after ``last_seq`` (seqs are never
+    reused), trim to ``event_limit``, and set ``updated_at = expiry.now`` and
+    the session's ``expires_at = expiry.session``. State is not touched: the
+    events carry no deltas (the service refuses them). Session state, metadata
+    and the wider scopes stay as they are.
+    """
+
+    key: SessionKey
+    """The session whose history is replaced."""
+    events: list[Event]
+    """The new history in order, ids and timestamps set, seq 0, no state deltas."""
+    expiry: Expiry
+    """``now`` and the session's new expiry."""
+    expected_last_seq: int | None = None
+    """The ``last_seq`` the caller read; ``None``: replace whatever is there."""
+    event_limit: int | None = None
+    """Keep only this many newest events (``None``: keep all)."""
 
 
 @dataclass
@@ -307,7 +347,9 @@ class Backend(abc.ABC):
 
     name: ClassVar[str] = "backend"
     """The backend's public name (its entry point name)."""
-    capabilities: ClassVar[Capabilities] = Capabilities(list_users=False, restore_session=False)
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        list_users=False, restore_session=False, pop_event=False, replace_events=False
+    )
     """What the backend can do beyond the contract; the suite skips undeclared ones."""
     _declared_capabilities: ClassVar[Capabilities] = Capabilities()
     """``capabilities`` as the nearest class declared it, before the optional methods
@@ -477,6 +519,29 @@ class Backend(abc.ABC):
         the ``restore_session`` capability, and cannot be imported or migrated into.
         """
         raise NotImplementedError(f"The {self.name!r} backend cannot restore sessions.")
+
+    async def pop_event(self, key: SessionKey, expiry: Expiry) -> Event | None:
+        """Remove the session's newest event (highest seq) and return it; ``None`` if it has none.
+
+        Atomic: two concurrent pops remove two different events, and a pop never
+        removes an event appended after it. ``last_seq`` stays (the seq is not
+        reused; readers by ``after_seq`` miss nothing), ``event_count`` drops by
+        one, the event's state deltas stay applied, and ``updated_at`` and the
+        session's expiry move to ``expiry.now`` / ``expiry.session`` when an event
+        was removed. Raise ``SessionNotFound`` if the session is absent or
+        expired. Optional: declares the ``pop_event`` capability.
+        """
+        raise NotImplementedError(f"The {self.name!r} backend cannot pop events.")
+
+    async def replace_events(self, request: ReplaceRequest) -> AppendResult:
+        """Swap the session's history atomically (see ``ReplaceRequest``).
+
+        Return the new events with their seqs. Raise ``SessionNotFound`` if the
+        session is absent or expired, ``ConflictError`` (naming both seqs) if
+        ``expected_last_seq`` is set and differs. Optional: declares the
+        ``replace_events`` capability.
+        """
+        raise NotImplementedError(f"The {self.name!r} backend cannot replace events.")
 
     async def purge_expired(self, now: datetime) -> int:
         """Reclaim the storage of expired sessions and states; return how many were removed.

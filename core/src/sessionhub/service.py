@@ -15,19 +15,17 @@ import logging
 import os
 import time
 import warnings
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any
 
 from sessionhub import _validate
-from sessionhub._append_steps import blank, check_batch, merge_scopes, stamp, update_in_place
+from sessionhub._append_steps import blank, merge_scopes
 from sessionhub._conversation import Conversation, StateModule, restore_modules, snapshot_delta
 from sessionhub._cursor import decode_cursor, encode_cursor
+from sessionhub._history import EventInput, HistoryOperations
 from sessionhub._lifecycle import BackendRunner, build_backend, wrap_backend
-from sessionhub._normalize import to_events
-from sessionhub._retries import check_retries
 from sessionhub.backend import (
-    AppendRequest,
     Backend,
     EventWindow,
     Expiry,
@@ -41,11 +39,9 @@ from sessionhub.errors import (
     InvalidInput,
     SessionNotFound,
 )
-from sessionhub.hookspecs import AppendContext
 from sessionhub.models import (
     APP_PREFIX,
     USER_PREFIX,
-    Event,
     HealthStatus,
     Page,
     Session,
@@ -66,8 +62,6 @@ logger = logging.getLogger("sessionhub")
 Clock = Callable[[], datetime]
 """A function returning the current UTC-aware time."""
 
-EventInput = Union[Event, str, Mapping[str, Any], Any]  # noqa: UP007 -- a runtime alias on 3.10
-"""What ``append`` accepts for one event (see ``SessionHistoryService.append``)."""
 
 MAX_PAGE_SIZE = 1000
 
@@ -80,7 +74,7 @@ def _new_id() -> str:
     return os.urandom(16).hex()  # 128 random bits, as uuid4().hex but without the UUID object
 
 
-class SessionHistoryService:
+class SessionHistoryService(HistoryOperations):
     """Sessions, events and state for one app, on a backend chosen by configuration.
 
     ``SessionHistoryService()`` reads the settings (constructor arguments >
@@ -428,84 +422,6 @@ class SessionHistoryService:
                 if cursor is None:
                     break
         return found
-
-    # --- events ----------------------------------------------------------------
-
-    async def append(
-        self,
-        session: Session | tuple[str, str],
-        events: EventInput | Sequence[EventInput],
-    ) -> list[Event]:
-        """Append one event or a list of events atomically; return them as stored, with ``seq``.
-
-        An event may be an ``Event``, a string (a user message), a dict in
-        this library's, OpenAI's or AgentScope's shape, or an object with
-        ``to_dict()`` / ``model_dump()``. An ``Event`` carries the id it got when
-        built; a string or a dict without an ``id`` gets a new one, so the same
-        dict appended twice is two events. Missing timestamps are filled in.
-        Each event's ``state_delta`` is applied with it. Re-appending an id
-        already stored returns the stored event and changes nothing; if the
-        stored event's role, content, state delta or metadata differ, it raises
-        ``ConflictError`` naming the id (after storing the call's new events).
-        The caller's objects are never changed, whatever a hook does. When
-        ``session`` is a ``Session``, it is updated in place.
-        Raises ``SessionNotFound`` if the session is absent or expired.
-        """
-        if isinstance(session, Session):
-            key = self._key(session.user_id, session.id)
-            if session.app_name != self.app_name:
-                raise InvalidInput(
-                    "session.app_name",
-                    f"belongs to app {session.app_name!r}, but this service is for app "
-                    f"{self.app_name!r}",
-                )
-        else:
-            if not isinstance(session, tuple) or len(session) != 2:
-                raise InvalidInput("session", "must be a Session or a (user_id, session_id) tuple")
-            key = self._key(*session)
-        batch = to_events(events)
-        if not batch:
-            return []
-        now = self._clock()
-        stamp(batch, now)
-        if self.plugin_manager.hook.sessionhub_before_append.get_hookimpls():
-            # A hook may edit events in place: it gets copies of the caller's parts and dicts.
-            ctx = AppendContext(
-                self.app_name,
-                key.user_id,
-                key.session_id,
-                [event.model_copy(deep=True) for event in batch],
-            )
-            await call_hook(self.plugin_manager, "sessionhub_before_append", ctx=ctx)
-            batch = to_events(ctx.events)  # a hook may have added dicts or strings
-            stamp(batch, now)
-        deltas = check_batch(batch)
-        if not batch:
-            return []
-        await self._ready()
-        expiry = self._expiry(now)
-        result = await self.backend.append(
-            AppendRequest(key, batch, deltas, expiry, self.settings.event_limit)
-        )
-        check_retries(batch, result.events)
-        if isinstance(session, Session):
-            update_in_place(session, result.events, deltas, result)
-        if self.plugin_manager.hook.sessionhub_after_append.get_hookimpls():
-            observed = session if isinstance(session, Session) else await self._header(key)
-            if observed is not None:
-                await call_hook(
-                    self.plugin_manager,
-                    "sessionhub_after_append",
-                    session=observed,
-                    events=result.events,
-                )
-        return result.events
-
-    async def _header(self, key: SessionKey) -> Session | None:
-        stored = await self.backend.get_session(
-            key, EventWindow(last_n=0), self._expiry(self._clock()), refresh=False
-        )
-        return None if stored is None else self._merged(stored)
 
     # --- state -----------------------------------------------------------------
 

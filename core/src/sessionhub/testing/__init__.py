@@ -30,6 +30,7 @@ from sessionhub.testing._helpers import assert_backend_registered
 from sessionhub.testing._suite.concurrency import ConcurrencyTests
 from sessionhub.testing._suite.data import DataTests
 from sessionhub.testing._suite.events import EventTests
+from sessionhub.testing._suite.history import HistoryTests
 from sessionhub.testing._suite.inputs import InputTests
 from sessionhub.testing._suite.isolation import IsolationTests
 from sessionhub.testing._suite.lifecycle import LifecycleTests
@@ -52,6 +53,7 @@ class BackendConformance(
     LifecycleTests,
     SessionTests,
     EventTests,
+    HistoryTests,
     StateTests,
     TTLTests,
     LimitTests,

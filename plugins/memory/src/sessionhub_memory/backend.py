@@ -10,6 +10,7 @@ gives each backend a private store.
 
 from __future__ import annotations
 
+import bisect
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -23,10 +24,12 @@ from sessionhub import (
     Backend,
     BackendSettings,
     Capabilities,
+    ConflictError,
     Event,
     EventWindow,
     Expiry,
     ListCursor,
+    ReplaceRequest,
     Scope,
     Session,
     SessionExists,
@@ -59,9 +62,15 @@ class _Record:
     header: dict[str, Any]
     """The session's fields as JSON-ready values, state as JSON text."""
     events: list[str] = field(default_factory=list)
-    """Stored events as JSON text, in seq order: contiguous, ending at ``last_seq``."""
+    """Stored events as JSON text, in seq order (gaps where events were popped or replaced)."""
+    seqs: list[int] = field(default_factory=list)
+    """The seq of each stored event, ascending, index for index with ``events``."""
     by_id: dict[str, int] = field(default_factory=dict)
     """Event id -> seq."""
+
+    def index(self, seq: int) -> int:
+        """The position of the stored event numbered ``seq``."""
+        return bisect.bisect_left(self.seqs, seq)
 
 
 @dataclass
@@ -90,7 +99,7 @@ class MemoryBackend(Backend):
     """In-process storage for tests, demos and single-process apps."""
 
     name: ClassVar[str] = "memory"
-    capabilities: ClassVar[Capabilities] = Capabilities(shared_store=True)
+    capabilities: ClassVar[Capabilities] = Capabilities(shared_store=True, compare_and_set=True)
 
     def __init__(
         self, settings: MemorySettings | None = None, *, store: MemoryStore | None = None
@@ -189,38 +198,70 @@ class MemoryBackend(Backend):
         record = self._live(key, request.expiry.now)
         if record is None:
             raise SessionNotFound(*_parts(key))
+        expected = request.expected_last_seq
+        if expected not in (None, record.header["last_seq"]) and any(
+            event.id not in record.by_id for event in request.events
+        ):  # a retry of events all stored already is not a conflict
+            raise ConflictError(_moved_on(key, expected, record))
         stored: list[Event] = []
         fresh = False
         session_state = json.loads(record.header["state"])
         for event, delta in zip(request.events, request.deltas, strict=True):
             seq = record.by_id.get(event.id)
             if seq is not None:
-                stored.append(event_from_json(record.events[seq - _first_seq(record)]))
+                stored.append(event_from_json(record.events[record.index(seq)]))
                 continue
             record.header["last_seq"] += 1
             saved = event.model_copy(update={"seq": record.header["last_seq"]})
             record.events.append(event_to_json(saved))
+            record.seqs.append(saved.seq)
             record.by_id[saved.id] = saved.seq
             apply_delta(session_state, delta.session)
             self._update_scopes(key, StateDeltas(app=delta.app, user=delta.user), request.expiry)
             stored.append(saved)
             fresh = True
-        limit = request.event_limit
-        if fresh and limit is not None and len(record.events) > limit:
-            for text in record.events[:-limit]:
-                del record.by_id[json.loads(text)["id"]]
-            del record.events[:-limit]
         if fresh:  # an append of stored events only is a no-op: no times move
+            _trim(record, request.event_limit)
             record.header["state"] = dump_json(session_state)
             record.header["updated_at"] = request.expiry.now
             record.header["expires_at"] = request.expiry.session
-        return AppendResult(
-            events=stored,
-            last_seq=record.header["last_seq"],
-            event_count=len(record.events),
-            updated_at=record.header["updated_at"],
-            expires_at=record.header["expires_at"],
-        )
+        return _result(record, stored)
+
+    async def pop_event(self, key: SessionKey, expiry: Expiry) -> Event | None:
+        """Remove the newest event; ``last_seq`` stays."""
+        record = self._live(key, expiry.now)
+        if record is None:
+            raise SessionNotFound(*_parts(key))
+        if not record.events:
+            return None
+        event = event_from_json(record.events.pop())
+        record.seqs.pop()
+        del record.by_id[event.id]
+        record.header["updated_at"] = expiry.now
+        record.header["expires_at"] = expiry.session
+        return event
+
+    async def replace_events(self, request: ReplaceRequest) -> AppendResult:
+        """Swap the history in one step: nothing else runs in between."""
+        key = request.key
+        record = self._live(key, request.expiry.now)
+        if record is None:
+            raise SessionNotFound(*_parts(key))
+        if request.expected_last_seq not in (None, record.header["last_seq"]):
+            raise ConflictError(_moved_on(key, request.expected_last_seq, record))
+        first = record.header["last_seq"] + 1
+        saved = [
+            event.model_copy(update={"seq": seq})
+            for seq, event in enumerate(request.events, start=first)
+        ]
+        record.events = [event_to_json(event) for event in saved]
+        record.seqs = [event.seq for event in saved]
+        record.by_id = {event.id: event.seq for event in saved}
+        record.header["last_seq"] += len(saved)
+        _trim(record, request.event_limit)
+        record.header["updated_at"] = request.expiry.now
+        record.header["expires_at"] = request.expiry.session
+        return _result(record, saved)
 
     async def update_session(
         self, key: SessionKey, deltas: StateDeltas, metadata: Mapping[str, Any], expiry: Expiry
@@ -273,6 +314,7 @@ class MemoryBackend(Backend):
         record = _Record(
             header=header,
             events=[event_to_json(event) for event in events],
+            seqs=[event.seq for event in events],
             by_id={event.id: event.seq for event in events},
         )
         self.store.sessions[key] = record
@@ -347,7 +389,7 @@ def _window(record: _Record, window: EventWindow) -> list[str]:
         return []
     start = 0
     if window.after_seq is not None:
-        start = max(0, window.after_seq - _first_seq(record) + 1)
+        start = bisect.bisect_right(record.seqs, window.after_seq)
     texts = record.events[start:]
     if window.after_time is not None:
         after = window.after_time
@@ -357,9 +399,29 @@ def _window(record: _Record, window: EventWindow) -> list[str]:
     return texts
 
 
-def _first_seq(record: _Record) -> int:
-    last_seq: int = record.header["last_seq"]
-    return last_seq - len(record.events) + 1
+def _result(record: _Record, events: list[Event]) -> AppendResult:
+    return AppendResult(
+        events=events,
+        last_seq=record.header["last_seq"],
+        event_count=len(record.events),
+        updated_at=record.header["updated_at"],
+        expires_at=record.header["expires_at"],
+    )
+
+
+def _trim(record: _Record, limit: int | None) -> None:
+    if limit is not None and len(record.events) > limit:
+        for text in record.events[:-limit]:
+            del record.by_id[json.loads(text)["id"]]
+        del record.events[:-limit]
+        del record.seqs[:-limit]
+
+
+def _moved_on(key: SessionKey, expected: int | None, record: _Record) -> str:
+    return (
+        f"session {key.session_id!r} of user {key.user_id!r} moved on: expected last_seq "
+        f"{expected}, it is {record.header['last_seq']}. Re-read it and retry."
+    )
 
 
 def _parts(key: SessionKey) -> tuple[str, str, str]:
