@@ -60,7 +60,9 @@ async def test_a_session_row_with_a_value_of_the_wrong_type_is_a_backend_error(
         _is_not_server_down_nor_retry(caught.value)
         _write(db_path, "UPDATE sessions SET created_at = 0, state = '[1, 2]'")
         with pytest.raises(BackendError):
-            await svc.append(("alice", "s1"), {"role": "user", "content": "x", "state_delta": {"k": 1}})
+            await svc.append(
+                ("alice", "s1"), {"role": "user", "content": "x", "state_delta": {"k": 1}}
+            )
 
 
 async def test_a_foreign_event_row_in_the_way_is_a_backend_error_quoting_sqlite(
