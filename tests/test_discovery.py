@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from sessionhub import BackendRegistry, PluginLoadError, SessionHistoryService, get_plugin_manager
+from sessionhub import (
+    BackendNotInstalled,
+    BackendRegistry,
+    PluginLoadError,
+    SessionHistoryService,
+    get_plugin_manager,
+)
 from sessionhub.errors import ConfigError
 
 BACKEND_PLUGIN = """
@@ -218,3 +224,9 @@ def test_lazy_factory_that_fails_to_import(site):
     assert "could not import 'p_lazy_driver:Backend'" in str(info.value)
     assert "pip install -U sessionhub-lazy" in str(info.value)
     assert isinstance(info.value.__cause__, ModuleNotFoundError)
+
+
+def test_service_reports_missing_backend_with_installed_ones():
+    with pytest.raises(BackendNotInstalled) as info:
+        SessionHistoryService(backend="nosuch")
+    assert "Installed: memory" in str(info.value)
