@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from sessionhub import BackendRegistry, PluginLoadError, SessionHistoryService, get_plugin_manager
+from sessionhub import (
+    BackendNotInstalled,
+    BackendRegistry,
+    PluginLoadError,
+    SessionHistoryService,
+    get_plugin_manager,
+)
 from sessionhub.errors import ConfigError
 
 BACKEND_PLUGIN = """
@@ -255,3 +261,9 @@ def test_each_plugins_backends_are_credited_to_its_distribution(site):
         ("one", "sessionhub-one", "1.1"),
         ("two", "sessionhub-two", "2.2"),
     ]
+
+
+def test_service_reports_missing_backend_with_installed_ones():
+    with pytest.raises(BackendNotInstalled) as info:
+        SessionHistoryService(backend="nosuch")
+    assert "Installed: memory" in str(info.value)

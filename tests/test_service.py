@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from sessionhub import SessionHistoryService, SessionHubSettings, get_plugin_manager
+from sessionhub import InvalidInput, SessionHistoryService, SessionHubSettings, get_plugin_manager
 from sessionhub_memory.backend import MemoryBackend
 
 
@@ -42,10 +42,24 @@ async def test_settings_reach_the_service(monkeypatch):
         assert s.app_name == "shop" and [e.text for e in got.events] == ["2", "3"]
 
 
+class SweptMemoryBackend(MemoryBackend):
+    """A memory backend that tells when a purge reclaimed something."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reclaimed = asyncio.Event()
+
+    async def purge_expired(self, now: datetime) -> int:
+        count = await super().purge_expired(now)
+        if count:
+            self.reclaimed.set()
+        return count
+
+
 @pytest.mark.asyncio
 async def test_the_sweep_reclaims_expired_sessions():
     clock_now = [datetime.now(timezone.utc)]
-    backend = MemoryBackend()
+    backend = SweptMemoryBackend()
     svc = SessionHistoryService(
         backend,
         settings=SessionHubSettings.isolated(session_ttl=10, purge_interval=0.05),
@@ -54,12 +68,12 @@ async def test_the_sweep_reclaims_expired_sessions():
     )
     async with svc:
         await svc.create_session("alice", "old")
+        assert svc._runner.purge_task is not None
         clock_now[0] += timedelta(seconds=11)
-        for _ in range(100):
-            if not backend.store.sessions:
-                break
-            await asyncio.sleep(0.02)
-        assert backend.store.sessions == {}
+        await svc.create_session("alice", "live")
+        await asyncio.wait_for(backend.reclaimed.wait(), timeout=120)  # only a hang guard
+        assert len(backend.store.sessions) == 1
+        assert await svc.get_session("alice", "live") is not None
     assert svc._runner.purge_task is None
 
 
@@ -70,5 +84,5 @@ async def test_append_rejects_a_session_of_another_app():
         two = SessionHistoryService(
             one.backend, settings=SessionHubSettings.isolated(app_name="two")
         )
-        with pytest.raises(Exception, match="belongs to app 'one'"):
+        with pytest.raises(InvalidInput, match="belongs to app 'one'"):
             await two.append(s, "x")

@@ -11,7 +11,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from datetime import datetime
 from pathlib import Path
 
@@ -344,11 +343,31 @@ def test_cli_export_import_and_session_commands(tmp_path):
 
 
 def count(db: Path, table: str) -> int:
+    conn = sqlite3.connect(db)
     try:
-        with sqlite3.connect(db) as conn:
-            return conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
-    except sqlite3.Error:
-        return 0
+        return conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+    finally:
+        conn.close()
+
+
+KILLED_AFTER_50_SESSIONS = """
+import os, signal, sys
+from sessionhub.cli import main
+from sessionhub_sqlite.backend import SQLiteBackend
+
+restore = SQLiteBackend.restore_session
+restored = 0
+
+async def restore_then_crash(self, *args):
+    global restored
+    await restore(self, *args)
+    restored += 1
+    if restored == 50:
+        os.kill(os.getpid(), signal.SIGKILL)  # a crash half-way, right after a commit
+
+SQLiteBackend.restore_session = restore_then_crash
+sys.exit(main(sys.argv[1:]))
+"""
 
 
 def test_an_interrupted_migration_finishes_on_rerun(tmp_path):
@@ -368,17 +387,16 @@ def test_an_interrupted_migration_finishes_on_rerun(tmp_path):
         f"sqlite:///{target_db}",
         "--json",
     )
-    process = subprocess.Popen(
-        [SESSIONHUB, *args], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    crashed = subprocess.run(
+        [sys.executable, "-c", KILLED_AFTER_50_SESSIONS, *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
-    deadline = time.monotonic() + 60
-    while (
-        count(target_db, "sessions") < 50 and time.monotonic() < deadline and process.poll() is None
-    ):
-        time.sleep(0.01)
-    process.send_signal(signal.SIGKILL)
-    process.communicate()
-    assert 0 < count(target_db, "sessions") < 400, "the migration was not interrupted half-way"
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr
+    assert count(target_db, "sessions") == 50
     result = cli(*args, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["sessions"] == 400

@@ -24,6 +24,7 @@ from sessionhub.backend import (
     StoredSession,
 )
 from sessionhub.errors import (
+    BackendError,
     BackendNotInstalled,
     BackendUnavailable,
     ConfigError,
@@ -98,6 +99,7 @@ __all__ = [
     "BackendNotInstalled",
     "PluginLoadError",
     "BackendUnavailable",
+    "BackendError",
     "SessionNotFound",
     "SessionExists",
     "InvalidInput",

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from sessionhub import BackendUnavailable
+from sessionhub import BackendError
 from sessionhub_sqlite._schema import SCHEMA_VERSION
 from sessionhub_sqlite.backend import SQLiteBackend
 
@@ -116,7 +116,7 @@ async def test_failed_migration_leaves_version_1_intact(tmp_path, db_path):
     conn.close()
     before = _schema(db_path)
     copy = shutil.copy(db_path, tmp_path / "before.db")
-    with pytest.raises(BackendUnavailable, match="sessions_by_parent"):
+    with pytest.raises(BackendError, match="sessions_by_parent"):
         await SQLiteBackend(path=db_path).open()
     assert _schema(db_path) == before
     assert _query(db_path, "SELECT * FROM sessions") == _query(Path(copy), "SELECT * FROM sessions")

@@ -293,19 +293,34 @@ async def test_purge_works_in_batches(db_path, make_service):
 
 
 async def test_writer_waits_for_another_connections_write_lock(db_path, make_service):
+    """The append's one BEGIN IMMEDIATE waits for the lock (busy_timeout): no failure, no retry."""
     async with make_service() as svc:
         await svc.create_session("alice", "s1")
+        loop = asyncio.get_running_loop()
+        begun = asyncio.Event()
+        begins: list[str] = []
+
+        def trace(statement: str) -> None:  # on the backend's thread, as a statement starts
+            if statement == "BEGIN IMMEDIATE":
+                begins.append(statement)
+                loop.call_soon_threadsafe(begun.set)
+
+        assert svc.backend._connection is not None
+        await svc.backend._connection.set_trace_callback(trace)
         holder = sqlite3.connect(db_path, isolation_level=None)
         try:
             holder.execute("BEGIN IMMEDIATE")
+            holder.execute('UPDATE sessions SET metadata = \'{"by": "holder"}\'')
             pending = asyncio.ensure_future(svc.append(("alice", "s1"), "waited"))
-            await asyncio.sleep(0.05)
-            assert not pending.done()
+            await begun.wait()  # the append asked for the lock while the holder has it
             holder.execute("COMMIT")
             stored = await pending
         finally:
             holder.close()
         assert stored[0].seq == 1
+        assert begins == ["BEGIN IMMEDIATE"]
+        got = await svc.get_session("alice", "s1")
+        assert got is not None and got.metadata == {"by": "holder"}
 
 
 async def test_write_lock_held_past_busy_timeout_is_backend_unavailable(db_path, make_service):

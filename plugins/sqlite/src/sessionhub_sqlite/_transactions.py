@@ -24,6 +24,7 @@ from sessionhub import (
     Scope,
     Session,
     SessionExists,
+    SessionHubError,
     SessionKey,
     SessionNotFound,
     StateDeltas,
@@ -37,6 +38,7 @@ from sessionhub.backend import (
     from_micros,
     to_micros,
 )
+from sessionhub_sqlite._errors import UnreadableRecord
 
 __all__ = [
     "run",
@@ -77,15 +79,18 @@ def run(
 
     Writes take the write lock up front (``BEGIN IMMEDIATE``) so that a writer
     waits on ``busy_timeout`` at the start instead of failing when it upgrades
-    a read; reads run in a deferred transaction, a consistent snapshot.
+    a read; reads run in a deferred transaction, a consistent snapshot. A stored
+    record that does not decode raises :class:`UnreadableRecord`.
     """
     conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
     try:
         result = body(conn, *args)
         conn.execute("COMMIT")
-    except BaseException:
+    except BaseException as exc:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
+        if isinstance(exc, (ValueError, TypeError)) and not isinstance(exc, SessionHubError):
+            raise UnreadableRecord(exc) from exc
         raise
     return result
 

@@ -3,17 +3,9 @@
 Threading: an aiosqlite connection owns one worker thread and runs every call
 on it, one call at a time. Each primitive here is a single synchronous
 function (see :mod:`sessionhub_sqlite._transactions`) handed to that thread
-whole, ``BEGIN`` to ``COMMIT``, instead of one hand-over per statement: a
-hand-over (wake the thread, wake the event loop with the result) costs more
-than the few microseconds of a short SQLite statement, so an append of six
-statements in one hand-over costs about what a bare ``BEGIN IMMEDIATE; INSERT;
-COMMIT`` costs through the public aiosqlite API in three, where six hand-overs
-would cost twice as much (``bench_append.py`` measures it). aiosqlite has no
-public call for running a function on its thread, so :func:`_on_thread` uses
-``Connection._execute``, which every aiosqlite release since 0.17 has. A
-private thread pool of one worker would do the same job without aiosqlite, but
-measured slower: ``loop.run_in_executor`` hands over through more machinery
-than aiosqlite's queue.
+whole, ``BEGIN`` to ``COMMIT``, in one hand-over instead of one per statement
+(:mod:`sessionhub_sqlite._driver` says why, with the numbers). Errors are
+mapped by :mod:`sessionhub_sqlite._errors`.
 
 Durability: WAL journal with ``synchronous=NORMAL`` by default. A committed
 append survives the process being killed at any moment; after a power loss or
@@ -29,7 +21,7 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
@@ -46,7 +38,6 @@ from sessionhub import (
     BackendUnavailable,
     Capabilities,
     ConfigError,
-    ConflictError,
     Event,
     EventWindow,
     Expiry,
@@ -59,6 +50,8 @@ from sessionhub import (
 )
 from sessionhub.backend import check_restorable
 from sessionhub_sqlite import _transactions
+from sessionhub_sqlite._driver import Connection, run_on_thread, wait_stopped
+from sessionhub_sqlite._errors import UnreadableRecord, is_busy, storage_error, unavailable
 from sessionhub_sqlite._schema import SCHEMA_VERSION, SchemaTooNew, migrate
 
 __all__ = ["SQLiteBackend", "SQLiteSettings", "DEFAULT_PATH", "MEMORY", "database_path"]
@@ -77,7 +70,6 @@ _SCHEMES = ("sqlite", "sqlite+aiosqlite")
 _BUSY_RETRIES = 5
 _PURGE_BATCH = 100
 _MINIMUM_SQLITE = (3, 24, 0)  # upsert (INSERT ... ON CONFLICT)
-_BUSY_CODES = frozenset({5, 6, 261, 517})  # SQLITE_BUSY, _LOCKED, _BUSY_RECOVERY, _BUSY_SNAPSHOT
 
 
 class SQLiteSettings(BackendSettings):
@@ -166,23 +158,6 @@ def database_path(url: str) -> str:
     return path or DEFAULT_PATH
 
 
-def _is_busy(exc: sqlite3.Error) -> bool:
-    code = getattr(exc, "sqlite_errorcode", None)
-    if code is not None:
-        return code in _BUSY_CODES
-    message = str(exc).lower()
-    return "locked" in message or "busy" in message
-
-
-def _on_thread(
-    connection: aiosqlite.Connection, work: Callable[[sqlite3.Connection], T]
-) -> Awaitable[T]:
-    """Run ``work(raw_connection)`` on the connection's own thread, in one hand-over."""
-    raw: sqlite3.Connection = connection._conn
-    result: Awaitable[T] = connection._execute(work, raw)  # type: ignore[no-untyped-call]
-    return result
-
-
 def _prepare(synchronous: str, busy_timeout_ms: int) -> Callable[[sqlite3.Connection], int]:
     def prepare(conn: sqlite3.Connection) -> int:
         conn.execute(f"PRAGMA busy_timeout = {busy_timeout_ms:d}")
@@ -194,36 +169,6 @@ def _prepare(synchronous: str, busy_timeout_ms: int) -> Callable[[sqlite3.Connec
         return migrate(conn)
 
     return prepare
-
-
-class _Connection(aiosqlite.Connection):
-    """aiosqlite's connection, safe to drop unclosed (a service never stopped).
-
-    Its thread is a daemon, so it never keeps the process from exiting. Dropped
-    while open, it closes the database on its thread with nobody waiting for the
-    answer: aiosqlite's own finaliser sends the answer to the event loop running
-    at that moment, which may close first, and the thread then dies printing a
-    traceback. Like :func:`_on_thread`, this uses aiosqlite's private queue.
-    """
-
-    def __init__(self, database: str, busy_timeout: float, *, uri: bool) -> None:
-        super().__init__(
-            lambda: sqlite3.connect(database, isolation_level=None, timeout=busy_timeout, uri=uri),
-            iter_chunk_size=64,
-        )
-        self._thread.daemon = True
-
-    def __del__(self) -> None:
-        raw, self._connection = self._connection, None
-        if raw is None:
-            return
-        self._running = False
-        self._tx.put_nowait((None, lambda: _close_and_stop(raw)))
-
-
-def _close_and_stop(raw: sqlite3.Connection) -> object:
-    raw.close()
-    return aiosqlite.core._STOP_RUNNING_SENTINEL  # ends the worker thread's loop
 
 
 class SQLiteBackend(Backend):
@@ -282,17 +227,15 @@ class SQLiteBackend(Backend):
                 "built with a newer SQLite."
             )
         database, must_exist = self._database()
-        connection = _Connection(database, settings.busy_timeout, uri=must_exist)
+        connection = Connection(database, settings.busy_timeout, uri=must_exist)
         try:
             await connection
         except sqlite3.Error as exc:
-            # After a failed connect aiosqlite stops its thread without waiting for it;
-            # a thread still finishing when the event loop closes raises in that thread.
-            await asyncio.to_thread(connection._thread.join, settings.busy_timeout)
+            await wait_stopped(connection, settings.busy_timeout)
             missing = self._missing() if must_exist else None
             if missing is not None:
                 raise missing from exc
-            raise self._unavailable("cannot be opened", exc) from exc
+            raise unavailable(self.path, "cannot be opened", exc, settings.busy_timeout) from exc
         try:
             prepare = _prepare(settings.synchronous, round(settings.busy_timeout * 1000))
             await self._retrying(connection, prepare)
@@ -345,28 +288,6 @@ class SQLiteBackend(Backend):
             "does (or set [sqlite] create_if_missing = true)."
         )
 
-    def _unavailable(self, what: str, exc: sqlite3.Error) -> BackendUnavailable:
-        message = str(exc)
-        if _is_busy(exc):
-            advice = (
-                f"Another connection held the write lock for longer than busy_timeout "
-                f"({self.settings.busy_timeout:g}s): find the long transaction, or raise "
-                "[sqlite] busy_timeout."
-            )
-        elif "unable to open" in message:
-            advice = (
-                "Check that the directory exists and is writable, and that the path names a "
-                "file, not a directory (set [sqlite] path or url = sqlite:///file.db)."
-            )
-        elif "not a database" in message or "malformed" in message:
-            advice = (
-                "The file is not a usable SQLite database: point [sqlite] path at another "
-                "file, or restore this one from a backup."
-            )
-        else:
-            advice = "Check the file, its directory and the disk."
-        return BackendUnavailable(f"The SQLite database {self.path!r} {what}: {message}. {advice}")
-
     async def _retrying(
         self, connection: aiosqlite.Connection, work: Callable[[sqlite3.Connection], T]
     ) -> T:
@@ -377,23 +298,19 @@ class SQLiteBackend(Backend):
         attempt = 0
         while True:
             try:
-                return await _on_thread(connection, work)
-            except sqlite3.IntegrityError as exc:
-                raise ConflictError(
-                    f"A concurrent change conflicted with this write to {self.path!r} ({exc}); "
-                    "re-read and retry."
-                ) from exc
-            except sqlite3.Error as exc:
+                return await run_on_thread(connection, work)
+            except (sqlite3.Error, UnreadableRecord) as exc:
                 waited = time.monotonic() - began
                 if (
-                    _is_busy(exc)
+                    isinstance(exc, sqlite3.Error)
+                    and is_busy(exc)
                     and attempt < _BUSY_RETRIES
                     and waited < self.settings.busy_timeout
                 ):
                     attempt += 1
                     await asyncio.sleep(0.005 * 2**attempt)
                     continue
-                raise self._unavailable("failed", exc) from exc
+                raise storage_error(self.path, exc, self.settings.busy_timeout) from exc
 
     async def _transaction(self, body: Callable[..., T], *args: Any, write: bool) -> T:
         if self._connection is None:

@@ -1,4 +1,4 @@
-"""Backend selection by name and URL scheme, and the exact errors when it fails."""
+"""Backend selection by name and URL scheme, and the exact errors when it fails (no plugins)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from sessionhub import (
     BackendNotInstalled,
     BackendRegistry,
     ConfigError,
-    SessionHistoryService,
 )
 
 
@@ -128,9 +127,3 @@ def test_unknown_third_party_name_suggests_close_matches():
 def test_url_without_scheme():
     with pytest.raises(ConfigError, match="has no scheme"):
         fake_registry(SQLITE).for_url("localhost:6379")
-
-
-def test_service_reports_missing_backend_with_installed_ones():
-    with pytest.raises(BackendNotInstalled) as info:
-        SessionHistoryService(backend="nosuch")
-    assert "Installed: memory" in str(info.value)
