@@ -23,6 +23,7 @@ from sessionhub.backend import (
     StoredSession,
 )
 from sessionhub.errors import (
+    BackendError,
     BackendNotInstalled,
     BackendUnavailable,
     ConfigError,
@@ -96,6 +97,7 @@ __all__ = [
     "BackendNotInstalled",
     "PluginLoadError",
     "BackendUnavailable",
+    "BackendError",
     "SessionNotFound",
     "SessionExists",
     "InvalidInput",

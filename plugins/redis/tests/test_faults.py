@@ -12,7 +12,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from sessionhub import BackendUnavailable, Event, TextPart
-from sessionhub_redis.backend import _SCRIPTS, RedisBackend, RedisSettings
+from sessionhub_redis._protocol import APPEND
+from sessionhub_redis.backend import RedisBackend, RedisSettings
 
 pytestmark = pytest.mark.asyncio
 
@@ -119,7 +120,7 @@ async def test_a_flushed_script_cache_is_refilled(redis_server_factory, key_pref
             [event] = await service.append(("alice", "s1"), _event("e1", 1))
             assert event.seq == 1
             # The append ran its script whole (EVAL), which cached it for EVALSHA again.
-            assert await admin.script_exists(_SCRIPTS["append"].sha) == [True]
+            assert await admin.script_exists(APPEND.sha) == [True]
             assert [e.id for e in await _assert_whole(service, "s1")] == ["e1"]
     finally:
         await admin.aclose()
