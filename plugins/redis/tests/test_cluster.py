@@ -8,7 +8,6 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from redis.asyncio import Redis
-
 from redis.asyncio.cluster import RedisCluster
 
 from sessionhub import BackendError, Event, SessionHistoryService, TextPart
@@ -157,7 +156,7 @@ async def test_app_deltas_on_cluster_are_a_second_script_applied_at_most_once(
         await gate.held(append)
         await app_node.config_set("min-replicas-to-write", 1)
         gate.go.set()
-        with pytest.raises(BackendError, match="app: state delta was not applied.*NOREPLICAS"):
+        with pytest.raises(BackendError, match=r"app: state delta was not applied.*NOREPLICAS"):
             await append
         # Without app: keys an append is one script in the user's slot, unaffected.
         [plain] = await service.append((user, "s1"), "no app delta")

@@ -117,7 +117,8 @@ def _packed(connection: AbstractConnection, *args: Any) -> bytes | list[bytes]:
 async def _exchange(
     connection: AbstractConnection, sha: str, source: str, keys: Sequence[str], argv: Sequence[Any]
 ) -> Any:
-    await connection.send_packed_command(_packed(connection, "EVALSHA", sha, len(keys), *keys, *argv))
+    packed = _packed(connection, "EVALSHA", sha, len(keys), *keys, *argv)
+    await connection.send_packed_command(packed)
     try:
         return await connection.read_response()
     except NoScriptError:

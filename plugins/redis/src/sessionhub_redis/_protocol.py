@@ -25,8 +25,8 @@ from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
 from sessionhub.backend import dump_json
-
 from sessionhub_redis import _scripts
+from sessionhub_redis._codec import text
 
 __all__ = [
     "AppDeltaArgs",
@@ -127,10 +127,7 @@ class ScriptArgs:
                     record._encode(keys, argv)
 
 
-_args = dataclass(slots=True, kw_only=True)
-
-
-@_args
+@dataclass(slots=True, kw_only=True)
 class SessionArgs(ScriptArgs):
     """What every script on one session takes first (APPEND, CREATE, GET, UPDATE)."""
 
@@ -153,7 +150,7 @@ class SessionArgs(ScriptArgs):
     session_id: str
 
 
-@_args
+@dataclass(slots=True, kw_only=True)
 class AppendedEvent(ScriptArgs):
     """One event of an append, with its deltas (the app delta is empty on Cluster)."""
 
@@ -165,7 +162,7 @@ class AppendedEvent(ScriptArgs):
     app_delta: Mapping[str, Any] = delta()
 
 
-@_args
+@dataclass(slots=True, kw_only=True)
 class AppendArgs(SessionArgs):
     """APPEND: store events with their deltas, trim, refresh the TTLs and the indexes."""
 
@@ -175,7 +172,7 @@ class AppendArgs(SessionArgs):
     new_events: Sequence[AppendedEvent] = records()
 
 
-@_args
+@dataclass(slots=True, kw_only=True)
 class CreateArgs(SessionArgs):
     """CREATE: store a new session (replacing an expired one) with its user and app deltas."""
 
@@ -188,7 +185,7 @@ class CreateArgs(SessionArgs):
     user_id: str
 
 
-@_args
+@dataclass(slots=True, kw_only=True)
 class GetArgs(SessionArgs):
     """GET: read the session and one window of its events; slide the TTLs on ``refresh``."""
 
@@ -198,7 +195,7 @@ class GetArgs(SessionArgs):
     after_time: str
 
 
-@_args
+@dataclass(slots=True, kw_only=True)
 class UpdateArgs(SessionArgs):
     """UPDATE: apply state and metadata deltas without an event."""
 
@@ -209,9 +206,9 @@ class UpdateArgs(SessionArgs):
     app_delta: Mapping[str, Any] = delta()
 
 
-@_args
+@dataclass(slots=True, kw_only=True)
 class ListArgs(ScriptArgs):
-    """LIST: up to ``limit`` live sessions of an index after a cursor, examining at most ``budget``."""
+    """LIST: up to ``limit`` live sessions of an index after a cursor; examines <= ``budget``."""
 
     index: str = key()
     now: int
@@ -223,7 +220,7 @@ class ListArgs(ScriptArgs):
     parent_id: str
 
 
-@_args
+@dataclass(slots=True, kw_only=True)
 class DeleteArgs(ScriptArgs):
     """DELETE: remove the session's keys and index entries."""
 
@@ -237,7 +234,7 @@ class DeleteArgs(ScriptArgs):
     now: int
 
 
-@_args
+@dataclass(slots=True, kw_only=True)
 class StateArgs(ScriptArgs):
     """STATE: update (``mode`` 'update') or slide the expiry of ('refresh') a user or app state."""
 
@@ -252,7 +249,7 @@ class StateArgs(ScriptArgs):
     user_id: str
 
 
-@_args
+@dataclass(slots=True, kw_only=True)
 class AppDeltaArgs(ScriptArgs):
     """APP_DELTA (Cluster): apply a write's app delta, each key unless a later write set it."""
 
@@ -266,7 +263,7 @@ class AppDeltaArgs(ScriptArgs):
     delta: Mapping[str, Any] = delta()
 
 
-@_args
+@dataclass(slots=True, kw_only=True)
 class RestoredEvent(ScriptArgs):
     """One event of a restored session, as stored."""
 
@@ -276,7 +273,7 @@ class RestoredEvent(ScriptArgs):
     json: str
 
 
-@_args
+@dataclass(slots=True, kw_only=True)
 class RestoreArgs(ScriptArgs):
     """RESTORE: replace the session with exactly the given one."""
 
@@ -329,8 +326,11 @@ SCRIPTS = (APPEND, CREATE, GET, UPDATE, LIST, DELETE, STATE, APP_DELTA, RESTORE)
 
 @dataclass(frozen=True, slots=True)
 class AppendReply:
-    """APPEND's reply; ``stored`` per event: None if stored now, the JSON stored earlier
-    for an id already there, or b'' if the id is recorded but its event is not."""
+    """APPEND's reply.
+
+    ``stored``, per event: None if stored now, the JSON stored earlier for an id
+    already there, or b'' if the id is recorded but its event is not.
+    """
 
     last_seq: int
     event_count: int
@@ -349,8 +349,8 @@ def decode_append(reply: Sequence[Any]) -> AppendReply | None:
         last_seq=reply[1],
         event_count=reply[2],
         app_stamp=int(stamp) if stamp not in (b"", "") else None,
-        seqs=results[0::2],
-        stored=results[1::2],
+        seqs=list(results[0::2]),
+        stored=list(results[1::2]),
     )
 
 
@@ -422,7 +422,7 @@ class ListReply:
     """LIST's reply: the sessions found, and where to go on if the budget ran out first."""
 
     sessions: list[list[Any]]
-    next_updated: int | None
+    next_updated: str | None
     """None: the page is full or the index ends; else the ``after_updated`` to call again with."""
     next_id: str
 
@@ -432,8 +432,4 @@ def decode_list(reply: Sequence[Any]) -> ListReply:
     sessions, updated, after = reply
     if updated in (b"", ""):
         return ListReply(sessions=sessions, next_updated=None, next_id="")
-    return ListReply(
-        sessions=sessions,
-        next_updated=int(updated),
-        next_id=after.decode() if isinstance(after, bytes) else after,
-    )
+    return ListReply(sessions=sessions, next_updated=text(updated), next_id=text(after))

@@ -21,9 +21,10 @@ Conventions shared by every script:
   Counted parts are read by a cursor ``i`` over ARGV.
   No JSON is decoded in Lua.
 - The optional app-slot keys (the app state, the app's user index) come last
-  in KEYS (``app_state?``, ``app_users?``). They are passed on a single node, so one script also applies the
-  ``app:`` deltas and records the user; on Cluster they live in another slot
-  and the caller sends those writes as commands of their own.
+  in KEYS (``app_state?``, ``app_users?``). They are passed on a single node,
+  so one script also applies the ``app:`` deltas and records the user; on
+  Cluster they live in another slot and the caller sends those writes as
+  commands of their own.
 - All checks happen before the first write: Redis does not roll a script back,
   so a script that returns early has written nothing.
 - Session and children keys are derived from ``base`` (``<prefix>{<tag>}``),
@@ -46,6 +47,8 @@ Conventions shared by every script:
 
 from __future__ import annotations
 
+from sessionhub_redis._lua_library import COMMON as _COMMON
+
 __all__ = [
     "APPEND",
     "CREATE",
@@ -57,141 +60,6 @@ __all__ = [
     "APP_DELTA",
     "RESTORE",
 ]
-
-_COMMON = r"""
-local function esc(s)
-  return (string.gsub(s, '[^A-Za-z0-9_%.~%-]', function(c)
-    return string.format('%%%02X', string.byte(c))
-  end))
-end
-
--- Byte-wise comparison: Lua's '<' on strings follows the server's locale.
-local function bytes_less(a, b)
-  local n = math.min(#a, #b)
-  for i = 1, n do
-    local x, y = string.byte(a, i), string.byte(b, i)
-    if x ~= y then return x < y end
-  end
-  return #a < #b
-end
-
--- Whether time key a is after time key b (both 18 digits). Doubles order them
--- whenever they differ as doubles; past 2^53 equal doubles need the digits.
-local function later(a, b)
-  local x, y = tonumber(a), tonumber(b)
-  if x ~= y then return x > y end
-  return bytes_less(b, a)
-end
-
-local function expired(exp, now)
-  return exp and exp ~= '' and tonumber(exp) <= now
-end
-
--- Apply n (key, json) pairs from ARGV[i...] to hash h under prefix p; return the next index.
-local function apply_pairs(h, p, i, n)
-  for j = i, i + 2 * n - 1, 2 do
-    local v = ARGV[j + 1]
-    if v == '' then
-      redis.call('HDEL', h, p .. ARGV[j])
-    else
-      redis.call('HSET', h, p .. ARGV[j], v)
-    end
-  end
-  return i + 2 * n
-end
-
-local function skip_pairs(i)
-  return i + 1 + 2 * tonumber(ARGV[i])
-end
-
--- A state hash about to be written: an expired one starts empty.
-local function state_for_write(h, now)
-  if expired(redis.call('HGET', h, 'exp'), now) then redis.call('DEL', h) end
-end
-
--- After a write to a state hash: drop it when empty, else stamp its expiry.
-local function state_written(h, exp, ttl)
-  local has = redis.call('HEXISTS', h, 'exp')
-  if redis.call('HLEN', h) == has then
-    if has == 1 then redis.call('DEL', h) end
-    return
-  end
-  if exp == '' then
-    if has == 1 then
-      redis.call('HDEL', h, 'exp')
-      redis.call('PERSIST', h)
-    end
-  else
-    redis.call('HSET', h, 'exp', exp)
-    redis.call('PEXPIRE', h, ttl)
-  end
-end
-
--- A delta of n (key, JSON) pairs at ARGV[i] ('' deletes) to state hash h, if n > 0, with
--- the expiry rules above; return the index after it.
-local function write_state(h, i, now, exp, ttl)
-  local n = tonumber(ARGV[i])
-  if n > 0 then
-    state_for_write(h, now)
-    apply_pairs(h, 's:', i + 1, n)
-    state_written(h, exp, ttl)
-  end
-  return skip_pairs(i)
-end
-
--- A sliding read of a live state hash: push its expiry.
-local function state_refresh(h, now, exp, ttl)
-  local old = redis.call('HGET', h, 'exp')
-  if expired(old, now) or redis.call('EXISTS', h) == 0 then return end
-  if exp == '' then
-    if old then
-      redis.call('HDEL', h, 'exp')
-      redis.call('PERSIST', h)
-    end
-  else
-    redis.call('HSET', h, 'exp', exp)
-    redis.call('PEXPIRE', h, ttl)
-  end
-end
-
--- Put a session in an index (the user's, or its parent's children) and keep the
--- index alive as long as its longest-lived session.
-local function index_touch(idx, sid, score, ttl)
-  local before = redis.call('PTTL', idx)
-  redis.call('ZADD', idx, score, sid)
-  if ttl == '' then
-    if before >= 0 then redis.call('PERSIST', idx) end
-  elseif before == -2 or (before == -1 and redis.call('ZCARD', idx) == 1)
-      or (before >= 0 and before < tonumber(ttl)) then
-    redis.call('PEXPIRE', idx, ttl)
-  end
-end
-
--- index_touch for a session without expiry in an index that has none: an index keeps
--- no expiry while it holds a session without one.
-local function index_add(idx, sid, score)
-  redis.call('ZADD', idx, score, sid)
-end
-
--- The session's own keys get its expiry; "had" says whether they carried one.
-local function session_ttl(h, e, i, t, exp, ttl, had)
-  if exp ~= '' then
-    redis.call('HSET', h, 'exp', exp)
-    for _, k in ipairs({h, e, i, t}) do redis.call('PEXPIRE', k, ttl) end
-  elseif had then
-    redis.call('HDEL', h, 'exp')
-    for _, k in ipairs({h, e, i, t}) do redis.call('PERSIST', k) end
-  end
-end
-
--- The app stamp of a write to session hash h, kept there as 'ast': the app clock's
--- reading, raised to one above the session's previous stamp `last` if need be.
-local function next_stamp(h, clock, last)
-  local stamp = math.max(tonumber(clock), tonumber(last or '0') + 1)
-  redis.call('HSET', h, 'ast', stamp)
-  return stamp
-end
-"""
 
 APPEND = (
     _COMMON
@@ -205,8 +73,10 @@ APPEND = (
 --        {1, last_seq, event_count, app stamp ('' without an app clock),
 --         then per event: seq, stored JSON (false if stored now, '' if the id is
 --         recorded but its event is not)}
-local session_hash, event_list, id_index, time_list, user_state, user_index, app_state = unpack(KEYS)
-local now, exp, ttl, user_exp, user_ttl, app_exp, app_ttl, base, session_id, event_limit, app_clock = unpack(ARGV, 1, 11)
+local session_hash, event_list, id_index, time_list, user_state, user_index,
+  app_state = unpack(KEYS)
+local now, exp, ttl, user_exp, user_ttl, app_exp, app_ttl, base, session_id, event_limit,
+  app_clock = unpack(ARGV, 1, 11)
 local now_us = tonumber(now)
 local head = redis.call('HMGET', session_hash, 'last_seq', 'count', 'exp', 'pesc', 'ast', 'tuno',
                         'tnew')
@@ -296,8 +166,10 @@ CREATE = (
 -- fields: the session hash's (field, value) pairs; parent_escaped: '' for none.
 -- Reply: {0} if a live session has this id; {1 or 2 (this very create ran before),
 --        user state fields, app state fields}
-local session_hash, event_list, id_index, time_list, user_state, user_index, app_state, app_users = unpack(KEYS)
-local now, exp, ttl, user_exp, user_ttl, app_exp, app_ttl, base, session_id, create_token, parent_escaped = unpack(ARGV, 1, 11)
+local session_hash, event_list, id_index, time_list, user_state, user_index, app_state,
+  app_users = unpack(KEYS)
+local now, exp, ttl, user_exp, user_ttl, app_exp, app_ttl, base, session_id, create_token,
+  parent_escaped = unpack(ARGV, 1, 11)
 local now_us = tonumber(now)
 local old = redis.call('HMGET', session_hash, 'last_seq', 'exp', 'ct', 'pesc')
 local status = 1
@@ -339,8 +211,10 @@ GET = (
 --        {1, session hash fields, events (oldest first), user state fields, app state fields,
 --         1 if the events are the window, 0 if the caller must still apply after_time
 --         and last_n to them (events stored before times were kept)}
-local session_hash, event_list, id_index, time_list, user_state, user_index, app_state = unpack(KEYS)
-local now, exp, ttl, user_exp, user_ttl, app_exp, app_ttl, base, session_id, refresh, after_seq, last_n, after_time = unpack(ARGV, 1, 13)
+local session_hash, event_list, id_index, time_list, user_state, user_index,
+  app_state = unpack(KEYS)
+local now, exp, ttl, user_exp, user_ttl, app_exp, app_ttl, base, session_id, refresh,
+  after_seq, last_n, after_time = unpack(ARGV, 1, 13)
 
 -- The newest `want` (nil: all) events at list positions >= first (negative: from the
 -- end) whose time is later than `after`, oldest first: time keys are scanned from the
@@ -423,14 +297,12 @@ LIST = (
 --        else the entry to call again after (the budget ran out first).
 -- Examines at most `budget` index entries, so a long run of stale ones costs several
 -- calls, never one long one. Entries whose session is gone, expired, or (children)
--- re-created under another parent are removed on the way, except the one a
--- continuation names (the next call meets it again).
+-- re-created under another parent are removed on the way.
 local index = unpack(KEYS)
 local now, limit, budget, after_updated, after_id, base, parent_id = unpack(ARGV, 1, 7)
-local now_us, wanted, room = tonumber(now), tonumber(limit), tonumber(budget)
+local now_us, wanted = tonumber(now), tonumber(limit)
 local page, stale, last_id, last_score = {}, {}, nil, nil
 local function consider(sid, score)
-  room = room - 1
   last_id, last_score = sid, score
   local fields = redis.call('HGETALL', base .. ':h:' .. esc(sid))
   local exp, par = nil, ''
@@ -445,44 +317,32 @@ local function consider(sid, score)
     page[#page + 1] = fields
   end
 end
--- The rank to start at: just after the cursor's entry.
+-- The rank to start at: the entries before the cursor are those with a higher score and
+-- those of its score whose id does not sort before after_id (bisected among them by
+-- rank), whether or not the cursor's own entry is still there.
 local start = 0
 if after_updated ~= '' then
-  local rank = redis.call('ZREVRANK', index, after_id)
-  if rank and tonumber(redis.call('ZSCORE', index, after_id)) == tonumber(after_updated) then
-    start = rank + 1
-  else
-    -- The entry moved or went: find the first entry of its score that sorts after it.
-    local band = redis.call('ZREVRANGEBYSCORE', index, after_updated, after_updated,
-                            'LIMIT', 0, room)
-    start = nil
-    for _, sid in ipairs(band) do
-      if bytes_less(sid, after_id) then
-        start = redis.call('ZREVRANK', index, sid)
-        break
-      end
-      room = room - 1
-    end
-    if not start then
-      if #band == tonumber(budget) then return {{}, after_updated, band[#band]} end
-      start = redis.call('ZCOUNT', index, after_updated, '+inf')
+  local above = redis.call('ZCOUNT', index, '(' .. after_updated, '+inf')
+  local lo, hi = 0, redis.call('ZCOUNT', index, after_updated, after_updated)
+  while lo < hi do
+    local mid = math.floor((lo + hi) / 2)
+    if bytes_less(redis.call('ZREVRANGE', index, above + mid, above + mid)[1], after_id) then
+      hi = mid
+    else
+      lo = mid + 1
     end
   end
+  start = above + lo
 end
-local ended = true
-if room > 0 then
-  local entries = redis.call('ZREVRANGE', index, start, start + room - 1, 'WITHSCORES')
-  ended = #entries < 2 * room
-  for j = 1, #entries, 2 do
-    consider(entries[j], entries[j + 1])
-    if #page >= wanted then break end
-  end
+local room = tonumber(budget)
+local entries = redis.call('ZREVRANGE', index, start, start + room - 1, 'WITHSCORES')
+for j = 1, #entries, 2 do
+  consider(entries[j], entries[j + 1])
+  if #page >= wanted then break end
 end
 local next_updated, next_id = '', ''
-if #page < wanted and not ended then next_updated, next_id = last_score, last_id end
-for _, sid in ipairs(stale) do
-  if sid ~= next_id then redis.call('ZREM', index, sid) end
-end
+if #page < wanted and #entries == 2 * room then next_updated, next_id = last_score, last_id end
+for _, sid in ipairs(stale) do redis.call('ZREM', index, sid) end
 return {page, next_updated, next_id}
 """
 )
@@ -496,8 +356,10 @@ UPDATE = (
 -- app_clock: Cluster, with an app delta (else '').
 -- Reply: {0} if absent or expired, else
 --        {1, session hash fields, user state, app state, app stamp ('' without a clock)}
-local session_hash, event_list, id_index, time_list, user_state, user_index, app_state = unpack(KEYS)
-local now, exp, ttl, user_exp, user_ttl, app_exp, app_ttl, base, session_id, app_clock = unpack(ARGV, 1, 10)
+local session_hash, event_list, id_index, time_list, user_state, user_index,
+  app_state = unpack(KEYS)
+local now, exp, ttl, user_exp, user_ttl, app_exp, app_ttl, base, session_id,
+  app_clock = unpack(ARGV, 1, 10)
 local now_us = tonumber(now)
 local head = redis.call('HMGET', session_hash, 'last_seq', 'exp', 'pesc', 'ast')
 if not head[1] or expired(head[2], now_us) then return {0} end

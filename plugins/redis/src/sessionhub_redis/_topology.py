@@ -28,12 +28,19 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from sessionhub import BackendError, BackendUnavailable, Expiry, SessionHubError
 from sessionhub.backend import to_micros
-
 from sessionhub_redis import _codec
 from sessionhub_redis._driver import ConnectionCache, run_script
 from sessionhub_redis._keys import KeyLayout
-from sessionhub_redis._protocol import APP_DELTA, GET, STATE, AppDeltaArgs, GetArgs, Script
-from sessionhub_redis._protocol import ScriptArgs, StateArgs
+from sessionhub_redis._protocol import (
+    APP_DELTA,
+    GET,
+    STATE,
+    AppDeltaArgs,
+    GetArgs,
+    Script,
+    ScriptArgs,
+    StateArgs,
+)
 
 __all__ = ["Cluster", "SingleNode", "Topology", "failure"]
 
@@ -49,8 +56,11 @@ _UNREACHABLE = (
 
 
 def failure(exc: BaseException, where: str) -> SessionHubError:
-    """The one rule: unreachable or timed out is ``BackendUnavailable``; an answer that is an
-    error (WRONGTYPE, OOM, a script's error, ...) is ``BackendError`` quoting it."""
+    """The one rule mapping a redis-py failure to sessionhub's error.
+
+    Unreachable or timed out is ``BackendUnavailable``; an answer that is an
+    error (WRONGTYPE, OOM, a script's error, ...) is ``BackendError`` quoting it.
+    """
     detail = str(exc).rstrip(".")
     if isinstance(exc, _UNREACHABLE):
         return BackendUnavailable(
@@ -58,15 +68,18 @@ def failure(exc: BaseException, where: str) -> SessionHubError:
             "is running and reachable, and the url, password and timeouts."
         )
     return BackendError(
-        f"Redis at {where} answered with an error: {detail}. The server is reachable; the "
-        "error is its own (a key holding another type than this backend writes there, "
-        "memory, or a command refused)."
+        f"Redis at {where} answered with an error: {type(exc).__name__}: {detail}. The "
+        "server is reachable; the error is its own (e.g. another program's value at one of "
+        "this backend's keys, memory full, a command refused)."
     )
 
 
 class Topology:
-    """What a backend sends, and how, on one deployment shape; :class:`SingleNode` or
-    :class:`Cluster`, chosen by the client's type when the backend opens."""
+    """What a backend sends, and how, on one deployment shape.
+
+    :class:`SingleNode` or :class:`Cluster`, chosen by the client's type when
+    the backend opens.
+    """
 
     app_in_session_scripts = True
     """Whether session scripts take the app's keys (and apply app deltas themselves)."""
@@ -133,8 +146,10 @@ class Topology:
         return delta
 
     async def app_users_key(self, app_name: str, user_id: str) -> str | None:
-        """The app's user index for a script that records ``user_id``, or None if it was
-        recorded already (by a command of its own)."""
+        """The app's user index for a script to record ``user_id`` in, or None.
+
+        None: the user was recorded already, by a command of its own.
+        """
         return self.keys.app_users(app_name)
 
     async def app_clock(self, app_name: str, needed: bool) -> int | str:
@@ -152,8 +167,11 @@ class Topology:
         writer: str,
         fields: list[Any] | None,
     ) -> dict[str, Any] | None:
-        """After a session script: apply what is left of ``delta``; return the app state
-        (from the script's ``fields``, or read) or None when ``fields`` is None."""
+        """After a session script: apply what is left of ``delta``; return the app state.
+
+        The state comes from the script's ``fields`` (or is read); None when
+        ``fields`` is None.
+        """
         return None if fields is None else _codec.state(fields, to_micros(expiry.now))
 
     async def get(
@@ -196,8 +214,10 @@ class Cluster(Topology):
         self._lock: asyncio.Lock | None = None
 
     async def ready(self) -> Redis | RedisCluster:
-        """The client, its topology discovered once (redis-py races when many first commands
-        trigger its discovery at once)."""
+        """The client, its topology discovered once.
+
+        redis-py races when many first commands trigger its discovery at once.
+        """
         if not self._initialized:
             if self._lock is None:
                 self._lock = asyncio.Lock()

@@ -72,7 +72,6 @@ from sessionhub import (
 )
 from sessionhub.backend import check_restorable, to_micros
 from sessionhub.settings import mask_url
-
 from sessionhub_redis import _codec
 from sessionhub_redis._connect import Connection, connect
 from sessionhub_redis._driver import ConnectionCache
