@@ -128,19 +128,12 @@ async def _exchange(
         return await connection.read_response()
 
 
-if sys.version_info >= (3, 11):
-
-    async def run_script(
-        connection: AbstractConnection,
-        sha: str,
-        source: str,
-        keys: Sequence[str],
-        argv: Sequence[Any],
-    ) -> Any:
-        """``EVALSHA`` on ``connection`` (``EVAL`` if the server lacks it), under one deadline."""
-        timeout: float | None = connection.socket_timeout
-        if not timeout:
-            return await _exchange(connection, sha, source, keys, argv)
+async def run_script(
+    connection: AbstractConnection, sha: str, source: str, keys: Sequence[str], argv: Sequence[Any]
+) -> Any:
+    """``EVALSHA`` on ``connection`` (``EVAL`` if the server lacks it), under one deadline."""
+    timeout: float | None = connection.socket_timeout
+    if sys.version_info >= (3, 11) and timeout:
         # Unset for the exchange, so redis-py adds no bounds of its own; a cancelled
         # write or read disconnects the connection, reconnected before its next use.
         connection.socket_timeout = None
@@ -151,15 +144,4 @@ if sys.version_info >= (3, 11):
             raise RedisTimeoutError(f"Timeout waiting for a reply after {timeout} s") from None
         finally:
             connection.socket_timeout = timeout
-
-else:
-
-    async def run_script(
-        connection: AbstractConnection,
-        sha: str,
-        source: str,
-        keys: Sequence[str],
-        argv: Sequence[Any],
-    ) -> Any:
-        """``EVALSHA`` on ``connection`` (``EVAL`` if the server lacks it)."""
-        return await _exchange(connection, sha, source, keys, argv)
+    return await _exchange(connection, sha, source, keys, argv)

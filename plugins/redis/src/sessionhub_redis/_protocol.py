@@ -46,6 +46,7 @@ __all__ = [
     "Script",
     "ScriptArgs",
     "SessionArgs",
+    "SessionKeysArgs",
     "StateArgs",
     "UpdateArgs",
     "UpdateReply",
@@ -128,15 +129,21 @@ class ScriptArgs:
 
 
 @dataclass(slots=True, kw_only=True)
-class SessionArgs(ScriptArgs):
-    """What every script on one session takes first (APPEND, CREATE, GET, UPDATE)."""
+class SessionKeysArgs(ScriptArgs):
+    """The keys every script on one session takes first: the session's own, the user's index."""
 
     session_hash: str = key()
     event_list: str = key()
     id_index: str = key()
     time_list: str = key()
-    user_state: str = key()
     user_index: str = key()
+
+
+@dataclass(slots=True, kw_only=True)
+class SessionArgs(SessionKeysArgs):
+    """What APPEND, CREATE, GET and UPDATE take first: they also read or write user state."""
+
+    user_state: str = key()
     app_state: str | None = optional_key()
     """Single node only: the app's state, written in the same script."""
     now: int
@@ -221,14 +228,9 @@ class ListArgs(ScriptArgs):
 
 
 @dataclass(slots=True, kw_only=True)
-class DeleteArgs(ScriptArgs):
+class DeleteArgs(SessionKeysArgs):
     """DELETE: remove the session's keys and index entries."""
 
-    session_hash: str = key()
-    event_list: str = key()
-    id_index: str = key()
-    time_list: str = key()
-    user_index: str = key()
     base: str
     session_id: str
     now: int
@@ -274,14 +276,9 @@ class RestoredEvent(ScriptArgs):
 
 
 @dataclass(slots=True, kw_only=True)
-class RestoreArgs(ScriptArgs):
+class RestoreArgs(SessionKeysArgs):
     """RESTORE: replace the session with exactly the given one."""
 
-    session_hash: str = key()
-    event_list: str = key()
-    id_index: str = key()
-    time_list: str = key()
-    user_index: str = key()
     app_users: str | None = optional_key()
     now: int
     exp: str

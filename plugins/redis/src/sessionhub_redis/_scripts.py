@@ -64,7 +64,7 @@ __all__ = [
 APPEND = (
     _COMMON
     + r"""
--- KEYS: session_hash, event_list, id_index, time_list, user_state, user_index, app_state?
+-- KEYS: session_hash, event_list, id_index, time_list, user_index, user_state, app_state?
 -- ARGV: now, exp, ttl, user_exp, user_ttl, app_exp, app_ttl, base, session_id, event_limit,
 --       app_clock, new_events*
 -- new_events*: id, json, time, session_delta*, user_delta*, app_delta*
@@ -73,7 +73,7 @@ APPEND = (
 --        {1, last_seq, event_count, app stamp ('' without an app clock),
 --         then per event: seq, stored JSON (false if stored now, '' if the id is
 --         recorded but its event is not)}
-local session_hash, event_list, id_index, time_list, user_state, user_index,
+local session_hash, event_list, id_index, time_list, user_index, user_state,
   app_state = unpack(KEYS)
 local now, exp, ttl, user_exp, user_ttl, app_exp, app_ttl, base, session_id, event_limit,
   app_clock = unpack(ARGV, 1, 11)
@@ -159,14 +159,14 @@ return reply
 CREATE = (
     _COMMON
     + r"""
--- KEYS: session_hash, event_list, id_index, time_list, user_state, user_index, app_state?,
+-- KEYS: session_hash, event_list, id_index, time_list, user_index, user_state, app_state?,
 --       app_users?
 -- ARGV: now, exp, ttl, user_exp, user_ttl, app_exp, app_ttl, base, session_id, create_token,
 --       parent_escaped, fields*, user_delta*, app_delta*, user_id
 -- fields: the session hash's (field, value) pairs; parent_escaped: '' for none.
 -- Reply: {0} if a live session has this id; {1 or 2 (this very create ran before),
 --        user state fields, app state fields}
-local session_hash, event_list, id_index, time_list, user_state, user_index, app_state,
+local session_hash, event_list, id_index, time_list, user_index, user_state, app_state,
   app_users = unpack(KEYS)
 local now, exp, ttl, user_exp, user_ttl, app_exp, app_ttl, base, session_id, create_token,
   parent_escaped = unpack(ARGV, 1, 11)
@@ -202,7 +202,7 @@ return {status, redis.call('HGETALL', user_state),
 GET = (
     _COMMON
     + r"""
--- KEYS: session_hash, event_list, id_index, time_list, user_state, user_index, app_state?
+-- KEYS: session_hash, event_list, id_index, time_list, user_index, user_state, app_state?
 -- ARGV: now, exp, ttl, user_exp, user_ttl, app_exp, app_ttl, base, session_id, refresh,
 --       after_seq, last_n, after_time
 -- refresh: '1' slides the TTLs, '' does not; last_n: '' for all, '0' reads no events;
@@ -211,7 +211,7 @@ GET = (
 --        {1, session hash fields, events (oldest first), user state fields, app state fields,
 --         1 if the events are the window, 0 if the caller must still apply after_time
 --         and last_n to them (events stored before times were kept)}
-local session_hash, event_list, id_index, time_list, user_state, user_index,
+local session_hash, event_list, id_index, time_list, user_index, user_state,
   app_state = unpack(KEYS)
 local now, exp, ttl, user_exp, user_ttl, app_exp, app_ttl, base, session_id, refresh,
   after_seq, last_n, after_time = unpack(ARGV, 1, 13)
@@ -350,13 +350,13 @@ return {page, next_updated, next_id}
 UPDATE = (
     _COMMON
     + r"""
--- KEYS: session_hash, event_list, id_index, time_list, user_state, user_index, app_state?
+-- KEYS: session_hash, event_list, id_index, time_list, user_index, user_state, app_state?
 -- ARGV: now, exp, ttl, user_exp, user_ttl, app_exp, app_ttl, base, session_id, app_clock,
 --       session_delta*, metadata_delta*, user_delta*, app_delta*
 -- app_clock: Cluster, with an app delta (else '').
 -- Reply: {0} if absent or expired, else
 --        {1, session hash fields, user state, app state, app stamp ('' without a clock)}
-local session_hash, event_list, id_index, time_list, user_state, user_index,
+local session_hash, event_list, id_index, time_list, user_index, user_state,
   app_state = unpack(KEYS)
 local now, exp, ttl, user_exp, user_ttl, app_exp, app_ttl, base, session_id,
   app_clock = unpack(ARGV, 1, 10)

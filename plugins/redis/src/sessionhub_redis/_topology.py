@@ -16,7 +16,7 @@ rule (:func:`failure`).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -96,7 +96,10 @@ class Topology:
     async def close(self) -> None:
         """Forget state bound to the event loop; the client is closed by its owner."""
 
-    async def _send(self, script: Script, keys: list[str], argv: list[Any]) -> Any:
+    def _send(self, script: Script, keys: list[str], argv: list[Any]) -> Awaitable[Any]:
+        return self._through_client(script, keys, argv)
+
+    async def _through_client(self, script: Script, keys: list[str], argv: list[Any]) -> Any:
         client = await self.ready()
         try:
             return await client.evalsha(script.sha, len(keys), *keys, *argv)
@@ -194,10 +197,10 @@ class SingleNode(Topology):
         super().__init__(client, keys, where)
         self.cache = cache
 
-    async def _send(self, script: Script, keys: list[str], argv: list[Any]) -> Any:
+    def _send(self, script: Script, keys: list[str], argv: list[Any]) -> Awaitable[Any]:
         if self.cache is None:
-            return await super()._send(script, keys, argv)
-        return await self.cache.call(
+            return self._through_client(script, keys, argv)
+        return self.cache.call(
             lambda connection: run_script(connection, script.sha, script.source, keys, argv)
         )
 

@@ -75,7 +75,7 @@ from sessionhub.settings import mask_url
 from sessionhub_redis import _codec
 from sessionhub_redis._connect import Connection, connect
 from sessionhub_redis._driver import ConnectionCache
-from sessionhub_redis._keys import KeyLayout, SessionKeys, UserKeys, escape
+from sessionhub_redis._keys import KeyLayout, escape
 from sessionhub_redis._protocol import (
     APPEND,
     CREATE,
@@ -212,27 +212,30 @@ class RedisBackend(Backend):
 
     # --- building arguments -------------------------------------------------------------
 
-    def _session_keys(self, key: SessionKey) -> tuple[UserKeys, SessionKeys]:
-        return self.keys.user(key.app_name, key.user_id), self.keys.session(
-            key.app_name, key.user_id, key.session_id
-        )
+    def _key_fields(self, key: SessionKey) -> dict[str, Any]:
+        """The fields of :class:`SessionKeysArgs`: the session's keys and the user's index."""
+        user = self.keys.user(key.app_name, key.user_id)
+        keys = self.keys.session(key.app_name, key.user_id, key.session_id)
+        return {
+            "session_hash": keys.hash,
+            "event_list": keys.events,
+            "id_index": keys.ids,
+            "time_list": keys.times,
+            "user_index": user.index,
+        }
 
     def _session_args(
         self, cls: type[_Args], topology: Topology, key: SessionKey, expiry: Expiry, **more: Any
     ) -> _Args:
         """``cls``'s arguments: those every session script takes, and ``more``."""
-        user, keys = self._session_keys(key)
+        user = self.keys.user(key.app_name, key.user_id)
         now = expiry.now
         exp, ttl = _codec.expiry(expiry.session, now)
         user_exp, user_ttl = _codec.expiry(expiry.user, now)
         app_exp, app_ttl = _codec.expiry(expiry.app, now)
         return cls(
-            session_hash=keys.hash,
-            event_list=keys.events,
-            id_index=keys.ids,
-            time_list=keys.times,
+            **self._key_fields(key),
             user_state=user.state,
-            user_index=user.index,
             app_state=topology.app_state_key(key.app_name),
             now=to_micros(now),
             exp=exp,
@@ -362,7 +365,7 @@ class RedisBackend(Backend):
         topology = self._open()
         key, expiry = request.key, request.expiry
         has_app = any(delta.app for delta in request.deltas)
-        clock = await topology.app_clock(key.app_name, has_app)
+        clock = await topology.app_clock(key.app_name, has_app) if has_app else ""
         args = self._session_args(
             AppendArgs,
             topology,
@@ -458,14 +461,9 @@ class RedisBackend(Backend):
 
     async def delete_session(self, key: SessionKey, now: datetime) -> bool:
         """Delete the session's keys and its index entries in one script."""
-        user, keys = self._session_keys(key)
         args = DeleteArgs(
-            session_hash=keys.hash,
-            event_list=keys.events,
-            id_index=keys.ids,
-            time_list=keys.times,
-            user_index=user.index,
-            base=user.base,
+            **self._key_fields(key),
+            base=self.keys.user(key.app_name, key.user_id).base,
             session_id=key.session_id,
             now=to_micros(now),
         )
@@ -535,7 +533,6 @@ class RedisBackend(Backend):
         check_restorable(session, events)
         topology = self._open()
         key = SessionKey(session.app_name, session.user_id, session.id)
-        user, keys = self._session_keys(key)
         fields = _codec.session_fields(session, last_seq=session.last_seq, count=len(events))
         fields += ["ct", ""]
         times = [_codec.time_key(event.timestamp or session.updated_at) for event in events]
@@ -545,17 +542,13 @@ class RedisBackend(Backend):
             fields += ["tuno", 1]
         exp, ttl = _codec.expiry(session.expires_at, expiry.now)
         args = RestoreArgs(
-            session_hash=keys.hash,
-            event_list=keys.events,
-            id_index=keys.ids,
-            time_list=keys.times,
-            user_index=user.index,
+            **self._key_fields(key),
             app_users=await topology.app_users_key(session.app_name, session.user_id),
             now=to_micros(expiry.now),
             exp=exp,
             ttl=ttl,
             updated_at=to_micros(session.updated_at),
-            base=user.base,
+            base=self.keys.user(key.app_name, key.user_id).base,
             session_id=session.id,
             parent_escaped=escape(session.parent_id) if session.parent_id is not None else "",
             fields=fields,
