@@ -78,11 +78,9 @@ class Topology:
     """What a backend sends, and how, on one deployment shape.
 
     :class:`SingleNode` or :class:`Cluster`, chosen by the client's type when
-    the backend opens.
+    the backend opens. The methods here behave as on a single node (everything
+    in the session's script); :class:`Cluster` overrides the ones that differ.
     """
-
-    app_in_session_scripts = True
-    """Whether session scripts take the app's keys (and apply app deltas themselves)."""
 
     def __init__(self, client: Redis | RedisCluster, keys: KeyLayout, where: str) -> None:
         self.client = client
@@ -207,8 +205,6 @@ class SingleNode(Topology):
 
 class Cluster(Topology):
     """Redis Cluster: the app's keys in their own slot, reached by commands of their own."""
-
-    app_in_session_scripts = False
 
     def __init__(self, client: RedisCluster, keys: KeyLayout, where: str) -> None:
         super().__init__(client, keys, where)

@@ -404,7 +404,7 @@ class RedisBackend(Backend):
                     f"{seq}, but its record is missing (the session's keys were changed "
                     "outside sessionhub)."
                 )
-        if app_delta and not topology.app_in_session_scripts:
+        if app_delta:  # on Cluster, applied in the app's slot now
             await topology.app_written(
                 key.app_name,
                 app_delta,
