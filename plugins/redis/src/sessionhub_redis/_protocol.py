@@ -336,18 +336,17 @@ class AppendReply:
     stored: list[bytes | None]
 
 
-def decode_append(reply: Sequence[Any]) -> AppendReply | None:
+def decode_append(reply: list[Any]) -> AppendReply | None:
     """APPEND's reply, or None if the session is absent or expired."""
     if reply[0] == 0:
         return None
-    results = reply[4:]
     stamp = reply[3]
     return AppendReply(
         last_seq=reply[1],
         event_count=reply[2],
-        app_stamp=int(stamp) if stamp not in (b"", "") else None,
-        seqs=list(results[0::2]),
-        stored=list(results[1::2]),
+        app_stamp=int(stamp) if stamp else None,
+        seqs=reply[4::2],
+        stored=reply[5::2],
     )
 
 
@@ -410,7 +409,7 @@ def decode_update(reply: Sequence[Any]) -> UpdateReply | None:
         session=reply[1],
         user_state=reply[2],
         app_state=reply[3],
-        app_stamp=int(stamp) if stamp not in (b"", "") else None,
+        app_stamp=int(stamp) if stamp else None,
     )
 
 
