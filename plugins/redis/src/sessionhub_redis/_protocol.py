@@ -6,7 +6,8 @@ compares the two). :meth:`ScriptArgs.to_keys_argv` lays the fields out in that
 order; a field's kind says how:
 
 - :func:`key`, :func:`optional_key`: one of KEYS (an optional key, ``?`` in the
-  header, is left out when None; optional keys come last);
+  header, is left out when None; optional keys come last, and a call passes
+  all of a script's optional keys or none);
 - a plain field: one ARGV entry;
 - :func:`delta` (``*``): a count, then (key, JSON text, or '' to delete) pairs;
 - :func:`pairs` (``*``): a count, then (name, value) pairs from a flat list;
