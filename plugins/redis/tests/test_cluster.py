@@ -8,8 +8,11 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
-from sessionhub import BackendUnavailable, Event, SessionHistoryService, TextPart
+from sessionhub import BackendError, Event, SessionHistoryService, TextPart
+from sessionhub_redis._connect import Connection
+from sessionhub_redis._topology import Cluster, Topology
 from sessionhub_redis.backend import RedisBackend, RedisSettings
 
 pytestmark = pytest.mark.asyncio
@@ -61,30 +64,42 @@ class _Gate:
             pytest.fail("the write ended without reaching the gate")
 
 
-class SteppedBackend(RedisBackend):
-    """The real backend, with gates a test sets between a Cluster write's steps.
+class SteppedCluster(Cluster):
+    """The real Cluster strategy, with gates a test sets between a write's steps.
 
     ``gates["after clock"]`` holds the next write that ticked the app clock,
     before its session script; ``gates["before app write"]`` the next one whose
     session script ran, before its app script. Each gate holds one write.
     """
 
-    def __init__(self, settings: RedisSettings) -> None:
-        super().__init__(settings)
-        self.gates: dict[str, _Gate] = {}
+    gates: dict[str, _Gate]
 
-    async def _app_clock(self, app_name: str) -> int:
-        stamp = await super()._app_clock(app_name)
-        gate = self.gates.pop("after clock", None)
+    async def app_clock(self, app_name: str, needed: bool) -> int | str:
+        stamp = await super().app_clock(app_name, needed)
+        gate = self.gates.pop("after clock", None) if needed else None
         if gate is not None:
             await gate()
         return stamp
 
-    async def _app_write(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    async def app_write(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
         gate = self.gates.pop("before app write", None)
         if gate is not None:
             await gate()
-        return await super()._app_write(*args, **kwargs)
+        return await super().app_write(*args, **kwargs)
+
+
+class SteppedBackend(RedisBackend):
+    """The real backend on the :class:`SteppedCluster` strategy; ``gates`` are its gates."""
+
+    def __init__(self, settings: RedisSettings) -> None:
+        super().__init__(settings)
+        self.gates: dict[str, _Gate] = {}
+
+    def _topology_for(self, connection: Connection) -> Topology:
+        assert isinstance(connection.client, RedisCluster)
+        stepped = SteppedCluster(connection.client, self.keys, "the test cluster")
+        stepped.gates = self.gates
+        return stepped
 
 
 @pytest_asyncio.fixture
@@ -113,7 +128,8 @@ async def test_app_deltas_on_cluster_are_a_second_script_applied_at_most_once(
     """A crash between the two scripts leaves the session's part stored, the app part not.
 
     The app state's node is made to refuse writes (min-replicas-to-write with no
-    replica) between the user's script and the app's, as if it had gone away.
+    replica) between the user's script and the app's: an error it answers with,
+    reported as such (``BackendError``), not as a server gone away.
     """
     service = make_service(stepped_backend)
     user, app_port = _user_off_the_app_node(stepped_backend, service.app_name)
@@ -129,7 +145,7 @@ async def test_app_deltas_on_cluster_are_a_second_script_applied_at_most_once(
     try:
         # Refused before the session's script: nothing is stored.
         await app_node.config_set("min-replicas-to-write", 1)
-        with pytest.raises(BackendUnavailable, match="NOREPLICAS"):
+        with pytest.raises(BackendError, match="NOREPLICAS"):
             await service.append((user, "s1"), event)
         got = await service.get_session(user, "s1")
         assert got is not None and got.events == [] and got.state == {"app:before": True}
@@ -140,7 +156,7 @@ async def test_app_deltas_on_cluster_are_a_second_script_applied_at_most_once(
         await gate.held(append)
         await app_node.config_set("min-replicas-to-write", 1)
         gate.go.set()
-        with pytest.raises(BackendUnavailable, match="app: state delta was not applied"):
+        with pytest.raises(BackendError, match=r"app: state delta was not applied.*NOREPLICAS"):
             await append
         # Without app: keys an append is one script in the user's slot, unaffected.
         [plain] = await service.append((user, "s1"), "no app delta")

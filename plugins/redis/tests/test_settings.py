@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
-from redis.asyncio.connection import Connection as TCPConnection
 from redis.asyncio.connection import SSLConnection, UnixDomainSocketConnection
 from redis.asyncio.sentinel import SentinelConnectionPool
+from redis.exceptions import ConnectionError as RedisConnectionError
 
-from sessionhub import ConfigError, SessionHistoryService
+from sessionhub import BackendUnavailable, ConfigError, SessionHistoryService
 from sessionhub.settings import SessionHubSettings
 from sessionhub.testing import assert_backend_registered
 from sessionhub_redis._connect import connect
@@ -124,16 +123,13 @@ def test_sentinel_master_from_settings():
 
 
 @pytest.mark.asyncio
-async def test_unreachable_server_fails_fast_with_backend_unavailable():
-    from sessionhub import BackendUnavailable
-
+async def test_unreachable_server_is_backend_unavailable():
     settings = RedisSettings(url="redis://127.0.0.1:1/0", retry_attempts=1, retry_backoff=0.01)
-    began = time.monotonic()
     async with RedisBackend(settings) as backend:
         with pytest.raises(BackendUnavailable, match=r"127\.0\.0\.1:1") as caught:
             await backend.ping()
-    assert time.monotonic() - began < 2
-    assert caught.value.__cause__ is not None
+    assert isinstance(caught.value.__cause__, RedisConnectionError)
+    assert "Check that the server is running" in str(caught.value)
 
 
 @pytest.mark.asyncio
@@ -168,16 +164,3 @@ async def test_sentinel_server(redis_server_factory, key_prefix, make_service):
         assert await direct.exists(users.session("s1").hash) == 1
     finally:
         await direct.aclose()
-
-
-@pytest.mark.asyncio
-async def test_commands_are_packed_like_redis_py_packs_them():
-    single = connect(RedisSettings(url="redis://h1"))
-    fast = single.client.connection_pool.make_connection()
-    plain = TCPConnection()
-    for command in [
-        ("SCRIPT LOAD", "return 1"),
-        ("EVALSHA", "f" * 40, 2, "k{1}", "k{1}:x", "", 0, 17, 2.5, "ünï ✓", b"\x00\xff"),
-    ]:
-        assert b"".join(fast.pack_command(*command)) == b"".join(plain.pack_command(*command))
-    await single.close()

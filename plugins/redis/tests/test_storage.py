@@ -11,7 +11,7 @@ from redis.exceptions import ResponseError
 
 from sessionhub.testing import FakeClock
 from sessionhub_redis._keys import KeyLayout, escape
-from sessionhub_redis.backend import RedisBackend
+from sessionhub_redis.backend import _LIST_BUDGET_SLACK, RedisBackend
 
 HOSTILE = ["a:b", "a", "b", "{x}", "x", "}{", "{", "}", "*", "?", "[a]", "%41", "A", " ", "é", ":"]
 
@@ -327,3 +327,37 @@ async def test_restore_needs_contiguous_seqs_ending_at_last_seq(backend):
     whole = [Event(id=f"e{seq}", seq=seq, role="user", timestamp=now) for seq in (8, 9)]
     await backend.restore_session(session, whole, Expiry(now=now))
     assert await backend.list_users("default", limit=10, after=None) == ["alice"]
+
+
+@pytest.mark.asyncio
+async def test_listing_past_many_stale_entries_takes_several_bounded_calls(
+    backend, make_service, raw_redis
+):
+    """A run of stale index entries longer than a call's budget: several short scripts."""
+    clock = FakeClock()
+    lasting = make_service(backend, clock=clock)
+    expiring = make_service(backend, clock=clock, session_ttl=60)
+    for sid in ("old1", "old2", "old3"):
+        await lasting.create_session("alice", sid)
+        clock.advance(1)
+    for n in range(150):  # newer than the live ones, all expired below
+        await expiring.create_session("alice", f"gone-{n:03}")
+    clock.advance(61)
+    index = backend.keys.user(lasting.app_name, "alice").index
+    examined: list[int] = []  # HGETALLs per script call: index entries examined
+    async with raw_redis.monitor() as monitor:
+        page = await lasting.list_sessions("alice", limit=2)
+        await raw_redis.echo("that was all")
+        while (seen := await monitor.next_command())["command"] != "ECHO that was all":
+            name = seen["command"].split()[0].upper()
+            if seen["client_type"] != "lua" and name in ("EVALSHA", "EVAL"):
+                examined.append(0)
+            elif seen["client_type"] == "lua" and name == "HGETALL":
+                examined[-1] += 1
+    assert [s.id for s in page.items] == ["old3", "old2"]
+    assert len(examined) > 1, examined
+    assert max(examined) <= 3 + _LIST_BUDGET_SLACK, examined  # limit (+1 to see more) + slack
+    assert sum(examined) == 150 + 3  # each stale entry examined once, then removed
+    assert await raw_redis.zrange(index, 0, -1) == ["old1", "old2", "old3"]
+    rest = await lasting.list_sessions("alice", limit=2, cursor=page.next_cursor)
+    assert [s.id for s in rest.items] == ["old1"]

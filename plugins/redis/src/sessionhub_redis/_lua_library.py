@@ -1,0 +1,140 @@
+"""The Lua functions every script shares: :mod:`._scripts` puts them before each script."""
+
+from __future__ import annotations
+
+__all__ = ["COMMON"]
+
+COMMON = r"""
+local function esc(s)
+  return (string.gsub(s, '[^A-Za-z0-9_%.~%-]', function(c)
+    return string.format('%%%02X', string.byte(c))
+  end))
+end
+
+-- Byte-wise comparison: Lua's '<' on strings follows the server's locale.
+local function bytes_less(a, b)
+  local n = math.min(#a, #b)
+  for i = 1, n do
+    local x, y = string.byte(a, i), string.byte(b, i)
+    if x ~= y then return x < y end
+  end
+  return #a < #b
+end
+
+-- Whether time key a is after time key b (both 18 digits). Doubles order them
+-- whenever they differ as doubles; past 2^53 equal doubles need the digits.
+local function later(a, b)
+  local x, y = tonumber(a), tonumber(b)
+  if x ~= y then return x > y end
+  return bytes_less(b, a)
+end
+
+local function expired(exp, now)
+  return exp and exp ~= '' and tonumber(exp) <= now
+end
+
+-- Apply n (key, json) pairs from ARGV[i...] to hash h under prefix p; return the next index.
+local function apply_pairs(h, p, i, n)
+  for j = i, i + 2 * n - 1, 2 do
+    local v = ARGV[j + 1]
+    if v == '' then
+      redis.call('HDEL', h, p .. ARGV[j])
+    else
+      redis.call('HSET', h, p .. ARGV[j], v)
+    end
+  end
+  return i + 2 * n
+end
+
+local function skip_pairs(i)
+  return i + 1 + 2 * tonumber(ARGV[i])
+end
+
+-- A state hash about to be written: an expired one starts empty.
+local function state_for_write(h, now)
+  if expired(redis.call('HGET', h, 'exp'), now) then redis.call('DEL', h) end
+end
+
+-- After a write to a state hash: drop it when empty, else stamp its expiry.
+local function state_written(h, exp, ttl)
+  local has = redis.call('HEXISTS', h, 'exp')
+  if redis.call('HLEN', h) == has then
+    if has == 1 then redis.call('DEL', h) end
+    return
+  end
+  if exp == '' then
+    if has == 1 then
+      redis.call('HDEL', h, 'exp')
+      redis.call('PERSIST', h)
+    end
+  else
+    redis.call('HSET', h, 'exp', exp)
+    redis.call('PEXPIRE', h, ttl)
+  end
+end
+
+-- A delta of n (key, JSON) pairs at ARGV[i] ('' deletes) to state hash h, if n > 0, with
+-- the expiry rules above; return the index after it.
+local function write_state(h, i, now, exp, ttl)
+  local n = tonumber(ARGV[i])
+  if n > 0 then
+    state_for_write(h, now)
+    apply_pairs(h, 's:', i + 1, n)
+    state_written(h, exp, ttl)
+  end
+  return skip_pairs(i)
+end
+
+-- A sliding read of a live state hash: push its expiry.
+local function state_refresh(h, now, exp, ttl)
+  local old = redis.call('HGET', h, 'exp')
+  if expired(old, now) or redis.call('EXISTS', h) == 0 then return end
+  if exp == '' then
+    if old then
+      redis.call('HDEL', h, 'exp')
+      redis.call('PERSIST', h)
+    end
+  else
+    redis.call('HSET', h, 'exp', exp)
+    redis.call('PEXPIRE', h, ttl)
+  end
+end
+
+-- Put a session in an index (the user's, or its parent's children) and keep the
+-- index alive as long as its longest-lived session.
+local function index_touch(idx, sid, score, ttl)
+  local before = redis.call('PTTL', idx)
+  redis.call('ZADD', idx, score, sid)
+  if ttl == '' then
+    if before >= 0 then redis.call('PERSIST', idx) end
+  elseif before == -2 or (before == -1 and redis.call('ZCARD', idx) == 1)
+      or (before >= 0 and before < tonumber(ttl)) then
+    redis.call('PEXPIRE', idx, ttl)
+  end
+end
+
+-- index_touch for a session without expiry in an index that has none: an index keeps
+-- no expiry while it holds a session without one.
+local function index_add(idx, sid, score)
+  redis.call('ZADD', idx, score, sid)
+end
+
+-- The session's own keys get its expiry; "had" says whether they carried one.
+local function session_ttl(h, e, i, t, exp, ttl, had)
+  if exp ~= '' then
+    redis.call('HSET', h, 'exp', exp)
+    for _, k in ipairs({h, e, i, t}) do redis.call('PEXPIRE', k, ttl) end
+  elseif had then
+    redis.call('HDEL', h, 'exp')
+    for _, k in ipairs({h, e, i, t}) do redis.call('PERSIST', k) end
+  end
+end
+
+-- The app stamp of a write to session hash h, kept there as 'ast': the app clock's
+-- reading, raised to one above the session's previous stamp `last` if need be.
+local function next_stamp(h, clock, last)
+  local stamp = math.max(tonumber(clock), tonumber(last or '0') + 1)
+  redis.call('HSET', h, 'ast', stamp)
+  return stamp
+end
+"""
