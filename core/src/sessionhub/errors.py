@@ -13,6 +13,7 @@ __all__ = [
     "BackendNotInstalled",
     "PluginLoadError",
     "BackendUnavailable",
+    "BackendError",
     "SessionNotFound",
     "SessionExists",
     "InvalidInput",
@@ -44,6 +45,10 @@ class BackendUnavailable(SessionHubError):
 
     The driver's exception is chained as ``__cause__``.
     """
+
+
+class BackendError(SessionHubError):
+    """The storage answered with an error (not a connection problem); the message quotes it."""
 
 
 class SessionNotFound(SessionHubError):
