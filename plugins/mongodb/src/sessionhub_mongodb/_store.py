@@ -8,7 +8,7 @@ update shapes the operations share.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import timezone
 from typing import Any
@@ -47,12 +47,12 @@ class Store:
     locks: KeyLocks
     instance: str
     """The backend instance (random), named in the write leases it takes."""
-    _writes: int = 0
+    writes: Iterator[int]
+    """Numbers the writes of the backend instance, across reconnections."""
 
     def token(self) -> str:
         """A new id for one write: it marks the event documents and the lease it holds."""
-        self._writes += 1
-        return f"{self.instance}:{self._writes}"
+        return f"{self.instance}:{next(self.writes)}"
 
     def write_concern(self) -> WriteConcern:
         """The write concern every write uses."""
@@ -67,6 +67,7 @@ async def connect(
     heads: HeadCache,
     locks: KeyLocks,
     instance: str,
+    writes: Iterator[int],
 ) -> Store:
     """Ask the server what it is, create the indexes, and return the open store.
 
@@ -98,7 +99,17 @@ async def connect(
         and hello.get("maxWireVersion", 0) >= _BULK_WRITE_WIRE_VERSION
     )
     return Store(
-        client, sessions, events, state, settings, transactions, bulk, heads, locks, instance
+        client,
+        sessions,
+        events,
+        state,
+        settings,
+        transactions,
+        bulk,
+        heads,
+        locks,
+        instance,
+        writes,
     )
 
 

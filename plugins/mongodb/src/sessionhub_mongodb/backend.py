@@ -28,6 +28,7 @@ Where things are:
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import uuid
 from collections.abc import Mapping
@@ -95,6 +96,7 @@ class MongoBackend(Backend):
         self._heads = HeadCache()
         self._key_locks = KeyLocks()
         self._instance = uuid.uuid4().hex
+        self._writes = itertools.count(1)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(url={self._redacted_url()!r}, database={self.database!r})"
@@ -173,6 +175,7 @@ class MongoBackend(Backend):
                 heads=self._heads,
                 locks=self._key_locks,
                 instance=self._instance,
+                writes=self._writes,
             )
         except (PyMongoError, InvalidDocument) as exc:
             if self._injected is None:
