@@ -4,7 +4,7 @@ Where the server comes from, in order:
 
 1. ``SESSIONHUB_TEST_MONGODB_URL``, if set (any MongoDB deployment);
 2. a ``mongo`` container through testcontainers, when a Docker engine answers;
-3. a private SecantusDB server (``pip install secantusdb``), a MongoDB
+3. a private SecantusDB server (``pip install sessionhub-mongodb[testing]``), a MongoDB
    wire-protocol server on WiredTiger, started in its own process on a free
    loopback port for the test session: one presenting itself as a replica set
    (transactions) and, for the standalone scheme, one presenting itself as a
@@ -65,7 +65,7 @@ def mongo_server(server_directory: Path) -> Iterator[MongoServer]:
     if not secantus_available():
         _unavailable(
             "set SESSIONHUB_TEST_MONGODB_URL, start a Docker engine, or "
-            "pip install secantusdb (a MongoDB wire-protocol server)"
+            "pip install 'sessionhub-mongodb[testing]' (SecantusDB, a MongoDB wire-protocol server)"
         )
     server = SecantusProcess(server_directory / "replica-set")
     server.start()
@@ -93,7 +93,7 @@ def standalone_server(server_directory: Path, mongo_server: MongoServer) -> Iter
 def secantus_process(tmp_path: Path) -> Iterator[SecantusProcess]:
     """A private SecantusDB server for a test that stops and restarts it."""
     if not secantus_available():
-        _unavailable("pip install secantusdb to run the server fault tests")
+        _unavailable("pip install 'sessionhub-mongodb[testing]' to run the server fault tests")
     server = SecantusProcess(tmp_path / "private-server")
     server.start()
     try:

@@ -1,13 +1,21 @@
-"""The server goes away mid-run and comes back: typed errors within the timeout, then recovery."""
+"""The server goes away mid-run and comes back: typed errors once the driver gives up, recovery.
+
+``asyncio.wait_for(..., NO_HANG_S)`` only keeps a hang from stalling the run; no
+test measures how long anything took.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import gc
-import time
 import warnings
 
 import pytest
-from pymongo.errors import PyMongoError
+from pymongo.errors import (
+    ClientBulkWriteException,
+    ConnectionFailure,
+    ServerSelectionTimeoutError,
+)
 
 from sessionhub import BackendUnavailable, SessionHistoryService
 from sessionhub.plugins import get_plugin_manager
@@ -17,6 +25,7 @@ from sessionhub_mongodb.backend import MongoBackend, MongoSettings
 pytestmark = pytest.mark.asyncio
 
 TIMEOUT_MS = 800
+NO_HANG_S = 60
 
 
 @pytest.fixture(autouse=True)
@@ -35,9 +44,10 @@ def _collect_driver_sockets():
 
 @pytest.mark.parametrize("standalone", [False, True], ids=["replica-set", "standalone"])
 async def test_outage_raises_backend_unavailable_then_recovers(secantus_process, standalone):
-    """Every call during an outage raises BackendUnavailable (cause chained) within the
-    server selection timeout; after a restart on the same port and data, the same
-    service object works again and nothing acknowledged was lost."""
+    """Every call during an outage raises BackendUnavailable, with the driver's
+    connection failure (its server selection timeout) chained; after a restart on the
+    same port and data, the same service object works again and nothing acknowledged
+    was lost."""
     if standalone:
         secantus_process.stop()
         secantus_process.standalone = True
@@ -71,12 +81,12 @@ async def test_outage_raises_backend_unavailable_then_recovers(secantus_process,
             "delete_session": lambda: service.delete_session("alice", "s1"),
         }
         for name, call in calls.items():
-            began = time.monotonic()
             with pytest.raises(BackendUnavailable) as caught:
-                await call()
-            waited = time.monotonic() - began
-            assert waited < TIMEOUT_MS / 1000 + 2.0, f"{name} took {waited:.1f}s"
-            assert isinstance(caught.value.__cause__, PyMongoError), name
+                await asyncio.wait_for(call(), NO_HANG_S)
+            cause = caught.value.__cause__
+            if isinstance(cause, ClientBulkWriteException):  # an append's one bulkWrite
+                cause = cause.error
+            assert isinstance(cause, ConnectionFailure), (name, cause)
             assert "did not answer" in str(caught.value), name
         health = await service.health()
         assert not health.ok and "did not answer" in health.detail
@@ -94,15 +104,14 @@ async def test_outage_raises_backend_unavailable_then_recovers(secantus_process,
 
 
 async def test_unreachable_server_at_open():
-    """Opening against a port where nothing listens fails with BackendUnavailable, no leak."""
+    """Opening against a port where nothing listens fails with BackendUnavailable once
+    the server selection timeout fires, no leak."""
     backend = MongoBackend(
         MongoSettings(url="mongodb://127.0.0.1:1/", server_selection_timeout_ms=300)
     )
-    began = time.monotonic()
     with pytest.raises(BackendUnavailable) as caught:
-        await backend.open()
-    assert time.monotonic() - began < 3
-    assert isinstance(caught.value.__cause__, PyMongoError)
+        await asyncio.wait_for(backend.open(), NO_HANG_S)
+    assert isinstance(caught.value.__cause__, ServerSelectionTimeoutError)
     message = str(caught.value)  # one line: the server's error, not the topology dump
     assert "Connect call failed" in message or "refused" in message.lower(), message
     assert (

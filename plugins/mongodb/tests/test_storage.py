@@ -151,8 +151,9 @@ async def test_listing_uses_the_keyset_index(mongo_server, database_name):
 
 async def test_standalone_leftovers_of_a_dead_writer_are_reclaimed(target):
     """A writer that died holding the lease leaves it, unpublished events and an unapplied
-    user-scope delta. Readers never see the events; the next writer waits out the lease,
-    deletes them, replays the delta, and numbering stays contiguous."""
+    user-scope delta. Readers never see the events; the next writer waits out the lease
+    (its first attempt to take it is refused), deletes them, replays the delta, and
+    numbering stays contiguous."""
     if target.scheme != "standalone":
         pytest.skip("the lease exists only in the standalone scheme")
     async with MongoBackend(target.settings(write_lease_ms=300)) as backend:
@@ -182,34 +183,38 @@ async def test_standalone_leftovers_of_a_dead_writer_are_reclaimed(target):
                 },
             ]
         )
-        await backend._sessions.update_one(
-            {"_id": document["_id"]},
-            {
-                "$set": {
-                    # still valid for a moment: the next writer must wait it out
-                    "lock": {"owner": "dead:1", "instance": "dead", "until_us": now_us + 300_000},
-                    "pending": {
-                        "app": "default",
-                        "user": "alice",
-                        "app_delta": {},
-                        "user_delta": {"from-the-dead": '"yes"'},
-                        "now_us": now_us,
-                        "app_expires_us": None,
-                        "user_expires_us": None,
-                    },
-                }
-            },
-        )
+        dead_lease = {
+            "$set": {
+                "lock": {"owner": "dead:1", "instance": "dead", "until_us": now_us + 300_000},
+                "pending": {
+                    "app": "default",
+                    "user": "alice",
+                    "app_delta": {},
+                    "user_delta": {"from-the-dead": '"yes"'},
+                    "now_us": now_us,
+                    "app_expires_us": None,
+                    "user_expires_us": None,
+                },
+            }
+        }
+        await backend._sessions.update_one({"_id": document["_id"]}, dead_lease)
 
-        other = _service(MongoBackend(target.settings(write_lease_ms=300)))
+        listener = _Commands()
+        client = AsyncMongoClient(target.url, event_listeners=[listener], tz_aware=True)
+        other = _service(MongoBackend(target.settings(write_lease_ms=300), client=client))
         async with other:
             got = await other.get_session("alice", "s1")
             assert got is not None and [e.id for e in got.events] == ["e1", "e2"]
-            began = time.monotonic()
+            # Still valid for a while from now: the next writer must wait it out.
+            dead_lease["$set"]["lock"]["until_us"] = time.time_ns() // 1000 + 2_000_000
+            await backend._sessions.update_one({"_id": document["_id"]}, dead_lease)
+            listener.on = True
             [event] = await other.append(
                 ("alice", "s1"), Event(id="e3", role="user", content=[TextPart(text="alive")])
             )
-            assert time.monotonic() - began >= 0.1  # waited for the dead writer's lease
+            listener.on = False
+            takes = listener.names.count("findAndModify")
+            assert takes >= 2, listener.names  # refused while the dead writer's lease held
             assert (event.seq, event.text) == (3, "alive")
             got = await other.get_session("alice", "s1")
             assert got is not None
@@ -222,6 +227,7 @@ async def test_standalone_leftovers_of_a_dead_writer_are_reclaimed(target):
             assert await backend._events.count_documents({"session": incarnation}) == 3
             document = await backend._sessions.find_one({"_id": document["_id"]})
             assert "lock" not in document and "pending" not in document
+        await client.close()
         # The first backend's remembered head is stale now; it must notice.
         [late] = await service.append(("alice", "s1"), "from the first backend")
         assert late.seq == 4
@@ -310,26 +316,24 @@ async def test_events_expire_with_their_session(backend):
     assert [row["expires_at"] async for row in backend._events.find({})] == dates
 
 
-async def test_native_ttl_reclaims_everything(mongo_server, database_name):
-    """The server's TTL monitor removes an expired session, its events and expired state."""
-    if mongo_server.kind == "external":
-        pytest.skip("mongod's TTL monitor runs once a minute; too slow for this test")
-    async with MongoBackend(MongoSettings(url=mongo_server.url, database=database_name)) as backend:
-        service = _service(backend, session_ttl=1, user_state_ttl=1)
-        await service.create_session("alice", "s1", state={"user:k": 1})
-        await service.append(("alice", "s1"), ["a", "b"])
-        deadline = time.monotonic() + 20
-        counts = None
-        while time.monotonic() < deadline:
-            counts = [
-                await backend._sessions.count_documents({}),
-                await backend._events.count_documents({}),
-                await backend._state.count_documents({}),
-            ]
-            if counts == [0, 0, 0]:
-                break
-            await asyncio.sleep(0.5)
-        assert counts == [0, 0, 0]
+async def test_every_record_carries_the_date_the_ttl_monitor_reads(backend):
+    """The session, its events and the user state each carry ``expires_at`` as a BSON
+    date (compared as one by the server) no later than two TTLs from now: the ``ttl``
+    indexes (expireAfterSeconds=0, see test_indexes_exist) let the server's monitor
+    reclaim all of them with no sweeper."""
+    ttl = timedelta(seconds=60)
+    service = _service(backend, session_ttl=ttl.total_seconds(), user_state_ttl=60)
+    await service.create_session("alice", "s1", state={"user:k": 1})
+    await service.append(("alice", "s1"), ["a", "b"])
+    latest = datetime.now(timezone.utc) + 2 * ttl + timedelta(seconds=30)
+    for collection, expected in (
+        (backend._sessions, 1),
+        (backend._events, 2),
+        (backend._state, 1),
+    ):
+        assert await collection.count_documents({}) == expected
+        dated = {"expires_at": {"$type": "date", "$lte": latest}}
+        assert await collection.count_documents(dated) == expected, collection.name
 
 
 async def test_purge_removes_half_deleted_sessions(backend):

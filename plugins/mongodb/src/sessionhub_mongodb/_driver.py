@@ -1,4 +1,4 @@
-"""The few places where PyMongo's async API and Motor differ, and driver error translation.
+"""The few places where PyMongo's async API and Motor differ, and what a driver error means.
 
 Both clients share the collection API this backend uses (``find_one``,
 ``find(...).sort(...).limit(...).to_list(None)``, ``insert_many``,
@@ -23,10 +23,12 @@ from pymongo.errors import (
     ConnectionFailure,
     DocumentTooLarge,
     DuplicateKeyError,
+    ExecutionTimeout,
     OperationFailure,
     PyMongoError,
     ServerSelectionTimeoutError,
     WriteConcernError,
+    WTimeoutError,
 )
 
 __all__ = [
@@ -37,6 +39,7 @@ __all__ = [
     "is_unknown_commit",
     "is_too_large",
     "is_connection_error",
+    "is_timeout",
     "may_have_applied",
     "summary",
 ]
@@ -107,6 +110,13 @@ def is_connection_error(exc: BaseException) -> bool:
     return isinstance(exc, ConnectionFailure)
 
 
+def is_timeout(exc: BaseException) -> bool:
+    """Whether the server gave up waiting (an operation's time limit, or its write concern's)."""
+    if isinstance(exc, ClientBulkWriteException) and isinstance(exc.error, BaseException):
+        return is_timeout(exc.error)
+    return isinstance(exc, (ExecutionTimeout, WTimeoutError))
+
+
 def may_have_applied(exc: BaseException) -> bool:
     """Whether a write that raised ``exc`` may have been applied all the same.
 
@@ -126,11 +136,30 @@ def may_have_applied(exc: BaseException) -> bool:
 
 
 def summary(exc: BaseException) -> str:
-    """``exc`` in one line: a server selection timeout without its topology dump."""
+    """``exc`` in one line: the server's message and error code, without the driver's dumps."""
+    if isinstance(exc, ClientBulkWriteException) and isinstance(exc.error, BaseException):
+        return summary(exc.error)
     text = str(exc)
     if isinstance(exc, ServerSelectionTimeoutError):
         text = text.partition(", Timeout:")[0]  # what follows is the whole topology description
+    elif isinstance(exc, OperationFailure):
+        # str(exc) ends with the raw reply (cluster time and all): quote the message only.
+        reply = _first_write_error(exc) or exc.details or {}
+        text = reply.get("errmsg") or text.partition(", full error:")[0]
+        code = " ".join(str(part) for part in (reply.get("codeName"), reply.get("code")) if part)
+        if code:
+            text = f"{text} ({code})"
     return _CONFIGURED_TIMEOUTS.sub("", text)
+
+
+def _first_write_error(exc: OperationFailure) -> dict[str, Any] | None:
+    if isinstance(exc, ClientBulkWriteException):
+        errors = _write_errors(exc)
+    elif isinstance(exc, BulkWriteError):
+        errors = exc.details.get("writeErrors") or []
+    else:
+        return None
+    return errors[0] if errors and isinstance(errors[0], dict) else None
 
 
 _CONFIGURED_TIMEOUTS = re.compile(r" \(configured timeouts: [^)]*\)")

@@ -9,6 +9,8 @@ python -m sessionhub_mongodb._secantus STORAGE_PATH PORT [--standalone]
 
 Running it in a separate process keeps the server's threads off the test
 process's interpreter lock, and lets a test stop (even kill) and restart it.
+SecantusDB is a test-only dependency (``pip install sessionhub-mongodb[testing]``),
+imported only when the server starts.
 """
 
 from __future__ import annotations
@@ -17,7 +19,13 @@ import signal
 import sys
 from typing import Any
 
-from secantus import SecantusDBServer  # type: ignore[import-untyped]
+__all__ = ["INSTALL_HINT", "main"]
+
+INSTALL_HINT = (
+    "SecantusDB (a MongoDB wire-protocol server for tests) is not installed: "
+    "pip install 'sessionhub-mongodb[testing]'"
+)
+"""What to do when SecantusDB is missing."""
 
 
 def _stop(signum: int, frame: Any) -> None:
@@ -25,6 +33,11 @@ def _stop(signum: int, frame: Any) -> None:
 
 
 def main() -> None:
+    """Start the server named by the command line, print its port, serve until told to stop."""
+    try:
+        from secantus import SecantusDBServer  # type: ignore[import-untyped]
+    except ImportError as exc:
+        raise SystemExit(INSTALL_HINT) from exc
     storage, port, *flags = sys.argv[1:]
     server = SecantusDBServer(
         host="127.0.0.1",

@@ -3,9 +3,9 @@
 ``mongodb_server()`` yields the URL of a MongoDB to test against: the one in
 ``SESSIONHUB_TEST_MONGODB_URL`` if set; else a ``mongo`` container through
 testcontainers when a Docker engine answers; else a private SecantusDB server
-(``pip install secantusdb``, a MongoDB wire-protocol server on WiredTiger) in
-its own process on a free loopback port, presenting itself as a one-member
-replica set (transactions available), or as a standalone server. When none
+(``pip install sessionhub-mongodb[testing]``, a MongoDB wire-protocol server on
+WiredTiger) in its own process on a free loopback port, presenting itself as a
+one-member replica set (transactions available), or as a standalone server. When none
 can be had it raises ``ServerUnavailable``; a test suite turns that into a
 skip, or a failure in CI.
 """
@@ -22,6 +22,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from sessionhub_mongodb._secantus import INSTALL_HINT
 
 __all__ = [
     "ServerUnavailable",
@@ -61,7 +63,12 @@ class SecantusProcess:
         return f"mongodb://127.0.0.1:{self.port}/"
 
     def start(self) -> None:
-        """Start the server (again, on the same port and storage) and wait until it listens."""
+        """Start the server (again, on the same port and storage) and wait until it listens.
+
+        Raises ``ServerUnavailable`` saying what to install when SecantusDB is missing.
+        """
+        if not secantus_available():
+            raise ServerUnavailable(INSTALL_HINT)
         args = [
             sys.executable,
             "-m",
@@ -144,7 +151,13 @@ def mongodb_server(*, standalone: bool = False) -> Iterator[str]:
         yield url
         return
     if docker_answers():
-        from testcontainers.mongodb import MongoDbContainer
+        try:
+            from testcontainers.mongodb import MongoDbContainer
+        except ImportError as exc:
+            raise ServerUnavailable(
+                "a Docker engine answers but testcontainers is not installed: "
+                "pip install 'testcontainers[mongodb]', or set SESSIONHUB_TEST_MONGODB_URL"
+            ) from exc
 
         with MongoDbContainer("mongo:8.0") as container:
             yield container.get_connection_url()
@@ -152,7 +165,8 @@ def mongodb_server(*, standalone: bool = False) -> Iterator[str]:
     if not secantus_available():
         raise ServerUnavailable(
             "no MongoDB for the tests: set SESSIONHUB_TEST_MONGODB_URL, start a Docker engine, "
-            "or pip install secantusdb (a MongoDB wire-protocol server)"
+            "or pip install 'sessionhub-mongodb[testing]' (SecantusDB, a MongoDB wire-protocol "
+            "server)"
         )
     directory = Path(tempfile.mkdtemp(prefix="sessionhub-mongodb-"))
     server = SecantusProcess(directory / "data", standalone=standalone)

@@ -1,0 +1,115 @@
+"""What this process remembers of the sessions it writes: heads, contention, per-key locks.
+
+An append published optimistically (see ``_append_optimistic``) needs the
+session document as this process last wrote or read it: its *head*. The heads
+are a bounded cache; a head that is missing or stale only costs the fast path.
+A session another process wrote to lately is marked *contended* for the next
+few appends, which then skip the optimistic attempt that would fail anyway.
+Within one process, writers of one session queue on an ``asyncio.Lock``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sessionhub import SessionKey
+
+__all__ = ["Head", "HeadCache", "KeyLocks"]
+
+_HEADS_KEPT = 4096
+_SKIPS_AFTER_CONTENTION = 16
+
+
+@dataclass
+class Head:
+    """What a writer needs to know of a session document to publish events after it."""
+
+    id: Any
+    incarnation: str
+    last_seq: int
+    event_count: int
+    version: int
+    horizon_us: int | None
+    expires_us: int | None = None
+    """None when not read."""
+
+    @classmethod
+    def of(cls, document: Mapping[str, Any]) -> Head:
+        """The head of a session document as read from the server."""
+        return cls(
+            document["_id"],
+            document["incarnation"],
+            document["last_seq"],
+            document["event_count"],
+            document.get("version", 0),
+            document.get("horizon_us"),
+            document.get("expires_us"),
+        )
+
+
+class HeadCache:
+    """The last known head of recently used sessions, and which ones are contended."""
+
+    def __init__(self) -> None:
+        self._heads: OrderedDict[SessionKey, Head] = OrderedDict()
+        self._contended: dict[SessionKey, int] = {}
+
+    def __contains__(self, key: SessionKey) -> bool:
+        return key in self._heads
+
+    def get(self, key: SessionKey) -> Head | None:
+        """The remembered head of ``key``, if any."""
+        return self._heads.get(key)
+
+    def remember(self, key: SessionKey, head: Head | None) -> None:
+        """Keep ``head`` as the session's latest (None: forget it; its state is unknown)."""
+        if head is None:
+            self._heads.pop(key, None)
+            return
+        self._heads[key] = head
+        self._heads.move_to_end(key)
+        if len(self._heads) > _HEADS_KEPT:
+            self._heads.popitem(last=False)
+
+    def clear(self) -> None:
+        """Forget every head (the connection closed)."""
+        self._heads.clear()
+
+    def skip_optimistic(self, key: SessionKey) -> bool:
+        """Whether this append should skip the optimistic attempt (counts one skip down)."""
+        skips = self._contended.pop(key, 0)
+        if skips > 1:
+            self._contended[key] = skips - 1
+        return skips > 0
+
+    def mark_contended(self, key: SessionKey) -> None:
+        """An optimistic attempt lost to another writer: skip the next few."""
+        self._contended[key] = _SKIPS_AFTER_CONTENTION
+
+
+class KeyLocks:
+    """One ``asyncio.Lock`` per session key, dropped when nobody holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[SessionKey, tuple[asyncio.Lock, list[int]]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: SessionKey) -> AsyncIterator[None]:
+        """Hold the lock of ``key`` for the duration of the ``async with`` block."""
+        entry = self._locks.get(key)
+        if entry is None:
+            entry = self._locks[key] = (asyncio.Lock(), [0])
+        lock, users = entry
+        users[0] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            users[0] -= 1
+            if users[0] == 0:
+                del self._locks[key]

@@ -1,0 +1,169 @@
+"""Reads: a session with a window of its events, a page of sessions, a page of users.
+
+A reader sees exactly the events in ``(last_seq - event_count, last_seq]`` of
+the session document, whatever else the events collection holds (a writer's
+unpublished events, a dead writer's leftovers, trimmed events not yet
+deleted). ``last_n`` reads one range of the ``session_seq`` index; a list
+page is one keyset range of ``by_updated``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from pymongo import ReturnDocument
+
+from sessionhub import (
+    Event,
+    EventWindow,
+    Expiry,
+    ListCursor,
+    Scope,
+    Session,
+    SessionKey,
+    StoredSession,
+)
+from sessionhub.backend import to_micros
+from sessionhub_mongodb._documents import event_from_document, session_from_document
+from sessionhub_mongodb._expiry import expiry_fields, extend_horizon
+from sessionhub_mongodb._heads import Head
+from sessionhub_mongodb._state import read_state
+from sessionhub_mongodb._store import Store, live, update_of
+
+__all__ = ["get_session", "list_sessions", "list_users"]
+
+
+async def get_session(
+    store: Store, key: SessionKey, window: EventWindow, expiry: Expiry, *, refresh: bool
+) -> StoredSession | None:
+    """Read the session, then only the events of ``window``; app and user state alongside."""
+    now_us = to_micros(expiry.now)
+
+    async def session_part() -> tuple[dict[str, Any], list[Event]] | None:
+        if refresh:
+            sets: dict[str, Any] = {}
+            unsets: dict[str, str] = {}
+            expiry_fields(expiry.session, sets, unsets)
+            document = await store.sessions.find_one_and_update(
+                live(key, now_us), update_of(sets, unsets), return_document=ReturnDocument.AFTER
+            )
+            if document is not None:
+                await extend_horizon(store, document, expiry)
+        else:
+            document = await store.sessions.find_one(live(key, now_us))
+        if document is None:
+            store.heads.remember(key, None)
+            return None
+        events = await _read_events(store, document, window)
+        store.heads.remember(key, Head.of(document))
+        return document, events
+
+    found, app_state, user_state = await asyncio.gather(
+        session_part(),
+        read_state(store, Scope.APP, key.app_name, None, expiry, refresh=refresh),
+        read_state(store, Scope.USER, key.app_name, key.user_id, expiry, refresh=refresh),
+    )
+    if found is None:
+        return None
+    document, events = found
+    return StoredSession(session_from_document(document, events), app_state, user_state)
+
+
+async def _read_events(
+    store: Store, document: Mapping[str, Any], window: EventWindow
+) -> list[Event]:
+    if window.last_n == 0:
+        return []
+    last_seq = document["last_seq"]
+    lowest = last_seq - document["event_count"]  # exclusive
+    if window.after_seq is not None:
+        lowest = max(lowest, window.after_seq)
+    if lowest >= last_seq:
+        return []
+    query: dict[str, Any] = {
+        "session": document["incarnation"],
+        "seq": {"$gt": lowest, "$lte": last_seq},
+    }
+    projection = {"data": 1, "_id": 0}
+    if window.after_time is None:
+        if window.last_n is not None:
+            query["seq"]["$gt"] = max(lowest, last_seq - window.last_n)
+        rows = await store.events.find(query, projection).sort("seq", 1).to_list(None)
+    else:
+        query["timestamp_us"] = {"$gt": to_micros(window.after_time)}
+        if window.last_n is None:
+            rows = await store.events.find(query, projection).sort("seq", 1).to_list(None)
+        else:
+            cursor = store.events.find(query, projection).sort("seq", -1)
+            rows = await cursor.limit(window.last_n).to_list(None)
+            rows.reverse()
+    return [event_from_document(row) for row in rows]
+
+
+async def list_sessions(
+    store: Store,
+    app_name: str,
+    user_id: str,
+    *,
+    limit: int,
+    after: ListCursor | None,
+    parent_id: str | None,
+    now: datetime,
+) -> list[Session]:
+    """One keyset page of the user's live sessions, ``(updated_at, id)`` descending."""
+    query: dict[str, Any] = {
+        "app": app_name,
+        "user": user_id,
+        "expires_us": {"$gt": to_micros(now)},
+    }
+    if parent_id is not None:
+        query["parent"] = parent_id
+    if after is not None:
+        # A range on updated_us keeps the index bounds tight; $nor drops the
+        # rows of the cursor's own instant that were already returned.
+        updated = to_micros(after.updated_at)
+        query["updated_us"] = {"$lte": updated}
+        query["$nor"] = [{"updated_us": updated, "sid": {"$gte": after.session_id}}]
+    cursor = store.sessions.find(query).sort([("updated_us", -1), ("sid", -1)])
+    cursor = cursor.hint("by_updated" if parent_id is None else "children_by_updated")
+    rows = await cursor.limit(limit).to_list(None)
+    return [session_from_document(row) for row in rows]
+
+
+async def list_users(store: Store, app_name: str, *, limit: int, after: str | None) -> list[str]:
+    """Users of the app with sessions or user state, ascending, strictly after ``after``.
+
+    Walks the ``(app, user, ...)`` indexes one distinct user at a time, so a
+    page costs about ``2 * limit`` index seeks however many sessions each
+    user has.
+    """
+    users: list[str] = []
+    floor = after
+    while len(users) < limit:
+        found = await asyncio.gather(
+            _next_user(store.sessions, app_name, floor, "session_key"),
+            _next_user(store.state, app_name, floor, "by_user"),
+        )
+        candidates = [user for user in found if user is not None]
+        if not candidates:
+            break
+        floor = min(candidates)
+        users.append(floor)
+    return users
+
+
+async def _next_user(collection: Any, app_name: str, after: str | None, index: str) -> str | None:
+    query: dict[str, Any] = {"app": app_name, "user": {"$type": "string"}}
+    if after is not None:
+        query["user"] = {"$gt": after}
+    rows = (
+        await collection.find(query, {"user": 1, "_id": 0})
+        .sort([("app", 1), ("user", 1)])
+        .hint(index)
+        .limit(1)
+        .to_list(None)
+    )
+    return rows[0]["user"] if rows else None

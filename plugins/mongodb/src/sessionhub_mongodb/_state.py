@@ -1,0 +1,148 @@
+"""App and user state: one document each in ``state``, read and updated atomically."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any
+
+from pymongo import ReturnDocument
+from pymongo.errors import PyMongoError
+
+from sessionhub import ConflictError, Expiry, Scope, SessionKey
+from sessionhub.backend import to_micros
+from sessionhub_mongodb import _driver
+from sessionhub_mongodb._documents import NEVER, decode_map, map_delta, state_id, ttl_date
+from sessionhub_mongodb._expiry import expiry_fields
+from sessionhub_mongodb._store import WRITE_RETRIES, Store, update_of
+
+__all__ = ["read_state", "apply_state", "apply_scopes", "fill_states"]
+
+States = tuple[dict[str, Any] | None, dict[str, Any] | None]
+
+
+async def read_state(
+    store: Store,
+    scope: Scope,
+    app_name: str,
+    user_id: str | None,
+    expiry: Expiry,
+    *,
+    refresh: bool,
+) -> dict[str, Any]:
+    """The app or user state (``{}`` if absent or expired); with ``refresh``, slide its expiry."""
+    query = {
+        "_id": state_id(app_name, user_id if scope is Scope.USER else None),
+        "expires_us": {"$gt": to_micros(expiry.now)},
+    }
+    if refresh:
+        sets: dict[str, Any] = {}
+        unsets: dict[str, str] = {}
+        expiry_fields(expiry.app if scope is Scope.APP else expiry.user, sets, unsets)
+        document = await store.state.find_one_and_update(
+            query, update_of(sets, unsets), return_document=ReturnDocument.AFTER
+        )
+    else:
+        document = await store.state.find_one(query)
+    return {} if document is None else decode_map(document.get("state"))
+
+
+async def apply_state(
+    store: Store,
+    scope: Scope,
+    app_name: str,
+    user_id: str | None,
+    delta: Mapping[str, Any],
+    expiry: Expiry,
+    session: Any,
+) -> dict[str, Any]:
+    """Apply ``delta`` in one atomic update; an expired state starts again empty."""
+    user = user_id if scope is Scope.USER else None
+    expires = expiry.app if scope is Scope.APP else expiry.user
+    sets: dict[str, Any] = {}
+    unsets: dict[str, str] = {}
+    map_delta("state", delta, sets, unsets)
+    fields: dict[str, str] = {}
+    expires_us = expiry_fields(expires, fields, {})
+    live = {"$gt": [{"$ifNull": ["$expires_us", 0]}, to_micros(expiry.now)]}
+    pipeline: list[dict[str, Any]] = [
+        {"$set": {"state": {"$cond": [live, {"$ifNull": ["$state", {}]}, {}]}}},
+    ]
+    if sets:
+        pipeline.append({"$set": {path: {"$literal": text} for path, text in sets.items()}})
+    if unsets:
+        pipeline.append({"$unset": list(unsets)})
+    tail: dict[str, Any] = {"app": app_name, "user": user, "expires_us": expires_us}
+    if expires_us != NEVER:
+        tail["expires_at"] = ttl_date(expires_us)
+    pipeline.append({"$set": tail})
+    if expires_us == NEVER:
+        pipeline.append({"$unset": ["expires_at"]})
+    for attempt in range(WRITE_RETRIES):
+        try:
+            document = await store.state.find_one_and_update(
+                {"_id": state_id(app_name, user)},
+                pipeline,
+                upsert=True,
+                return_document=ReturnDocument.AFTER,
+                session=session,
+            )
+        except PyMongoError as exc:
+            # Two first writers of one state upsert at once: one insert wins,
+            # the other must run again as an update.
+            if session is not None or not _driver.is_duplicate_key(exc):
+                raise
+            document = None
+        if document is not None:
+            return decode_map(document.get("state"))
+        if session is not None or attempt == WRITE_RETRIES - 1:
+            break
+    raise ConflictError(
+        f"The {scope.value} state of app {app_name!r} could not be written: concurrent "
+        "first writes kept colliding; retry."
+    )
+
+
+async def apply_scopes(
+    store: Store,
+    key: SessionKey,
+    app_delta: Mapping[str, Any],
+    user_delta: Mapping[str, Any],
+    expiry: Expiry,
+    session: Any,
+) -> States:
+    """Apply the ``app:`` and ``user:`` parts of a write; the new states (None: untouched)."""
+    app_state = user_state = None
+    if app_delta:
+        app_state = await apply_state(
+            store, Scope.APP, key.app_name, None, app_delta, expiry, session
+        )
+    if user_delta:
+        user_state = await apply_state(
+            store, Scope.USER, key.app_name, key.user_id, user_delta, expiry, session
+        )
+    return app_state, user_state
+
+
+async def fill_states(
+    store: Store,
+    key: SessionKey,
+    expiry: Expiry,
+    app_state: dict[str, Any] | None,
+    user_state: dict[str, Any] | None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Both states of the session's app and user, reading the ones a write did not return."""
+
+    async def read(scope: Scope, user_id: str | None) -> dict[str, Any]:
+        return await read_state(store, scope, key.app_name, user_id, expiry, refresh=False)
+
+    if app_state is None and user_state is None:
+        app_state, user_state = await asyncio.gather(
+            read(Scope.APP, None), read(Scope.USER, key.user_id)
+        )
+    elif app_state is None:
+        app_state = await read(Scope.APP, None)
+    elif user_state is None:
+        user_state = await read(Scope.USER, key.user_id)
+    assert app_state is not None and user_state is not None
+    return app_state, user_state
