@@ -267,3 +267,10 @@ def test_service_reports_missing_backend_with_installed_ones():
     with pytest.raises(BackendNotInstalled) as info:
         SessionHistoryService(backend="nosuch")
     assert "Installed: memory" in str(info.value)
+
+
+@pytest.mark.parametrize("name", ["memory", "sqlite", "redis", "mongodb"])
+def test_each_first_party_backend_class_carries_its_registered_name(name):
+    found = registry(load=None, disable=[])
+    backend_class = found.factory(found.get(name))
+    assert backend_class.name == name  # messages and `sessionhub check` print it

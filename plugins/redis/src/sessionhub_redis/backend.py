@@ -120,6 +120,7 @@ class RedisBackend(Backend):
     pool that was passed in is never closed by :meth:`close`.
     """
 
+    name: ClassVar[str] = "redis"
     capabilities: ClassVar[Capabilities] = Capabilities(
         persistent=True, shared_store=True, multi_process=True, native_ttl=True, cluster=True
     )
