@@ -39,7 +39,7 @@ __all__ = [
 def event_json(turn: Turn) -> str:
     """The JSON text a sessionhub backend stores for ``turn``."""
     from sessionhub import Event, TextPart, ToolCallPart
-    from sessionhub.backend import event_to_json
+    from sessionhub.backend_tools import event_to_json
 
     event = Event(
         id=turn.call_id,

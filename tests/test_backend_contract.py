@@ -171,12 +171,14 @@ def test_the_tools_stay_importable_from_where_they_were():
     tools = sessionhub.backend_tools
     old = sessionhub.backend
     for name in tools.__all__:
-        assert getattr(old, name) is getattr(tools, name), name
+        with pytest.warns(DeprecationWarning, match=f"sessionhub.backend_tools.{name}"):
+            assert getattr(old, name) is getattr(tools, name), name
     from sessionhub.settings import mask_url
 
     assert mask_url is tools.mask_url
     namespace: dict[str, object] = {}
-    exec("from sessionhub.backend import apply_delta, check_restorable, dump_json", namespace)
+    with pytest.warns(DeprecationWarning):
+        exec("from sessionhub.backend import apply_delta, check_restorable, dump_json", namespace)
     assert namespace["dump_json"] is tools.dump_json
     with pytest.raises(ImportError):
         exec("from sessionhub.backend import no_such_helper", {})

@@ -10,6 +10,7 @@ validated: identifiers are well formed, events carry ids, timestamps and no
 from __future__ import annotations
 
 import abc
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -556,10 +557,16 @@ class Backend(abc.ABC):
 
 
 def __getattr__(name: str) -> Any:
-    # The backend tools used to live here: old imports keep working (backend_tools
+    # The backend tools used to live here: old imports keep working, with a warning (backend_tools
     # imports _validate, which imports this module, so this import waits until asked).
     from sessionhub import backend_tools
 
     if name in backend_tools.__all__:
+        warnings.warn(
+            f"sessionhub.backend.{name} moved to sessionhub.backend_tools.{name}; the old "
+            "import stops working in the next minor version.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         return getattr(backend_tools, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -38,7 +38,7 @@ from sessionhub import (
     StateDeltas,
     StoredSession,
 )
-from sessionhub.backend import (
+from sessionhub.backend_tools import (
     apply_delta,
     check_restorable,
     dump_json,

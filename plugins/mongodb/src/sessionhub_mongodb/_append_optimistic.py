@@ -22,7 +22,7 @@ from pymongo import InsertOne, UpdateOne
 from pymongo.errors import PyMongoError
 
 from sessionhub import AppendRequest, AppendResult
-from sessionhub.backend import to_micros
+from sessionhub.backend_tools import to_micros
 from sessionhub_mongodb import _driver
 from sessionhub_mongodb._append_plan import (
     Plan,

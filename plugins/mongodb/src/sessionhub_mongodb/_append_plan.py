@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sessionhub import AppendRequest, AppendResult, Event
-from sessionhub.backend import to_micros
+from sessionhub.backend_tools import to_micros
 from sessionhub_mongodb._documents import event_document, event_from_document, map_delta
 from sessionhub_mongodb._expiry import expiry_fields
 from sessionhub_mongodb._heads import Head

@@ -40,7 +40,7 @@ from sessionhub import (
     SessionKey,
     SessionNotFound,
 )
-from sessionhub.backend import dump_json, from_micros, to_micros
+from sessionhub.backend_tools import dump_json, from_micros, to_micros
 from sessionhub_mongodb import _driver
 from sessionhub_mongodb._append_plan import (
     Plan,

@@ -18,7 +18,7 @@ from typing import Any
 from pymongo.errors import PyMongoError
 
 from sessionhub import AppendRequest, AppendResult, SessionNotFound
-from sessionhub.backend import to_micros
+from sessionhub.backend_tools import to_micros
 from sessionhub_mongodb import _driver
 from sessionhub_mongodb._append_plan import (
     clear_unpublished,

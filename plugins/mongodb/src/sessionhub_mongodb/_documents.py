@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from sessionhub import Event, Session
-from sessionhub.backend import dump_json, event_from_json, from_micros, to_micros
+from sessionhub.backend_tools import dump_json, event_from_json, from_micros, to_micros
 
 __all__ = [
     "NEVER",

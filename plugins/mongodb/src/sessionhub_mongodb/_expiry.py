@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from sessionhub import Expiry
-from sessionhub.backend import to_micros
+from sessionhub.backend_tools import to_micros
 from sessionhub_mongodb._documents import NEVER, ttl_date
 from sessionhub_mongodb._store import Store
 

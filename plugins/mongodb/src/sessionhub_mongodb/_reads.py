@@ -26,7 +26,7 @@ from sessionhub import (
     SessionKey,
     StoredSession,
 )
-from sessionhub.backend import to_micros
+from sessionhub.backend_tools import to_micros
 from sessionhub_mongodb._documents import event_from_document, session_from_document
 from sessionhub_mongodb._expiry import expiry_fields, extend_horizon
 from sessionhub_mongodb._heads import Head

@@ -27,7 +27,7 @@ from sessionhub import (
     StateDeltas,
     StoredSession,
 )
-from sessionhub.backend import check_restorable, to_micros
+from sessionhub.backend_tools import check_restorable, to_micros
 from sessionhub_mongodb import _driver
 from sessionhub_mongodb._documents import (
     NEVER,

@@ -10,7 +10,7 @@ from pymongo import ReturnDocument
 from pymongo.errors import PyMongoError
 
 from sessionhub import ConflictError, Expiry, Scope, SessionKey
-from sessionhub.backend import to_micros
+from sessionhub.backend_tools import to_micros
 from sessionhub_mongodb import _driver
 from sessionhub_mongodb._documents import NEVER, decode_map, map_delta, state_id, ttl_date
 from sessionhub_mongodb._expiry import expiry_fields

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from sessionhub import Event, Session
-from sessionhub.backend import dump_json, from_micros, to_micros
+from sessionhub.backend_tools import dump_json, from_micros, to_micros
 
 __all__ = [
     "event_json",

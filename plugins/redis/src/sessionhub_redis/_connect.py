@@ -27,7 +27,7 @@ from redis.asyncio.sentinel import Sentinel
 from redis.backoff import ExponentialBackoff, NoBackoff
 
 from sessionhub import ConfigError
-from sessionhub.settings import mask_url
+from sessionhub.backend_tools import mask_url
 from sessionhub_redis._driver import ConnectionCache
 from sessionhub_redis._settings import RedisSettings, check_url
 

@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
-from sessionhub.backend import dump_json
+from sessionhub.backend_tools import dump_json
 from sessionhub_redis import _scripts
 from sessionhub_redis._codec import text
 

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from sessionhub import BackendSettings, ConfigError
-from sessionhub.settings import mask_url
+from sessionhub.backend_tools import mask_url
 
 __all__ = ["RedisSettings", "DEFAULT_URL", "DEFAULT_KEY_PREFIX", "SCHEMES", "check_url"]
 

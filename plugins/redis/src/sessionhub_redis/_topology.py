@@ -27,7 +27,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from sessionhub import BackendError, BackendUnavailable, Expiry, SessionHubError
-from sessionhub.backend import to_micros
+from sessionhub.backend_tools import to_micros
 from sessionhub_redis import _codec
 from sessionhub_redis._driver import ConnectionCache, run_script
 from sessionhub_redis._keys import KeyLayout

@@ -70,8 +70,7 @@ from sessionhub import (
     StateDeltas,
     StoredSession,
 )
-from sessionhub.backend import check_restorable, to_micros
-from sessionhub.settings import mask_url
+from sessionhub.backend_tools import check_restorable, mask_url, to_micros
 from sessionhub_redis import _codec
 from sessionhub_redis._connect import Connection, connect
 from sessionhub_redis._driver import ConnectionCache

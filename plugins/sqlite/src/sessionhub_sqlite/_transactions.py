@@ -30,7 +30,7 @@ from sessionhub import (
     StateDeltas,
     StoredSession,
 )
-from sessionhub.backend import (
+from sessionhub.backend_tools import (
     apply_delta,
     dump_json,
     event_from_json,

@@ -48,7 +48,7 @@ from sessionhub import (
     StateDeltas,
     StoredSession,
 )
-from sessionhub.backend import check_restorable
+from sessionhub.backend_tools import check_restorable
 from sessionhub_sqlite import _transactions
 from sessionhub_sqlite._driver import Connection, run_on_thread, wait_stopped
 from sessionhub_sqlite._errors import UnreadableRecord, is_busy, storage_error, unavailable
