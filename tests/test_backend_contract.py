@@ -177,7 +177,7 @@ def test_the_tools_stay_importable_from_where_they_were():
 
     assert mask_url is tools.mask_url
     namespace: dict[str, object] = {}
-    with pytest.warns(DeprecationWarning):
+    with pytest.warns(DeprecationWarning, match="moved to sessionhub.backend_tools"):
         exec("from sessionhub.backend import apply_delta, check_restorable, dump_json", namespace)
     assert namespace["dump_json"] is tools.dump_json
     with pytest.raises(ImportError):
