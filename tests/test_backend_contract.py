@@ -11,10 +11,20 @@ import pytest
 
 import sessionhub.backend
 import sessionhub.backend_tools
-from sessionhub import Backend, Capabilities, ConfigError, SessionHistoryService
+from sessionhub import (
+    Backend,
+    Capabilities,
+    ConfigError,
+    Expiry,
+    InvalidInput,
+    Scope,
+    SessionHistoryService,
+    StateKey,
+)
 from sessionhub.transfer import export_records, import_records, migrate
 from sessionhub_memory.backend import MemoryBackend
 
+NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
 
@@ -199,3 +209,57 @@ async def test_history_operations_need_their_capability():
                 await call()
         session = await service.get_session("alice", "s1")
         assert session is not None and session.events == []
+
+
+def test_a_state_key_cannot_name_a_user_state_without_a_user():
+    assert StateKey.app("a").scope is Scope.APP and StateKey.user("a", "u").scope is Scope.USER
+    expiry = Expiry(now=NOW, app=NOW, user=None)
+    assert (StateKey.app("a").expires_at(expiry), StateKey.user("a", "u").expires_at(expiry)) == (
+        NOW,
+        None,
+    )
+    for scope, user in [(Scope.USER, None), (Scope.APP, "u")]:
+        with pytest.raises(InvalidInput, match="user_id"):
+            StateKey.of(scope, "a", user)
+    with pytest.raises(InvalidInput, match="user_id"):
+        StateKey("a", "")
+
+
+class OldStyleState(MemoryBackend):
+    """A backend of the contract before StateKey: get_state / update_state only."""
+
+    read_state = Backend.read_state
+    write_state = Backend.write_state
+
+    async def get_state(self, scope, app_name, user_id, expiry, *, refresh):
+        return await MemoryBackend.read_state(
+            self, StateKey.of(scope, app_name, user_id), expiry, refresh=refresh
+        )
+
+    async def update_state(self, scope, app_name, user_id, delta, expiry):
+        return await MemoryBackend.write_state(
+            self, StateKey.of(scope, app_name, user_id), delta, expiry
+        )
+
+
+class NoState(MemoryBackend):
+    read_state = Backend.read_state
+    write_state = Backend.write_state
+
+
+@pytest.mark.asyncio
+async def test_state_primitives_of_either_contract_work_and_neither_is_an_error():
+    async with service_over(OldStyleState()) as old:
+        await old.update_user_state("alice", {"n": 1})
+        await old.create_session("alice", "s1", state={"app:a": 1})
+        assert (await old.get_session("alice", "s1")).state == {"app:a": 1, "user:n": 1}
+    expiry = Expiry(now=NOW)
+    new = MemoryBackend()  # new style, called the old way
+    assert await new.update_state(Scope.USER, "a", "u", {"k": 1}, expiry) == {"k": 1}
+    assert await new.get_state(Scope.USER, "a", "u", expiry, refresh=False) == {"k": 1}
+    with pytest.raises(InvalidInput):
+        await new.get_state(Scope.USER, "a", None, expiry, refresh=False)
+    with pytest.raises(NotImplementedError, match="must implement read_state"):
+        await NoState().read_state(StateKey.app("a"), expiry, refresh=False)
+    with pytest.raises(NotImplementedError, match="must implement write_state"):
+        await NoState().write_state(StateKey.app("a"), {}, expiry)

@@ -103,13 +103,13 @@ class Broken(MemoryBackend):
 import asyncio
 
 class Broken(MemoryBackend):
-    async def update_state(self, scope, app_name, user_id, delta, expiry):
-        current = self._state(scope, app_name, user_id, expiry, refresh=False)
+    async def write_state(self, key, delta, expiry):
+        current = self._state(key, expiry, refresh=False)
         await asyncio.sleep(0)  # a read-modify-write that yields: updates get lost
         current.update(delta)
-        from sessionhub.backend import dump_json
-        from sessionhub_memory.backend import _State
-        self.store.states[(scope.value, app_name, user_id)] = _State(dump_json(current), None)
+        from sessionhub.backend_tools import dump_json
+        from sessionhub_memory.backend import _State, _state_slot
+        self.store.states[_state_slot(key)] = _State(dump_json(current), None)
         return current
 """,
         "test_concurrent_direct_state_updates",

@@ -21,6 +21,7 @@ from sessionhub.backend import (
     Scope,
     SessionKey,
     StateDeltas,
+    StateKey,
     StoredSession,
 )
 from sessionhub.errors import (
@@ -86,6 +87,7 @@ __all__ = [
     "SessionKey",
     "Scope",
     "StateDeltas",
+    "StateKey",
     "Expiry",
     "EventWindow",
     "ListCursor",

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from sessionhub.errors import InvalidInput
 from sessionhub.models import Event, Session
 
 if TYPE_CHECKING:
@@ -41,6 +42,7 @@ __all__ = [
     "Capabilities",
     "SessionKey",
     "Scope",
+    "StateKey",
     "StateDeltas",
     "Expiry",
     "EventWindow",
@@ -161,6 +163,54 @@ class Scope(str, Enum):
     """App state: one per ``app_name``, shared by every user (``app:`` keys)."""
     USER = "user"
     """User state: one per app and user, shared by the user's sessions (``user:`` keys)."""
+
+
+@dataclass(frozen=True)
+class StateKey:
+    """Which wider state: an app's (``user_id`` is ``None``) or one user's in an app.
+
+    The scope follows from the key, so no call can name a user state without a
+    user. Build one with ``StateKey.app(name)`` / ``StateKey.user(name, user_id)``.
+    """
+
+    app_name: str
+    """The app whose state (or whose user's state) this is."""
+    user_id: str | None = None
+    """The user, for user state; ``None`` for the app state."""
+
+    def __post_init__(self) -> None:
+        if self.user_id == "":
+            raise InvalidInput("user_id", "a user state needs a user id (None: the app state)")
+
+    @classmethod
+    def app(cls, app_name: str) -> StateKey:
+        """The app state of ``app_name``."""
+        return cls(app_name)
+
+    @classmethod
+    def user(cls, app_name: str, user_id: str) -> StateKey:
+        """The state of ``user_id`` in ``app_name``."""
+        return cls(app_name, user_id)
+
+    @classmethod
+    def of(cls, scope: Scope, app_name: str, user_id: str | None) -> StateKey:
+        """The key for the older ``(scope, app_name, user_id)`` arguments; checks they agree."""
+        if (scope is Scope.USER) != (user_id is not None):
+            raise InvalidInput(
+                "user_id",
+                "user state needs a user id and app state takes none "
+                f"(got scope {scope.value!r} with user_id {user_id!r})",
+            )
+        return cls(app_name, user_id)
+
+    @property
+    def scope(self) -> Scope:
+        """``Scope.USER`` for a user's state, ``Scope.APP`` for the app's."""
+        return Scope.APP if self.user_id is None else Scope.USER
+
+    def expires_at(self, expiry: Expiry) -> datetime | None:
+        """The new expiry of the state in ``expiry``: ``expiry.app`` or ``expiry.user``."""
+        return expiry.app if self.user_id is None else expiry.user
 
 
 @dataclass
@@ -336,8 +386,10 @@ class Backend(abc.ABC):
 
     Rules every primitive keeps:
 
-    - Time is the service's: a record whose stored expiry is at or before
-      ``expiry.now`` (or ``now``) is absent, whether or not it was reclaimed.
+    - Time is the service's, one clock for every primitive: a primitive that
+      sets expiries gets an ``Expiry`` (its ``now`` is the clock), one that only
+      judges them gets ``now``. A record whose stored expiry is at or before that
+      time is absent, whether or not it was reclaimed; never ask the store's clock.
     - Every JSON value round-trips exactly: state, metadata and event content
       read back equal and of the same type, integers of any size (beyond 2**53
       and 2**64) included, and strings and object keys with any character,
@@ -468,16 +520,39 @@ class Backend(abc.ABC):
         session is already gone.
         """
 
-    @abc.abstractmethod
+    async def read_state(self, key: StateKey, expiry: Expiry, *, refresh: bool) -> dict[str, Any]:
+        """Return the app or user state ``key`` names (``{}`` if absent or expired).
+
+        With ``refresh``, set its expiry to ``key.expires_at(expiry)``. Implement
+        this (or, in a backend written before it existed, ``get_state``).
+        """
+        if type(self).get_state is Backend.get_state:
+            raise NotImplementedError(f"{type(self).__name__} must implement read_state.")
+        return await self.get_state(key.scope, key.app_name, key.user_id, expiry, refresh=refresh)
+
+    async def write_state(
+        self, key: StateKey, delta: Mapping[str, Any], expiry: Expiry
+    ) -> dict[str, Any]:
+        """Apply ``delta`` to the app or user state atomically and return the new state.
+
+        An expired state starts empty. Sets its expiry to ``key.expires_at(expiry)``.
+        Implement this (or, in a backend written before it existed, ``update_state``).
+        """
+        if type(self).update_state is Backend.update_state:
+            raise NotImplementedError(f"{type(self).__name__} must implement write_state.")
+        return await self.update_state(key.scope, key.app_name, key.user_id, delta, expiry)
+
     async def get_state(
         self, scope: Scope, app_name: str, user_id: str | None, expiry: Expiry, *, refresh: bool
     ) -> dict[str, Any]:
-        """Return the app or user state (``{}`` if absent or expired).
+        """``read_state`` as backends written before ``StateKey`` implement it.
 
-        With ``refresh``, set its expiry to ``expiry.app`` / ``expiry.user``.
+        The service calls ``read_state``; this stays for backends (and callers)
+        of the older contract, and a bad combination (user scope without a user,
+        app scope with one) is ``InvalidInput``.
         """
+        return await self.read_state(StateKey.of(scope, app_name, user_id), expiry, refresh=refresh)
 
-    @abc.abstractmethod
     async def update_state(
         self,
         scope: Scope,
@@ -486,11 +561,8 @@ class Backend(abc.ABC):
         delta: Mapping[str, Any],
         expiry: Expiry,
     ) -> dict[str, Any]:
-        """Apply ``delta`` to the app or user state atomically and return the new state.
-
-        An expired state starts empty. Sets the scope's expiry to ``expiry.app`` /
-        ``expiry.user``.
-        """
+        """``write_state`` as backends written before ``StateKey`` implement it."""
+        return await self.write_state(StateKey.of(scope, app_name, user_id), delta, expiry)
 
     async def list_users(self, app_name: str, *, limit: int, after: str | None) -> list[str]:
         """Return up to ``limit`` ids of users with sessions or user state in the app.

@@ -29,9 +29,9 @@ from sessionhub.backend import (
     Backend,
     EventWindow,
     Expiry,
-    Scope,
     SessionKey,
     StateDeltas,
+    StateKey,
     StoredSession,
 )
 from sessionhub.errors import (
@@ -351,8 +351,10 @@ class SessionHistoryService(HistoryOperations):
             next_cursor = encode_cursor(rows[-1])
         if rows:
             app_state, user_state = await asyncio.gather(
-                self.backend.get_state(Scope.APP, self.app_name, None, expiry, refresh=False),
-                self.backend.get_state(Scope.USER, self.app_name, user_id, expiry, refresh=False),
+                self.backend.read_state(StateKey.app(self.app_name), expiry, refresh=False),
+                self.backend.read_state(
+                    StateKey.user(self.app_name, user_id), expiry, refresh=False
+                ),
             )
             for row in rows:
                 row.state = merge_scopes(app_state, user_state, row.state)
@@ -428,24 +430,26 @@ class SessionHistoryService(HistoryOperations):
     async def get_app_state(self) -> dict[str, Any]:
         """Return the app state (keys without the ``app:`` prefix)."""
         await self._ready()
-        return await self.backend.get_state(
-            Scope.APP, self.app_name, None, self._expiry(self._clock()), refresh=self._sliding
+        return await self.backend.read_state(
+            StateKey.app(self.app_name), self._expiry(self._clock()), refresh=self._sliding
         )
 
     async def get_user_state(self, user_id: str) -> dict[str, Any]:
         """Return a user's state (keys without the ``user:`` prefix)."""
         user_id = self._user(user_id)
         await self._ready()
-        return await self.backend.get_state(
-            Scope.USER, self.app_name, user_id, self._expiry(self._clock()), refresh=self._sliding
+        return await self.backend.read_state(
+            StateKey.user(self.app_name, user_id),
+            self._expiry(self._clock()),
+            refresh=self._sliding,
         )
 
     async def update_app_state(self, delta: Mapping[str, Any]) -> dict[str, Any]:
         """Apply a delta to the app state atomically (``None`` deletes); return the new state."""
         clean = _validate.scope_delta(delta, APP_PREFIX)
         await self._ready()
-        return await self.backend.update_state(
-            Scope.APP, self.app_name, None, clean, self._expiry(self._clock())
+        return await self.backend.write_state(
+            StateKey.app(self.app_name), clean, self._expiry(self._clock())
         )
 
     async def update_user_state(self, user_id: str, delta: Mapping[str, Any]) -> dict[str, Any]:
@@ -453,8 +457,8 @@ class SessionHistoryService(HistoryOperations):
         user_id = self._user(user_id)
         clean = _validate.scope_delta(delta, USER_PREFIX)
         await self._ready()
-        return await self.backend.update_state(
-            Scope.USER, self.app_name, user_id, clean, self._expiry(self._clock())
+        return await self.backend.write_state(
+            StateKey.user(self.app_name, user_id), clean, self._expiry(self._clock())
         )
 
     # --- agent snapshots (AgentScope's StateModule protocol) ---------------------

@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from sessionhub import _validate
 from sessionhub._conversation import SNAPSHOT_PREFIX
 from sessionhub._normalize import to_event
-from sessionhub.backend import EventWindow, Expiry, Scope, SessionKey
+from sessionhub.backend import EventWindow, Expiry, SessionKey, StateKey
 from sessionhub.backend_tools import check_restorable
 from sessionhub.errors import ConfigError, InvalidInput
 from sessionhub.models import Event, Session
@@ -127,11 +127,11 @@ async def export_records(
         "exported_at": _now().isoformat(),
     }
     expiry = _no_refresh(_now())
-    app_state = await backend.get_state(Scope.APP, app, None, expiry, refresh=False)
+    app_state = await backend.read_state(StateKey.app(app), expiry, refresh=False)
     if app_state and user_ids is None:
         yield {"kind": "app_state", "state": app_state}
     async for user_id in _users(service, user_ids):
-        user_state = await backend.get_state(Scope.USER, app, user_id, expiry, refresh=False)
+        user_state = await backend.read_state(StateKey.user(app, user_id), expiry, refresh=False)
         if user_state:
             yield {"kind": "user_state", "user_id": user_id, "state": user_state}
         async for session in _sessions_of(service, user_id, expiry.now):
@@ -303,7 +303,7 @@ async def _import_one(
         return
     if kind == "app_state":
         state = _state_of(record, located)
-        await backend.update_state(Scope.APP, app, None, state, expiry)
+        await backend.write_state(StateKey.app(app), state, expiry)
         report.app_states += 1
         return
     if kind == "user_state":
@@ -311,7 +311,7 @@ async def _import_one(
             lambda: _validate.check_identifier(record.get("user_id"), "user_id"), located
         )
         state = _state_of(record, located)
-        await backend.update_state(Scope.USER, app, user_id, state, expiry)
+        await backend.write_state(StateKey.user(app, user_id), state, expiry)
         report.user_states += 1
         return
     if kind == "session":

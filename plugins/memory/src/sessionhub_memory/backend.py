@@ -30,12 +30,12 @@ from sessionhub import (
     Expiry,
     ListCursor,
     ReplaceRequest,
-    Scope,
     Session,
     SessionExists,
     SessionKey,
     SessionNotFound,
     StateDeltas,
+    StateKey,
     StoredSession,
 )
 from sessionhub.backend_tools import (
@@ -131,8 +131,8 @@ class MemoryBackend(Backend):
     def _scopes(
         self, key: SessionKey, expiry: Expiry, *, refresh: bool
     ) -> tuple[dict[str, Any], dict[str, Any]]:
-        app = self._state(Scope.APP, key.app_name, None, expiry, refresh=refresh)
-        user = self._state(Scope.USER, key.app_name, key.user_id, expiry, refresh=refresh)
+        app = self._state(StateKey.app(key.app_name), expiry, refresh=refresh)
+        user = self._state(StateKey.user(key.app_name, key.user_id), expiry, refresh=refresh)
         return app, user
 
     async def create_session(
@@ -322,54 +322,38 @@ class MemoryBackend(Backend):
 
     # --- app and user state ----------------------------------------------------------
 
-    def _state(
-        self, scope: Scope, app_name: str, user_id: str | None, expiry: Expiry, *, refresh: bool
-    ) -> dict[str, Any]:
-        entry = self.store.states.get((scope.value, app_name, user_id))
+    def _state(self, key: StateKey, expiry: Expiry, *, refresh: bool) -> dict[str, Any]:
+        entry = self.store.states.get(_state_slot(key))
         if entry is None or _expired(entry.expires_at, expiry.now):
             return {}
         if refresh:
-            entry.expires_at = expiry.app if scope is Scope.APP else expiry.user
+            entry.expires_at = key.expires_at(expiry)
         result: dict[str, Any] = json.loads(entry.text)
         return result
 
     def _update_scopes(self, key: SessionKey, deltas: StateDeltas, expiry: Expiry) -> None:
         if deltas.app:
-            self._update_state(Scope.APP, key.app_name, None, deltas.app, expiry)
+            self._update_state(StateKey.app(key.app_name), deltas.app, expiry)
         if deltas.user:
-            self._update_state(Scope.USER, key.app_name, key.user_id, deltas.user, expiry)
+            self._update_state(StateKey.user(key.app_name, key.user_id), deltas.user, expiry)
 
     def _update_state(
-        self,
-        scope: Scope,
-        app_name: str,
-        user_id: str | None,
-        delta: Mapping[str, Any],
-        expiry: Expiry,
+        self, key: StateKey, delta: Mapping[str, Any], expiry: Expiry
     ) -> dict[str, Any]:
-        current = self._state(scope, app_name, user_id, expiry, refresh=False)
+        current = self._state(key, expiry, refresh=False)
         apply_delta(current, delta)
-        self.store.states[(scope.value, app_name, user_id)] = _State(
-            dump_json(current), expiry.app if scope is Scope.APP else expiry.user
-        )
+        self.store.states[_state_slot(key)] = _State(dump_json(current), key.expires_at(expiry))
         return current
 
-    async def get_state(
-        self, scope: Scope, app_name: str, user_id: str | None, expiry: Expiry, *, refresh: bool
-    ) -> dict[str, Any]:
+    async def read_state(self, key: StateKey, expiry: Expiry, *, refresh: bool) -> dict[str, Any]:
         """Return the app or user state."""
-        return self._state(scope, app_name, user_id, expiry, refresh=refresh)
+        return self._state(key, expiry, refresh=refresh)
 
-    async def update_state(
-        self,
-        scope: Scope,
-        app_name: str,
-        user_id: str | None,
-        delta: Mapping[str, Any],
-        expiry: Expiry,
+    async def write_state(
+        self, key: StateKey, delta: Mapping[str, Any], expiry: Expiry
     ) -> dict[str, Any]:
         """Apply a delta to the app or user state."""
-        return self._update_state(scope, app_name, user_id, delta, expiry)
+        return self._update_state(key, delta, expiry)
 
     async def purge_expired(self, now: datetime) -> int:
         """Drop expired sessions and states."""
@@ -407,6 +391,10 @@ def _result(record: _Record, events: list[Event]) -> AppendResult:
         updated_at=record.header["updated_at"],
         expires_at=record.header["expires_at"],
     )
+
+
+def _state_slot(key: StateKey) -> tuple[str, str, str | None]:
+    return key.scope.value, key.app_name, key.user_id
 
 
 def _trim(record: _Record, limit: int | None) -> None:

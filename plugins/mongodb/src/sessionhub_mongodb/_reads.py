@@ -21,9 +21,9 @@ from sessionhub import (
     EventWindow,
     Expiry,
     ListCursor,
-    Scope,
     Session,
     SessionKey,
+    StateKey,
     StoredSession,
 )
 from sessionhub.backend_tools import to_micros
@@ -63,8 +63,8 @@ async def get_session(
 
     found, app_state, user_state = await asyncio.gather(
         session_part(),
-        read_state(store, Scope.APP, key.app_name, None, expiry, refresh=refresh),
-        read_state(store, Scope.USER, key.app_name, key.user_id, expiry, refresh=refresh),
+        read_state(store, StateKey.app(key.app_name), expiry, refresh=refresh),
+        read_state(store, StateKey.user(key.app_name, key.user_id), expiry, refresh=refresh),
     )
     if found is None:
         return None

@@ -9,7 +9,7 @@ from typing import Any
 from pymongo import ReturnDocument
 from pymongo.errors import PyMongoError
 
-from sessionhub import ConflictError, Expiry, Scope, SessionKey
+from sessionhub import ConflictError, Expiry, SessionKey, StateKey
 from sessionhub.backend_tools import to_micros
 from sessionhub_mongodb import _driver
 from sessionhub_mongodb._documents import NEVER, decode_map, map_delta, state_id, ttl_date
@@ -22,23 +22,17 @@ States = tuple[dict[str, Any] | None, dict[str, Any] | None]
 
 
 async def read_state(
-    store: Store,
-    scope: Scope,
-    app_name: str,
-    user_id: str | None,
-    expiry: Expiry,
-    *,
-    refresh: bool,
+    store: Store, key: StateKey, expiry: Expiry, *, refresh: bool
 ) -> dict[str, Any]:
     """The app or user state (``{}`` if absent or expired); with ``refresh``, slide its expiry."""
     query = {
-        "_id": state_id(app_name, user_id if scope is Scope.USER else None),
+        "_id": state_id(key.app_name, key.user_id),
         "expires_us": {"$gt": to_micros(expiry.now)},
     }
     if refresh:
         sets: dict[str, Any] = {}
         unsets: dict[str, str] = {}
-        expiry_fields(expiry.app if scope is Scope.APP else expiry.user, sets, unsets)
+        expiry_fields(key.expires_at(expiry), sets, unsets)
         document = await store.state.find_one_and_update(
             query, update_of(sets, unsets), return_document=ReturnDocument.AFTER
         )
@@ -48,17 +42,11 @@ async def read_state(
 
 
 async def apply_state(
-    store: Store,
-    scope: Scope,
-    app_name: str,
-    user_id: str | None,
-    delta: Mapping[str, Any],
-    expiry: Expiry,
-    session: Any,
+    store: Store, key: StateKey, delta: Mapping[str, Any], expiry: Expiry, session: Any
 ) -> dict[str, Any]:
     """Apply ``delta`` in one atomic update; an expired state starts again empty."""
-    user = user_id if scope is Scope.USER else None
-    expires = expiry.app if scope is Scope.APP else expiry.user
+    app_name, user = key.app_name, key.user_id
+    expires = key.expires_at(expiry)
     sets: dict[str, Any] = {}
     unsets: dict[str, str] = {}
     map_delta("state", delta, sets, unsets)
@@ -98,7 +86,7 @@ async def apply_state(
         if session is not None or attempt == WRITE_RETRIES - 1:
             break
     raise ConflictError(
-        f"The {scope.value} state of app {app_name!r} could not be written: concurrent "
+        f"The {key.scope.value} state of app {app_name!r} could not be written: concurrent "
         "first writes kept colliding; retry."
     )
 
@@ -114,12 +102,10 @@ async def apply_scopes(
     """Apply the ``app:`` and ``user:`` parts of a write; the new states (None: untouched)."""
     app_state = user_state = None
     if app_delta:
-        app_state = await apply_state(
-            store, Scope.APP, key.app_name, None, app_delta, expiry, session
-        )
+        app_state = await apply_state(store, StateKey.app(key.app_name), app_delta, expiry, session)
     if user_delta:
         user_state = await apply_state(
-            store, Scope.USER, key.app_name, key.user_id, user_delta, expiry, session
+            store, StateKey.user(key.app_name, key.user_id), user_delta, expiry, session
         )
     return app_state, user_state
 
@@ -132,17 +118,16 @@ async def fill_states(
     user_state: dict[str, Any] | None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Both states of the session's app and user, reading the ones a write did not return."""
+    app_key, user_key = StateKey.app(key.app_name), StateKey.user(key.app_name, key.user_id)
 
-    async def read(scope: Scope, user_id: str | None) -> dict[str, Any]:
-        return await read_state(store, scope, key.app_name, user_id, expiry, refresh=False)
+    async def read(state_key: StateKey) -> dict[str, Any]:
+        return await read_state(store, state_key, expiry, refresh=False)
 
     if app_state is None and user_state is None:
-        app_state, user_state = await asyncio.gather(
-            read(Scope.APP, None), read(Scope.USER, key.user_id)
-        )
+        app_state, user_state = await asyncio.gather(read(app_key), read(user_key))
     elif app_state is None:
-        app_state = await read(Scope.APP, None)
+        app_state = await read(app_key)
     elif user_state is None:
-        user_state = await read(Scope.USER, key.user_id)
+        user_state = await read(user_key)
     assert app_state is not None and user_state is not None
     return app_state, user_state

@@ -46,15 +46,14 @@ from sessionhub import (
     Backend,
     BackendUnavailable,
     Capabilities,
-    ConfigError,
     Event,
     EventWindow,
     Expiry,
     ListCursor,
-    Scope,
     Session,
     SessionKey,
     StateDeltas,
+    StateKey,
     StoredSession,
 )
 from sessionhub_mongodb import _reads, _sessions
@@ -299,26 +298,16 @@ class MongoBackend(Backend):
     # --- app and user state --------------------------------------------------------------
 
     @translated
-    async def get_state(
-        self, scope: Scope, app_name: str, user_id: str | None, expiry: Expiry, *, refresh: bool
-    ) -> dict[str, Any]:
+    async def read_state(self, key: StateKey, expiry: Expiry, *, refresh: bool) -> dict[str, Any]:
         """Read the app or user state (``{}`` if absent or expired); slide its expiry."""
-        return await read_state(self._store(), scope, app_name, user_id, expiry, refresh=refresh)
+        return await read_state(self._store(), key, expiry, refresh=refresh)
 
     @translated
-    async def update_state(
-        self,
-        scope: Scope,
-        app_name: str,
-        user_id: str | None,
-        delta: Mapping[str, Any],
-        expiry: Expiry,
+    async def write_state(
+        self, key: StateKey, delta: Mapping[str, Any], expiry: Expiry
     ) -> dict[str, Any]:
         """Apply a delta to the app or user state in one atomic update; return the new state."""
-        store = self._store()
-        if scope is Scope.USER and user_id is None:
-            raise ConfigError("the user state scope needs a user_id")
-        return await apply_state(store, scope, app_name, user_id, delta, expiry, None)
+        return await apply_state(self._store(), key, delta, expiry, None)
 
     # --- data tools ----------------------------------------------------------------------
 

@@ -62,12 +62,12 @@ from sessionhub import (
     EventWindow,
     Expiry,
     ListCursor,
-    Scope,
     Session,
     SessionExists,
     SessionKey,
     SessionNotFound,
     StateDeltas,
+    StateKey,
     StoredSession,
 )
 from sessionhub.backend_tools import check_restorable, mask_url, to_micros
@@ -469,46 +469,35 @@ class RedisBackend(Backend):
         )
         return bool(await self._open().run(DELETE, args))
 
-    def _state_key(self, scope: Scope, app_name: str, user_id: str | None) -> str:
-        if scope is Scope.APP:
-            return self.keys.app_state(app_name)
-        if user_id is None:
-            raise ValueError("the user state scope needs a user_id")
-        return self.keys.user(app_name, user_id).state
+    def _state_key(self, key: StateKey) -> str:
+        if key.user_id is None:
+            return self.keys.app_state(key.app_name)
+        return self.keys.user(key.app_name, key.user_id).state
 
-    async def get_state(
-        self, scope: Scope, app_name: str, user_id: str | None, expiry: Expiry, *, refresh: bool
-    ) -> dict[str, Any]:
+    async def read_state(self, key: StateKey, expiry: Expiry, *, refresh: bool) -> dict[str, Any]:
         """Read the app or user state; slide its expiry with ``refresh``."""
-        expires_at = expiry.app if scope is Scope.APP else expiry.user
         return await self._open().read_state(
-            self._state_key(scope, app_name, user_id), expires_at, expiry, refresh=refresh
+            self._state_key(key), key.expires_at(expiry), expiry, refresh=refresh
         )
 
-    async def update_state(
-        self,
-        scope: Scope,
-        app_name: str,
-        user_id: str | None,
-        delta: Mapping[str, Any],
-        expiry: Expiry,
+    async def write_state(
+        self, key: StateKey, delta: Mapping[str, Any], expiry: Expiry
     ) -> dict[str, Any]:
         """Apply ``delta`` to the app or user state in one script; return the new state."""
         topology = self._open()
-        state_key = self._state_key(scope, app_name, user_id)
-        exp, ttl = _codec.expiry(expiry.app if scope is Scope.APP else expiry.user, expiry.now)
+        exp, ttl = _codec.expiry(key.expires_at(expiry), expiry.now)
         users_key = None
-        if scope is Scope.USER and user_id is not None:
-            users_key = await topology.app_users_key(app_name, user_id)
+        if key.user_id is not None:
+            users_key = await topology.app_users_key(key.app_name, key.user_id)
         args = StateArgs(
-            state=state_key,
+            state=self._state_key(key),
             app_users=users_key,
             now=to_micros(expiry.now),
             mode="update",
             exp=exp,
             ttl=ttl,
             delta=delta,
-            user_id=user_id or "",
+            user_id=key.user_id or "",
         )
         return _codec.state(await topology.run(STATE, args), to_micros(expiry.now))
 

@@ -21,13 +21,13 @@ from sessionhub import (
     EventWindow,
     Expiry,
     ListCursor,
-    Scope,
     Session,
     SessionExists,
     SessionHubError,
     SessionKey,
     SessionNotFound,
     StateDeltas,
+    StateKey,
     StoredSession,
 )
 from sessionhub.backend_tools import (
@@ -52,8 +52,8 @@ __all__ = [
     "delete_session",
     "list_users",
     "restore_session",
-    "get_state",
-    "update_state",
+    "read_state",
+    "write_state",
     "purge_expired",
 ]
 
@@ -423,70 +423,52 @@ def restore_session(conn: sqlite3.Connection, session: Session, events: list[Eve
 # --- app and user state -------------------------------------------------------------
 
 
-def _state_target(
-    scope: Scope, app_name: str, user_id: str | None
-) -> tuple[str, str, tuple[str, ...]]:
-    if scope is Scope.APP:
-        return "app_state", "app_name = ?", (app_name,)
-    if user_id is None:
-        raise ValueError("the user state scope needs a user_id")
-    return "user_state", "app_name = ? AND user_id = ?", (app_name, user_id)
+def _state_target(key: StateKey) -> tuple[str, str, tuple[str, ...]]:
+    if key.user_id is None:
+        return "app_state", "app_name = ?", (key.app_name,)
+    return "user_state", "app_name = ? AND user_id = ?", (key.app_name, key.user_id)
 
 
-def _scope_expiry(scope: Scope, expiry: Expiry) -> int | None:
-    return _optional_micros(expiry.app if scope is Scope.APP else expiry.user)
-
-
-def get_state(
-    conn: sqlite3.Connection,
-    scope: Scope,
-    app_name: str,
-    user_id: str | None,
-    expiry: Expiry,
-    refresh: bool,
+def read_state(
+    conn: sqlite3.Connection, key: StateKey, expiry: Expiry, refresh: bool
 ) -> dict[str, Any]:
     """Return the live app or user state (``{}`` if absent or expired).
 
     With ``refresh``, slide its expiry.
     """
-    table, where, params = _state_target(scope, app_name, user_id)
+    table, where, params = _state_target(key)
     row = conn.execute(f"SELECT state, expires_at FROM {table} WHERE {where}", params).fetchone()
     if row is None or not _live(row[1], to_micros(expiry.now)):
         return {}
     if refresh:
         conn.execute(
             f"UPDATE {table} SET expires_at = ? WHERE {where}",
-            (_scope_expiry(scope, expiry), *params),
+            (_optional_micros(key.expires_at(expiry)), *params),
         )
     state: dict[str, Any] = json.loads(row[0])
     return state
 
 
-def update_state(
-    conn: sqlite3.Connection,
-    scope: Scope,
-    app_name: str,
-    user_id: str | None,
-    delta: Mapping[str, Any],
-    expiry: Expiry,
+def write_state(
+    conn: sqlite3.Connection, key: StateKey, delta: Mapping[str, Any], expiry: Expiry
 ) -> dict[str, Any]:
     """Apply ``delta`` to the app or user state (an expired state starts empty)."""
-    state = get_state(conn, scope, app_name, user_id, expiry, refresh=False)
+    state = read_state(conn, key, expiry, refresh=False)
     apply_delta(state, delta)
-    expires_at = _scope_expiry(scope, expiry)
-    if scope is Scope.APP:
+    expires_at = _optional_micros(key.expires_at(expiry))
+    if key.user_id is None:
         conn.execute(
             "INSERT INTO app_state (app_name, state, expires_at) VALUES (?, ?, ?) "
             "ON CONFLICT (app_name) DO UPDATE SET state = excluded.state, "
             "expires_at = excluded.expires_at",
-            (app_name, dump_json(state), expires_at),
+            (key.app_name, dump_json(state), expires_at),
         )
     else:
         conn.execute(
             "INSERT INTO user_state (app_name, user_id, state, expires_at) VALUES (?, ?, ?, ?) "
             "ON CONFLICT (app_name, user_id) DO UPDATE SET state = excluded.state, "
             "expires_at = excluded.expires_at",
-            (app_name, user_id, dump_json(state), expires_at),
+            (key.app_name, key.user_id, dump_json(state), expires_at),
         )
     return state
 
@@ -499,17 +481,17 @@ def _update_scopes(
     expiry: Expiry,
 ) -> None:
     if app_delta:
-        update_state(conn, Scope.APP, key.app_name, None, app_delta, expiry)
+        write_state(conn, StateKey.app(key.app_name), app_delta, expiry)
     if user_delta:
-        update_state(conn, Scope.USER, key.app_name, key.user_id, user_delta, expiry)
+        write_state(conn, StateKey.user(key.app_name, key.user_id), user_delta, expiry)
 
 
 def _scopes(
     conn: sqlite3.Connection, key: SessionKey, expiry: Expiry, *, refresh: bool
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     return (
-        get_state(conn, Scope.APP, key.app_name, None, expiry, refresh),
-        get_state(conn, Scope.USER, key.app_name, key.user_id, expiry, refresh),
+        read_state(conn, StateKey.app(key.app_name), expiry, refresh),
+        read_state(conn, StateKey.user(key.app_name, key.user_id), expiry, refresh),
     )
 
 

@@ -42,10 +42,10 @@ from sessionhub import (
     EventWindow,
     Expiry,
     ListCursor,
-    Scope,
     Session,
     SessionKey,
     StateDeltas,
+    StateKey,
     StoredSession,
 )
 from sessionhub.backend_tools import check_restorable
@@ -395,26 +395,17 @@ class SQLiteBackend(Backend):
         check_restorable(session, events)
         await self._transaction(_transactions.restore_session, session, events, write=True)
 
-    async def get_state(
-        self, scope: Scope, app_name: str, user_id: str | None, expiry: Expiry, *, refresh: bool
-    ) -> dict[str, Any]:
+    async def read_state(self, key: StateKey, expiry: Expiry, *, refresh: bool) -> dict[str, Any]:
         """Read the app or user state; slide its expiry with ``refresh``."""
         return await self._transaction(
-            _transactions.get_state, scope, app_name, user_id, expiry, refresh, write=refresh
+            _transactions.read_state, key, expiry, refresh, write=refresh
         )
 
-    async def update_state(
-        self,
-        scope: Scope,
-        app_name: str,
-        user_id: str | None,
-        delta: Mapping[str, Any],
-        expiry: Expiry,
+    async def write_state(
+        self, key: StateKey, delta: Mapping[str, Any], expiry: Expiry
     ) -> dict[str, Any]:
         """Apply a delta to the app or user state (read-modify-write in one transaction)."""
-        return await self._transaction(
-            _transactions.update_state, scope, app_name, user_id, delta, expiry, write=True
-        )
+        return await self._transaction(_transactions.write_state, key, delta, expiry, write=True)
 
     async def purge_expired(self, now: datetime) -> int:
         """Delete expired sessions (events cascade) and expired states; return the count.

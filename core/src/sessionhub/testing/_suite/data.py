@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from sessionhub.backend import Backend, Expiry, Scope
+from sessionhub.backend import Backend, Expiry, StateKey
 from sessionhub.errors import InvalidInput
 from sessionhub.models import Event, Session, TextPart
 from sessionhub.service import SessionHistoryService
@@ -163,8 +163,8 @@ class DataTests:
         assert got.state == {"topic": "restored", "n": [1, 2]}
         assert (got.event_count, got.last_seq) == (5, 5)
         assert (
-            await backend.get_state(
-                Scope.USER, "default", "alice", Expiry(now=clock.now), refresh=False
+            await backend.read_state(
+                StateKey.user("default", "alice"), Expiry(now=clock.now), refresh=False
             )
             == {}
         )
