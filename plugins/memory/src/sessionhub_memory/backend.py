@@ -123,8 +123,8 @@ class MemoryBackend(Backend):
 
     def _session(self, record: _Record, events: list[Event] | None = None) -> Session:
         header = dict(record.header)
-        header["state"] = json.loads(header["state"])
-        header["metadata"] = json.loads(header["metadata"])
+        header["state"] = _load(header["state"])
+        header["metadata"] = _load(header["metadata"])
         header["event_count"] = len(record.events)
         return Session.model_construct(**header, events=events or [])
 
@@ -143,8 +143,8 @@ class MemoryBackend(Backend):
         if self._live(key, expiry.now) is not None:
             raise SessionExists(*_parts(key))
         header = session.model_dump(exclude={"events", "event_count"})
-        header["state"] = dump_json(session.state)
-        header["metadata"] = dump_json(session.metadata)
+        header["state"] = _dump(session.state)
+        header["metadata"] = _dump(session.metadata)
         record = _Record(header=header)
         self.store.sessions[key] = record
         self.store.by_user.setdefault((key.app_name, key.user_id), {})[key.session_id] = record
@@ -205,7 +205,7 @@ class MemoryBackend(Backend):
             raise ConflictError(_moved_on(key, expected, record))
         stored: list[Event] = []
         fresh = False
-        session_state = json.loads(record.header["state"])
+        session_state = _load(record.header["state"])
         for event, delta in zip(request.events, request.deltas, strict=True):
             seq = record.by_id.get(event.id)
             if seq is not None:
@@ -222,7 +222,7 @@ class MemoryBackend(Backend):
             fresh = True
         if fresh:  # an append of stored events only is a no-op: no times move
             _trim(record, request.event_limit)
-            record.header["state"] = dump_json(session_state)
+            record.header["state"] = _dump(session_state)
             record.header["updated_at"] = request.expiry.now
             record.header["expires_at"] = request.expiry.session
         return _result(record, stored)
@@ -328,8 +328,7 @@ class MemoryBackend(Backend):
             return {}
         if refresh:
             entry.expires_at = key.expires_at(expiry)
-        result: dict[str, Any] = json.loads(entry.text)
-        return result
+        return _load(entry.text)
 
     def _update_scopes(self, key: SessionKey, deltas: StateDeltas, expiry: Expiry) -> None:
         if deltas.app:
@@ -391,6 +390,16 @@ def _result(record: _Record, events: list[Event]) -> AppendResult:
         updated_at=record.header["updated_at"],
         expires_at=record.header["expires_at"],
     )
+
+
+def _load(text: str) -> dict[str, Any]:
+    # Most sessions have no state or metadata: skip the JSON round trip for those.
+    result: dict[str, Any] = {} if text == "{}" else json.loads(text)
+    return result
+
+
+def _dump(mapping: Mapping[str, Any]) -> str:
+    return dump_json(mapping) if mapping else "{}"
 
 
 def _state_slot(key: StateKey) -> tuple[str, str, str | None]:
