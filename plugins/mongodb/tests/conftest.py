@@ -103,27 +103,35 @@ def secantus_process(tmp_path: Path) -> Iterator[SecantusProcess]:
 
 
 @contextlib.contextmanager
-def _dropped_afterwards(url: str, name: str) -> Iterator[str]:
+def _dropped_afterwards(
+    server: MongoServer, name: str, *, end_sessions: bool = False
+) -> Iterator[str]:
     try:
         yield name
     finally:
-        with pymongo.MongoClient(url, serverSelectionTimeoutMS=5000) as client:
+        # timeoutMS: a drop that cannot finish fails the test instead of stalling the run.
+        with pymongo.MongoClient(
+            server.url, serverSelectionTimeoutMS=5000, timeoutMS=60000
+        ) as client:
+            if end_sessions and server.kind != "external":
+                # A writer process killed mid-transaction leaves its transaction open, and the
+                # test server may keep it (and its locks) until then: end every session of
+                # this private server first. Never on a server the tests do not own.
+                client.admin.command("killAllSessions", [])
             client.drop_database(name)
 
 
 @pytest.fixture
 def database_name(mongo_server: MongoServer) -> Iterator[str]:
     """A fresh database on the main server, dropped after the test."""
-    with _dropped_afterwards(mongo_server.url, f"sessionhub_test_{uuid.uuid4().hex[:12]}") as name:
+    with _dropped_afterwards(mongo_server, f"sessionhub_test_{uuid.uuid4().hex[:12]}") as name:
         yield name
 
 
 @pytest.fixture
 def standalone_database_name(standalone_server: MongoServer) -> Iterator[str]:
     """A fresh database on the standalone server, dropped after the test."""
-    with _dropped_afterwards(
-        standalone_server.url, f"sessionhub_test_{uuid.uuid4().hex[:12]}"
-    ) as name:
+    with _dropped_afterwards(standalone_server, f"sessionhub_test_{uuid.uuid4().hex[:12]}") as name:
         yield name
 
 
@@ -154,5 +162,6 @@ def target(request: pytest.FixtureRequest) -> Iterator[Target]:
     else:
         server = request.getfixturevalue("standalone_server")
         transactions = "auto" if server.kind == "standalone" else "never"
-    with _dropped_afterwards(server.url, f"sessionhub_test_{uuid.uuid4().hex[:12]}") as name:
+    name = f"sessionhub_test_{uuid.uuid4().hex[:12]}"
+    with _dropped_afterwards(server, name, end_sessions=True):
         yield Target(server.url, name, transactions, request.param)
