@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
 from sessionhub.backend_tools import dump_json
-from sessionhub_redis import _scripts
+from sessionhub_redis import _rewrite_scripts, _scripts
 from sessionhub_redis._codec import text
 
 __all__ = [
@@ -364,9 +364,9 @@ LIST = Script("list", _scripts.LIST, ListArgs)
 DELETE = Script("delete", _scripts.DELETE, DeleteArgs)
 STATE = Script("state", _scripts.STATE, StateArgs)
 APP_DELTA = Script("app_delta", _scripts.APP_DELTA, AppDeltaArgs)
-RESTORE = Script("restore", _scripts.RESTORE, RestoreArgs)
-POP = Script("pop", _scripts.POP, PopArgs)
-REPLACE = Script("replace", _scripts.REPLACE, ReplaceArgs)
+RESTORE = Script("restore", _rewrite_scripts.RESTORE, RestoreArgs)
+POP = Script("pop", _rewrite_scripts.POP, PopArgs)
+REPLACE = Script("replace", _rewrite_scripts.REPLACE, ReplaceArgs)
 SCRIPTS = (APPEND, CREATE, GET, UPDATE, LIST, DELETE, STATE, APP_DELTA, RESTORE, POP, REPLACE)
 """Every script, for the test that compares their headers with their argument classes."""
 
