@@ -54,6 +54,7 @@ __all__ = [
     "ScriptArgs",
     "SessionArgs",
     "SessionKeysArgs",
+    "SessionWriteArgs",
     "StateArgs",
     "UpdateArgs",
     "UpdateReply",
@@ -309,14 +310,19 @@ class RestoreArgs(SessionKeysArgs):
 
 
 @dataclass(slots=True, kw_only=True)
-class PopArgs(SessionKeysArgs):
-    """POP: remove the newest event; ``last_seq`` stays."""
+class SessionWriteArgs(SessionKeysArgs):
+    """What POP and REPLACE take first: the session's keys, the clock, its new expiry."""
 
     now: int
     exp: str
     ttl: str
     base: str
     session_id: str
+
+
+@dataclass(slots=True, kw_only=True)
+class PopArgs(SessionWriteArgs):
+    """POP: remove the newest event; ``last_seq`` stays."""
 
 
 @dataclass(slots=True, kw_only=True)
@@ -329,14 +335,9 @@ class ReplacedEvent(ScriptArgs):
 
 
 @dataclass(slots=True, kw_only=True)
-class ReplaceArgs(SessionKeysArgs):
+class ReplaceArgs(SessionWriteArgs):
     """REPLACE: swap every event for new ones numbered after ``last_seq``."""
 
-    now: int
-    exp: str
-    ttl: str
-    base: str
-    session_id: str
     expected_last_seq: int | str
     """The ``last_seq`` the session must have; '' for no check."""
     event_limit: int | str

@@ -70,17 +70,21 @@ class HistoryRewrites:
     def _key_fields(self, key: SessionKey) -> dict[str, Any]:
         raise NotImplementedError
 
+    def _write_fields(self, key: SessionKey, expiry: Expiry) -> dict[str, Any]:
+        """The fields of :class:`SessionWriteArgs` for a write to ``key`` at ``expiry.now``."""
+        exp, ttl = _codec.expiry(expiry.session, expiry.now)
+        return {
+            **self._key_fields(key),
+            "now": to_micros(expiry.now),
+            "exp": exp,
+            "ttl": ttl,
+            "base": self.keys.user(key.app_name, key.user_id).base,
+            "session_id": key.session_id,
+        }
+
     async def pop_event(self, key: SessionKey, expiry: Expiry) -> Event | None:
         """Remove the newest event in one script; ``last_seq`` stays."""
-        exp, ttl = _codec.expiry(expiry.session, expiry.now)
-        args = PopArgs(
-            **self._key_fields(key),
-            now=to_micros(expiry.now),
-            exp=exp,
-            ttl=ttl,
-            base=self.keys.user(key.app_name, key.user_id).base,
-            session_id=key.session_id,
-        )
+        args = PopArgs(**self._write_fields(key, expiry))
         reply = decode_pop(await self._open().run(POP, args))
         if reply is None:
             raise SessionNotFound(key.app_name, key.user_id, key.session_id)
@@ -89,15 +93,9 @@ class HistoryRewrites:
     async def replace_events(self, request: ReplaceRequest) -> AppendResult:
         """Swap every event for ``request.events`` in one script, after the expectation check."""
         key, expiry = request.key, request.expiry
-        exp, ttl = _codec.expiry(expiry.session, expiry.now)
         expected = request.expected_last_seq
         args = ReplaceArgs(
-            **self._key_fields(key),
-            now=to_micros(expiry.now),
-            exp=exp,
-            ttl=ttl,
-            base=self.keys.user(key.app_name, key.user_id).base,
-            session_id=key.session_id,
+            **self._write_fields(key, expiry),
             expected_last_seq=or_blank(expected),
             event_limit=or_blank(request.event_limit),
             new_events=[
