@@ -27,7 +27,10 @@ session's last, and the app script applies a key only if no later stamp set it:
 a session's later write wins, as does a write begun after another returned.
 Creating a session or writing a user's state also records the user in the
 app's user index (for ``list_users``): in the same script on a single node, as
-a command of its own sent first on Cluster.
+a command of its own sent first on Cluster. An append with ``expected_last_seq``
+checks it in its script before writing anything; ``pop_event``,
+``replace_events`` and ``restore_session`` (in :mod:`._rewrites`) touch only the
+session's slot, so each is one script on Cluster too.
 
 Durability is the server's: with ``appendonly yes`` and ``appendfsync always``
 an acknowledged append survives a crash of the server; ``everysec`` may lose
