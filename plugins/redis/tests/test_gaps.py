@@ -10,6 +10,8 @@ on a single node and on a Cluster.
 
 from __future__ import annotations
 
+import asyncio
+import random
 from datetime import timedelta
 from typing import Any
 
@@ -285,3 +287,36 @@ async def test_a_restored_session_with_gaps_is_read_by_counting(backend, make_se
     whole = [Event(id=f"e{seq}", seq=seq, role="user", timestamp=t0) for seq in (9, 10)]
     await backend.restore_session(session, whole, Expiry(now=clock.now))
     assert (await _layout(backend, service.app_name))["gap"] is None
+
+
+async def test_a_mix_of_appends_pops_and_replaces_keeps_every_list_in_step(backend, make_service):
+    """50 writers mixing the three: seqs unique and counted, events, ids and times in step."""
+    service = make_service(backend, event_limit=25)
+    await service.create_session("alice", "s1")
+    rng = random.Random(14)
+    numbered: list[Event] = []  # every event given a seq: appended or stored by a replace
+    popped: list[Event] = []
+
+    async def writer(number: int) -> None:
+        for step in range(2):
+            roll = rng.random()
+            if roll < 0.3:
+                if (event := await service.pop_event("alice", "s1")) is not None:
+                    popped.append(event)
+            elif roll < 0.35:
+                numbered.extend(await service.replace_events("alice", "s1", [f"r{number}-{step}"]))
+            else:
+                numbered.extend(await service.append(("alice", "s1"), [f"w{number}-{step}"] * 2))
+
+    for _ in range(3):
+        await asyncio.gather(*(writer(n) for n in range(50)))
+        got = await service.get_session("alice", "s1")
+        assert got is not None
+        layout = await _layout(backend, service.app_name)
+        assert layout["seqs"] == sorted(layout["seqs"]) == [event.seq for event in got.events]
+        _in_step(layout)
+    seqs = [event.seq for event in numbered]
+    assert len(set(seqs)) == len(seqs) and got.last_seq == max(seqs) == len(seqs)
+    given = {event.id: event.seq for event in numbered}
+    assert all(given[event.id] == event.seq for event in [*popped, *got.events])
+    assert not {e.id for e in popped} & {e.id for e in got.events}
