@@ -115,7 +115,9 @@ def test_a_header_that_disagrees_with_its_builder_is_caught() -> None:
     assert any(problem.startswith("ARGV:") for problem in mismatches(swapped, AppendArgs))
     record = source.replace("id, json, time, session_delta*", "id, time, json, session_delta*")
     assert any(problem.startswith("new_events*:") for problem in mismatches(record, AppendArgs))
-    local = source.replace("app_clock = unpack(ARGV, 1, 11)", "app_clock = unpack(ARGV, 1, 10)")
+    local = source.replace(
+        "expected_last_seq = unpack(ARGV, 1, 12)", "expected_last_seq = unpack(ARGV, 1, 11)"
+    )
     assert any("unpacked" in problem for problem in mismatches(local, AppendArgs))
 
     @dataclass(slots=True, kw_only=True)
@@ -160,7 +162,8 @@ def test_fields_are_laid_out_in_order_with_counts() -> None:
     append = AppendArgs(
         session_hash="h", event_list="e", id_index="i", time_list="t", user_state="u",
         user_index="x", now=1, exp="", ttl="", user_exp="", user_ttl="", app_exp="", app_ttl="",
-        base="b", session_id="s", event_limit="", app_clock="", new_events=[event],
+        base="b", session_id="s", event_limit="", app_clock="", expected_last_seq="",
+        new_events=[event],
     )  # fmt: skip
     assert append.to_keys_argv()[1][-13:] == [
         "", "", 1, "e1", b"{}", "t", 1, "k", "1", 0, 1, "a", "",

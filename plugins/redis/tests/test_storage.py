@@ -306,7 +306,7 @@ async def test_close_releases_every_connection(redis_settings, make_service, raw
 
 
 @pytest.mark.asyncio
-async def test_restore_needs_contiguous_seqs_ending_at_last_seq(backend):
+async def test_restore_refuses_seqs_out_of_order_or_past_last_seq(backend):
     from datetime import datetime, timezone
 
     from sessionhub import Event, Expiry, InvalidInput, Session
@@ -321,9 +321,11 @@ async def test_restore_needs_contiguous_seqs_ending_at_last_seq(backend):
         updated_at=now,
         last_seq=9,
     )
-    gappy = [Event(id=f"e{seq}", seq=seq, role="user", timestamp=now) for seq in (7, 9)]
-    with pytest.raises(InvalidInput, match="contiguous"):
-        await backend.restore_session(session, gappy, Expiry(now=now))
+    for bad in ((9, 8), (9, 10)):
+        events = [Event(id=f"e{seq}", seq=seq, role="user", timestamp=now) for seq in bad]
+        with pytest.raises(InvalidInput, match="seq"):
+            await backend.restore_session(session, events, Expiry(now=now))
+    assert await backend.list_users("default", limit=10, after=None) == []
     whole = [Event(id=f"e{seq}", seq=seq, role="user", timestamp=now) for seq in (8, 9)]
     await backend.restore_session(session, whole, Expiry(now=now))
     assert await backend.list_users("default", limit=10, after=None) == ["alice"]

@@ -150,3 +150,29 @@ async def test_restored_times_out_of_order_are_windowed_right(backend, make_serv
     await backend.restore_session(session, events, Expiry(now=clock.now))
     got = await service.get_session("alice", "s1", after_time=t0 + 2 * _SECOND, last_n=5)
     assert got is not None and [e.seq for e in got.events] == [1, 4]
+
+
+async def test_after_a_pop_a_read_still_reads_only_its_events(backend, make_service, raw_redis):
+    """With a gap, after_seq is turned into a position by counting ids, not by reading events."""
+    clock = FakeClock()
+    service = make_service(backend, clock=clock)
+    t0 = clock.now
+    await _fill(service, t0, list(range(1, _EVENTS + 1)))
+    for _ in range(3):
+        await service.pop_event("alice", "s1")  # 1 .. 2997 stored, last_seq 3000
+    await service.append(("alice", "s1"), Event(role="user", timestamp=t0 + _EVENTS * _SECOND))
+    keys = backend.keys.session(service.app_name, "alice", "s1")
+
+    seqs, read = await _read(service, raw_redis, keys, after_seq=2990)
+    assert seqs == [*range(2991, 2998), 3001]
+    assert read == {"events": 8, "times": 0}
+
+    seqs, read = await _read(service, raw_redis, keys, after_seq=2995, last_n=2)
+    assert seqs == [2997, 3001]
+    assert read == {"events": 2, "times": 0}
+
+    seqs, read = await _read(
+        service, raw_redis, keys, after_seq=2990, after_time=t0 + 2995 * _SECOND, last_n=50
+    )
+    assert seqs == [2996, 2997, 3001]
+    assert read["events"] == 3 and read["times"] <= 8

@@ -130,6 +130,18 @@ local function session_ttl(h, e, i, t, exp, ttl, had)
   end
 end
 
+-- After a write to a live session at `now`: its own keys (keys[1..4]: hash, events, ids,
+-- times) get its expiry, and its entries in the user's index (keys[5]) and in its parent's
+-- children index (`pesc`: the escaped parent id, '' or nil for none) move to `now`.
+-- `had`: the expiry the session carried before the write (nil: none).
+local function session_written(keys, now, exp, ttl, had, base, session_id, pesc)
+  session_ttl(keys[1], keys[2], keys[3], keys[4], exp, ttl, had)
+  -- A session that has no expiry and had none is in persistent indexes already.
+  local touch = (ttl == '' and not had) and index_add or index_touch
+  touch(keys[5], session_id, now, ttl)
+  if pesc and pesc ~= '' then touch(base .. ':c:' .. pesc, session_id, now, ttl) end
+end
+
 -- The app stamp of a write to session hash h, kept there as 'ast': the app clock's
 -- reading, raised to one above the session's previous stamp `last` if need be.
 local function next_stamp(h, clock, last)

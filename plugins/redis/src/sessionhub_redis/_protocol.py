@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
 from sessionhub.backend_tools import dump_json
-from sessionhub_redis import _scripts
+from sessionhub_redis import _rewrite_scripts, _scripts
 from sessionhub_redis._codec import text
 
 __all__ = [
@@ -41,6 +41,12 @@ __all__ = [
     "GetReply",
     "ListArgs",
     "ListReply",
+    "MovedOn",
+    "PopArgs",
+    "PopReply",
+    "ReplaceArgs",
+    "ReplaceReply",
+    "ReplacedEvent",
     "RestoreArgs",
     "RestoredEvent",
     "SCRIPTS",
@@ -48,6 +54,7 @@ __all__ = [
     "ScriptArgs",
     "SessionArgs",
     "SessionKeysArgs",
+    "SessionWriteArgs",
     "StateArgs",
     "UpdateArgs",
     "UpdateReply",
@@ -55,6 +62,7 @@ __all__ = [
     "key",
     "optional_key",
     "pairs",
+    "or_blank",
     "records",
 ]
 
@@ -85,6 +93,11 @@ def pairs() -> Any:
 def records() -> Any:
     """A list of records (argument classes without keys) sent as a count, then each one."""
     return field(metadata={"kind": RECORDS})
+
+
+def or_blank(number: int | None) -> int | str:
+    """An optional number as a script takes it: '' for None (no limit, no check)."""
+    return "" if number is None else number
 
 
 class ScriptArgs:
@@ -177,6 +190,9 @@ class AppendArgs(SessionArgs):
     event_limit: int | str
     app_clock: int | str
     """Cluster, when an event has an app delta: the app clock's reading; else ''."""
+    expected_last_seq: int | str
+    """Compare and set: the ``last_seq`` the session must have, unless every id is stored
+    already; '' for no check."""
     new_events: Sequence[AppendedEvent] = records()
 
 
@@ -293,6 +309,41 @@ class RestoreArgs(SessionKeysArgs):
     user_id: str
 
 
+@dataclass(slots=True, kw_only=True)
+class SessionWriteArgs(SessionKeysArgs):
+    """What POP and REPLACE take first: the session's keys, the clock, its new expiry."""
+
+    now: int
+    exp: str
+    ttl: str
+    base: str
+    session_id: str
+
+
+@dataclass(slots=True, kw_only=True)
+class PopArgs(SessionWriteArgs):
+    """POP: remove the newest event; ``last_seq`` stays."""
+
+
+@dataclass(slots=True, kw_only=True)
+class ReplacedEvent(ScriptArgs):
+    """One event of a new history (no deltas: a replace does not touch state)."""
+
+    id: str
+    json: bytes
+    time: str
+
+
+@dataclass(slots=True, kw_only=True)
+class ReplaceArgs(SessionWriteArgs):
+    """REPLACE: swap every event for new ones numbered after ``last_seq``."""
+
+    expected_last_seq: int | str
+    """The ``last_seq`` the session must have; '' for no check."""
+    event_limit: int | str
+    new_events: Sequence[ReplacedEvent] = records()
+
+
 class Script:
     """A Lua script: its source, its SHA1 for ``EVALSHA``, the class of its arguments."""
 
@@ -314,8 +365,10 @@ LIST = Script("list", _scripts.LIST, ListArgs)
 DELETE = Script("delete", _scripts.DELETE, DeleteArgs)
 STATE = Script("state", _scripts.STATE, StateArgs)
 APP_DELTA = Script("app_delta", _scripts.APP_DELTA, AppDeltaArgs)
-RESTORE = Script("restore", _scripts.RESTORE, RestoreArgs)
-SCRIPTS = (APPEND, CREATE, GET, UPDATE, LIST, DELETE, STATE, APP_DELTA, RESTORE)
+RESTORE = Script("restore", _rewrite_scripts.RESTORE, RestoreArgs)
+POP = Script("pop", _rewrite_scripts.POP, PopArgs)
+REPLACE = Script("replace", _rewrite_scripts.REPLACE, ReplaceArgs)
+SCRIPTS = (APPEND, CREATE, GET, UPDATE, LIST, DELETE, STATE, APP_DELTA, RESTORE, POP, REPLACE)
 """Every script, for the test that compares their headers with their argument classes."""
 
 
@@ -337,10 +390,20 @@ class AppendReply:
     stored: list[bytes | None]
 
 
-def decode_append(reply: list[Any]) -> AppendReply | None:
-    """APPEND's reply, or None if the session is absent or expired."""
+@dataclass(frozen=True, slots=True)
+class MovedOn:
+    """The reply of a compare and set (APPEND, REPLACE) whose session moved on: nothing written."""
+
+    last_seq: int
+    """The session's ``last_seq``, which was not the one expected."""
+
+
+def decode_append(reply: list[Any]) -> AppendReply | MovedOn | None:
+    """APPEND's reply, :class:`MovedOn`, or None if the session is absent or expired."""
     if reply[0] == 0:
         return None
+    if reply[0] == 2:
+        return MovedOn(reply[1])
     stamp = reply[3]
     return AppendReply(
         last_seq=reply[1],
@@ -430,3 +493,35 @@ def decode_list(reply: Sequence[Any]) -> ListReply:
     if updated in (b"", ""):
         return ListReply(sessions=sessions, next_updated=None, next_id="")
     return ListReply(sessions=sessions, next_updated=text(updated), next_id=text(after))
+
+
+@dataclass(frozen=True, slots=True)
+class PopReply:
+    """POP's reply."""
+
+    event: bytes | None
+    """The removed event's stored JSON; None if the session held no events."""
+
+
+def decode_pop(reply: Sequence[Any]) -> PopReply | None:
+    """POP's reply, or None if the session is absent or expired."""
+    if reply[0] == 0:
+        return None
+    return PopReply(event=reply[1] if len(reply) > 1 else None)
+
+
+@dataclass(frozen=True, slots=True)
+class ReplaceReply:
+    """REPLACE's reply."""
+
+    last_seq: int
+    event_count: int
+
+
+def decode_replace(reply: Sequence[Any]) -> ReplaceReply | MovedOn | None:
+    """REPLACE's reply, :class:`MovedOn`, or None if the session is absent or expired."""
+    if reply[0] == 0:
+        return None
+    if reply[0] == 2:
+        return MovedOn(reply[1])
+    return ReplaceReply(last_seq=reply[1], event_count=reply[2])

@@ -1,4 +1,7 @@
-"""The Lua source of every script: each primitive is one script (run by EVALSHA, EVAL on NOSCRIPT).
+"""The Lua source of the scripts: each primitive is one script (run by EVALSHA, EVAL on NOSCRIPT).
+
+The scripts that rewrite a history (pop, replace, restore) are in
+:mod:`._rewrite_scripts`; the conventions below hold for them too.
 
 Each script opens with a header naming its KEYS and ARGV in order (``?``: an
 optional key, left out when absent; ``*``: a count followed by that many
@@ -36,6 +39,14 @@ Conventions shared by every script:
   decreased with seq. A session whose times list is not as long as its events
   list (stored before times were kept) is read by time as before: the events
   by seq, the time filter left to the caller.
+- An event's list position: its seq's distance from ``last_seq`` while the
+  stored seqs are the run ending at ``last_seq`` (every session that was never
+  popped); a session hash carries ``gap`` once they may not be (after a pop,
+  or a restore with gaps), and positions are then counted in the id index,
+  whose scores are the seqs, one entry per stored event (``ZCOUNT``,
+  O(log n)); its trims go by rank. The events list, the id index and the times
+  list always hold the same events in the same order. A replace numbers its
+  events after ``last_seq``, which clears ``gap``.
 - Cluster: an ``app:`` delta goes to the app's slot in a second script, so two
   writes' app deltas may arrive in either order. Each carries a stamp: the
   app's clock (``HINCRBY`` on the stamps hash, taken before the session's
@@ -58,7 +69,6 @@ __all__ = [
     "DELETE",
     "STATE",
     "APP_DELTA",
-    "RESTORE",
 ]
 
 APPEND = (
@@ -66,36 +76,56 @@ APPEND = (
     + r"""
 -- KEYS: session_hash, event_list, id_index, time_list, user_index, user_state, app_state?
 -- ARGV: now, exp, ttl, user_exp, user_ttl, app_exp, app_ttl, base, session_id, event_limit,
---       app_clock, new_events*
+--       app_clock, expected_last_seq, new_events*
 -- new_events*: id, json, time, session_delta*, user_delta*, app_delta*
--- app_clock: Cluster, when an event has app deltas (else ''); json: the event without seq.
--- Reply: {0} if the session is absent or expired, else
+-- app_clock: Cluster, when an event has app deltas (else ''); json: the event without seq;
+-- expected_last_seq: compare and set, '' for no check.
+-- Reply: {0} if the session is absent or expired; {2, last_seq} if last_seq is not
+--        expected_last_seq and an event id is not stored yet; else
 --        {1, last_seq, event_count, app stamp ('' without an app clock),
 --         then per event: seq, stored JSON (false if stored now, '' if the id is
 --         recorded but its event is not)}
+-- A stored event's list position is computed from its seq while the session has no gap,
+-- else counted in the id index (see `position`).
 local session_hash, event_list, id_index, time_list, user_index, user_state,
   app_state = unpack(KEYS)
 local now, exp, ttl, user_exp, user_ttl, app_exp, app_ttl, base, session_id, event_limit,
-  app_clock = unpack(ARGV, 1, 11)
+  app_clock, expected_last_seq = unpack(ARGV, 1, 12)
 local now_us = tonumber(now)
 local head = redis.call('HMGET', session_hash, 'last_seq', 'count', 'exp', 'pesc', 'ast', 'tuno',
-                        'tnew')
+                        'tnew', 'gap')
 if not head[1] or expired(head[3], now_us) then return {0} end
 local last_seq, count = tonumber(head[1]), tonumber(head[2])
+local gap = head[8]
+if expected_last_seq ~= '' and tonumber(expected_last_seq) ~= last_seq then
+  -- Moved on: a conflict, unless the call is a retry of events all stored already.
+  local j = 14
+  for _ = 1, tonumber(ARGV[13]) do
+    if not redis.call('ZSCORE', id_index, ARGV[j]) then return {2, last_seq} end
+    j = skip_pairs(skip_pairs(skip_pairs(j + 3)))
+  end
+end
 -- 'tnew' is the newest event's time key; without it, only an empty session keeps times.
 local newest = head[7]
 local timed = newest or count == 0
 local ordered = not head[6]
+-- The list index (from the end: -1 is the newest) of the stored event numbered seq: from
+-- the seqs while they are the run ending at last_seq; after a pop ('gap' set) by counting
+-- the newer ids in the id index (scores are seqs, one per stored event; O(log n)).
+local function position(seq)
+  if gap then return -1 - redis.call('ZCOUNT', id_index, '(' .. seq, '+inf') end
+  return seq - last_seq - 1
+end
 local reply = {1, 0, 0, ''}
 local fresh, user_written, app_written = 0, false, false
-local i = 13
-for _ = 1, tonumber(ARGV[12]) do
+local i = 14
+for _ = 1, tonumber(ARGV[13]) do
   local id, json, time = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   -- Claims the next seq for the id, unless the id is stored already.
   if redis.call('ZADD', id_index, 'NX', last_seq + 1, id) == 0 then
     local seq = tonumber(redis.call('ZSCORE', id_index, id))
     reply[#reply + 1] = seq
-    reply[#reply + 1] = redis.call('LINDEX', event_list, seq - last_seq - 1) or ''
+    reply[#reply + 1] = redis.call('LINDEX', event_list, position(seq)) or ''
     i = skip_pairs(skip_pairs(skip_pairs(i + 3)))
   else
     last_seq = last_seq + 1
@@ -129,7 +159,11 @@ if fresh > 0 then
     local keep = tonumber(event_limit)
     redis.call('LTRIM', event_list, -keep, -1)
     redis.call('LTRIM', time_list, -keep, -1)
-    redis.call('ZREMRANGEBYSCORE', id_index, '-inf', last_seq - keep)
+    if gap then
+      redis.call('ZREMRANGEBYRANK', id_index, 0, count - keep - 1)
+    else
+      redis.call('ZREMRANGEBYSCORE', id_index, '-inf', last_seq - keep)
+    end
     count = keep
   end
   if timed then
@@ -140,13 +174,7 @@ if fresh > 0 then
   end
   if not ordered and not head[6] then redis.call('HSET', session_hash, 'tuno', 1) end
   if app_clock ~= '' then reply[4] = next_stamp(session_hash, app_clock, head[5]) end
-  session_ttl(session_hash, event_list, id_index, time_list, exp, ttl, head[3])
-  -- A session that has no expiry and had none is in persistent indexes already.
-  local touch = (ttl == '' and not head[3]) and index_add or index_touch
-  touch(user_index, session_id, now, ttl)
-  if head[4] and head[4] ~= '' then
-    touch(base .. ':c:' .. head[4], session_id, now, ttl)
-  end
+  session_written(KEYS, now, exp, ttl, head[3], base, session_id, head[4])
   if user_written then state_written(user_state, user_exp, user_ttl) end
   if app_written then state_written(app_state, app_exp, app_ttl) end
 end
@@ -267,18 +295,25 @@ if refresh == '1' then
 end
 local events, windowed = {}, 1
 local last_seq, count = tonumber(f['last_seq']), tonumber(f['count'])
-local lo = math.max(last_seq - count + 1, tonumber(after_seq) + 1)
+-- How many of the newest events have seq > after_seq: while the stored seqs are the run
+-- ending at last_seq, at most last_seq - after_seq; after a pop ('gap' set) the newer ids
+-- are counted in the id index (scores are seqs, one per stored event; O(log n)).
+local after = tonumber(after_seq)
+local tail = math.min(count, math.max(0, last_seq - after))
+if f['gap'] and after > 0 and tail > 0 then
+  tail = redis.call('ZCOUNT', id_index, '(' .. after_seq, '+inf')
+end
 local want = last_n ~= '' and tonumber(last_n) or nil
-if after_time ~= '' and want ~= 0 and lo <= last_seq then
+if after_time ~= '' and want ~= 0 and tail > 0 then
   if redis.call('LLEN', time_list) == count then
-    events = timed_window(lo - last_seq - 1, want, after_time, not f['tuno'])
+    events = timed_window(-tail, want, after_time, not f['tuno'])
   else
     windowed = 0
-    events = redis.call('LRANGE', event_list, lo - last_seq - 1, -1)
+    events = redis.call('LRANGE', event_list, -tail, -1)
   end
 else
-  if want then lo = math.max(lo, last_seq - want + 1) end
-  if lo <= last_seq then events = redis.call('LRANGE', event_list, lo - last_seq - 1, -1) end
+  if want then tail = math.min(tail, want) end
+  if tail > 0 then events = redis.call('LRANGE', event_list, -tail, -1) end
 end
 return {1, fields, events, redis.call('HGETALL', user_state),
         app_state and redis.call('HGETALL', app_state) or {}, windowed}
@@ -370,11 +405,7 @@ i = apply_pairs(session_hash, 'm:', i + 1, tonumber(ARGV[i]))
 i = write_state(user_state, i, now_us, user_exp, user_ttl)
 write_state(app_state, i, now_us, app_exp, app_ttl)
 redis.call('HSET', session_hash, 'upd', now)
-session_ttl(session_hash, event_list, id_index, time_list, exp, ttl, head[2])
-index_touch(user_index, session_id, now, ttl)
-if head[3] and head[3] ~= '' then
-  index_touch(base .. ':c:' .. head[3], session_id, now, ttl)
-end
+session_written(KEYS, now, exp, ttl, head[2], base, session_id, head[3])
 return {1, redis.call('HGETALL', session_hash), redis.call('HGETALL', user_state),
         app_state and redis.call('HGETALL', app_state) or {}, stamp}
 """
@@ -452,39 +483,5 @@ end
 state_written(app_state, exp, ttl)
 if exp == '' then redis.call('PERSIST', app_stamps) else redis.call('PEXPIRE', app_stamps, ttl) end
 return redis.call('HGETALL', app_state)
-"""
-)
-
-RESTORE = (
-    _COMMON
-    + r"""
--- KEYS: session_hash, event_list, id_index, time_list, user_index, app_users?
--- ARGV: now, exp, ttl, updated_at, base, session_id, parent_escaped, fields*,
---       restored_events*, user_id
--- restored_events*: id, seq, time, json
--- Replaces whatever session has this key with exactly the given one.
-local session_hash, event_list, id_index, time_list, user_index, app_users = unpack(KEYS)
-local now, exp, ttl, updated_at, base, session_id, parent_escaped = unpack(ARGV, 1, 7)
-local old = redis.call('HGET', session_hash, 'pesc')
-redis.call('DEL', session_hash, event_list, id_index, time_list)
-redis.call('ZREM', user_index, session_id)
-if old and old ~= '' then redis.call('ZREM', base .. ':c:' .. old, session_id) end
-local n = tonumber(ARGV[8])
-for j = 9, 8 + 2 * n, 2 do redis.call('HSET', session_hash, ARGV[j], ARGV[j + 1]) end
-redis.call('HSET', session_hash, 'pesc', parent_escaped)
-local i = 9 + 2 * n
-local after = i + 1 + 4 * tonumber(ARGV[i])
-for j = i + 1, after - 1, 4 do
-  redis.call('RPUSH', event_list, ARGV[j + 3])
-  redis.call('RPUSH', time_list, ARGV[j + 2])
-  redis.call('ZADD', id_index, ARGV[j + 1], ARGV[j])
-end
-session_ttl(session_hash, event_list, id_index, time_list, exp, ttl, false)
-index_touch(user_index, session_id, updated_at, ttl)
-if parent_escaped ~= '' then
-  index_touch(base .. ':c:' .. parent_escaped, session_id, updated_at, ttl)
-end
-if app_users then redis.call('ZADD', app_users, 0, ARGV[after]) end
-return 1
 """
 )

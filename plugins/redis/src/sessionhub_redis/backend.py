@@ -27,7 +27,10 @@ session's last, and the app script applies a key only if no later stamp set it:
 a session's later write wins, as does a write begun after another returned.
 Creating a session or writing a user's state also records the user in the
 app's user index (for ``list_users``): in the same script on a single node, as
-a command of its own sent first on Cluster.
+a command of its own sent first on Cluster. An append with ``expected_last_seq``
+checks it in its script before writing anything; ``pop_event``,
+``replace_events`` and ``restore_session`` (in :mod:`._rewrites`) touch only the
+session's slot, so each is one script on Cluster too.
 
 Durability is the server's: with ``appendonly yes`` and ``appendfsync always``
 an acknowledged append survives a crash of the server; ``everysec`` may lose
@@ -70,7 +73,7 @@ from sessionhub import (
     StateKey,
     StoredSession,
 )
-from sessionhub.backend_tools import check_restorable, mask_url, to_micros
+from sessionhub.backend_tools import mask_url, to_micros
 from sessionhub_redis import _codec
 from sessionhub_redis._connect import Connection, connect
 from sessionhub_redis._driver import ConnectionCache
@@ -80,7 +83,6 @@ from sessionhub_redis._protocol import (
     CREATE,
     DELETE,
     LIST,
-    RESTORE,
     STATE,
     UPDATE,
     AppendArgs,
@@ -89,8 +91,7 @@ from sessionhub_redis._protocol import (
     DeleteArgs,
     GetArgs,
     ListArgs,
-    RestoreArgs,
-    RestoredEvent,
+    MovedOn,
     SessionArgs,
     StateArgs,
     UpdateArgs,
@@ -99,7 +100,9 @@ from sessionhub_redis._protocol import (
     decode_get,
     decode_list,
     decode_update,
+    or_blank,
 )
+from sessionhub_redis._rewrites import HistoryRewrites, moved_on
 from sessionhub_redis._settings import DEFAULT_KEY_PREFIX, DEFAULT_URL, RedisSettings
 from sessionhub_redis._topology import Cluster, SingleNode, Topology
 
@@ -111,7 +114,7 @@ _LIST_BUDGET_SLACK = 64
 _Args = TypeVar("_Args", bound=SessionArgs)
 
 
-class RedisBackend(Backend):
+class RedisBackend(HistoryRewrites, Backend):
     """sessionhub on Redis: a single server, a Sentinel master, or a Redis Cluster.
 
     Pass ``settings``; or ``client=`` an existing ``redis.asyncio.Redis`` /
@@ -121,7 +124,12 @@ class RedisBackend(Backend):
 
     name: ClassVar[str] = "redis"
     capabilities: ClassVar[Capabilities] = Capabilities(
-        persistent=True, shared_store=True, multi_process=True, native_ttl=True, cluster=True
+        persistent=True,
+        shared_store=True,
+        multi_process=True,
+        native_ttl=True,
+        cluster=True,
+        compare_and_set=True,
     )
 
     def __init__(
@@ -371,8 +379,9 @@ class RedisBackend(Backend):
             topology,
             key,
             expiry,
-            event_limit="" if request.event_limit is None else request.event_limit,
+            event_limit=or_blank(request.event_limit),
             app_clock=clock,
+            expected_last_seq=or_blank(request.expected_last_seq),
             new_events=[
                 AppendedEvent(
                     id=event.id,
@@ -388,6 +397,8 @@ class RedisBackend(Backend):
         reply = decode_append(await topology.run(APPEND, args))
         if reply is None:
             raise SessionNotFound(key.app_name, key.user_id, key.session_id)
+        if isinstance(reply, MovedOn):
+            raise moved_on(key, request.expected_last_seq or 0, reply.last_seq)
         stored: list[Event] = []
         app_delta: dict[str, Any] = {}
         for index, event in enumerate(request.events):
@@ -513,42 +524,6 @@ class RedisBackend(Backend):
         )
         return [_codec.text(user) for user in users]
 
-    async def restore_session(self, session: Session, events: list[Event], expiry: Expiry) -> None:
-        """Replace the session with exactly this content, in one script.
-
-        The events must be the session's newest, with contiguous seqs ending at
-        ``last_seq`` (what an export of any sessionhub backend holds).
-        """
-        check_restorable(session, events)
-        topology = self._open()
-        key = SessionKey(session.app_name, session.user_id, session.id)
-        fields = _codec.session_fields(session, last_seq=session.last_seq, count=len(events))
-        fields += ["ct", ""]
-        times = [_codec.time_key(event.timestamp or session.updated_at) for event in events]
-        if times:
-            fields += ["tnew", times[-1]]
-        if times != sorted(times):
-            fields += ["tuno", 1]
-        exp, ttl = _codec.expiry(session.expires_at, expiry.now)
-        args = RestoreArgs(
-            **self._key_fields(key),
-            app_users=await topology.app_users_key(session.app_name, session.user_id),
-            now=to_micros(expiry.now),
-            exp=exp,
-            ttl=ttl,
-            updated_at=to_micros(session.updated_at),
-            base=self.keys.user(key.app_name, key.user_id).base,
-            session_id=session.id,
-            parent_escaped=escape(session.parent_id) if session.parent_id is not None else "",
-            fields=fields,
-            restored_events=[
-                RestoredEvent(id=event.id, seq=event.seq, time=time, json=_stored_json(event))
-                for event, time in zip(events, times, strict=True)
-            ],
-            user_id=session.user_id,
-        )
-        await topology.run(RESTORE, args)
-
     async def purge_expired(self, now: datetime) -> int:
         """Return 0: Redis reclaims expired keys by itself (``native_ttl``).
 
@@ -556,9 +531,3 @@ class RedisBackend(Backend):
         to do more here would take ``SCAN``, which this backend never uses.
         """
         return 0
-
-
-def _stored_json(event: Event) -> str:
-    """The event as the events list holds it: JSON with its seq first."""
-    text = event.model_dump_json(exclude={"seq"})
-    return f'{{"seq":{event.seq},{text[1:]}'
