@@ -168,3 +168,20 @@ def test_multi_process_needs_a_backend_factory(pytester):
     result = run(pytester, "-k", "processes_append", module=CLAIMS_MULTI_PROCESS, backend="Broken")
     assert result.parseoutcomes().get("failed", 0) == 1, result.stdout.str()
     result.stdout.fnmatch_lines(["*declare multi_process only with a 'backend_factory' fixture*"])
+
+
+def test_a_test_needing_two_capabilities_runs_only_with_both(pytester):
+    module = """
+from sessionhub import Backend
+
+
+class CannotReplace(MemoryBackend):
+    replace_events = Backend.replace_events
+"""
+    test = "event_limit_counts_events_across_gaps"  # needs pop_event and replace_events
+    result = run(pytester, "-k", test, "-rs", module=module, backend="CannotReplace")
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(
+        ["*CannotReplace does not declare the 'replace_events' capability*"]
+    )
+    run(pytester, "-k", test).assert_outcomes(passed=1)

@@ -586,9 +586,10 @@ class Backend(abc.ABC):
         store that needs one (a native TTL). App and user state are not touched.
         One atomic step: readers see the old session or the new one. Used by
         import and migrate. Start with ``check_restorable(session, events)``:
-        input that breaks a rule (seqs not contiguous or not ending at
-        ``last_seq``, no timestamp, a bad id...) raises ``InvalidInput`` before
-        anything is written. Optional: a backend that does not implement it lacks
+        input that breaks a rule (seqs not increasing or above ``last_seq``, no
+        timestamp, a bad id...) raises ``InvalidInput`` before anything is
+        written. Seqs may have gaps (a pop or a replace leaves them): store them
+        as given. Optional: a backend that does not implement it lacks
         the ``restore_session`` capability, and cannot be imported or migrated into.
         """
         raise NotImplementedError(f"The {self.name!r} backend cannot restore sessions.")

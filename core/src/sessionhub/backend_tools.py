@@ -50,8 +50,10 @@ def check_restorable(session: Session, events: Sequence[Event]) -> None:
     create and an append (identifiers, roles, JSON values, state keys) and what the
     service would have filled in: every event has its timestamp, ``depth`` is 0
     without a parent and at least 1 with one, the session state holds the session
-    scope only, event ids are unique, and the seqs are contiguous and end at
-    ``last_seq`` (a session's newest events, as an export holds them).
+    scope only, event ids are unique, and the seqs are strictly increasing, each
+    at least 1, the last at most ``last_seq`` (a session's events oldest first, as
+    an export holds them). Seqs may have gaps: a pop or a replace leaves them, and
+    trimming by ``event_limit`` drops the oldest.
     """
     for name in ("app_name", "user_id", "id", "root_id"):
         _validate.check_identifier(getattr(session, name), f"session.{name}")
@@ -70,7 +72,9 @@ def check_restorable(session: Session, events: Sequence[Event]) -> None:
         raise InvalidInput(
             "session.state", "holds the session scope only: no app:, user: or temp: keys"
         )
+    last_seq = _validate.check_count(session.last_seq, "session.last_seq", minimum=0)
     seen: set[str] = set()
+    previous = 0
     for index, event in enumerate(events):
         field = f"events[{index}]"
         _validate.check_event(event, field)
@@ -81,11 +85,18 @@ def check_restorable(session: Session, events: Sequence[Event]) -> None:
             raise InvalidInput(
                 f"{field}.timestamp", "is missing: a stored event keeps the time it was appended"
             )
-    first = session.last_seq - len(events) + 1
-    if first < 1 or [event.seq for event in events] != list(range(first, session.last_seq + 1)):
-        raise InvalidInput(
-            "events", f"seqs must be contiguous and end at last_seq={session.last_seq}"
-        )
+        if event.seq <= previous:
+            after = "at least 1" if previous == 0 else f"above the seq before it ({previous})"
+            raise InvalidInput(
+                f"{field}.seq", f"must be {after}, got {event.seq}: events go oldest first"
+            )
+        if event.seq > last_seq:
+            raise InvalidInput(
+                f"{field}.seq",
+                f"is {event.seq}, above session.last_seq={last_seq} (the highest seq the "
+                "session gave out)",
+            )
+        previous = event.seq
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)

@@ -56,12 +56,16 @@ class FakeClock:
 
 
 def requires(capability: str) -> Callable[[F], F]:
-    """Mark a suite test as needing a declared capability; it is skipped otherwise."""
+    """Mark a suite test as needing a declared capability; it is skipped otherwise.
+
+    Stack it to need several: ``@requires("restore_session")`` over ``@requires("pop_event")``.
+    """
     if capability not in Capabilities.__dataclass_fields__:
         raise ValueError(f"unknown capability {capability!r}")
 
     def mark(test: F) -> F:
-        test._sessionhub_requires = capability  # type: ignore[attr-defined]
+        needed = getattr(test, "_sessionhub_requires", ())
+        test._sessionhub_requires = (*needed, capability)  # type: ignore[attr-defined]
         return test
 
     return mark
@@ -132,9 +136,12 @@ class ConformanceFixtures:
 
     @pytest.fixture(autouse=True)
     def _check_capability(self, request: pytest.FixtureRequest) -> None:
-        capability = getattr(request.function, "_sessionhub_requires", None)
-        if capability is None:
+        needed = getattr(request.function, "_sessionhub_requires", ())
+        if not needed:
             return
         backend: Backend = request.getfixturevalue("backend")
-        if not getattr(backend.capabilities, capability):
-            pytest.skip(f"{type(backend).__name__} does not declare the {capability!r} capability")
+        for capability in needed:
+            if not getattr(backend.capabilities, capability):
+                pytest.skip(
+                    f"{type(backend).__name__} does not declare the {capability!r} capability"
+                )

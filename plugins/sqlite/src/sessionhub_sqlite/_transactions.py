@@ -12,15 +12,17 @@ import json
 import sqlite3
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from sessionhub import (
     AppendRequest,
     AppendResult,
+    ConflictError,
     Event,
     EventWindow,
     Expiry,
     ListCursor,
+    ReplaceRequest,
     Session,
     SessionExists,
     SessionHubError,
@@ -48,6 +50,8 @@ __all__ = [
     "get_session",
     "list_sessions",
     "append",
+    "pop_event",
+    "replace_events",
     "update_session",
     "delete_session",
     "list_users",
@@ -258,6 +262,9 @@ def append(conn: sqlite3.Connection, request: AppendRequest) -> AppendResult:
     if found is None or not _live(found[1], now):
         raise SessionNotFound(key.app_name, key.user_id, key.session_id)
     session_pk, old_expires_at, last_seq, event_count, old_updated_at = found
+    expected = request.expected_last_seq
+    if expected not in (None, last_seq) and not _all_stored(conn, session_pk, request.events):
+        raise ConflictError(_moved_on(key, expected, last_seq))  # a retry is not a conflict
     first_new_seq = last_seq + 1
     session_delta: dict[str, Any] = {}
     app_delta: dict[str, Any] = {}
@@ -266,15 +273,8 @@ def append(conn: sqlite3.Connection, request: AppendRequest) -> AppendResult:
     for event, delta in zip(request.events, request.deltas, strict=True):
         saved = event.model_copy(update={"seq": last_seq + 1})
         inserted = conn.execute(
-            "INSERT INTO events (session_pk, seq, event_id, timestamp, data) "
-            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (session_pk, event_id) DO NOTHING",
-            (
-                session_pk,
-                saved.seq,
-                saved.id,
-                to_micros(saved.timestamp) if saved.timestamp is not None else now,
-                event_to_json(saved),
-            ),
+            _INSERT_EVENT + " ON CONFLICT (session_pk, event_id) DO NOTHING",
+            _event_values(session_pk, saved, expiry.now),
         ).rowcount
         if not inserted:
             stored.append(_stored_event(conn, session_pk, event.id))
@@ -296,9 +296,7 @@ def append(conn: sqlite3.Connection, request: AppendRequest) -> AppendResult:
         )
     limit = request.event_limit
     if limit is not None and event_count > limit:
-        conn.execute(
-            "DELETE FROM events WHERE session_pk = ? AND seq <= ?", (session_pk, last_seq - limit)
-        )
+        _delete_oldest(conn, session_pk, event_count - limit)
         event_count = limit
     expires_at = _optional_micros(expiry.session)
     if session_delta:
@@ -333,6 +331,42 @@ def append(conn: sqlite3.Connection, request: AppendRequest) -> AppendResult:
     )
 
 
+_INSERT_EVENT = (
+    "INSERT INTO events (session_pk, seq, event_id, timestamp, data) VALUES (?, ?, ?, ?, ?)"
+)
+
+
+def _event_values(session_pk: int, event: Event, default_time: datetime) -> tuple[Any, ...]:
+    """The values of ``_INSERT_EVENT`` for ``event`` (``default_time`` if it has no timestamp)."""
+    moment = event.timestamp or default_time
+    return (session_pk, event.seq, event.id, to_micros(moment), event_to_json(event))
+
+
+def _delete_oldest(conn: sqlite3.Connection, session_pk: int, count: int) -> None:
+    # Seqs have gaps after a pop or a replace: the oldest are counted, never computed.
+    conn.execute(
+        "DELETE FROM events WHERE session_pk = ? AND seq IN "
+        "(SELECT seq FROM events WHERE session_pk = ? ORDER BY seq LIMIT ?)",
+        (session_pk, session_pk, count),
+    )
+
+
+def _all_stored(conn: sqlite3.Connection, session_pk: int, events: list[Event]) -> bool:
+    return all(
+        conn.execute(
+            "SELECT 1 FROM events WHERE session_pk = ? AND event_id = ?", (session_pk, event.id)
+        ).fetchone()
+        for event in events
+    )
+
+
+def _moved_on(key: SessionKey, expected: int, last_seq: int) -> str:
+    return (
+        f"session {key.session_id!r} of user {key.user_id!r} moved on: expected last_seq "
+        f"{expected}, it is {last_seq}. Re-read it and retry."
+    )
+
+
 def _stored_event(conn: sqlite3.Connection, session_pk: int, event_id: str) -> Event:
     row = conn.execute(
         "SELECT data FROM events WHERE session_pk = ? AND event_id = ?", (session_pk, event_id)
@@ -344,6 +378,66 @@ def _stored_event(conn: sqlite3.Connection, session_pk: int, event_id: str) -> E
             f"event {event_id!r} was neither inserted nor found in session row {session_pk}"
         )
     return event_from_json(row[0])
+
+
+def _live_head(conn: sqlite3.Connection, key: SessionKey, now: datetime) -> tuple[int, int]:
+    """The ``pk`` and ``last_seq`` of the live session ``key``; ``SessionNotFound`` if none."""
+    found = conn.execute(
+        "SELECT pk, expires_at, last_seq FROM sessions "
+        "WHERE app_name = ? AND user_id = ? AND session_id = ?",
+        (key.app_name, key.user_id, key.session_id),
+    ).fetchone()
+    if found is None or not _live(found[1], to_micros(now)):
+        raise SessionNotFound(key.app_name, key.user_id, key.session_id)
+    return found[0], found[2]
+
+
+def pop_event(conn: sqlite3.Connection, key: SessionKey, expiry: Expiry) -> Event | None:
+    """Delete and return the newest event; ``last_seq`` stays, times move only if one went."""
+    session_pk, _ = _live_head(conn, key, expiry.now)
+    newest = conn.execute(
+        "SELECT seq, data FROM events WHERE session_pk = ? ORDER BY seq DESC LIMIT 1",
+        (session_pk,),
+    ).fetchone()
+    if newest is None:
+        return None
+    conn.execute("DELETE FROM events WHERE session_pk = ? AND seq = ?", (session_pk, newest[0]))
+    conn.execute(
+        "UPDATE sessions SET event_count = event_count - 1, updated_at = ?, expires_at = ? "
+        "WHERE pk = ?",
+        (to_micros(expiry.now), _optional_micros(expiry.session), session_pk),
+    )
+    return event_from_json(newest[1])
+
+
+def replace_events(conn: sqlite3.Connection, request: ReplaceRequest) -> AppendResult:
+    """Check ``expected_last_seq``, delete every event, store the new ones after ``last_seq``."""
+    key, expiry = request.key, request.expiry
+    session_pk, last_seq = _live_head(conn, key, expiry.now)
+    expected = request.expected_last_seq
+    if expected not in (None, last_seq):
+        raise ConflictError(_moved_on(key, expected, last_seq))
+    saved = [
+        event.model_copy(update={"seq": seq})
+        for seq, event in enumerate(request.events, start=last_seq + 1)
+    ]
+    # The trim keeps the newest event_limit: the older ones are numbered, never stored.
+    kept = saved if request.event_limit is None else saved[-request.event_limit :]
+    conn.execute("DELETE FROM events WHERE session_pk = ?", (session_pk,))
+    conn.executemany(_INSERT_EVENT, [_event_values(session_pk, e, expiry.now) for e in kept])
+    last_seq += len(saved)
+    conn.execute(
+        "UPDATE sessions SET last_seq = ?, event_count = ?, updated_at = ?, expires_at = ? "
+        "WHERE pk = ?",
+        (last_seq, len(kept), to_micros(expiry.now), _optional_micros(expiry.session), session_pk),
+    )
+    return AppendResult(
+        events=saved,
+        last_seq=last_seq,
+        event_count=len(kept),
+        updated_at=expiry.now,
+        expires_at=expiry.session,
+    )
 
 
 def update_session(
@@ -405,18 +499,9 @@ def restore_session(conn: sqlite3.Connection, session: Session, events: list[Eve
     cursor = conn.execute(
         f"INSERT INTO sessions ({_SESSION_COLUMNS}) VALUES ({_SESSION_PLACEHOLDERS})", row
     )
+    session_pk = cast(int, cursor.lastrowid)  # an INSERT always sets it
     conn.executemany(
-        "INSERT INTO events (session_pk, seq, event_id, timestamp, data) VALUES (?, ?, ?, ?, ?)",
-        [
-            (
-                cursor.lastrowid,
-                event.seq,
-                event.id,
-                to_micros(event.timestamp or session.created_at),
-                event_to_json(event),
-            )
-            for event in events
-        ],
+        _INSERT_EVENT, [_event_values(session_pk, event, session.created_at) for event in events]
     )
 
 

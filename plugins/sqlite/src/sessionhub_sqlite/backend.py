@@ -42,6 +42,7 @@ from sessionhub import (
     EventWindow,
     Expiry,
     ListCursor,
+    ReplaceRequest,
     Session,
     SessionKey,
     StateDeltas,
@@ -182,7 +183,7 @@ class SQLiteBackend(Backend):
 
     name: ClassVar[str] = "sqlite"
     capabilities: ClassVar[Capabilities] = Capabilities(
-        persistent=True, shared_store=True, multi_process=True
+        persistent=True, shared_store=True, multi_process=True, compare_and_set=True
     )
 
     def __init__(
@@ -367,6 +368,14 @@ class SQLiteBackend(Backend):
     async def append(self, request: AppendRequest) -> AppendResult:
         """Store events, their deltas, the trim and the new times in one short transaction."""
         return await self._transaction(_transactions.append, request, write=True)
+
+    async def pop_event(self, key: SessionKey, expiry: Expiry) -> Event | None:
+        """Delete and return the newest event in one short transaction; ``last_seq`` stays."""
+        return await self._transaction(_transactions.pop_event, key, expiry, write=True)
+
+    async def replace_events(self, request: ReplaceRequest) -> AppendResult:
+        """Check the expected ``last_seq``, swap every event and the times in one transaction."""
+        return await self._transaction(_transactions.replace_events, request, write=True)
 
     async def update_session(
         self,

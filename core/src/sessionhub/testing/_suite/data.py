@@ -75,8 +75,16 @@ def _repeated_event_id(session: Session, events: list[Event]) -> None:
     events[3].id = events[0].id
 
 
-def _seq_gap(session: Session, events: list[Event]) -> None:
-    events[2].seq = 42
+def _seqs_out_of_order(session: Session, events: list[Event]) -> None:
+    events[2].seq = events[1].seq
+
+
+def _seq_below_one(session: Session, events: list[Event]) -> None:
+    events[0].seq = 0
+
+
+def _seq_above_last_seq(session: Session, events: list[Event]) -> None:
+    session.last_seq = events[3].seq
 
 
 def _not_json_metadata(session: Session, events: list[Event]) -> None:
@@ -95,7 +103,9 @@ BREAKAGES: dict[str, tuple[Callable[[Session, list[Event]], None], str]] = {
     "depth without parent": (_depth_without_parent, "session.depth"),
     "blank event id": (_blank_event_id, "events[0].id"),
     "repeated event id": (_repeated_event_id, "events[3].id"),
-    "seq gap": (_seq_gap, "events"),
+    "seqs out of order": (_seqs_out_of_order, "events[2].seq"),
+    "seq below one": (_seq_below_one, "events[0].seq"),
+    "seq above last_seq": (_seq_above_last_seq, "events[4].seq"),
     "non-JSON metadata": (_not_json_metadata, "events[0].metadata.raw"),
     "wider scope in session state": (_wider_scope_in_session_state, "session.state"),
 }
@@ -168,6 +178,40 @@ class DataTests:
             )
             == {}
         )
+
+    @requires("restore_session")
+    @requires("pop_event")
+    async def test_restore_keeps_seq_gaps(
+        self, service: SessionHistoryService, backend: Backend, clock: FakeClock
+    ) -> None:
+        """Seqs with gaps (a pop or a replace leaves them) restore exactly; reads and pops go on."""
+        await service.create_session("alice", "popped")
+        await service.append(("alice", "popped"), ["one", "two", "three"])
+        await service.pop_event("alice", "popped")
+        await service.append(("alice", "popped"), ["four", "five"])
+        await service.pop_event("alice", "popped")
+        exported = await service.get_session("alice", "popped")
+        assert exported is not None and [e.seq for e in exported.events] == [1, 2, 4]
+        copy = exported.model_copy(update={"id": "copy", "root_id": "copy"})
+        await backend.restore_session(copy, exported.events, Expiry(now=clock.now))
+        got = await service.get_session("alice", "copy")
+        assert got is not None and (got.events, got.last_seq) == (exported.events, 5)
+
+        session, events = _restorable(clock)
+        gapped = [events[0], events[2], events[3]]  # seqs 8, 10, 11 of last_seq 12
+        session.event_count = len(gapped)
+        await backend.restore_session(session, gapped, Expiry(now=clock.now))
+        got = await service.get_session("alice", "restored")
+        assert got is not None
+        assert (got.events, got.event_count, got.last_seq) == (gapped, 3, 12)
+        newest = await service.get_session("alice", "restored", last_n=2, after_seq=8)
+        assert newest is not None and [e.seq for e in newest.events] == [10, 11]
+        [new] = await service.append(("alice", "restored"), "after the restore")
+        assert new.seq == 13
+        popped = [await service.pop_event("alice", "restored") for _ in range(2)]
+        assert [e.seq for e in popped if e is not None] == [13, 11]
+        got = await service.get_session("alice", "restored")
+        assert got is not None and [e.seq for e in got.events] == [8, 10]
 
     @requires("restore_session")
     @pytest.mark.parametrize("breakage", list(BREAKAGES))

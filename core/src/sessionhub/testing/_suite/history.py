@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import random
 
 import pytest
@@ -10,7 +11,8 @@ import pytest
 from sessionhub.errors import ConflictError, InvalidInput, SessionNotFound
 from sessionhub.models import Event, TextPart
 from sessionhub.service import SessionHistoryService
-from sessionhub.testing._base import requires
+from sessionhub.testing._base import BackendFactory, Connect, MakeService, requires
+from sessionhub.testing._suite.concurrency import _append_in_process, _next_message
 
 
 def _said(text: str) -> Event:
@@ -21,6 +23,22 @@ async def _seqs(service: SessionHistoryService, user: str, session_id: str) -> l
     session = await service.get_session(user, session_id)
     assert session is not None
     return [event.seq for event in session.events]
+
+
+async def _nothing_lost(
+    service: SessionHistoryService, session_id: str, appended: list[str], popped: list[Event]
+) -> None:
+    """Every acknowledged append is stored or was popped once; no seq serves two events."""
+    session = await service.get_session("alice", session_id)
+    assert session is not None
+    stored = {event.id: event.seq for event in session.events}
+    gone = {event.id: event.seq for event in popped}
+    assert len(gone) == len(popped), "an event was popped twice"
+    assert not stored.keys() & gone.keys()
+    assert set(appended) == stored.keys() | gone.keys()
+    seqs = [*stored.values(), *gone.values()]
+    assert len(seqs) == len(set(seqs)), "a seq was given to two events"
+    assert (session.last_seq, session.event_count) == (len(appended), len(stored))
 
 
 class HistoryTests:
@@ -109,16 +127,7 @@ class HistoryTests:
                     appended.extend(await service.append(("alice", "s1"), f"w{number}-{step}"))
 
         await asyncio.gather(*(worker(n) for n in range(10)))
-        session = await service.get_session("alice", "s1")
-        assert session is not None
-        stored = {event.id: event.seq for event in session.events}
-        gone = {event.id: event.seq for event in popped}
-        assert len(gone) == len(popped), "an event was popped twice"
-        assert not stored.keys() & gone.keys()
-        assert {event.id for event in appended} == stored.keys() | gone.keys()
-        seqs = [*stored.values(), *gone.values()]
-        assert len(seqs) == len(set(seqs)), "a seq was given to two events"
-        assert session.last_seq == len(appended)
+        await _nothing_lost(service, "s1", [event.id for event in appended], popped)
 
     @requires("replace_events")
     async def test_replace_swaps_the_history_and_keeps_the_state(
@@ -243,3 +252,96 @@ class HistoryTests:
             assert sum(isinstance(o, list) for o in outcomes) == 1, outcomes
             assert all(isinstance(o, (list, ConflictError)) for o in outcomes), outcomes
         assert await _seqs(service, "alice", "s1") == [1, 2, 3, 4, 5]
+
+    @requires("pop_event")
+    @requires("replace_events")
+    async def test_event_limit_counts_events_across_gaps(self, make_service: MakeService) -> None:
+        """The trim keeps the newest ``event_limit`` events however their seqs are spaced."""
+        service = make_service(event_limit=3)
+        await service.create_session("alice", "s1")
+        await service.append(("alice", "s1"), ["a", "b", "c"])
+        await service.pop_event("alice", "s1")
+        five = _said("e")
+        await service.append(("alice", "s1"), ["d", five])
+        assert await _seqs(service, "alice", "s1") == [2, 4, 5]
+        [retried] = await service.append(("alice", "s1"), five)
+        assert retried.seq == 5
+        stored = await service.replace_events("alice", "s1", ["v", "w", "x", "y"])
+        assert [e.seq for e in stored] == [6, 7, 8, 9]
+        session = await service.get_session("alice", "s1")
+        assert session is not None
+        assert [(e.seq, e.text) for e in session.events] == [(7, "w"), (8, "x"), (9, "y")]
+        assert (session.event_count, session.last_seq) == (3, 9)
+
+    @requires("shared_store")
+    @requires("pop_event")
+    async def test_pops_and_appends_on_two_connections_lose_nothing(
+        self, connect: Connect | None, make_service: MakeService
+    ) -> None:
+        """Appends through one backend instance race pops through another on the same store."""
+        assert connect is not None, "declare shared_store only with a 'connect' fixture"
+        other = await connect()
+        try:
+            appender, popper = make_service(), make_service(other)
+            await appender.create_session("alice", "s1")
+            appended: list[Event] = []
+            popped: list[Event] = []
+
+            async def append(worker: int) -> None:
+                for step in range(25):
+                    appended.extend(await appender.append(("alice", "s1"), f"w{worker}-{step}"))
+
+            async def pop() -> None:
+                for _ in range(25):
+                    event = await popper.pop_event("alice", "s1")
+                    if event is not None:
+                        popped.append(event)
+
+            await asyncio.gather(*(append(w) for w in range(4)), *(pop() for _ in range(4)))
+            await _nothing_lost(appender, "s1", [event.id for event in appended], popped)
+        finally:
+            await other.close()
+
+    @requires("multi_process")
+    @requires("pop_event")
+    async def test_pops_racing_appends_of_other_processes_lose_nothing(
+        self, backend_factory: BackendFactory | None, service: SessionHistoryService
+    ) -> None:
+        """Two processes append 100 events each while this one pops: nothing is lost."""
+        assert backend_factory is not None, (
+            "declare multi_process only with a 'backend_factory' fixture"
+        )
+        await service.create_session("alice", "shared")  # where the writer processes append
+        context = multiprocessing.get_context("spawn")
+        messages = context.Queue()
+        go = context.Event()
+        names = ["p0", "p1"]
+        processes = [
+            context.Process(
+                target=_append_in_process,
+                args=(backend_factory, name, 100, messages, go),
+                daemon=True,
+            )
+            for name in names
+        ]
+        for process in processes:
+            process.start()
+        popped: list[Event] = []
+        try:
+            said = [await _next_message(messages) for _ in names]
+            assert all(kind == "ready" for kind, _ in said), said
+            go.set()
+            finished = asyncio.gather(*(_next_message(messages) for _ in names))
+            while not finished.done():
+                event = await service.pop_event("alice", "shared")
+                if event is not None:
+                    popped.append(event)
+            assert sorted(await finished) == [("done", name) for name in names]
+        finally:
+            go.set()
+            for process in processes:
+                await asyncio.to_thread(process.join, 10)
+                if process.is_alive():
+                    process.kill()
+        appended = [f"{name}-{i}" for name in names for i in range(100)]
+        await _nothing_lost(service, "shared", appended, popped)
