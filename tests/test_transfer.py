@@ -17,7 +17,13 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from sessionhub import InvalidInput, SessionHistoryService, SessionHubSettings, get_plugin_manager
+from sessionhub import (
+    Backend,
+    InvalidInput,
+    SessionHistoryService,
+    SessionHubSettings,
+    get_plugin_manager,
+)
 from sessionhub.transfer import (
     count_sessions,
     export_records,
@@ -146,6 +152,13 @@ async def test_histories_with_seq_gaps_migrate_exactly(tmp_path):
     await migrate(sqlite, back)
     assert await dump(back) == original
     await sqlite.stop()
+
+    class ReadsByPosition(MemoryBackend):  # an older backend: no pop, no replace
+        pop_event = Backend.pop_event
+        replace_events = Backend.replace_events
+
+    with pytest.raises(InvalidInput, match=r"seqs have gaps.*neither pop_event nor replace_events"):
+        await migrate(source, service(ReadsByPosition()))
 
 
 @pytest.mark.asyncio

@@ -155,8 +155,8 @@ class Event(BaseModel):
 
     An event gets its ``id`` when it is built, so appending the same ``Event``
     again (a retry) stores it once. ``seq`` is assigned by the backend when the
-    event is stored (1, 2, 3 ... per session, contiguous, never reused); it is 0
-    on an event not stored yet.
+    event is stored (1, 2, 3 ... per session, never reused; contiguous unless
+    events were popped or replaced); it is 0 on an event not stored yet.
     ``state_delta`` is applied atomically with the append: ``app:`` and ``user:``
     keys go to the wider scopes, ``temp:`` keys are dropped, ``None`` deletes a key.
     """

@@ -316,6 +316,14 @@ async def _import_one(
         return
     if kind == "session":
         session, events = _session_of(record, located, app)
+        caps = backend.capabilities
+        if _has_gaps(session, events) and not (caps.pop_event or caps.replace_events):
+            raise InvalidInput(
+                f"{located.where}: events",
+                f"the seqs have gaps (a popped or replaced history), which the "
+                f"{backend.name!r} backend cannot store: it declares neither pop_event nor "
+                "replace_events",
+            )
         await backend.restore_session(session, events, expiry)
         report.sessions += 1
         report.events += len(events)
@@ -325,6 +333,13 @@ async def _import_one(
         located.where,
         f"{found}: a line of an export is a header, app_state, user_state or session record",
     )
+
+
+def _has_gaps(session: Session, events: list[Event]) -> bool:
+    """Whether the seqs skip a number (trimming only drops the oldest: that is no gap)."""
+    if not events:
+        return False
+    return events[-1].seq != session.last_seq or events[-1].seq - events[0].seq + 1 != len(events)
 
 
 def _checked(check: Callable[[], Any], located: Located, field: str = "") -> Any:
