@@ -26,12 +26,14 @@ from sessionhub.backend_tools import to_micros
 from sessionhub_mongodb import _driver
 from sessionhub_mongodb._append_plan import (
     Plan,
+    advanced,
     delete_own,
     insert_events,
     plan,
     publish_fields,
     result,
     trim,
+    trimmed_floor,
 )
 from sessionhub_mongodb._documents import NEVER, event_document
 from sessionhub_mongodb._expiry import horizon, move_horizon
@@ -49,8 +51,9 @@ async def append_optimistic(
     token = store.token()
     worked = plan(request, head, {})
     date, moved = horizon(head.horizon_us, request.expiry)
+    floor = await trimmed_floor(store, head, len(worked.new), request.event_limit, None)
     store.heads.remember(key, None)  # until this append's outcome is known
-    sets, unsets, event_count = publish_fields(request, head, worked, date)
+    sets, unsets, event_count = publish_fields(request, head, worked, date, floor)
     match: dict[str, Any] = {
         "_id": head.id,
         "last_seq": head.last_seq,
@@ -84,18 +87,10 @@ async def append_optimistic(
         with contextlib.suppress(PyMongoError):
             await delete_own(store, head, worked, token)
         return None
-    await trim(store, head.incarnation, request, worked.last_seq, None)
+    await trim(store, head.incarnation, request, floor, None)
     expires_us = NEVER if request.expiry.session is None else to_micros(request.expiry.session)
-    store.heads.remember(
-        key,
-        replace(
-            head,
-            last_seq=worked.last_seq,
-            event_count=event_count,
-            horizon_us=date,
-            expires_us=expires_us,
-        ),
-    )
+    after = advanced(head, worked, event_count, floor, date)
+    store.heads.remember(key, replace(after, expires_us=expires_us))
     return result(request, worked, event_count)
 
 

@@ -37,19 +37,41 @@ class Head:
     horizon_us: int | None
     expires_us: int | None = None
     """None when not read."""
+    floor: int = 0
+    """Visible seqs are above it (see ``_append_plan``)."""
+    popped: int | None = None
+    """A popped seq whose event document may still exist: never visible."""
+    popped_gone: bool = False
+    """This process deleted the event document of ``popped``."""
 
     @classmethod
     def of(cls, document: Mapping[str, Any]) -> Head:
         """The head of a session document as read from the server."""
+        last_seq, event_count = document["last_seq"], document["event_count"]
         return cls(
             document["_id"],
             document["incarnation"],
-            document["last_seq"],
-            document["event_count"],
+            last_seq,
+            event_count,
             document.get("version", 0),
             document.get("horizon_us"),
             document.get("expires_us"),
+            # Written only once seqs have gaps; before that the events are contiguous.
+            document.get("floor", last_seq - event_count),
+            document.get("popped"),
         )
+
+    @property
+    def contiguous(self) -> bool:
+        """Whether every seq in ``(floor, last_seq]`` is visible (no pops left gaps)."""
+        return self.floor + self.event_count == self.last_seq
+
+    def visible(self) -> dict[str, Any]:
+        """The ``seq`` condition matching exactly the visible events."""
+        seqs: dict[str, Any] = {"$gt": self.floor, "$lte": self.last_seq}
+        if self.popped is not None:
+            seqs["$ne"] = self.popped
+        return seqs
 
 
 class HeadCache:
