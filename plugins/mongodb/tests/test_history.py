@@ -94,8 +94,8 @@ async def test_the_event_limit_trims_the_oldest_events_across_gaps(backend):
 
 
 async def test_a_pop_that_died_before_deleting_leaves_its_event_hidden(backend):
-    """A popped event whose document was not deleted stays invisible, is deleted by the
-    next pop, and its id can be appended again."""
+    """A popped event whose document was not deleted stays invisible; its id can be
+    appended again (the append clears it), and the next pop deletes such a leftover."""
     service = _service(backend)
     await service.create_session("alice", "s1")
     keep = Event(id="keep", role="user")
@@ -108,11 +108,16 @@ async def test_a_pop_that_died_before_deleting_leaves_its_event_hidden(backend):
     async with other:
         got = await other.get_session("alice", "s1")
         assert [e.id for e in got.events] == ["first"] and got.event_count == 1
-        assert (await other.pop_event("alice", "s1")).id == "first"
-        assert await backend._events.count_documents({}) == 0
         [again] = await other.append(("alice", "s1"), keep)
         assert (again.id, again.seq) == ("keep", 3)
-        assert [e.id for e in (await other.get_session("alice", "s1")).events] == ["keep"]
+        got = await other.get_session("alice", "s1")
+        assert [(e.id, e.seq) for e in got.events] == [("first", 1), ("keep", 3)]
+        assert (await other.pop_event("alice", "s1")).id == "keep"
+        await backend._events.insert_one({**leftover, "seq": 3})  # that pop died too
+    async with _service(MongoBackend(backend.settings)) as third:
+        assert (await third.pop_event("alice", "s1")).id == "first"
+        assert await backend._events.count_documents({}) == 0
+        assert (await third.get_session("alice", "s1")).event_count == 0
 
 
 async def test_pop_waits_for_a_write_lease_and_takes_over_a_dead_one(target):

@@ -4,8 +4,9 @@ A reader sees exactly the events in ``(floor, last_seq]`` of the session
 document but ``popped`` (``Head.visible``), whatever else the events
 collection holds (a writer's unpublished events, a dead writer's leftovers,
 trimmed or popped events not yet deleted). Seqs may have gaps where events
-were popped. ``last_n`` reads the newest entries of one range of the
-``session_seq`` index; a list page is one keyset range of ``by_updated``.
+were popped. ``last_n`` reads one range of the ``session_seq`` index, of
+``last_n`` entries plus the gaps; a list page is one keyset range of
+``by_updated``.
 """
 
 from __future__ import annotations
@@ -82,6 +83,11 @@ async def _read_events(
     seqs = head.visible()
     if window.after_seq is not None:
         seqs["$gt"] = max(head.floor, window.after_seq)
+    if window.last_n is not None and window.after_time is None:
+        # The newest last_n visible seqs lie above this bound, gaps or not: the
+        # index range holds at most last_n + gaps entries.
+        gaps = head.last_seq - head.floor - head.event_count
+        seqs["$gt"] = max(seqs["$gt"], head.last_seq - window.last_n - gaps)
     if seqs["$gt"] >= head.last_seq:
         return []
     query: dict[str, Any] = {"session": head.incarnation, "seq": seqs}
