@@ -93,19 +93,17 @@ async def test_the_event_limit_trims_the_oldest_events_across_gaps(backend):
     assert sorted([row["seq"] async for row in backend._events.find({})]) == [5, 6, 7]
 
 
-async def test_a_pop_that_died_before_deleting_leaves_its_event_hidden(backend):
-    """A popped event whose document was not deleted stays invisible; its id can be
-    appended again (the append clears it), and the next pop deletes such a leftover."""
+async def test_a_popped_event_stays_hidden_until_the_next_write_deletes_it(backend):
+    """A pop leaves its event's document, hidden by ``popped``; the next append or pop
+    (of any process) deletes it in its own round trip, and its id can be appended again."""
     service = _service(backend)
     await service.create_session("alice", "s1")
     keep = Event(id="keep", role="user")
     await service.append(("alice", "s1"), [Event(id="first", role="user"), keep])
-    leftover = await backend._events.find_one({"event_id": "keep"}, {"_id": 0})
     popped = await service.pop_event("alice", "s1")
     assert popped is not None and popped.id == "keep"
-    await backend._events.insert_one(leftover)  # as if the pop died before its delete
-    other = _service(MongoBackend(backend.settings))
-    async with other:
+    assert await backend._events.count_documents({"event_id": "keep"}) == 1
+    async with _service(MongoBackend(backend.settings)) as other:
         got = await other.get_session("alice", "s1")
         assert [e.id for e in got.events] == ["first"] and got.event_count == 1
         [again] = await other.append(("alice", "s1"), keep)
@@ -113,11 +111,13 @@ async def test_a_pop_that_died_before_deleting_leaves_its_event_hidden(backend):
         got = await other.get_session("alice", "s1")
         assert [(e.id, e.seq) for e in got.events] == [("first", 1), ("keep", 3)]
         assert (await other.pop_event("alice", "s1")).id == "keep"
-        await backend._events.insert_one({**leftover, "seq": 3})  # that pop died too
     async with _service(MongoBackend(backend.settings)) as third:
         assert (await third.pop_event("alice", "s1")).id == "first"
-        assert await backend._events.count_documents({}) == 0
-        assert (await third.get_session("alice", "s1")).event_count == 0
+        assert sorted([row["seq"] async for row in backend._events.find({})]) == [1]
+        assert (await third.get_session("alice", "s1")).events == []
+        [event] = await third.append(("alice", "s1"), "next")
+        assert event.seq == 4
+        assert sorted([row["seq"] async for row in backend._events.find({})]) == [4]
 
 
 async def test_pop_waits_for_a_write_lease_and_takes_over_a_dead_one(target):
@@ -147,10 +147,12 @@ async def test_pop_waits_for_a_write_lease_and_takes_over_a_dead_one(target):
             popped = await other.pop_event("alice", "s1")
             assert popped is not None and (popped.seq, popped.text) == (2, "b")
             document = await other.backend._sessions.find_one({"sid": "s1"})
-            assert "lock" not in document
-            assert await other.backend._events.count_documents({}) == 1
+            assert "lock" not in document and document["popped"] == 2
+            events = other.backend._events
+            assert sorted([row["seq"] async for row in events.find({})]) == [1, 2]
             [event] = await other.append(("alice", "s1"), "c")
             assert event.seq == 3
+            assert sorted([row["seq"] async for row in events.find({})]) == [1, 3]
 
 
 async def test_pops_and_appends_from_two_backends_lose_nothing(target):

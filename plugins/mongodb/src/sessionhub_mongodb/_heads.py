@@ -66,9 +66,18 @@ class Head:
         """Whether every seq in ``(floor, last_seq]`` is visible (no pops left gaps)."""
         return self.floor + self.event_count == self.last_seq
 
-    def visible(self) -> dict[str, Any]:
-        """The ``seq`` condition matching exactly the visible events."""
-        seqs: dict[str, Any] = {"$gt": self.floor, "$lte": self.last_seq}
+    def visible(self, newest: int | None = None) -> dict[str, Any]:
+        """The ``seq`` condition matching exactly the visible events.
+
+        With ``newest``, it is bounded to a range holding the ``newest`` newest of
+        them plus at most every gap: a scan from the top never walks the whole
+        history, even on a server that cannot stop a backward scan early.
+        """
+        lowest = self.floor
+        if newest is not None:
+            gaps = self.last_seq - self.floor - self.event_count
+            lowest = max(lowest, self.last_seq - newest - gaps)
+        seqs: dict[str, Any] = {"$gt": lowest, "$lte": self.last_seq}
         if self.popped is not None:
             seqs["$ne"] = self.popped
         return seqs

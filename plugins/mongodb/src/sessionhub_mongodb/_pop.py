@@ -7,9 +7,11 @@ conditional on the head it was read from (``last_seq``, ``event_count``,
 ``event_count`` drops, ``popped`` names its seq (readers skip it) and
 ``version`` moves, so an append or pop that read the same head fails its own
 conditional update and tries again. ``last_seq`` stays: the seq is never
-reused. The event document is deleted next; if the popper dies first,
-``popped`` keeps it hidden, and whoever next pops (or takes the write lease
-over) deletes it before ``popped`` names another seq.
+reused. The event document stays, hidden by ``popped``, until the next write
+deletes it in the same round trip as its own work: the next pop before
+``popped`` names another seq, or the next optimistic append (both in their
+``bulkWrite``), or whoever meets it (an append of its id, a lease takeover,
+a trim). A pop is then one read and one ``bulkWrite``, like an append.
 
 When a write lease is held (a leased append on a standalone server, or a dead
 writer's), or after a few lost races, the pop takes the lease itself (waiting
@@ -23,6 +25,7 @@ import contextlib
 from dataclasses import replace
 from typing import Any
 
+from pymongo import DeleteOne, UpdateOne
 from pymongo.errors import PyMongoError
 
 from sessionhub import ConflictError, Event, Expiry, SessionKey, SessionNotFound
@@ -104,7 +107,7 @@ async def _pop_leased(store: Store, key: SessionKey, expiry: Expiry) -> Event | 
 
 async def _newest(store: Store, head: Head) -> Event | None:
     row = await store.events.find_one(
-        {"session": head.incarnation, "seq": head.visible()},
+        {"session": head.incarnation, "seq": head.visible(1)},
         {"data": 1, "_id": 0},
         sort=[("seq", -1)],
     )
@@ -121,10 +124,11 @@ async def _claim(
     *,
     release: bool,
 ) -> bool:
-    """Take ``event`` out of the visible range if ``match`` still holds; then delete it."""
-    if head.popped is not None and not head.popped_gone:
-        # ``popped`` is about to name another seq: what it hid must be gone first.
-        await store.events.delete_one({"session": head.incarnation, "seq": head.popped})
+    """Take ``event`` out of the visible range if ``match`` still holds.
+
+    What ``popped`` hid so far is deleted first (in the same ``bulkWrite`` where
+    the deployment has it): ``popped`` is about to name another seq.
+    """
     date, moved = horizon(head.horizon_us, expiry)
     if moved:
         await move_horizon(store, head.incarnation, date, None)
@@ -140,8 +144,26 @@ async def _claim(
     update = update_of(sets, unsets)
     update["$inc"] = {"version": 1}
     store.heads.remember(key, None)  # until the outcome is known
-    outcome = await store.sessions.update_one(match, update)
-    if outcome.matched_count == 0:
+    hidden = head.popped is not None and not head.popped_gone
+    if store.bulk:
+        models: list[Any] = []
+        if hidden:
+            models.append(
+                DeleteOne(
+                    namespace=store.events.full_name,
+                    filter={"session": head.incarnation, "seq": head.popped},
+                )
+            )
+        models.append(UpdateOne(namespace=store.sessions.full_name, filter=match, update=update))
+        outcome = await store.client.bulk_write(
+            models, ordered=True, write_concern=store.write_concern(), verbose_results=True
+        )
+        matched = outcome.update_results[len(models) - 1].matched_count
+    else:
+        if hidden:
+            await store.events.delete_one({"session": head.incarnation, "seq": head.popped})
+        matched = (await store.sessions.update_one(match, update)).matched_count
+    if matched == 0:
         return False
     after = replace(
         head,
@@ -152,11 +174,5 @@ async def _claim(
         popped=event.seq,
         popped_gone=False,
     )
-    try:
-        await store.events.delete_one({"session": head.incarnation, "seq": event.seq})
-    except PyMongoError:
-        # Popped all the same: ``popped`` hides it until the next pop deletes it.
-        store.heads.remember(key, after)
-        return True
-    store.heads.remember(key, replace(after, popped_gone=True))
+    store.heads.remember(key, after)
     return True

@@ -80,14 +80,9 @@ async def _read_events(
     if window.last_n == 0:
         return []
     head = Head.of(document)
-    seqs = head.visible()
+    seqs = head.visible(window.last_n if window.after_time is None else None)
     if window.after_seq is not None:
-        seqs["$gt"] = max(head.floor, window.after_seq)
-    if window.last_n is not None and window.after_time is None:
-        # The newest last_n visible seqs lie above this bound, gaps or not: the
-        # index range holds at most last_n + gaps entries.
-        gaps = head.last_seq - head.floor - head.event_count
-        seqs["$gt"] = max(seqs["$gt"], head.last_seq - window.last_n - gaps)
+        seqs["$gt"] = max(seqs["$gt"], window.after_seq)
     if seqs["$gt"] >= head.last_seq:
         return []
     query: dict[str, Any] = {"session": head.incarnation, "seq": seqs}
