@@ -107,11 +107,11 @@ async def trimmed_floor(
             {"session": head.incarnation, "seq": head.visible()}, {"seq": 1, "_id": 0}
         )
         .sort("seq", 1)
-        .skip(drop - 1)
-        .limit(1)
+        .limit(drop + 1)
         .to_list(None)
     )
-    return int(rows[0]["seq"]) if rows else head.last_seq
+    rows = head.shown(rows)
+    return int(rows[drop - 1]["seq"]) if len(rows) >= drop else head.last_seq
 
 
 def publish_fields(
@@ -180,10 +180,10 @@ async def stored_events(
             "event_id": {"$in": [event.id for event in request.events]},
             "seq": head.visible(),
         },
-        {"data": 1, "_id": 0},
+        {"data": 1, "seq": 1, "_id": 0},
         session=session,
     ).to_list(None)
-    events = [event_from_document(row) for row in rows]
+    events = [event_from_document(row) for row in head.shown(rows)]
     return {event.id: event for event in events}
 
 

@@ -67,20 +67,25 @@ class Head:
         return self.floor + self.event_count == self.last_seq
 
     def visible(self, newest: int | None = None) -> dict[str, Any]:
-        """The ``seq`` condition matching exactly the visible events.
+        """The ``seq`` range holding the visible events, and ``popped`` (see ``shown``).
 
-        With ``newest``, it is bounded to a range holding the ``newest`` newest of
-        them plus at most every gap: a scan from the top never walks the whole
-        history, even on a server that cannot stop a backward scan early.
+        ``popped`` is dropped from what is read, not excluded here: a ``$ne``
+        costs the index bounds on some servers. With ``newest``, the range is
+        bounded to hold the ``newest`` newest visible events plus at most every
+        gap: a scan from the top never walks the whole history, even on a
+        server that cannot stop a backward scan early.
         """
         lowest = self.floor
         if newest is not None:
             gaps = self.last_seq - self.floor - self.event_count
             lowest = max(lowest, self.last_seq - newest - gaps)
-        seqs: dict[str, Any] = {"$gt": lowest, "$lte": self.last_seq}
-        if self.popped is not None:
-            seqs["$ne"] = self.popped
-        return seqs
+        return {"$gt": lowest, "$lte": self.last_seq}
+
+    def shown(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """``rows`` (event documents with their ``seq``) without the one ``popped`` hides."""
+        if self.popped is None:
+            return rows
+        return [row for row in rows if row["seq"] != self.popped]
 
 
 class HeadCache:

@@ -106,12 +106,16 @@ async def _pop_leased(store: Store, key: SessionKey, expiry: Expiry) -> Event | 
 
 
 async def _newest(store: Store, head: Head) -> Event | None:
-    row = await store.events.find_one(
-        {"session": head.incarnation, "seq": head.visible(1)},
-        {"data": 1, "_id": 0},
-        sort=[("seq", -1)],
+    rows = (
+        await store.events.find(
+            {"session": head.incarnation, "seq": head.visible(1)}, {"data": 1, "seq": 1, "_id": 0}
+        )
+        .sort("seq", -1)
+        .limit(2)
+        .to_list(None)
     )
-    return None if row is None else event_from_document(row)
+    rows = head.shown(rows)
+    return event_from_document(rows[0]) if rows else None
 
 
 async def _claim(

@@ -88,12 +88,15 @@ async def _read_events(
     query: dict[str, Any] = {"session": head.incarnation, "seq": seqs}
     if window.after_time is not None:
         query["timestamp_us"] = {"$gt": to_micros(window.after_time)}
-    projection = {"data": 1, "_id": 0}
+    projection = {"data": 1, "seq": 1, "_id": 0}
     if window.last_n is None:
         rows = await store.events.find(query, projection).sort("seq", 1).to_list(None)
+        rows = head.shown(rows)
     else:
+        extra = 0 if head.popped is None else 1
         cursor = store.events.find(query, projection).sort("seq", -1)
-        rows = await cursor.limit(window.last_n).to_list(None)
+        rows = head.shown(await cursor.limit(window.last_n + extra).to_list(None))
+        rows = rows[: window.last_n]
         rows.reverse()
     return [event_from_document(row) for row in rows]
 
