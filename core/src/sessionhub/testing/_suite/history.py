@@ -187,6 +187,72 @@ class HistoryTests:
             assert after is not None
             assert f"raced {round_number}" in [e.text for e in after.events]
 
+    @requires("pop_event")
+    @requires("replace_events")
+    async def test_fifty_writers_mixing_append_pop_and_replace_lose_nothing(
+        self, service: SessionHistoryService
+    ) -> None:
+        """50 tasks append, pop and replace at once: what was acknowledged is accounted for.
+
+        Every acknowledged event (append or replacement) is stored, or was popped
+        by an acknowledged pop, or had a seq an acknowledged replace covered; no
+        seq serves two events; nothing unacknowledged is stored.
+        """
+        await service.create_session("alice", "s1")
+        rng = random.Random(11)
+        written: list[Event] = []
+        popped: list[Event] = []
+        replaced_up_to = 0
+
+        async def worker(number: int) -> None:
+            nonlocal replaced_up_to
+            for step in range(6):
+                await asyncio.sleep(0)  # interleave even on a backend that never waits
+                roll = rng.random()
+                if roll < 0.2:
+                    event = await service.pop_event("alice", "s1")
+                    if event is not None:
+                        popped.append(event)
+                elif roll < 0.3:
+                    seen = await service.get_session("alice", "s1", last_n=0)
+                    assert seen is not None
+                    await asyncio.sleep(0)  # let others write between the read and the replace
+                    try:
+                        written.extend(
+                            await service.replace_events(
+                                "alice",
+                                "s1",
+                                [f"summary {number}-{step}"],
+                                expected_last_seq=seen.last_seq,
+                            )
+                        )
+                    except ConflictError:
+                        continue
+                    replaced_up_to = max(replaced_up_to, seen.last_seq)
+                else:
+                    written.extend(await service.append(("alice", "s1"), f"w{number}-{step}"))
+
+        await asyncio.gather(*(worker(n) for n in range(50)))
+        session = await service.get_session("alice", "s1")
+        assert session is not None
+        seqs = [event.seq for event in written]
+        assert len(seqs) == len(set(seqs)), "a seq was given to two events"
+        acknowledged = {event.id for event in written}
+        popped_ids = [event.id for event in popped]
+        assert len(popped_ids) == len(set(popped_ids)), "an event was popped twice"
+        assert set(popped_ids) <= acknowledged
+        stored = [event.id for event in session.events]
+        assert set(stored) <= acknowledged
+        assert not set(stored) & set(popped_ids)
+        missing = [
+            event.text
+            for event in written
+            if event.seq > replaced_up_to and event.id not in popped_ids and event.id not in stored
+        ]
+        assert missing == []
+        assert [event.seq for event in session.events] == sorted(e.seq for e in session.events)
+        assert session.last_seq == max(seqs)
+
     @requires("replace_events")
     async def test_clear_keeps_the_session_its_state_and_seq(
         self, service: SessionHistoryService
