@@ -101,10 +101,21 @@ def or_blank(number: int | None) -> int | str:
 
 
 class ScriptArgs:
-    """Base of the argument classes: lays their fields out as KEYS and ARGV."""
+    """Base of the argument classes: lays their fields out as KEYS and ARGV.
+
+    Each class gets its own encoder, compiled once from its fields on its first
+    call (as ``dataclasses`` compiles ``__init__``): straight-line code, with no
+    per-field dispatch on the kind at call time.
+    """
 
     __slots__ = ()
     _plan: ClassVar[tuple[tuple[str, str], ...] | None] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # Each class compiles its own encoder: an inherited one would miss the new fields.
+        cls._encode = _compile_then_encode  # type: ignore[method-assign,assignment]
+        cls._plan = None
 
     @classmethod
     def plan(cls) -> tuple[tuple[str, str], ...]:
@@ -122,24 +133,57 @@ class ScriptArgs:
         return keys, argv
 
     def _encode(self, keys: list[str], argv: list[Any]) -> None:
-        for name, kind in self.plan():
-            value = getattr(self, name)
-            if kind == ARG:
-                argv.append(value)
-            elif kind == DELTA:
-                argv.append(len(value))
-                for item, new in value.items():
-                    argv.append(item)
-                    argv.append("" if new is None else dump_json(new))
-            elif kind == KEY or (kind == OPTIONAL_KEY and value is not None):
-                keys.append(value)
-            elif kind == PAIRS:
-                argv.append(len(value) // 2)
-                argv.extend(value)
-            elif kind == RECORDS:
-                argv.append(len(value))
-                for record in value:
-                    record._encode(keys, argv)
+        """Append the fields to KEYS and ARGV (replaced by each class's compiled encoder)."""
+        _compile_then_encode(self, keys, argv)
+
+
+def _compile_then_encode(args: ScriptArgs, keys: list[str], argv: list[Any]) -> None:
+    """A class's first ``_encode``: compile its encoder, put it in place, and run it."""
+    cls = type(args)
+    encoder = _compile_encoder(cls.__name__, cls.plan())
+    cls._encode = encoder  # type: ignore[method-assign]
+    encoder(args, keys, argv)
+
+
+def _compile_encoder(name: str, plan: tuple[tuple[str, str], ...]) -> Any:
+    """The source of one class's ``_encode``, compiled: one statement per field or run of fields."""
+    lines = [f"def _encode_{name}(self, keys, argv):"]
+    index = 0
+    while index < len(plan):
+        field_name, kind = plan[index]
+        if kind in (ARG, KEY):  # a run of plain fields of one kind: one extend
+            run = [field_name]
+            while index + 1 < len(plan) and plan[index + 1][1] == kind:
+                index += 1
+                run.append(plan[index][0])
+            target = "argv" if kind == ARG else "keys"
+            lines.append(f"    {target} += ({''.join(f'self.{item}, ' for item in run)})")
+        else:
+            lines.append(f"    value = self.{field_name}")
+            lines += _ENCODE_KIND[kind]
+        index += 1
+    if len(lines) == 1:
+        lines.append("    pass")
+    namespace: dict[str, Any] = {"dump_json": dump_json}
+    exec("\n".join(lines), namespace)  # the source holds field names only, no data
+    return namespace[f"_encode_{name}"]
+
+
+_ENCODE_KIND = {
+    OPTIONAL_KEY: ["    if value is not None:", "        keys.append(value)"],
+    DELTA: [
+        "    argv.append(len(value))",
+        "    for item, new in value.items():",
+        "        argv += (item, '' if new is None else dump_json(new))",
+    ],
+    PAIRS: ["    argv.append(len(value) // 2)", "    argv += value"],
+    RECORDS: [
+        "    argv.append(len(value))",
+        "    for record in value:",
+        "        record._encode(keys, argv)",
+    ],
+}
+"""The statements that lay out one field of each kind, held in ``value``."""
 
 
 @dataclass(slots=True, kw_only=True)
