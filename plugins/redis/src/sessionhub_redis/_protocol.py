@@ -56,6 +56,7 @@ __all__ = [
     "SessionKeysArgs",
     "SessionWriteArgs",
     "StateArgs",
+    "Unverified",
     "UpdateArgs",
     "UpdateReply",
     "delta",
@@ -237,6 +238,8 @@ class AppendArgs(SessionArgs):
     expected_last_seq: int | str
     """Compare and set: the ``last_seq`` the session must have, unless every id is stored
     already; '' for no check."""
+    verified: Sequence[Any] = pairs()
+    """``[id, seq, ...]``: stored events the caller compared with its own (:class:`Unverified`)."""
     new_events: Sequence[AppendedEvent] = records()
 
 
@@ -442,12 +445,28 @@ class MovedOn:
     """The session's ``last_seq``, which was not the one expected."""
 
 
-def decode_append(reply: list[Any]) -> AppendReply | MovedOn | None:
-    """APPEND's reply, :class:`MovedOn`, or None if the session is absent or expired."""
+@dataclass(frozen=True, slots=True)
+class Unverified:
+    """APPEND's reply to a batch mixing new ids with stored ones: nothing written.
+
+    The caller compares each stored event with its own, then calls again naming the
+    matching ones in ``verified`` (or raises ``ConflictError`` for one that differs).
+    """
+
+    seqs: list[int | None]
+    """Per event: the seq its id is stored under, None if not stored."""
+    stored: list[bytes | None]
+    """Per event: the stored JSON (b'' if the id is recorded but its event is not), or None."""
+
+
+def decode_append(reply: list[Any]) -> AppendReply | MovedOn | Unverified | None:
+    """APPEND's reply, :class:`MovedOn`, :class:`Unverified`, or None if the session is gone."""
     if reply[0] == 0:
         return None
     if reply[0] == 2:
         return MovedOn(reply[1])
+    if reply[0] == 3:
+        return Unverified(seqs=reply[1::2], stored=reply[2::2])
     stamp = reply[3]
     return AppendReply(
         last_seq=reply[1],
