@@ -22,8 +22,10 @@ from benchmarks.workloads import (
     LIST_WALK,
     Plan,
     append_key,
+    cas_key,
     get_key,
     last_key,
+    pop_key,
 )
 
 __all__ = ["render_markdown", "write_report", "format_seconds", "format_ratio"]
@@ -179,6 +181,39 @@ def _appends(table: _Table) -> list[str]:
     return table.rows(headers, render)
 
 
+def _history(table: _Table) -> list[str]:
+    """W1b: pop and compare-and-set append per length, each also as a multiple of W1's append."""
+    lengths = table.plan.append_lengths
+    headers = [f"{name} @{length:,}" for name in ("pop", "cas") for length in lengths]
+    headers += ["x append pop / cas", "growth pop / cas"]
+
+    def versus_append(subject: SubjectResult, key: Callable[[int], str]) -> str:
+        ratios = []
+        for length in lengths:
+            mine, append = subject.cells.get(key(length)), subject.cells.get(append_key(length))
+            if mine is None or append is None or mine.median is None or append.median is None:
+                ratios.append("—")
+            else:
+                ratios.append(format_ratio(mine.median / append.median))
+        return "/".join(ratios)
+
+    def growth(subject: SubjectResult, key: Callable[[int], str]) -> str:
+        first, last = subject.cells.get(key(lengths[0])), subject.cells.get(key(lengths[-1]))
+        if first is None or last is None or first.median is None or last.median is None:
+            return "—"
+        return format_ratio(last.median / first.median)
+
+    def render(subject: SubjectResult) -> list[str]:
+        cells = [table.cell(subject, key(n)) for key in (pop_key, cas_key) for n in lengths]
+        return [
+            *cells,
+            f"{versus_append(subject, pop_key)} · {versus_append(subject, cas_key)}",
+            f"{growth(subject, pop_key)} / {growth(subject, cas_key)}",
+        ]
+
+    return table.rows(headers, render)
+
+
 def _reads(table: _Table) -> list[str]:
     plan = table.plan
     keys = [get_key(n) for n in plan.read_lengths] + [
@@ -286,6 +321,11 @@ def render_markdown(run: RunResult, chart: str | None = None) -> str:
         (
             f"W1 append latency (median, p95; {plan.append_samples} samples per cell wanted)",
             _appends(table),
+        ),
+        (
+            "W1b pop_event (after an untimed append) and compare-and-set append "
+            "(expected_last_seq), on W1's sessions; x append: divided by W1 at the same length",
+            _history(table),
         ),
         ("W2 get_session: every event, and the newest " + str(plan.last_n), _reads(table)),
         (

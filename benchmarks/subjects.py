@@ -47,9 +47,16 @@ __all__ = [
     "discover",
     "FIRST_PARTY_BACKENDS",
     "PEER_PACKAGES",
+    "HISTORY_OPERATIONS",
+    "UNDECLARED",
 ]
 
 Family = Literal["sessionhub", "peer"]
+HISTORY_OPERATIONS = ("pop_event", "compare_and_set")
+"""The history operations measured beside a plain append, named as the backend capabilities."""
+NOT_MEASURED = "only sessionhub rows measure it"
+UNDECLARED = "the backend does not declare"
+"""How a sessionhub row's history-operation cell starts when its backend lacks the capability."""
 BENCH_APP = "bench"
 PREFILL_BATCH = 500
 FIRST_PARTY_BACKENDS = ("memory", "sqlite", "redis", "mongodb")
@@ -111,6 +118,8 @@ class Subject(abc.ABC):
         """Operation (``create``, ``last_n``, ``list``) -> why the subject has none."""
         self.notes: list[str] = []
         """Facts about the subject's defaults a reader of the table needs."""
+        for operation in HISTORY_OPERATIONS:
+            self.missing[operation] = NOT_MEASURED
 
     @property
     def tier(self) -> str:
@@ -159,6 +168,18 @@ class Subject(abc.ABC):
     @abc.abstractmethod
     async def stored(self, handle: Any) -> list[StoredTurn]:
         """Every stored turn of the session, oldest first."""
+
+    async def pop(self, handle: Any) -> None:
+        """Remove the session's newest turn (the ``pop_event`` workload)."""
+        raise NotImplementedError(self.missing.get("pop_event", NOT_MEASURED))
+
+    async def last_seq(self, handle: Any) -> int:
+        """The session's ``last_seq``, for a compare-and-set append."""
+        raise NotImplementedError(self.missing.get("compare_and_set", NOT_MEASURED))
+
+    async def append_expecting(self, handle: Any, item: Any, last_seq: int) -> int:
+        """Append one turn if the session's ``last_seq`` is ``last_seq``; return the new one."""
+        raise NotImplementedError(self.missing.get("compare_and_set", NOT_MEASURED))
 
 
 async def _delete_prefix(client: Any, prefix: str) -> None:
@@ -213,6 +234,12 @@ class SessionhubSubject(Subject):
         self.service = SessionHistoryService(settings=SessionHubSettings.isolated(**settings))
         await self.service.start()
         self._started = True
+        capabilities = self.service.backend.capabilities
+        for operation in HISTORY_OPERATIONS:
+            if getattr(capabilities, operation):
+                del self.missing[operation]
+            else:
+                self.missing[operation] = f"{UNDECLARED} {operation}"
         if self.backend == "sqlite":
             synchronous = getattr(self.service.backend.settings, "synchronous", "?")
             self.notes.append(f"WAL, synchronous={synchronous} (its default)")
@@ -282,6 +309,20 @@ class SessionhubSubject(Subject):
         """The events of a full ``get_session``, with their seqs."""
         session = await self.service.get_session(*handle)
         return [StoredTurn(event.tool_calls[0].id, event.seq) for event in session.events]
+
+    async def pop(self, handle: Any) -> None:
+        """``pop_event``."""
+        await self.service.pop_event(*handle)
+
+    async def last_seq(self, handle: Any) -> int:
+        """``last_seq`` from ``get_session`` with ``last_n=0``."""
+        session = await self.service.get_session(*handle, last_n=0)
+        return int(session.last_seq)
+
+    async def append_expecting(self, handle: Any, item: Any, last_seq: int) -> int:
+        """``append`` with ``expected_last_seq``."""
+        [event] = await self.service.append(handle, item, expected_last_seq=last_seq)
+        return int(event.seq)
 
 
 # --- Google ADK ----------------------------------------------------------------------

@@ -15,7 +15,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-__all__ = ["Samples", "measure", "measure_paired"]
+__all__ = ["Samples", "Operation", "measure", "measure_paired"]
 
 Operation = Callable[[int], Awaitable[object]]
 """An operation to time; it gets the sample's index."""
@@ -54,30 +54,49 @@ class Samples:
         return {"median": self.median, "p95": self.p95, "count": self.count}
 
 
-async def _timed(operation: Operation, index: int) -> float:
+async def _timed(operation: Operation, index: int, setup: Operation | None = None) -> float:
+    if setup is not None:
+        await setup(index)
     began = time.perf_counter()
     await operation(index)
     return time.perf_counter() - began
 
 
-async def measure(operation: Operation, *, count: int, budget: float, minimum: int) -> Samples:
-    """Time ``operation(i)`` for i in 0..count-1, stopping early after ``budget`` seconds."""
+async def measure(
+    operation: Operation,
+    *,
+    count: int,
+    budget: float,
+    minimum: int,
+    setup: Operation | None = None,
+) -> Samples:
+    """Time ``operation(i)`` for i in 0..count-1, stopping early after ``budget`` seconds.
+
+    ``setup(i)``, when given, runs untimed right before each ``operation(i)``.
+    """
     gc.collect()
     durations: list[float] = []
     deadline = time.perf_counter() + budget
     for index in range(count):
-        durations.append(await _timed(operation, index))
+        durations.append(await _timed(operation, index, setup))
         if len(durations) >= minimum and time.perf_counter() > deadline:
             break
     return Samples(tuple(durations))
 
 
 async def measure_paired(
-    operation: Operation, floor: Operation, *, count: int, budget: float, minimum: int
+    operation: Operation,
+    floor: Operation,
+    *,
+    count: int,
+    budget: float,
+    minimum: int,
+    setup: Operation | None = None,
 ) -> tuple[Samples, Samples]:
     """Like :func:`measure`, with one floor sample taken beside each sample, order alternating.
 
-    Drift in the machine's load then hits the operation and its floor alike.
+    Drift in the machine's load then hits the operation and its floor alike. ``setup(i)``,
+    when given, runs untimed right before each ``operation(i)`` (a pop needs an event).
     """
     gc.collect()
     durations: list[float] = []
@@ -85,11 +104,11 @@ async def measure_paired(
     deadline = time.perf_counter() + budget
     for index in range(count):
         if index % 2:
-            durations.append(await _timed(operation, index))
+            durations.append(await _timed(operation, index, setup))
             floor_durations.append(await _timed(floor, index))
         else:
             floor_durations.append(await _timed(floor, index))
-            durations.append(await _timed(operation, index))
+            durations.append(await _timed(operation, index, setup))
         if len(durations) >= minimum and time.perf_counter() > deadline:
             break
     return Samples(tuple(durations)), Samples(tuple(floor_durations))

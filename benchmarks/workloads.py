@@ -4,6 +4,10 @@
   beside a floor sample. The samples are spread over as many sessions of the
   length as it takes for none to grow by more than a fifth (at 10 events, two
   appends per session; at 10,000 events, one session).
+- W1b, on the same sessions right after W1, where the backend declares the
+  capability: ``pop_event`` (an untimed append, then the timed pop, so the
+  length stays) and a compare-and-set append (``expected_last_seq`` set to
+  the session's current ``last_seq``), each beside a floor sample.
 - W2 ``get_session`` with every event, and with ``last_n``, at several lengths.
 - W3 ``list_sessions``: the first page, and a full walk following the cursor,
   for a user owning many sessions among several users.
@@ -33,12 +37,14 @@ from benchmarks.floors import Floor
 from benchmarks.payload import TurnFactory
 from benchmarks.results import Cell
 from benchmarks.subjects import StoredTurn, Subject
-from benchmarks.timing import Samples, measure, measure_paired
+from benchmarks.timing import Operation, Samples, measure, measure_paired
 
 __all__ = [
     "Plan",
     "run_subject",
     "append_key",
+    "pop_key",
+    "cas_key",
     "get_key",
     "last_key",
     "LIST_FIRST",
@@ -64,6 +70,16 @@ def append_key(length: int) -> str:
     return f"append@{length}"
 
 
+def pop_key(length: int) -> str:
+    """The cell key of W1b's ``pop_event`` at ``length`` events."""
+    return f"pop@{length}"
+
+
+def cas_key(length: int) -> str:
+    """The cell key of W1b's compare-and-set append at ``length`` events."""
+    return f"cas@{length}"
+
+
 def get_key(length: int) -> str:
     """The cell key of W2 (every event) at ``length`` events."""
     return f"get@{length}"
@@ -77,6 +93,8 @@ def last_key(last_n: int, length: int) -> str:
 def expected_keys(plan: Plan) -> list[str]:
     """Every cell key a subject's row has under ``plan``, in table order."""
     keys = [append_key(length) for length in plan.append_lengths]
+    keys += [pop_key(length) for length in plan.append_lengths]
+    keys += [cas_key(length) for length in plan.append_lengths]
     keys += [get_key(length) for length in plan.read_lengths]
     keys += [last_key(plan.last_n, length) for length in plan.read_lengths]
     return [*keys, LIST_FIRST, LIST_WALK, CONCURRENT, CREATE]
@@ -203,6 +221,8 @@ class _Run:
         self.cells: dict[str, Cell] = {}
         self._ids = itertools.count()
         self.sessions: dict[int, Any] = {}
+        self.targets: dict[int, list[Any]] = {}
+        """W1's sessions of each length, which W1b then uses."""
 
     def new_id(self, prefix: str) -> str:
         return f"{prefix}-{next(self._ids)}"
@@ -230,7 +250,7 @@ class _Run:
 
     def history_keys(self) -> list[str]:
         plan = self.plan
-        keys = [append_key(length) for length in plan.append_lengths]
+        keys = self.append_keys()
         for length in plan.read_lengths:
             keys += [get_key(length), last_key(plan.last_n, length)]
         return keys
@@ -272,6 +292,11 @@ class _Run:
 
     # --- W1 -----------------------------------------------------------------------
 
+    def append_keys(self) -> list[str]:
+        lengths = self.plan.append_lengths
+        keys = [append_key(length) for length in lengths]
+        return keys + [pop_key(length) for length in lengths] + [cas_key(n) for n in lengths]
+
     async def appends(self) -> None:
         plan = self.plan
         warm = await self.session_of("writer", 0)
@@ -281,6 +306,14 @@ class _Run:
                 await self.floor.once(0)
         for length in plan.append_lengths:
             await self.guarded([append_key(length)], partial(self.append_at, length))
+            for key, operation, workload in (
+                (cas_key(length), "compare_and_set", self.cas_at),
+                (pop_key(length), "pop_event", self.pop_at),
+            ):
+                if operation in self.subject.missing:
+                    self.cells[key] = Cell(missing=f"n/a ({self.subject.missing[operation]})")
+                elif length in self.targets:
+                    await self.guarded([key], partial(workload, length))
 
     async def append_at(self, length: int) -> None:
         """W1 at ``length``: enough sessions that none grows by more than a fifth while sampled."""
@@ -291,6 +324,7 @@ class _Run:
             self.progress(f"{self.subject.name}: filling {more} sessions of {length:,} events")
         while len(targets) < wanted:
             targets.append(await self.session_of("writer", length))
+        self.targets[length] = targets
         await self.append(length, targets)
 
     async def append(self, length: int, targets: list[Any]) -> None:
@@ -309,6 +343,47 @@ class _Run:
                 operation, self.floor.once, count=count, budget=budget, minimum=minimum
             )
         self.cells[append_key(length)] = Cell(samples=samples, floor=floor, wanted=count)
+
+    async def paired(self, key: str, operation: Operation, setup: Operation | None = None) -> None:
+        """Time ``operation`` as W1 times an append: beside the floor when there is one."""
+        plan = self.plan
+        count, budget, minimum = plan.append_samples, plan.append_budget, plan.append_minimum
+        floor: Samples | None = None
+        if self.floor is None:
+            samples = await measure(
+                operation, count=count, budget=budget, minimum=minimum, setup=setup
+            )
+        else:
+            samples, floor = await measure_paired(
+                operation, self.floor.once, count=count, budget=budget, minimum=minimum, setup=setup
+            )
+        self.cells[key] = Cell(samples=samples, floor=floor, wanted=count)
+
+    async def cas_at(self, length: int) -> None:
+        """W1b: appends that name the ``last_seq`` they expect, on W1's sessions."""
+        targets = self.targets[length]
+        last = [await self.subject.last_seq(target) for target in targets]
+        items = [self.subject.native(turn) for turn in self.turns.many(self.plan.append_samples)]
+
+        async def operation(index: int) -> None:
+            slot = index % len(targets)
+            last[slot] = await self.subject.append_expecting(
+                targets[slot], items[index], last[slot]
+            )
+
+        await self.paired(cas_key(length), operation)
+
+    async def pop_at(self, length: int) -> None:
+        """W1b: an untimed append, then the timed ``pop_event``: the length stays."""
+        targets = self.targets[length]
+        items = [self.subject.native(turn) for turn in self.turns.many(self.plan.append_samples)]
+
+        async def setup(index: int) -> None:
+            await self.subject.append(targets[index % len(targets)], items[index])
+
+        await self.paired(
+            pop_key(length), lambda i: self.subject.pop(targets[i % len(targets)]), setup
+        )
 
     # --- W3 -----------------------------------------------------------------------
 
@@ -454,12 +529,11 @@ def _check_stored(
 async def run_subject(
     subject: Subject, plan: Plan, floor: Floor | None, turns: TurnFactory, progress: Progress
 ) -> dict[str, Cell]:
-    """Run W2, W1, W3, W4 and W5 (in that order: reads before appends grow the sessions)."""
+    """Run W2, W1 (with W1b), W3, W4 and W5 (reads before appends grow the sessions)."""
     run = _Run(subject, plan, floor, turns, progress)
     await run.guarded(run.history_keys(), run.fill, quiet=True)
     await run.reads()
-    appends = [append_key(length) for length in plan.append_lengths]
-    await run.guarded(appends, run.appends, quiet=True)
+    await run.guarded(run.append_keys(), run.appends, quiet=True)
     await run.listing()
     await run.concurrency()
     await run.creates()

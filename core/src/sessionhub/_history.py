@@ -83,7 +83,9 @@ class HistoryOperations:
         Each event's ``state_delta`` is applied with it. Re-appending an id
         already stored returns the stored event and changes nothing; if the
         stored event's role, content, state delta or metadata differ, it raises
-        ``ConflictError`` naming the id (after storing the call's new events).
+        ``ConflictError`` naming the id and writes nothing of the call (on a
+        backend declaring ``atomic_conflicts``; on another, after storing the
+        call's new events).
         The caller's objects are never changed, whatever a hook does. When
         ``session`` is a ``Session``, it is updated in place. With
         ``expected_last_seq`` (compare and set), nothing is written and

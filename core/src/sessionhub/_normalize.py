@@ -18,6 +18,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from sessionhub._validate import ROLE_RULE
 from sessionhub.errors import InvalidInput
 from sessionhub.models import (
     DataPart,
@@ -89,10 +90,7 @@ def _from_mapping(data: Mapping[str, Any], field: str) -> Event:
         )
     role = data.get("role") or data.get("author")
     if not isinstance(role, str) or not role:
-        raise InvalidInput(
-            f"{field}.role",
-            "must be a non-empty string (user, assistant, system, tool or an author name)",
-        )
+        raise InvalidInput(f"{field}.role", ROLE_RULE)
     content = _parts(data.get("content"), f"{field}.content")
     tool_calls = data.get("tool_calls")
     if tool_calls:  # OpenAI Chat Completions assistant message

@@ -199,7 +199,10 @@ class AppendRequest:
     ``expiry.app``); a scope without a delta keeps its expiry. An append whose
     events are all stored already is a no-op: it returns them and changes
     nothing, not even ``updated_at`` or the expiry. All of it is one transaction
-    (or one script): all or nothing.
+    (or one script): all or nothing. A backend declaring ``atomic_conflicts``
+    also compares the event stored under each such id with the requested one
+    (``check_retry``) and, when one differs, raises its ``ConflictError`` with
+    nothing of the batch written.
 
     The events are the service's own copies: a backend may set ``seq`` on them
     and return them, as long as it keeps no reference to them.

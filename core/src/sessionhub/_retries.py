@@ -13,29 +13,38 @@ from typing import Any
 from sessionhub.errors import ConflictError
 from sessionhub.models import Event
 
-__all__ = ["check_retries"]
+__all__ = ["check_retries", "check_retry"]
 
 
 def check_retries(requested: list[Event], stored: list[Event]) -> None:
     """Raise ``ConflictError`` if an id this append carried was stored with other content.
 
     A retry returns the stored event; only its ``seq`` and a timestamp may differ.
-    Content is compared as JSON, which is what the store kept.
     """
     for mine, theirs in zip(requested, stored, strict=True):
-        if mine is theirs or (
-            mine.content == theirs.content
-            and mine.role == theirs.role
-            and mine.state_delta == theirs.state_delta
-            and mine.metadata == theirs.metadata
-        ):
-            continue
-        if _content_json(mine) != _content_json(theirs):  # e.g. a tuple stored as a list
-            raise ConflictError(
-                f"Event id {mine.id!r} is already stored in this session with other content "
-                "(role, content, state_delta or metadata): an event id names one event. "
-                "Give the new event another id (or none, to get a generated one)."
-            )
+        if mine is not theirs:
+            check_retry(mine, theirs)
+
+
+def check_retry(requested: Event, stored: Event) -> None:
+    """Raise ``ConflictError`` unless ``stored`` has ``requested``'s role, content and dicts.
+
+    A backend declaring ``atomic_conflicts`` calls it, before writing anything, for each
+    id of an append that it finds stored. Content is compared as JSON, which is what the
+    store kept (a tuple comes back a list); ``seq`` and the timestamp are not compared.
+    """
+    if (
+        requested.content == stored.content
+        and requested.role == stored.role
+        and requested.state_delta == stored.state_delta
+        and requested.metadata == stored.metadata
+    ) or _content_json(requested) == _content_json(stored):
+        return
+    raise ConflictError(
+        f"Event id {requested.id!r} is already stored in this session with other content "
+        "(role, content, state_delta or metadata): an event id names one event. "
+        "Give the new event another id (or none, to get a generated one)."
+    )
 
 
 _CONTENT_FIELDS: set[str] = {"role", "content", "state_delta", "metadata"}

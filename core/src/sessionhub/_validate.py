@@ -67,6 +67,24 @@ def check_identifier(value: object, field: str) -> str:
     return value
 
 
+ROLE_RULE = (
+    "must be a non-empty string: the message's role (user, assistant, system, tool) or an "
+    "author name; keep a framework's own author string, even an empty one, in metadata"
+)
+
+
+def check_role(value: object, field: str) -> str:
+    """Return ``value`` if it is a valid role (an identifier), else raise ``InvalidInput``.
+
+    An empty or blank role names no speaker; the error says which mapping to use instead.
+    """
+    if isinstance(value, str) and value and not value.isspace():
+        return check_identifier(value, field)
+    if value is None or isinstance(value, str):
+        raise InvalidInput(field, ROLE_RULE)
+    return check_identifier(value, field)
+
+
 def is_json(value: Any, depth: int = 0) -> bool:
     """Whether ``value`` is a JSON value: the fast check behind :func:`check_json`."""
     kind = type(value)
@@ -173,7 +191,7 @@ def check_event(event: Event, field: str) -> StateDeltas:
     Return the split delta. A timestamp is set to its UTC form.
     """
     check_identifier(event.id, f"{field}.id")
-    check_identifier(event.role, f"{field}.role")
+    check_role(event.role, f"{field}.role")
     for number, part in enumerate(event.content):
         check_part(part, f"{field}.content[{number}]")
     check_mapping(event.metadata, f"{field}.metadata")

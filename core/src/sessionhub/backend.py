@@ -105,6 +105,11 @@ class Capabilities:
     compare_and_set: bool = False
     """``append`` honours ``AppendRequest.expected_last_seq``. Declare it explicitly:
     a backend written before the field existed would ignore it."""
+    atomic_conflicts: bool = False
+    """``append`` refuses a batch holding an id stored with other content: it raises
+    ``ConflictError`` and writes nothing of the batch (see ``AppendRequest``; compare with
+    ``check_retry``). Without it the service raises the conflict after the backend stored
+    the batch's new events. Declare it explicitly."""
 
 
 class BackendSettings(BaseModel):

@@ -4,7 +4,8 @@ A backend stores JSON values as the text ``dump_json`` makes (so every value
 round-trips exactly), events as the text ``event_to_json`` makes, and times it
 indexes or compares as integer microseconds (``to_micros`` / ``from_micros``).
 It applies deltas with ``apply_delta``, checks a restore with
-``check_restorable`` before writing anything, and masks the password of any URL
+``check_restorable`` before writing anything, tells a retry from a reused id
+with ``check_retry``, and masks the password of any URL
 it puts in a message with ``mask_url``. The contract itself (``Backend`` and
 the types its methods take) is ``sessionhub.backend``.
 """
@@ -17,6 +18,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from sessionhub import _validate
+from sessionhub._retries import check_retry
 from sessionhub._secrets import mask_url
 from sessionhub.errors import InvalidInput
 from sessionhub.models import Event, Session
@@ -24,6 +26,7 @@ from sessionhub.models import Event, Session
 __all__ = [
     "apply_delta",
     "check_restorable",
+    "check_retry",
     "dump_json",
     "event_to_json",
     "event_from_json",

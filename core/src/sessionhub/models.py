@@ -2,6 +2,24 @@
 
 Everything here is a pydantic v2 model and everything stored is JSON. Times are
 UTC-aware datetimes; a naive datetime given on input is taken to be UTC.
+
+What comes back, from every backend (the conformance suite checks each):
+
+- ``Event.timestamp`` is exact to the microsecond, as a datetime is: the same
+  instant, in UTC. A float epoch stamp (``time.time()``, as agent frameworks
+  keep them) does not survive a trip through a datetime for many values, so a
+  framework that needs its float back keeps it in ``metadata`` as well.
+- Any JSON value in ``metadata``, ``state``, ``state_delta`` and part data comes
+  back equal and of the same type: floats bit for bit (``time.time()`` values,
+  ``0.1 + 0.2``, ``1e100``, ``5e-324``, ``-0.0``), integers of any size
+  (``2**63``, ``-10**30``), empty containers, text and keys with any character
+  (NUL, astral), keys that look like numbers, nesting up to 64 levels. NaN,
+  infinity and lone surrogates are refused (``InvalidInput``): JSON and UTF-8
+  cannot hold them.
+- ``Event.role`` is 1-256 printable characters: the message's role (``user``,
+  ``assistant``, ``system``, ``tool``) or an author name. An empty role is
+  refused; a framework whose author string may be empty maps the role from the
+  message's role and keeps the author string in ``metadata``.
 """
 
 from __future__ import annotations

@@ -163,8 +163,8 @@ def test_fields_are_laid_out_in_order_with_counts() -> None:
         session_hash="h", event_list="e", id_index="i", time_list="t", user_state="u",
         user_index="x", now=1, exp="", ttl="", user_exp="", user_ttl="", app_exp="", app_ttl="",
         base="b", session_id="s", event_limit="", app_clock="", expected_last_seq="",
-        new_events=[event],
+        verified=["v", 3], new_events=[event],
     )  # fmt: skip
-    assert append.to_keys_argv()[1][-13:] == [
-        "", "", 1, "e1", b"{}", "t", 1, "k", "1", 0, 1, "a", "",
+    assert append.to_keys_argv()[1][-16:] == [
+        "", "", 1, "v", 3, 1, "e1", b"{}", "t", 1, "k", "1", 0, 1, "a", "",
     ]  # fmt: skip

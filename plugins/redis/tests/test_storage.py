@@ -9,6 +9,7 @@ from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
 from redis.crc import key_slot
 from redis.exceptions import ResponseError
 
+from sessionhub import Event, TextPart
 from sessionhub.testing import FakeClock
 from sessionhub_redis._keys import KeyLayout, escape
 from sessionhub_redis.backend import _LIST_BUDGET_SLACK, RedisBackend
@@ -113,6 +114,45 @@ async def test_one_script_call_per_append_app_state_included(backend, make_servi
     assert sent == ["EVALSHA"] * 20
     got = await service.get_session("alice", "s1")
     assert got is not None and got.state == {"k": 19, "user:u": 19, "app:a": 19}
+
+
+async def _script_calls(raw_redis, call) -> list[str]:
+    """The commands a client sent (not scripts' own) while ``call()`` ran."""
+    sent: list[str] = []
+    async with raw_redis.monitor() as monitor:
+        await call()
+        await raw_redis.echo("that was all")
+        while True:
+            seen = await monitor.next_command()
+            if seen["command"] == "ECHO that was all":
+                return sent
+            name = seen["command"].split()[0].upper()
+            if seen["client_type"] != "lua" and name not in ("HELLO", "CLIENT"):
+                sent.append(name)
+
+
+@pytest.mark.asyncio
+async def test_only_a_batch_mixing_stored_and_new_ids_takes_a_second_call(
+    backend, make_service, raw_redis
+):
+    """New events alone, or a pure retry, is one script call; a mix is two, the second verified."""
+    service = make_service(backend)
+    await service.create_session("alice", "s1")
+    await service.append(("alice", "s1"), Event(id="warm-up", role="user"))  # loads the script
+    stored = [Event(id=f"e{i}", role="user", content=[TextPart(text=str(i))]) for i in range(3)]
+    fresh = [Event(id=f"n{i}", role="user", content=[TextPart(text=str(i))]) for i in range(3)]
+    assert await _script_calls(raw_redis, lambda: service.append(("alice", "s1"), stored)) == [
+        "EVALSHA"
+    ]
+    assert await _script_calls(raw_redis, lambda: service.append(("alice", "s1"), stored)) == [
+        "EVALSHA"
+    ]
+    mixed = [stored[1], *fresh, stored[2]]
+    calls = await _script_calls(raw_redis, lambda: service.append(("alice", "s1"), mixed))
+    assert calls == ["EVALSHA", "EVALSHA"]
+    got = await service.get_session("alice", "s1")
+    ids = ["warm-up", "e0", "e1", "e2", "n0", "n1", "n2"]
+    assert got is not None and [e.id for e in got.events] == ids
 
 
 @pytest.mark.asyncio

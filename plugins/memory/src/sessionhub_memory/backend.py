@@ -41,6 +41,7 @@ from sessionhub import (
 from sessionhub.backend_tools import (
     apply_delta,
     check_restorable,
+    check_retry,
     dump_json,
     event_from_json,
     event_to_json,
@@ -99,7 +100,9 @@ class MemoryBackend(Backend):
     """In-process storage for tests, demos and single-process apps."""
 
     name: ClassVar[str] = "memory"
-    capabilities: ClassVar[Capabilities] = Capabilities(shared_store=True, compare_and_set=True)
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        shared_store=True, compare_and_set=True, atomic_conflicts=True
+    )
 
     def __init__(
         self, settings: MemorySettings | None = None, *, store: MemoryStore | None = None
@@ -203,13 +206,20 @@ class MemoryBackend(Backend):
             event.id not in record.by_id for event in request.events
         ):  # a retry of events all stored already is not a conflict
             raise ConflictError(_moved_on(key, expected, record))
+        known = {
+            event.id: event_from_json(record.events[record.index(record.by_id[event.id])])
+            for event in request.events
+            if event.id in record.by_id
+        }
+        for event in request.events:  # an id reused for other content: nothing is written
+            if event.id in known:
+                check_retry(event, known[event.id])
         stored: list[Event] = []
         fresh = False
         session_state = _load(record.header["state"])
         for event, delta in zip(request.events, request.deltas, strict=True):
-            seq = record.by_id.get(event.id)
-            if seq is not None:
-                stored.append(event_from_json(record.events[record.index(seq)]))
+            if event.id in known:
+                stored.append(known[event.id])
                 continue
             record.header["last_seq"] += 1
             saved = event.model_copy(update={"seq": record.header["last_seq"]})

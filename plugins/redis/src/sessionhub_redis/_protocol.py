@@ -56,6 +56,7 @@ __all__ = [
     "SessionKeysArgs",
     "SessionWriteArgs",
     "StateArgs",
+    "Unverified",
     "UpdateArgs",
     "UpdateReply",
     "delta",
@@ -101,10 +102,21 @@ def or_blank(number: int | None) -> int | str:
 
 
 class ScriptArgs:
-    """Base of the argument classes: lays their fields out as KEYS and ARGV."""
+    """Base of the argument classes: lays their fields out as KEYS and ARGV.
+
+    Each class gets its own encoder, compiled once from its fields on its first
+    call (as ``dataclasses`` compiles ``__init__``): straight-line code, with no
+    per-field dispatch on the kind at call time.
+    """
 
     __slots__ = ()
     _plan: ClassVar[tuple[tuple[str, str], ...] | None] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # Each class compiles its own encoder: an inherited one would miss the new fields.
+        cls._encode = _compile_then_encode  # type: ignore[method-assign,assignment]
+        cls._plan = None
 
     @classmethod
     def plan(cls) -> tuple[tuple[str, str], ...]:
@@ -122,24 +134,57 @@ class ScriptArgs:
         return keys, argv
 
     def _encode(self, keys: list[str], argv: list[Any]) -> None:
-        for name, kind in self.plan():
-            value = getattr(self, name)
-            if kind == ARG:
-                argv.append(value)
-            elif kind == DELTA:
-                argv.append(len(value))
-                for item, new in value.items():
-                    argv.append(item)
-                    argv.append("" if new is None else dump_json(new))
-            elif kind == KEY or (kind == OPTIONAL_KEY and value is not None):
-                keys.append(value)
-            elif kind == PAIRS:
-                argv.append(len(value) // 2)
-                argv.extend(value)
-            elif kind == RECORDS:
-                argv.append(len(value))
-                for record in value:
-                    record._encode(keys, argv)
+        """Append the fields to KEYS and ARGV (replaced by each class's compiled encoder)."""
+        _compile_then_encode(self, keys, argv)
+
+
+def _compile_then_encode(args: ScriptArgs, keys: list[str], argv: list[Any]) -> None:
+    """A class's first ``_encode``: compile its encoder, put it in place, and run it."""
+    cls = type(args)
+    encoder = _compile_encoder(cls.__name__, cls.plan())
+    cls._encode = encoder  # type: ignore[method-assign]
+    encoder(args, keys, argv)
+
+
+def _compile_encoder(name: str, plan: tuple[tuple[str, str], ...]) -> Any:
+    """The source of one class's ``_encode``, compiled: one statement per field or run of fields."""
+    lines = [f"def _encode_{name}(self, keys, argv):"]
+    index = 0
+    while index < len(plan):
+        field_name, kind = plan[index]
+        if kind in (ARG, KEY):  # a run of plain fields of one kind: one extend
+            run = [field_name]
+            while index + 1 < len(plan) and plan[index + 1][1] == kind:
+                index += 1
+                run.append(plan[index][0])
+            target = "argv" if kind == ARG else "keys"
+            lines.append(f"    {target} += ({''.join(f'self.{item}, ' for item in run)})")
+        else:
+            lines.append(f"    value = self.{field_name}")
+            lines += _ENCODE_KIND[kind]
+        index += 1
+    if len(lines) == 1:
+        lines.append("    pass")
+    namespace: dict[str, Any] = {"dump_json": dump_json}
+    exec("\n".join(lines), namespace)  # the source holds field names only, no data
+    return namespace[f"_encode_{name}"]
+
+
+_ENCODE_KIND = {
+    OPTIONAL_KEY: ["    if value is not None:", "        keys.append(value)"],
+    DELTA: [
+        "    argv.append(len(value))",
+        "    for item, new in value.items():",
+        "        argv += (item, '' if new is None else dump_json(new))",
+    ],
+    PAIRS: ["    argv.append(len(value) // 2)", "    argv += value"],
+    RECORDS: [
+        "    argv.append(len(value))",
+        "    for record in value:",
+        "        record._encode(keys, argv)",
+    ],
+}
+"""The statements that lay out one field of each kind, held in ``value``."""
 
 
 @dataclass(slots=True, kw_only=True)
@@ -193,6 +238,8 @@ class AppendArgs(SessionArgs):
     expected_last_seq: int | str
     """Compare and set: the ``last_seq`` the session must have, unless every id is stored
     already; '' for no check."""
+    verified: Sequence[Any] = pairs()
+    """``[id, seq, ...]``: stored events the caller compared with its own (:class:`Unverified`)."""
     new_events: Sequence[AppendedEvent] = records()
 
 
@@ -398,12 +445,28 @@ class MovedOn:
     """The session's ``last_seq``, which was not the one expected."""
 
 
-def decode_append(reply: list[Any]) -> AppendReply | MovedOn | None:
-    """APPEND's reply, :class:`MovedOn`, or None if the session is absent or expired."""
+@dataclass(frozen=True, slots=True)
+class Unverified:
+    """APPEND's reply to a batch mixing new ids with stored ones: nothing written.
+
+    The caller compares each stored event with its own, then calls again naming the
+    matching ones in ``verified`` (or raises ``ConflictError`` for one that differs).
+    """
+
+    seqs: list[int | None]
+    """Per event: the seq its id is stored under, None if not stored."""
+    stored: list[bytes | None]
+    """Per event: the stored JSON (b'' if the id is recorded but its event is not), or None."""
+
+
+def decode_append(reply: list[Any]) -> AppendReply | MovedOn | Unverified | None:
+    """APPEND's reply, :class:`MovedOn`, :class:`Unverified`, or None if the session is gone."""
     if reply[0] == 0:
         return None
     if reply[0] == 2:
         return MovedOn(reply[1])
+    if reply[0] == 3:
+        return Unverified(seqs=reply[1::2], stored=reply[2::2])
     stamp = reply[3]
     return AppendReply(
         last_seq=reply[1],

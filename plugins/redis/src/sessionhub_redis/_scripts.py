@@ -76,12 +76,16 @@ APPEND = (
     + r"""
 -- KEYS: session_hash, event_list, id_index, time_list, user_index, user_state, app_state?
 -- ARGV: now, exp, ttl, user_exp, user_ttl, app_exp, app_ttl, base, session_id, event_limit,
---       app_clock, expected_last_seq, new_events*
+--       app_clock, expected_last_seq, verified*, new_events*
 -- new_events*: id, json, time, session_delta*, user_delta*, app_delta*
 -- app_clock: Cluster, when an event has app deltas (else ''); json: the event without seq;
--- expected_last_seq: compare and set, '' for no check.
+-- expected_last_seq: compare and set, '' for no check; verified: (id, seq) pairs of
+-- stored events the caller compared with its own (a seq is never reused, so the same id at
+-- the same seq is the same event).
 -- Reply: {0} if the session is absent or expired; {2, last_seq} if last_seq is not
---        expected_last_seq and an event id is not stored yet; else
+--        expected_last_seq and an event id is not stored yet; {3, then per event: seq,
+--        stored JSON (false, false if not stored)} with nothing written if the batch
+--        mixes new ids with stored ones not verified at their seq; else
 --        {1, last_seq, event_count, app stamp ('' without an app clock),
 --         then per event: seq, stored JSON (false if stored now, '' if the id is
 --         recorded but its event is not)}
@@ -91,6 +95,8 @@ local session_hash, event_list, id_index, time_list, user_index, user_state,
   app_state = unpack(KEYS)
 local now, exp, ttl, user_exp, user_ttl, app_exp, app_ttl, base, session_id, event_limit,
   app_clock, expected_last_seq = unpack(ARGV, 1, 12)
+local events_at = 14 + 2 * tonumber(ARGV[13])
+local event_total = tonumber(ARGV[events_at])
 local now_us = tonumber(now)
 local head = redis.call('HMGET', session_hash, 'last_seq', 'count', 'exp', 'pesc', 'ast', 'tuno',
                         'tnew', 'gap')
@@ -99,8 +105,8 @@ local last_seq, count = tonumber(head[1]), tonumber(head[2])
 local gap = head[8]
 if expected_last_seq ~= '' and tonumber(expected_last_seq) ~= last_seq then
   -- Moved on: a conflict, unless the call is a retry of events all stored already.
-  local j = 14
-  for _ = 1, tonumber(ARGV[13]) do
+  local j = events_at + 1
+  for _ = 1, event_total do
     if not redis.call('ZSCORE', id_index, ARGV[j]) then return {2, last_seq} end
     j = skip_pairs(skip_pairs(skip_pairs(j + 3)))
   end
@@ -116,10 +122,41 @@ local function position(seq)
   if gap then return -1 - redis.call('ZCOUNT', id_index, '(' .. seq, '+inf') end
   return seq - last_seq - 1
 end
+if event_total > 1 then
+  -- A batch mixing new ids with stored ones is written only once the caller has compared
+  -- each stored event with its own: else a reused id would fail after the new ones landed.
+  local verified = {}
+  for j = 14, events_at - 1, 2 do verified[ARGV[j]] = tonumber(ARGV[j + 1]) end
+  local seqs, new_ids, unverified = {}, false, false
+  local j = events_at + 1
+  for e = 1, event_total do
+    local seq = redis.call('ZSCORE', id_index, ARGV[j])
+    if seq then
+      seqs[e] = tonumber(seq)
+      if verified[ARGV[j]] ~= seqs[e] then unverified = true end
+    else
+      new_ids = true
+    end
+    j = skip_pairs(skip_pairs(skip_pairs(j + 3)))
+  end
+  if new_ids and unverified then
+    local stored = {3}
+    for e = 1, event_total do
+      if seqs[e] then
+        stored[#stored + 1] = seqs[e]
+        stored[#stored + 1] = redis.call('LINDEX', event_list, position(seqs[e])) or ''
+      else
+        stored[#stored + 1] = false
+        stored[#stored + 1] = false
+      end
+    end
+    return stored
+  end
+end
 local reply = {1, 0, 0, ''}
 local fresh, user_written, app_written = 0, false, false
-local i = 14
-for _ = 1, tonumber(ARGV[13]) do
+local i = events_at + 1
+for _ = 1, event_total do
   local id, json, time = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   -- Claims the next seq for the id, unless the id is stored already.
   if redis.call('ZADD', id_index, 'NX', last_seq + 1, id) == 0 then

@@ -73,7 +73,7 @@ from sessionhub import (
     StateKey,
     StoredSession,
 )
-from sessionhub.backend_tools import mask_url, to_micros
+from sessionhub.backend_tools import check_retry, mask_url, to_micros
 from sessionhub_redis import _codec
 from sessionhub_redis._connect import Connection, connect
 from sessionhub_redis._driver import ConnectionCache
@@ -94,6 +94,7 @@ from sessionhub_redis._protocol import (
     MovedOn,
     SessionArgs,
     StateArgs,
+    Unverified,
     UpdateArgs,
     decode_append,
     decode_create,
@@ -130,6 +131,7 @@ class RedisBackend(HistoryRewrites, Backend):
         native_ttl=True,
         cluster=True,
         compare_and_set=True,
+        atomic_conflicts=True,
     )
 
     def __init__(
@@ -382,6 +384,7 @@ class RedisBackend(HistoryRewrites, Backend):
             event_limit=or_blank(request.event_limit),
             app_clock=clock,
             expected_last_seq=or_blank(request.expected_last_seq),
+            verified=[],
             new_events=[
                 AppendedEvent(
                     id=event.id,
@@ -394,7 +397,17 @@ class RedisBackend(HistoryRewrites, Backend):
                 for event, delta in zip(request.events, request.deltas, strict=True)
             ],
         )
-        reply = decode_append(await topology.run(APPEND, args))
+        for _ in range(_VERIFY_ROUNDS):
+            reply = decode_append(await topology.run(APPEND, args))
+            if not isinstance(reply, Unverified):
+                break
+            # A batch mixing new and stored ids: compare the stored events, then name them.
+            args.verified = _verified(key, request.events, reply)
+        else:
+            raise ConflictError(
+                f"Session {key.session_id!r} kept changing while this append compared its "
+                "stored events; nothing was written. Retry the append."
+            )
         if reply is None:
             raise SessionNotFound(key.app_name, key.user_id, key.session_id)
         if isinstance(reply, MovedOn):
@@ -407,14 +420,8 @@ class RedisBackend(HistoryRewrites, Backend):
                 event.seq = seq
                 stored.append(event)
                 app_delta.update(request.deltas[index].app)
-            elif text:
-                stored.append(Event.model_validate_json(text))
             else:
-                raise ConflictError(
-                    f"Event {event.id!r} is recorded in session {key.session_id!r} with seq "
-                    f"{seq}, but its record is missing (the session's keys were changed "
-                    "outside sessionhub)."
-                )
+                stored.append(_stored_event(key, event.id, seq, text))
         if app_delta:  # on Cluster, applied in the app's slot now
             await topology.app_written(
                 key.app_name,
@@ -531,3 +538,32 @@ class RedisBackend(HistoryRewrites, Backend):
         to do more here would take ``SCAN``, which this backend never uses.
         """
         return 0
+
+
+_VERIFY_ROUNDS = 5
+"""How often an append re-compares stored events before giving up: each round means another
+writer popped, replaced or trimmed the batch's stored events in between."""
+
+
+def _stored_event(key: SessionKey, event_id: str, seq: int, text: bytes) -> Event:
+    """The event stored under ``event_id``, from the JSON the script returned for it."""
+    if not text:
+        raise ConflictError(
+            f"Event {event_id!r} is recorded in session {key.session_id!r} with seq "
+            f"{seq}, but its record is missing (the session's keys were changed "
+            "outside sessionhub)."
+        )
+    return Event.model_validate_json(text)
+
+
+def _verified(key: SessionKey, events: list[Event], reply: Unverified) -> list[Any]:
+    """``[id, seq, ...]`` of the stored events equal to the requested ones.
+
+    ``ConflictError`` (nothing written) when one is stored with other content.
+    """
+    verified: list[Any] = []
+    for event, seq, text in zip(events, reply.seqs, reply.stored, strict=True):
+        if seq is not None and text is not None:
+            check_retry(event, _stored_event(key, event.id, seq, text))
+            verified += [event.id, seq]
+    return verified

@@ -34,6 +34,7 @@ from sessionhub import (
 )
 from sessionhub.backend_tools import (
     apply_delta,
+    check_retry,
     dump_json,
     event_from_json,
     event_to_json,
@@ -250,7 +251,10 @@ def list_sessions(
 
 
 def append(conn: sqlite3.Connection, request: AppendRequest) -> AppendResult:
-    """Store new events with their deltas, skip stored ids, trim, bump times."""
+    """Store new events with their deltas, skip stored ids, trim, bump times.
+
+    An id stored with other content raises ``ConflictError``, which rolls back the batch.
+    """
     key = request.key
     expiry = request.expiry
     now = to_micros(expiry.now)
@@ -277,7 +281,9 @@ def append(conn: sqlite3.Connection, request: AppendRequest) -> AppendResult:
             _event_values(session_pk, saved, expiry.now),
         ).rowcount
         if not inserted:
-            stored.append(_stored_event(conn, session_pk, event.id))
+            previous = _stored_event(conn, session_pk, event.id)
+            check_retry(event, previous)  # another event under this id: roll the batch back
+            stored.append(previous)
             continue
         last_seq = saved.seq
         event_count += 1

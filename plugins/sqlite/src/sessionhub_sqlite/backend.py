@@ -183,7 +183,11 @@ class SQLiteBackend(Backend):
 
     name: ClassVar[str] = "sqlite"
     capabilities: ClassVar[Capabilities] = Capabilities(
-        persistent=True, shared_store=True, multi_process=True, compare_and_set=True
+        persistent=True,
+        shared_store=True,
+        multi_process=True,
+        compare_and_set=True,
+        atomic_conflicts=True,
     )
 
     def __init__(

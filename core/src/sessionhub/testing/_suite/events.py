@@ -19,7 +19,7 @@ from sessionhub.models import (
     UnknownPart,
 )
 from sessionhub.service import SessionHistoryService
-from sessionhub.testing._base import FakeClock
+from sessionhub.testing._base import FakeClock, requires
 
 _SECOND = timedelta(seconds=1)
 _MICROSECOND = timedelta(microseconds=1)
@@ -263,6 +263,38 @@ class EventTests:
         assert [(e.id, e.seq) for e in stored] == [("a", 1), ("b", 2)]
         got = await service.get_session("alice", "s1")
         assert got is not None and [e.id for e in got.events] == ["a", "b"]
+
+    @requires("atomic_conflicts")
+    @pytest.mark.parametrize("order", ["new first", "stored first"])
+    async def test_a_batch_reusing_an_id_for_other_content_writes_nothing(
+        self, service: SessionHistoryService, clock: FakeClock, order: str
+    ) -> None:
+        """A batch holding an id stored with other content raises ConflictError; none of it lands.
+
+        Not its new events, their state deltas, the counters or the times; the same batch
+        with the stored content is a retry and stores the new events.
+        """
+        s = await service.create_session("alice", "s1")
+        a = Event(id="a", role="user", content=[TextPart(text="a")], state_delta={"n": 1})
+        await service.append(("alice", "s1"), a)
+        before = await service.get_session("alice", "s1")
+        clock.advance(5)
+        fresh = Event(id="new", role="user", state_delta={"n": 2, "user:u": 1, "app:p": 1})
+        reused = a.model_copy(update={"content": [TextPart(text="other")]})
+        batch = [fresh, reused] if order == "new first" else [reused, fresh]
+        with pytest.raises(ConflictError, match="'a'"):
+            await service.append(s, batch)
+        got = await service.get_session("alice", "s1")
+        assert got is not None and before is not None
+        assert [e.id for e in got.events] == ["a"] and got.events[0].text == "a"
+        assert (got.event_count, got.last_seq, got.state) == (1, 1, {"n": 1})
+        assert got.updated_at == before.updated_at
+        assert s.events == [] and s.last_seq == 0  # the caller's session is not touched
+        retry = [fresh, a] if order == "new first" else [a, fresh]
+        stored = await service.append(("alice", "s1"), retry)
+        assert sorted((e.id, e.seq) for e in stored) == [("a", 1), ("new", 2)]
+        got = await service.get_session("alice", "s1")
+        assert got is not None and got.state == {"n": 2, "user:u": 1, "app:p": 1}
 
     async def test_empty_append_stores_nothing(self, service: SessionHistoryService) -> None:
         """Appending an empty list returns [] and changes nothing."""

@@ -7,6 +7,9 @@ with its type and spells floats bit for bit.
 
 from __future__ import annotations
 
+import random
+import struct
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -54,6 +57,9 @@ AWKWARD_KEYS = [
 """Object keys that are legal JSON and awkward for some store: dots and ``$`` (MongoDB field
 names), NUL (C strings), escape look-alikes, astral characters, scope-prefix look-alikes."""
 
+NUMBER_LIKE_KEYS = ["0", "1", "01", "-0", "1.0", "1e3", "0x10", "NaN", "Infinity", "true", "null"]
+"""Object keys a store or a driver might take for numbers, booleans or null."""
+
 JSON_VALUES: dict[str, Any] = {
     "int64_max": 2**63 - 1,
     "int64_min": -(2**63),
@@ -67,12 +73,19 @@ JSON_VALUES: dict[str, Any] = {
     "big_float": 1e308,
     "negative_zero": -0.0,
     "smallest_subnormal": 5e-324,
+    "time_time": 1764250496.0784512,
+    "tenth_plus_fifth": 0.1 + 0.2,
+    "ten_to_the_100": 1e100,
+    "negative_tiny": -2.2250738585072014e-308,
+    "two_to_the_63": 2**63,
+    "negative_ten_to_the_30": -(10**30),
     "true": True,
     "false": False,
     "null_in_list": [None, 1, None, [None]],
     "empty_string": "",
     "empty_list": [],
     "empty_object": {},
+    "nested_empties": [[], {}, [[]], [{}], {"a": {}, "b": []}, {"": {"": []}}],
     "nul_in_text": "before\x00after",
     "only_nul": "\x00",
     "astral": "🚀 𝄞 \U0010ffff",
@@ -80,15 +93,18 @@ JSON_VALUES: dict[str, Any] = {
     "escapes": 'quote " backslash \\ slash / newline \n tab \t',
     "awkward_keys": dict.fromkeys(AWKWARD_KEYS, 1),
     "empty_key": {"": "empty key", "nested": {"": [None]}},
+    "number_like_keys": {key: [0] for key in NUMBER_LIKE_KEYS},
     "deep": _nested(48),
 }
 """One of each kind of JSON value a store might change: 64-bit edges and beyond, float
-edges (signed zero, subnormal, the largest finite), NUL and astral text, ``null`` in
-lists, awkward and empty object keys, deep nesting."""
+edges (signed zero, subnormal, the largest finite, ``time.time()`` values, sums that
+print long), NUL and astral text, ``null`` in lists, empty containers inside each
+other, awkward, number-like and empty object keys, deep nesting."""
 
 STATE_KEYS = {
     **{f"k-{name}": name for name in JSON_VALUES},
     **{key: "astral" for key in AWKWARD_KEYS if ":" not in key},
+    **{key: "time_time" for key in NUMBER_LIKE_KEYS},
 }
 """Top-level state and metadata keys, each mapped to the name of the ``JSON_VALUES`` entry it
 holds (scope-prefix look-alikes are state rules, not values, so they stay nested)."""
@@ -98,6 +114,34 @@ MAX_NESTING = 64
 
 LONE_SURROGATES: list[Any] = ["\ud800", "a\udfffb", {"\udc00": 1}, ["ok", "\ud83d"]]
 """Text that Python allows and UTF-8 cannot encode: no store can keep it."""
+
+
+def _framework_floats() -> list[float]:
+    """Floats as agent frameworks store them: ``time.time()`` stamps, sums, any bit pattern.
+
+    Seeded, so a failure names the same value each run. Many ``time.time()`` values do not
+    survive a trip through a microsecond datetime: these must come back as they went in.
+    """
+    rng = random.Random(14)
+    stamps = [1_764_250_496 + rng.random() * 3e7 for _ in range(24)]
+    patterns = [
+        struct.unpack("<d", rng.getrandbits(64).to_bytes(8, "little"))[0] for _ in range(40)
+    ]
+    sums = [0.1 + 0.2, 1 / 3, 2 / 3, 1e100, 1e-100, 123456789.123456789, 2**53 + 0.0, 0.5**1074]
+    return (
+        stamps
+        + [value for value in patterns if value == value and abs(value) != float("inf")]
+        + sums
+    )
+
+
+def float_bits(value: Any) -> Any:
+    """Each float in ``value`` as its 8 bytes: two floats are the same only if these are."""
+    if isinstance(value, dict):
+        return {key: float_bits(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [float_bits(item) for item in value]
+    return struct.pack("<d", value) if isinstance(value, float) else value
 
 
 def exact(value: Any) -> Any:
@@ -232,6 +276,75 @@ class ValueTests:
         [retried] = await service.append(("alice", "s1"), sent)
         assert retried.seq == 1
         assert exact(retried.model_dump(exclude={"seq", "timestamp"})) == expected
+
+    async def test_framework_floats_and_timestamps_round_trip_exactly(
+        self, service: SessionHistoryService
+    ) -> None:
+        """``time.time()`` floats in metadata, state deltas and parts come back bit for bit.
+
+        The event timestamp, a datetime, keeps its microseconds (and the instant, when it was
+        given in another zone): a framework keeps its float stamp in metadata to get it back.
+        """
+        floats = _framework_floats()
+        await service.create_session("alice", "s1")
+        sent: list[Event] = []
+        for index, value in enumerate(floats[:24]):
+            moment = datetime.fromtimestamp(value, timezone.utc)
+            if index % 3 == 0:  # the same instant, written in another zone
+                moment = moment.astimezone(timezone(timedelta(hours=5, minutes=30)))
+            sent.append(
+                Event(
+                    id=f"e{index}",
+                    role="assistant",
+                    timestamp=moment,
+                    content=[DataPart(data={"created": value})],
+                    metadata={"timestamp": value, "floats": floats[index::24]},
+                    state_delta={f"t{index}": value, "user:last": value},
+                )
+            )
+        sent.append(
+            Event(id="all", role="user", content=[DataPart(data=floats)], metadata={"": floats})
+        )
+        stored = await service.append(("alice", "s1"), sent)
+        got = await service.get_session("alice", "s1")
+        assert got is not None
+        for events in (stored, got.events):
+            assert [e.id for e in events] == [e.id for e in sent]
+            for mine, theirs in zip(sent, events, strict=True):
+                fields = {"content", "metadata", "state_delta"}
+                assert float_bits(theirs.model_dump(include=fields)) == float_bits(
+                    mine.model_dump(include=fields)
+                ), mine.id
+                assert theirs.timestamp is not None
+                assert theirs.timestamp == (mine.timestamp or theirs.timestamp), mine.id
+                assert theirs.timestamp.utcoffset() == timedelta(0), mine.id
+        for index, value in enumerate(floats[:24]):
+            assert got.events[index].timestamp == datetime.fromtimestamp(value, timezone.utc)
+        expected_state = {f"t{i}": value for i, value in enumerate(floats[:24])}
+        expected_state["user:last"] = floats[23]
+        assert float_bits(got.state) == float_bits(expected_state)
+
+    async def test_an_empty_role_is_refused_in_one_line(
+        self, service: SessionHistoryService
+    ) -> None:
+        """An empty or blank role is InvalidInput naming the field, with nothing written.
+
+        The message says what to use instead: the message's role, with a framework's author
+        name in metadata.
+        """
+        await service.create_session("alice", "s1")
+        for bad in (
+            Event(role=""),
+            Event(role="  "),
+            {"role": "", "content": "hi"},
+            {"role": None, "content": "hi"},
+        ):
+            with pytest.raises(InvalidInput, match=r"events\[1\]\.role") as caught:
+                await service.append(("alice", "s1"), ["fine", bad])
+            assert "\n" not in str(caught.value)
+            assert "metadata" in str(caught.value)
+        got = await service.get_session("alice", "s1")
+        assert got is not None and got.event_count == 0
 
     @pytest.mark.parametrize("text", LONE_SURROGATES, ids=repr)
     async def test_lone_surrogates_are_rejected_before_writing(
