@@ -1,4 +1,4 @@
-"""``Runner`` over a ``SessionHubSession``, with the SDK's offline scripted model, on every backend."""
+"""``Runner`` over a ``SessionHubSession`` with the SDK's offline scripted model, per backend."""
 
 from __future__ import annotations
 
