@@ -10,7 +10,7 @@ from agents import Agent, Runner
 from agents.memory import Session, SessionABC
 from agents.testing import ScriptedModel, assistant_message
 
-from sessionhub import InvalidInput
+from sessionhub import ConfigError, InvalidInput, SessionHubSettings
 from sessionhub_openai_agents import DEFAULT_USER_ID, SessionHubSession
 from sessionhub_openai_agents._services import shared_services
 
@@ -99,3 +99,21 @@ def test_a_blank_session_id_is_refused(session_id):
 async def test_a_service_and_a_url_together_are_refused(service):
     with pytest.raises(InvalidInput, match="not both"):
         SessionHubSession("c", service, url=memory_url())
+
+
+@pytest.mark.asyncio
+async def test_sessions_from_one_settings_object_share_its_service(tmp_path):
+    settings = SessionHubSettings.isolated(url=f"sqlite:///{tmp_path / 'settings.db'}")
+    first = SessionHubSession("a", settings=settings)
+    second = SessionHubSession("b", settings=settings, user_id="bob")
+    assert first.service is second.service and first.service.backend.name == "sqlite"
+    await first.add_items([{"role": "user", "content": "hi"}])
+    assert await second.get_items() == []
+    await first.close()
+    await second.close()
+
+
+def test_an_unknown_url_scheme_is_a_one_line_error():
+    with pytest.raises(ConfigError) as raised:
+        SessionHubSession("c", url="nosuch://somewhere")
+    assert "nosuch" in str(raised.value) and "\n" not in str(raised.value).strip()

@@ -12,11 +12,11 @@ import json
 import threading
 from typing import Any
 
-from sessionhub import SessionHistoryService
+from sessionhub import SessionHistoryService, SessionHubSettings
 
 __all__ = ["SharedServices", "shared_services"]
 
-_Key = tuple[str | None, str]
+_Key = tuple[str | None, int | None, str]
 
 
 class SharedServices:
@@ -26,17 +26,27 @@ class SharedServices:
         self._lock = threading.Lock()
         self._services: dict[_Key, tuple[SessionHistoryService, int]] = {}
 
-    def acquire(self, url: str | None, settings: dict[str, Any]) -> SessionHistoryService:
-        """The service for ``url`` and ``settings`` (built on first use); ``release`` it after.
+    def acquire(
+        self,
+        url: str | None,
+        options: dict[str, Any],
+        settings: SessionHubSettings | None = None,
+    ) -> SessionHistoryService:
+        """The service for ``url``, ``options`` and ``settings`` (built on first use).
 
-        ``url=None`` means the configured store (``SESSIONHUB_*`` variables,
-        ``sessionhub.toml``, defaults).
+        ``release`` it when done. With neither ``url`` nor ``settings``, the configured
+        store (``SESSIONHUB_*`` variables, ``sessionhub.toml``, defaults). Sessions built
+        from the same ``SessionHubSettings`` object share its service.
         """
-        key = (url, json.dumps(settings, sort_keys=True, default=str))
+        key = (
+            url,
+            None if settings is None else id(settings),  # alive while its service is cached
+            json.dumps(options, sort_keys=True, default=str),
+        )
         with self._lock:
             found = self._services.get(key)
             if found is None:
-                service = SessionHistoryService(url=url, **settings)
+                service = SessionHistoryService(url=url, settings=settings, **options)
                 self._services[key] = (service, 1)
                 return service
             service, users = found

@@ -15,7 +15,13 @@ from agents.items import TResponseInputItem
 from agents.memory import SessionABC, SessionSettings
 from agents.memory.session_settings import coerce_session_settings, resolve_session_limit
 
-from sessionhub import InvalidInput, SessionExists, SessionHistoryService, SessionNotFound
+from sessionhub import (
+    InvalidInput,
+    SessionExists,
+    SessionHistoryService,
+    SessionHubSettings,
+    SessionNotFound,
+)
 from sessionhub_openai_agents._items import event_to_item, item_to_event
 from sessionhub_openai_agents._services import shared_services
 
@@ -47,8 +53,10 @@ class SessionHubSession(SessionABC):
     :param user_id: The sessionhub user owning the session (default ``"default"``).
     :param app_name: The sessionhub app (default: the service's, from its settings).
     :param session_settings: The SDK's settings; its ``limit`` caps ``get_items()``.
-    :param settings: Further sessionhub settings for the shared service built from
-        ``url`` (``event_limit=500``, ``session_ttl=3600``…).
+    :param settings: Resolved sessionhub settings to build the shared service from
+        (sessions given the same object share it); ignored with ``service``.
+    :param options: Further sessionhub settings for the shared service
+        (``event_limit=500``, ``session_ttl=3600``…), above ``url`` and ``settings``.
     """
 
     session_settings: SessionSettings | None = None
@@ -62,13 +70,14 @@ class SessionHubSession(SessionABC):
         user_id: str = DEFAULT_USER_ID,
         app_name: str | None = None,
         session_settings: SessionSettings | dict[str, Any] | None = None,
-        **settings: Any,
+        settings: SessionHubSettings | None = None,
+        **options: Any,
     ) -> None:
         if not isinstance(session_id, str) or not session_id.strip():
             raise InvalidInput("session_id", "must be a non-empty string naming the conversation")
-        if service is not None and (url is not None or settings):
+        if service is not None and (url is not None or settings is not None or options):
             raise InvalidInput(
-                "service", "pass either a service or url=/settings to build one, not both"
+                "service", "pass either a service or url=/settings/options to build one, not both"
             )
         self.session_id = session_id
         self.session_settings = (
@@ -78,7 +87,7 @@ class SessionHubSession(SessionABC):
         )
         self.user_id = user_id
         self._owned = service is None
-        base = service if service is not None else shared_services.acquire(url, settings)
+        base = service if service is not None else shared_services.acquire(url, options, settings)
         self._base = base
         self._service = base.for_app(app_name) if app_name is not None else base
         self._closed = False
@@ -92,7 +101,7 @@ class SessionHubSession(SessionABC):
         user_id: str = DEFAULT_USER_ID,
         app_name: str | None = None,
         session_settings: SessionSettings | dict[str, Any] | None = None,
-        **settings: Any,
+        **options: Any,
     ) -> SessionHubSession:
         """A session on the store ``url`` selects, sharing its service with the URL's other users.
 
@@ -105,7 +114,7 @@ class SessionHubSession(SessionABC):
             user_id=user_id,
             app_name=app_name,
             session_settings=session_settings,
-            **settings,
+            **options,
         )
 
     @property
