@@ -226,3 +226,20 @@ async def test_async_context_manager_closes(make_session):
         await session.add_items(CONVERSATION[:1])
     with pytest.raises(RuntimeError, match="closed"):
         await session.add_items(CONVERSATION[1:2])
+
+
+async def test_session_ids_are_case_and_space_sensitive(make_session):
+    names = ["Foo", "foo", "tenant", "tenant "]
+    for name in names:
+        await make_session(name).add_items([{"role": "user", "content": name}])
+    for name in names:
+        assert contents(await make_session(name).get_items()) == [name]
+
+
+async def test_concurrent_pops_return_each_item_once(make_session, require):
+    require("pop_event")
+    await make_session().add_items(CONVERSATION)
+    popped = await asyncio.gather(*(make_session().pop_item() for _ in range(8)))
+    taken = [item["content"] for item in popped if item is not None]
+    assert sorted(taken) == sorted(contents(CONVERSATION)) and popped.count(None) == 2
+    assert await make_session().get_items() == []
