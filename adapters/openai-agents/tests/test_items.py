@@ -204,7 +204,8 @@ def test_an_event_never_takes_the_item_id_and_keeps_the_item_apart():
     first, second = item_to_event(item), item_to_event(item)
     assert first.id != second.id and "msg_1" not in (first.id, second.id)
     assert first.metadata == {ITEM_KEY: item}
-    assert first.metadata[ITEM_KEY] is not item  # a copy: later edits of the item do not leak
+    stored = first.metadata[ITEM_KEY]
+    assert stored is not item and stored["content"] is not item["content"]  # a deep copy
 
 
 def test_a_non_dict_item_is_refused_with_what_to_do():

@@ -11,6 +11,7 @@ one message or tool item, so a conversation started elsewhere can continue here.
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 from collections.abc import Mapping
 from typing import Any, cast
@@ -48,7 +49,8 @@ def item_to_event(item: TResponseInputItem) -> Event:
             "pass items as the SDK produces them (to_input_item())"
         )
     role, content = _readable(data)
-    return Event(role=role, content=content, metadata={ITEM_KEY: dict(data)})
+    # A deep copy: the SDK's later edits of its own item must not reach what is stored.
+    return Event(role=role, content=content, metadata={ITEM_KEY: copy.deepcopy(dict(data))})
 
 
 def event_to_item(event: Event) -> TResponseInputItem:
