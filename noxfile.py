@@ -15,6 +15,7 @@ nox.options.sessions = [
     "lint",
     "typecheck",
     "tests",
+    "adapter",
     "example",
     "quickstart",
     "docs",
@@ -25,7 +26,9 @@ ROOT = Path(__file__).parent
 PACKAGES = [
     "core",
     *sorted(str(p.parent.relative_to(ROOT)) for p in ROOT.glob("plugins/*/pyproject.toml")),
+    *sorted(str(p.parent.relative_to(ROOT)) for p in ROOT.glob("adapters/*/pyproject.toml")),
 ]
+ADAPTERS = sorted(p.parent.name for p in ROOT.glob("adapters/*/pyproject.toml"))
 EXAMPLES = sorted(p.parent.name for p in ROOT.glob("docs/examples/*/pyproject.toml"))
 # uv must never try to download an interpreter: sessions run on the one nox runs on.
 os.environ.setdefault("UV_PYTHON_DOWNLOADS", "never")
@@ -43,12 +46,20 @@ def _sync(session: nox.Session, *groups: str) -> None:
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """Run every test: core, cross-package, and each backend's conformance and own tests."""
+    """Run every test but the adapters': core, cross-package, each backend's conformance and own."""
     _sync(session, "dev")
     session.run(
         "python", "-c", "import sys, sqlite3; print(sys.version, 'sqlite', sqlite3.sqlite_version)"
     )
     session.run("pytest", *session.posargs)
+
+
+@nox.session
+@nox.parametrize("adapter", ADAPTERS)
+def adapter(session: nox.Session, adapter: str) -> None:
+    """Run one framework adapter's tests (its framework installed from uv.lock) on every backend."""
+    _sync(session, "dev")
+    session.run("pytest", f"adapters/{adapter}", *session.posargs)
 
 
 @nox.session

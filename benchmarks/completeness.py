@@ -16,6 +16,7 @@ import json
 import os
 from pathlib import Path
 
+from benchmarks.agents_session import SIZES, turn_key
 from benchmarks.results import RunResult
 from benchmarks.servers import HELPER_FAILED
 from benchmarks.subjects import UNDECLARED
@@ -64,6 +65,17 @@ def find_problems(run: RunResult, markdown: str, directory: Path) -> list[str]:
             problems.append(
                 f"{subject.name}: in {rows} of the {SUBJECT_TABLES} subject tables of report.md"
             )
+    for subject in run.agents_session:  # W6: every length of every runnable row
+        if subject.status is not None:
+            if not subject.status.startswith("n/a ("):
+                problems.append(f"W6 {subject.name}: did not run: {subject.status}")
+            continue
+        for key in (turn_key(length) for length in SIZES[run.mode].lengths):
+            cell = subject.cells.get(key)
+            if cell is None or cell.samples is None:
+                problems.append(f"W6 {subject.name} {key}: {cell.missing if cell else 'no cell'}")
+            elif cell.failed and subject.family == "sessionhub":
+                problems.append(f"W6 {subject.name} {key}: check failed: {cell.detail}")
     if "error:" in markdown:
         problems.append("report.md shows an error")
     results = json.loads((directory / "results.json").read_text(encoding="utf-8"))

@@ -12,6 +12,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+from benchmarks.agents_session import LIMIT, SIZES, turn_key
 from benchmarks.chart import draw_append_chart
 from benchmarks.results import Cell, RunResult, SubjectResult
 from benchmarks.timing import Samples
@@ -288,6 +289,52 @@ def _floors(table: _Table) -> list[str]:
     return lines
 
 
+def _agents_session(run: RunResult) -> list[str]:
+    """W6: each session's median (p95) per history length, its growth, and x the SDK's own."""
+    lengths = SIZES[run.mode].lengths
+    headers = ["session", "storage", *(f"@{n:,} items" for n in lengths), "growth", "x SDK"]
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    sdk = {
+        subject.storage: subject.cells.get(turn_key(lengths[-1]))
+        for subject in run.agents_session
+        if subject.family == "peer"
+    }
+    for subject in _sorted(run.agents_session):
+        if subject.status is not None:
+            lines.append(f"| {subject.name} | {subject.storage} | {subject.status} |")
+            continue
+        cells = [subject.cells.get(turn_key(n)) for n in lengths]
+        shown = []
+        for cell in cells:
+            if cell is None or cell.samples is None:
+                shown.append(cell.missing if cell is not None and cell.missing else "—")
+            else:
+                flag = " (check failed)" if cell.failed else ""
+                shown.append(
+                    f"{format_seconds(cell.samples.median)} ({format_seconds(cell.samples.p95)})"
+                    + flag
+                )
+        first, last = cells[0], cells[-1]
+        growth = (
+            last.median / first.median
+            if first is not None and last is not None and first.median and last.median
+            else None
+        )
+        theirs = sdk.get(subject.storage)
+        versus = (
+            last.median / theirs.median
+            if subject.family == "sessionhub"
+            and last is not None
+            and last.median is not None
+            and theirs is not None
+            and theirs.median
+            else None
+        )
+        row = [subject.name, subject.storage, *shown, _or_dash(growth), _or_dash(versus)]
+        lines.append("| " + " | ".join(row) + " |")
+    return lines
+
+
 def render_markdown(run: RunResult, chart: str | None = None) -> str:
     """The whole report as markdown."""
     table = _Table(run)
@@ -341,6 +388,13 @@ def render_markdown(run: RunResult, chart: str | None = None) -> str:
         ("W5 create_session", _creates(table)),
         ("Floors (all samples taken beside the appends)", _floors(table)),
     ]
+    if run.agents_session:
+        title = (
+            f"W6 OpenAI Agents session: add_items of one turn, then get_items(limit={LIMIT}); "
+            "growth: the longest history over the shortest; x SDK: over the SDK's own session "
+            "on the same storage, at the longest history"
+        )
+        sections.insert(-1, (title, _agents_session(run)))
     for title, rows in sections:
         lines += ["", f"## {title}", "", *rows]
     notes = [

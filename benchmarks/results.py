@@ -92,6 +92,8 @@ class RunResult:
     started: str
     seconds: float = 0.0
     peers_not_installed: list[str] = field(default_factory=list)
+    agents_session: list[SubjectResult] = field(default_factory=list)
+    """W6 (:mod:`benchmarks.agents_session`): empty when the OpenAI Agents SDK is not installed."""
 
     def to_json(self) -> dict[str, Any]:
         """The run as JSON values (``results.json``)."""
@@ -104,4 +106,5 @@ class RunResult:
             "floors": self.floors,
             "peers_not_installed": self.peers_not_installed,
             "subjects": [subject.to_json() for subject in self.subjects],
+            "agents_session": [subject.to_json() for subject in self.agents_session],
         }

@@ -38,6 +38,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.agents_session import W6_NAME, agents_subjects, run_agents_session
 from benchmarks.completeness import find_problems
 from benchmarks.floors import Floor, make_floors
 from benchmarks.payload import TurnFactory
@@ -55,6 +56,7 @@ DISTRIBUTIONS = (
     "sessionhub-sqlite",
     "sessionhub-redis",
     "sessionhub-mongodb",
+    "sessionhub-openai-agents",
     "aiosqlite",
     "redis",
     "pymongo",
@@ -221,13 +223,13 @@ def execute(
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="sh-bench-")))
         redis_users = ["sessionhub redis"]
         if peers != "none":
-            redis_users += ["OpenAI Agents RedisSession", "AgentScope RedisSession"]
+            redis_users += ["OpenAI Agents RedisSession", "AgentScope RedisSession", W6_NAME]
         redis = Server(None, "not needed")
         if any(_wanted(only, name) for name in redis_users):
             progress("starting Redis")
             redis = start_redis(stack)
         mongodb = Server(None, "not needed")
-        if _wanted(only, "sessionhub mongodb"):
+        if _wanted(only, "sessionhub mongodb") or (peers != "none" and _wanted(only, W6_NAME)):
             progress("starting MongoDB")
             mongodb = start_mongodb(stack)
         progress(f"redis: {redis.url or '-'} ({redis.source}); mongodb: {mongodb.source}")
@@ -243,6 +245,19 @@ def execute(
         turns = TurnFactory(run_id)
         floors = make_floors(turns(), workdir, redis, mongodb, run_id)
         results = asyncio.run(_run_all(plan, found, floors, turns, workdir, progress))
+        agents: list[Subject | Unavailable] = []
+        if peers != "none":
+            agents = agents_subjects(redis, mongodb, run_id)
+            agents = [
+                subject
+                for subject in agents
+                if _wanted(only, subject.name) or _wanted(only, W6_NAME)
+            ]
+        if agents:
+            progress("W6: the OpenAI Agents session workload")
+        agents_results = asyncio.run(
+            run_agents_session(agents, plan.mode, turns, workdir, progress)
+        )
         return RunResult(
             mode=plan.mode,
             plan=asdict(plan),
@@ -252,6 +267,7 @@ def execute(
             started=started,
             seconds=time.perf_counter() - began,
             peers_not_installed=sorted({subject.install for subject in absent_peers}),
+            agents_session=agents_results,
         )
 
 
@@ -274,7 +290,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         progress(f"wrote {path}")
     failed = [
         f"{subject.name} {key}: {cell.detail or cell.missing}"
-        for subject in run.subjects
+        for subject in [*run.subjects, *run.agents_session]
         if subject.family == "sessionhub"
         for key, cell in subject.cells.items()
         if cell.failed

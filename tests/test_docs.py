@@ -88,16 +88,24 @@ def test_every_cli_command_is_documented():
 
 
 def test_snippet_includes_are_intact_and_name_existing_files():
-    """Each ``--8<-- "path"`` line is unmangled and names a file the docs build can include."""
+    """Each ``--8<-- "path[:section]"`` line is unmangled and names what the build can include."""
     roots = [DOCS / "examples", DOCS.parent]
     includes = 0
-    for page in DOCS.glob("*.md"):
+    for page in sorted(DOCS.rglob("*.md")):
+        if "examples" in page.relative_to(DOCS).parts:
+            continue
+        name = page.relative_to(DOCS).as_posix()
         for number, line in enumerate(page.read_text().splitlines(), start=1):
             if not re.match(r"\s*-+\s*8\s*<", line):
                 continue
-            match = re.fullmatch(r'--8<-- "([^"]+)"', line)
-            assert match, f"{page.name}:{number}: a mangled snippet include: {line!r}"
-            assert any((root / match[1]).is_file() for root in roots), f"{page.name}:{number}"
+            match = re.fullmatch(r'--8<-- "([^":]+)(?::([\w-]+))?"', line)
+            assert match, f"{name}:{number}: a mangled snippet include: {line!r}"
+            found = [root / match[1] for root in roots if (root / match[1]).is_file()]
+            assert found, f"{name}:{number}: no file {match[1]}"
+            if match[2]:
+                text = found[0].read_text()
+                for marker in (f"--8<-- [start:{match[2]}]", f"--8<-- [end:{match[2]}]"):
+                    assert marker in text, f"{name}:{number}: {match[1]} has no {marker}"
             includes += 1
     assert includes >= 7
 
