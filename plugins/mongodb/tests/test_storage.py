@@ -88,6 +88,12 @@ async def test_indexes_exist(backend):
         ("sid", -1),
     ]
     assert sessions["children_by_updated"]["key"][2] == ("parent", 1)
+    assert sessions["by_app_updated"]["key"] == [
+        ("app", 1),
+        ("updated_us", -1),
+        ("user", -1),
+        ("sid", -1),
+    ]
     assert events["session_seq"]["key"] == [("session", 1), ("seq", 1)]
     assert events["session_event_id"]["key"] == [("session", 1), ("event_id", 1)]
     assert events["session_seq"]["unique"] and events["session_event_id"]["unique"]
@@ -145,6 +151,30 @@ async def test_listing_uses_the_keyset_index(mongo_server, database_name):
             explained = await client[database_name].command({"explain": command})
             plan = explained["queryPlanner"]["winningPlan"]
             assert "COLLSCAN" not in _stages(plan) and _indexes(plan) == ["by_updated"], plan
+    finally:
+        await client.close()
+
+
+async def test_listing_every_user_uses_the_app_index(mongo_server, database_name):
+    """A page of every user's sessions is an index scan of (app, updated_us, user, sid)."""
+    finds = _Finds()
+    client = AsyncMongoClient(mongo_server.url, event_listeners=[finds], tz_aware=True)
+    try:
+        service = _service(MongoBackend(MongoSettings(database=database_name), client=client))
+        async with service:
+            for i in range(30):
+                await service.create_session(f"user-{i % 7}", f"s{i:02d}")
+            page = await service.list_sessions(None, limit=10)
+            finds.commands.clear()
+            await service.list_sessions(None, limit=10, cursor=page.next_cursor)
+            [query] = [c for c in finds.commands if c["find"].endswith("sessions")]
+            command = {
+                k: v for k, v in query.items() if k in ("find", "filter", "sort", "limit", "hint")
+            }
+            explained = await client[database_name].command({"explain": command})
+            plan = explained["queryPlanner"]["winningPlan"]
+            assert "COLLSCAN" not in _stages(plan), plan
+            assert _indexes(plan) == ["by_app_updated"], plan
     finally:
         await client.close()
 
