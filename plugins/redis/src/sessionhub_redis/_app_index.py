@@ -20,7 +20,14 @@ from sessionhub import ListCursor, Session
 from sessionhub.backend_tools import to_micros
 from sessionhub_redis import _codec
 from sessionhub_redis._keys import app_member, member_parts
-from sessionhub_redis._protocol import APP_PAGE, AppPageArgs, IndexFix, decode_app_page
+from sessionhub_redis._protocol import (
+    APP_PAGE,
+    AppPageArgs,
+    IndexFix,
+)
+from sessionhub_redis._replies import (
+    decode_app_page,
+)
 
 if TYPE_CHECKING:
     from sessionhub_redis._keys import KeyLayout

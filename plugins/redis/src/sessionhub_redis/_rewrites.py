@@ -33,15 +33,17 @@ from sessionhub_redis._protocol import (
     POP,
     REPLACE,
     RESTORE,
-    MovedOn,
     PopArgs,
     ReplaceArgs,
     ReplacedEvent,
     RestoreArgs,
     RestoredEvent,
+    or_blank,
+)
+from sessionhub_redis._replies import (
+    MovedOn,
     decode_pop,
     decode_replace,
-    or_blank,
 )
 
 if TYPE_CHECKING:

@@ -1,7 +1,7 @@
 """The Redis backend's primitives: each one builds its script's arguments and reads its reply.
 
-The scripts are in :mod:`._scripts`, their named arguments and replies in
-:mod:`._protocol`, the differences between a single node and Redis Cluster in
+The scripts are in :mod:`._scripts`, their named arguments in :mod:`._protocol`
+and replies in :mod:`._replies`, the differences between a single node and Redis Cluster in
 :mod:`._topology`, the records' shapes in :mod:`._codec`.
 
 Layout: see :mod:`sessionhub_redis._keys`. Every key of one user's sessions
@@ -99,17 +99,19 @@ from sessionhub_redis._protocol import (
     DeleteArgs,
     GetArgs,
     ListArgs,
-    MovedOn,
     SessionArgs,
     StateArgs,
-    Unverified,
     UpdateArgs,
+    or_blank,
+)
+from sessionhub_redis._replies import (
+    MovedOn,
+    Unverified,
     decode_append,
     decode_create,
     decode_get,
     decode_list,
     decode_update,
-    or_blank,
 )
 from sessionhub_redis._rewrites import HistoryRewrites, moved_on
 from sessionhub_redis._settings import DEFAULT_KEY_PREFIX, DEFAULT_URL, RedisSettings
