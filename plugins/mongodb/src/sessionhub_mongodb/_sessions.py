@@ -189,8 +189,9 @@ async def restore_session(
 
     The events go in first under a new incarnation id, invisible; then one
     replacement of the session document points it at them, so readers see
-    the old session or the new one; then the old events are deleted. The
-    events must be the consecutive seqs ending at ``session.last_seq``.
+    the old session or the new one; then the old events are deleted. Seqs
+    may have gaps (events popped or replaced before the export); the events
+    are all visible, whatever their seqs, up to ``session.last_seq``.
     """
     check_restorable(session, events)
     key = SessionKey(session.app_name, session.user_id, session.id)
@@ -203,6 +204,7 @@ async def restore_session(
     document.update(
         last_seq=session.last_seq,
         event_count=len(events),
+        floor=events[0].seq - 1 if events else session.last_seq,
         # A writer holding the old head must not publish into the new session.
         version=random.getrandbits(62),
     )
