@@ -87,7 +87,7 @@ async def append_optimistic(
         with contextlib.suppress(PyMongoError):
             await delete_own(store, head, worked, token)
         return None
-    await trim(store, head.incarnation, request, floor, None)
+    await trim(store, head, request, floor, None)
     expires_us = NEVER if request.expiry.session is None else to_micros(request.expiry.session)
     after = advanced(head, worked, event_count, floor, date)
     store.heads.remember(key, replace(after, expires_us=expires_us, popped_gone=True))

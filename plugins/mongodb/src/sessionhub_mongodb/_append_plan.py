@@ -19,6 +19,7 @@ from sessionhub.backend_tools import to_micros
 from sessionhub_mongodb._documents import event_document, event_from_document, map_delta
 from sessionhub_mongodb._expiry import expiry_fields
 from sessionhub_mongodb._heads import Head
+from sessionhub_mongodb._outside import delete_events, delete_seqs
 from sessionhub_mongodb._store import Store
 
 __all__ = [
@@ -160,14 +161,22 @@ def result(request: AppendRequest, worked: Plan, event_count: int) -> AppendResu
     )
 
 
-async def trim(
-    store: Store, incarnation: str, request: AppendRequest, floor: int, session: Any
-) -> None:
-    """Delete the events the event limit has moved out of the visible range (to ``floor``)."""
-    if request.event_limit is not None and floor > 0:
-        await store.events.delete_many(
-            {"session": incarnation, "seq": {"$lte": floor}}, session=session
-        )
+async def trim(store: Store, head: Head, request: AppendRequest, floor: int, session: Any) -> None:
+    """Delete the events the event limit has moved out of the visible range (to ``floor``).
+
+    Outside a transaction, where transactions exist, only the seqs the floor
+    passed over go, one statement each (see ``_outside``); leftovers below
+    ``head.floor`` wait for the next ``clear_unpublished``.
+    """
+    if request.event_limit is None or floor <= 0:
+        return
+    if session is None and store.transactions:
+        if floor > head.floor:
+            await delete_events(store, head.incarnation, {"$gt": head.floor, "$lte": floor})
+        return
+    await store.events.delete_many(
+        {"session": head.incarnation, "seq": {"$lte": floor}}, session=session
+    )
 
 
 async def stored_events(
@@ -189,6 +198,13 @@ async def stored_events(
 
 async def clear_unpublished(store: Store, head: Head, session: Any) -> None:
     """Delete events outside the visible range: leftovers of failed or crashed writers."""
+    if session is None:  # one statement per document where transactions exist (``_outside``)
+        await delete_events(store, head.incarnation, {"$gt": head.last_seq})
+        if head.floor > 0:
+            await delete_events(store, head.incarnation, {"$lte": head.floor})
+        if head.popped is not None:
+            await delete_seqs(store, head.incarnation, [head.popped])
+        return
     await store.events.delete_many(
         {"session": head.incarnation, "seq": {"$gt": head.last_seq}}, session=session
     )
@@ -215,12 +231,11 @@ async def insert_events(
 
 
 async def delete_own(store: Store, head: Head, worked: Plan, token: str) -> None:
-    """Delete the unpublished events this write (``token``) inserted."""
-    if worked.new:
-        await store.events.delete_many(
-            {
-                "session": head.incarnation,
-                "seq": {"$gt": head.last_seq, "$lte": worked.last_seq},
-                "writer": token,
-            }
-        )
+    """Delete the unpublished events this write (``token``) inserted, one statement each.
+
+    A retrying transaction may be deleting them too (``clear_unpublished``):
+    see ``_outside`` for why this is not one ``deleteMany``.
+    """
+    await delete_seqs(
+        store, head.incarnation, [event.seq for event in worked.new], {"writer": token}
+    )

@@ -157,7 +157,7 @@ async def append_leased(store: Store, request: AppendRequest) -> AppendResult:
                 )
     assert worked is not None
     if worked.new:
-        await trim(store, head.incarnation, request, floor, None)
+        await trim(store, head, request, floor, None)
         head = advanced(head, worked, event_count, floor, date)
     store.heads.remember(key, head)
     return result(request, worked, event_count)

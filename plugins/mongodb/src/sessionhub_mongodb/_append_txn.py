@@ -100,7 +100,7 @@ async def append_in_transaction(store: Store, request: AppendRequest) -> AppendR
         if moved:
             await move_horizon(store, head.incarnation, date, session)
         await apply_scopes(store, key, worked.app_delta, worked.user_delta, request.expiry, session)
-        await trim(store, head.incarnation, request, floor, session)
+        await trim(store, head, request, floor, session)
         after = advanced(head, worked, event_count, floor, date)
         return result(request, worked, event_count), after
 

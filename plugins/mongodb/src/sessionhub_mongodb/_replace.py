@@ -34,6 +34,7 @@ from sessionhub_mongodb._append_standalone import acquire_lease, recover
 from sessionhub_mongodb._documents import event_document
 from sessionhub_mongodb._expiry import expiry_fields, horizon
 from sessionhub_mongodb._heads import Head
+from sessionhub_mongodb._outside import delete_events
 from sessionhub_mongodb._store import Store, update_of
 
 __all__ = ["replace_events"]
@@ -111,7 +112,7 @@ async def replace_events(store: Store, request: ReplaceRequest) -> AppendResult:
                     await store.sessions.update_one(
                         {"_id": head.id, "lock.owner": token}, {"$unset": {"lock": ""}}
                     )
-        await store.events.delete_many({"session": head.incarnation})
+        await delete_events(store, head.incarnation, None)
         after = replace(
             head,
             incarnation=incarnation,

@@ -39,6 +39,7 @@ from sessionhub_mongodb._documents import (
 )
 from sessionhub_mongodb._expiry import expiry_fields, extend_horizon, horizon
 from sessionhub_mongodb._heads import Head
+from sessionhub_mongodb._outside import delete_events
 from sessionhub_mongodb._state import States, apply_scopes, fill_states
 from sessionhub_mongodb._store import WRITE_RETRIES, Store, key_filter, live, update_of
 from sessionhub_mongodb._transaction import run_transaction
@@ -177,7 +178,7 @@ async def delete_session(store: Store, key: SessionKey, now: datetime) -> bool:
         )
         if document is None:
             return False
-        await store.events.delete_many({"session": document["incarnation"]})
+        await delete_events(store, document["incarnation"], None)
         await store.sessions.delete_one({"_id": document["_id"]})
         return bool(document.get("expires_us", NEVER) > to_micros(now))
 
@@ -222,7 +223,7 @@ async def restore_session(
         old = await store.sessions.find_one(key_filter(key), {"incarnation": 1})
         await store.sessions.replace_one(key_filter(key), document, upsert=True)
         if old is not None and old["incarnation"] != incarnation:
-            await store.events.delete_many({"session": old["incarnation"]})
+            await delete_events(store, old["incarnation"], None)
 
 
 async def purge_expired(store: Store, now: datetime) -> int:
