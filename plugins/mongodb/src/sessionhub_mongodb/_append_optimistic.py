@@ -18,7 +18,7 @@ from dataclasses import replace
 from typing import Any
 
 from bson.errors import InvalidDocument
-from pymongo import InsertOne, UpdateOne
+from pymongo import DeleteOne, InsertOne, UpdateOne
 from pymongo.errors import PyMongoError
 
 from sessionhub import AppendRequest, AppendResult
@@ -26,12 +26,14 @@ from sessionhub.backend_tools import to_micros
 from sessionhub_mongodb import _driver
 from sessionhub_mongodb._append_plan import (
     Plan,
+    advanced,
     delete_own,
     insert_events,
     plan,
     publish_fields,
     result,
     trim,
+    trimmed_floor,
 )
 from sessionhub_mongodb._documents import NEVER, event_document
 from sessionhub_mongodb._expiry import horizon, move_horizon
@@ -49,8 +51,9 @@ async def append_optimistic(
     token = store.token()
     worked = plan(request, head, {})
     date, moved = horizon(head.horizon_us, request.expiry)
+    floor = await trimmed_floor(store, head, len(worked.new), request.event_limit, None)
     store.heads.remember(key, None)  # until this append's outcome is known
-    sets, unsets, event_count = publish_fields(request, head, worked, date)
+    sets, unsets, event_count = publish_fields(request, head, worked, date, floor)
     match: dict[str, Any] = {
         "_id": head.id,
         "last_seq": head.last_seq,
@@ -84,18 +87,10 @@ async def append_optimistic(
         with contextlib.suppress(PyMongoError):
             await delete_own(store, head, worked, token)
         return None
-    await trim(store, head.incarnation, request, worked.last_seq, None)
+    await trim(store, head, request, floor, None)
     expires_us = NEVER if request.expiry.session is None else to_micros(request.expiry.session)
-    store.heads.remember(
-        key,
-        replace(
-            head,
-            last_seq=worked.last_seq,
-            event_count=event_count,
-            horizon_us=date,
-            expires_us=expires_us,
-        ),
-    )
+    after = advanced(head, worked, event_count, floor, date)
+    store.heads.remember(key, replace(after, expires_us=expires_us, popped_gone=True))
     return result(request, worked, event_count)
 
 
@@ -113,7 +108,10 @@ async def _insert_and_publish(
     else two commands. False when a seq or id was taken or the update matched
     nothing: someone wrote since the head.
     """
+    hidden = head.popped is not None and not head.popped_gone
     if not store.bulk:
+        if hidden:
+            await store.events.delete_one({"session": head.incarnation, "seq": head.popped})
         try:
             await insert_events(store, head, worked, token, date, None)
         except PyMongoError as exc:
@@ -122,7 +120,18 @@ async def _insert_and_publish(
             return False
         outcome = await store.sessions.update_one(*publish)
         return bool(outcome.matched_count == 1)
-    models: list[Any] = [
+    # What a pop left hidden goes first: its id may be the one appended again.
+    models: list[Any] = (
+        [
+            DeleteOne(
+                namespace=store.events.full_name,
+                filter={"session": head.incarnation, "seq": head.popped},
+            )
+        ]
+        if hidden
+        else []
+    )
+    models += [
         InsertOne(
             namespace=store.events.full_name,
             document=event_document(head.incarnation, event, token, date),
@@ -140,4 +149,4 @@ async def _insert_and_publish(
         if not _driver.is_duplicate_key(exc):
             raise
         return False
-    return bool(outcome.update_results[len(worked.new)].matched_count == 1)
+    return bool(outcome.update_results[len(models) - 1].matched_count == 1)

@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Mapping
-from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -36,6 +35,7 @@ from sessionhub import (
     AppendRequest,
     AppendResult,
     ConflictError,
+    Event,
     Expiry,
     SessionKey,
     SessionNotFound,
@@ -44,6 +44,8 @@ from sessionhub.backend_tools import dump_json, from_micros, to_micros
 from sessionhub_mongodb import _driver
 from sessionhub_mongodb._append_plan import (
     Plan,
+    advanced,
+    check_expected,
     clear_unpublished,
     delete_own,
     insert_events,
@@ -52,6 +54,7 @@ from sessionhub_mongodb._append_plan import (
     result,
     stored_events,
     trim,
+    trimmed_floor,
 )
 from sessionhub_mongodb._documents import decode_map, escape_key
 from sessionhub_mongodb._expiry import horizon, move_horizon
@@ -60,7 +63,7 @@ from sessionhub_mongodb._state import apply_scopes
 from sessionhub_mongodb._store import WRITE_RETRIES, Store, live, update_of
 from sessionhub_mongodb._transaction import BACKOFF_FIRST_S, CONTENTION_DEADLINE_S, backoff
 
-__all__ = ["append_leased"]
+__all__ = ["append_leased", "acquire_lease", "recover"]
 
 
 async def append_leased(store: Store, request: AppendRequest) -> AppendResult:
@@ -68,15 +71,19 @@ async def append_leased(store: Store, request: AppendRequest) -> AppendResult:
     key = request.key
     now_us = to_micros(request.expiry.now)
     token = store.token()
-    document = await _acquire(store, key, token, now_us)
+    document = await acquire_lease(store, key, token, now_us)
     head = Head.of(document)
     published = False
     uncertain = False  # a publishing update was sent and got no answer
     worked: Plan | None = None
     try:
         if document.get("taken_over"):
-            await _recover(store, document, head)
-        worked = plan(request, head, {})
+            await recover(store, document, head)
+        stored: dict[str, Event] = {}
+        if request.expected_last_seq not in (None, head.last_seq):
+            stored = await stored_events(store, head, request, None)
+            check_expected(request, head, stored)
+        worked = plan(request, head, stored)
         date, moved = horizon(head.horizon_us, request.expiry)
         for attempt in range(WRITE_RETRIES):
             try:
@@ -94,8 +101,9 @@ async def append_leased(store: Store, request: AppendRequest) -> AppendResult:
         if moved and worked.new:
             await move_horizon(store, head.incarnation, date, None)
         wider = bool(worked.app_delta or worked.user_delta)
+        floor = await trimmed_floor(store, head, len(worked.new), request.event_limit, None)
         if worked.new:
-            sets, unsets, event_count = publish_fields(request, head, worked, date)
+            sets, unsets, event_count = publish_fields(request, head, worked, date, floor)
         else:
             sets, unsets, event_count = {}, {}, head.event_count
         unsets["pending"] = ""
@@ -149,13 +157,13 @@ async def append_leased(store: Store, request: AppendRequest) -> AppendResult:
                 )
     assert worked is not None
     if worked.new:
-        await trim(store, head.incarnation, request, worked.last_seq, None)
-        head = replace(head, last_seq=worked.last_seq, event_count=event_count, horizon_us=date)
+        await trim(store, head, request, floor, None)
+        head = advanced(head, worked, event_count, floor, date)
     store.heads.remember(key, head)
     return result(request, worked, event_count)
 
 
-async def _acquire(store: Store, key: SessionKey, token: str, now_us: int) -> dict[str, Any]:
+async def acquire_lease(store: Store, key: SessionKey, token: str, now_us: int) -> dict[str, Any]:
     """Take the session's write lease; return the session document holding it.
 
     ``taken_over`` in the document says whether another writer's lease was
@@ -205,7 +213,7 @@ async def _acquire(store: Store, key: SessionKey, token: str, now_us: int) -> di
         delay = await backoff(delay)
 
 
-async def _recover(store: Store, document: Mapping[str, Any], head: Head) -> None:
+async def recover(store: Store, document: Mapping[str, Any], head: Head) -> None:
     """Clean up after the dead writer whose lease was taken over."""
     await clear_unpublished(store, head, None)
     pending = document.get("pending")

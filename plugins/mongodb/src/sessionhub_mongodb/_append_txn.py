@@ -12,7 +12,6 @@ deltas, trim. Write conflicts with other processes are retried with backoff
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 from pymongo.errors import PyMongoError
@@ -21,6 +20,8 @@ from sessionhub import AppendRequest, AppendResult, SessionNotFound
 from sessionhub.backend_tools import to_micros
 from sessionhub_mongodb import _driver
 from sessionhub_mongodb._append_plan import (
+    advanced,
+    check_expected,
     clear_unpublished,
     insert_events,
     plan,
@@ -28,6 +29,7 @@ from sessionhub_mongodb._append_plan import (
     result,
     stored_events,
     trim,
+    trimmed_floor,
 )
 from sessionhub_mongodb._expiry import horizon, move_horizon
 from sessionhub_mongodb._heads import Head
@@ -50,14 +52,21 @@ async def append_in_transaction(store: Store, request: AppendRequest) -> AppendR
         nonlocal check_stored, attempts
         attempts += 1
         head = store.heads.get(key)
-        if head is None or check_stored or attempts > 1:
+        fresh = head is None or check_stored or attempts > 1
+        if fresh:
             document = await store.sessions.find_one(
                 live(key, now_us), {"state": 0, "metadata": 0}, session=session
             )
             if document is None:
                 raise SessionNotFound(key.app_name, key.user_id, key.session_id)
             head = Head.of(document)
+        assert head is not None
+        moved_on = request.expected_last_seq not in (None, head.last_seq)
+        if moved_on and not fresh:  # judge a compare-and-set on the server's head only
+            check_stored = True
+            raise Retry
         stored = await stored_events(store, head, request, session) if check_stored else {}
+        check_expected(request, head, stored)
         worked = plan(request, head, stored)
         if not worked.new:
             return result(request, worked, head.event_count), head
@@ -71,7 +80,8 @@ async def append_in_transaction(store: Store, request: AppendRequest) -> AppendR
                 raise
             check_stored = True
             raise Retry from exc
-        sets, unsets, event_count = publish_fields(request, head, worked, date)
+        floor = await trimmed_floor(store, head, len(worked.new), request.event_limit, session)
+        sets, unsets, event_count = publish_fields(request, head, worked, date, floor)
         published = await store.sessions.update_one(
             {
                 "_id": head.id,
@@ -90,8 +100,8 @@ async def append_in_transaction(store: Store, request: AppendRequest) -> AppendR
         if moved:
             await move_horizon(store, head.incarnation, date, session)
         await apply_scopes(store, key, worked.app_delta, worked.user_delta, request.expiry, session)
-        await trim(store, head.incarnation, request, worked.last_seq, session)
-        after = replace(head, last_seq=worked.last_seq, event_count=event_count, horizon_us=date)
+        await trim(store, head, request, floor, session)
+        after = advanced(head, worked, event_count, floor, date)
         return result(request, worked, event_count), after
 
     try:

@@ -15,6 +15,7 @@ from typing import Any
 from sessionhub import Expiry
 from sessionhub.backend_tools import to_micros
 from sessionhub_mongodb._documents import NEVER, ttl_date
+from sessionhub_mongodb._outside import update_events
 from sessionhub_mongodb._store import Store
 
 __all__ = ["expiry_fields", "horizon", "move_horizon", "extend_horizon"]
@@ -43,15 +44,17 @@ def horizon(current: int | None, expiry: Expiry) -> tuple[int | None, bool]:
 
 
 async def move_horizon(store: Store, incarnation: str, date: int | None, session: Any) -> None:
-    """Give every event of the incarnation the TTL date ``date`` (None: never expire)."""
-    if date is None:
-        await store.events.update_many(
-            {"session": incarnation}, {"$unset": {"expires_at": ""}}, session=session
-        )
+    """Give every event of the incarnation the TTL date ``date`` (None: never expire).
+
+    Outside a transaction, one statement per event where transactions exist (``_outside``).
+    """
+    update = (
+        {"$unset": {"expires_at": ""}} if date is None else {"$max": {"expires_at": ttl_date(date)}}
+    )
+    if session is None:
+        await update_events(store, incarnation, update)
     else:
-        await store.events.update_many(
-            {"session": incarnation}, {"$max": {"expires_at": ttl_date(date)}}, session=session
-        )
+        await store.events.update_many({"session": incarnation}, update, session=session)
 
 
 async def extend_horizon(store: Store, document: dict[str, Any], expiry: Expiry) -> None:

@@ -37,19 +37,55 @@ class Head:
     horizon_us: int | None
     expires_us: int | None = None
     """None when not read."""
+    floor: int = 0
+    """Visible seqs are above it (see ``_append_plan``)."""
+    popped: int | None = None
+    """A popped seq whose event document may still exist: never visible."""
+    popped_gone: bool = False
+    """This process deleted the event document of ``popped``."""
 
     @classmethod
     def of(cls, document: Mapping[str, Any]) -> Head:
         """The head of a session document as read from the server."""
+        last_seq, event_count = document["last_seq"], document["event_count"]
         return cls(
             document["_id"],
             document["incarnation"],
-            document["last_seq"],
-            document["event_count"],
+            last_seq,
+            event_count,
             document.get("version", 0),
             document.get("horizon_us"),
             document.get("expires_us"),
+            # Written only once seqs have gaps; before that the events are contiguous.
+            document.get("floor", last_seq - event_count),
+            document.get("popped"),
         )
+
+    @property
+    def contiguous(self) -> bool:
+        """Whether every seq in ``(floor, last_seq]`` is visible (no pops left gaps)."""
+        return self.floor + self.event_count == self.last_seq
+
+    def visible(self, newest: int | None = None) -> dict[str, Any]:
+        """The ``seq`` range holding the visible events, and ``popped`` (see ``shown``).
+
+        ``popped`` is dropped from what is read, not excluded here: a ``$ne``
+        costs the index bounds on some servers. With ``newest``, the range is
+        bounded to hold the ``newest`` newest visible events plus at most every
+        gap: a scan from the top never walks the whole history, even on a
+        server that cannot stop a backward scan early.
+        """
+        lowest = self.floor
+        if newest is not None:
+            gaps = self.last_seq - self.floor - self.event_count
+            lowest = max(lowest, self.last_seq - newest - gaps)
+        return {"$gt": lowest, "$lte": self.last_seq}
+
+    def shown(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """``rows`` (event documents with their ``seq``) without the one ``popped`` hides."""
+        if self.popped is None:
+            return rows
+        return [row for row in rows if row["seq"] != self.popped]
 
 
 class HeadCache:

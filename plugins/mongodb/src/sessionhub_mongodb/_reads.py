@@ -1,11 +1,13 @@
 """Reads: a session with a window of its events, pages of sessions, users and apps.
 
-A reader sees exactly the events in ``(last_seq - event_count, last_seq]`` of
-the session document, whatever else the events collection holds (a writer's
-unpublished events, a dead writer's leftovers, trimmed events not yet
-deleted). ``last_n`` reads one range of the ``session_seq`` index; a list
-page is one keyset range of ``by_updated`` (``by_app_updated`` for every user's
-sessions of an app); users and apps are walked one distinct value at a time.
+A reader sees exactly the events in ``(floor, last_seq]`` of the session
+document but ``popped`` (``Head.visible``), whatever else the events
+collection holds (a writer's unpublished events, a dead writer's leftovers,
+trimmed or popped events not yet deleted). Seqs may have gaps where events
+were popped. ``last_n`` reads one range of the ``session_seq`` index, of
+``last_n`` entries plus the gaps; a list page is one keyset range of
+``by_updated`` (``by_app_updated`` for every user's sessions of an app); users
+and apps are walked one distinct value at a time.
 """
 
 from __future__ import annotations
@@ -78,29 +80,25 @@ async def _read_events(
 ) -> list[Event]:
     if window.last_n == 0:
         return []
-    last_seq = document["last_seq"]
-    lowest = last_seq - document["event_count"]  # exclusive
+    head = Head.of(document)
+    seqs = head.visible(window.last_n if window.after_time is None else None)
     if window.after_seq is not None:
-        lowest = max(lowest, window.after_seq)
-    if lowest >= last_seq:
+        seqs["$gt"] = max(seqs["$gt"], window.after_seq)
+    if seqs["$gt"] >= head.last_seq:
         return []
-    query: dict[str, Any] = {
-        "session": document["incarnation"],
-        "seq": {"$gt": lowest, "$lte": last_seq},
-    }
-    projection = {"data": 1, "_id": 0}
-    if window.after_time is None:
-        if window.last_n is not None:
-            query["seq"]["$gt"] = max(lowest, last_seq - window.last_n)
-        rows = await store.events.find(query, projection).sort("seq", 1).to_list(None)
-    else:
+    query: dict[str, Any] = {"session": head.incarnation, "seq": seqs}
+    if window.after_time is not None:
         query["timestamp_us"] = {"$gt": to_micros(window.after_time)}
-        if window.last_n is None:
-            rows = await store.events.find(query, projection).sort("seq", 1).to_list(None)
-        else:
-            cursor = store.events.find(query, projection).sort("seq", -1)
-            rows = await cursor.limit(window.last_n).to_list(None)
-            rows.reverse()
+    projection = {"data": 1, "seq": 1, "_id": 0}
+    if window.last_n is None:
+        rows = await store.events.find(query, projection).sort("seq", 1).to_list(None)
+        rows = head.shown(rows)
+    else:
+        extra = 0 if head.popped is None else 1
+        cursor = store.events.find(query, projection).sort("seq", -1)
+        rows = head.shown(await cursor.limit(window.last_n + extra).to_list(None))
+        rows = rows[: window.last_n]
+        rows.reverse()
     return [event_from_document(row) for row in rows]
 
 

@@ -39,6 +39,7 @@ from sessionhub_mongodb._documents import (
 )
 from sessionhub_mongodb._expiry import expiry_fields, extend_horizon, horizon
 from sessionhub_mongodb._heads import Head
+from sessionhub_mongodb._outside import delete_events
 from sessionhub_mongodb._state import States, apply_scopes, fill_states
 from sessionhub_mongodb._store import WRITE_RETRIES, Store, key_filter, live, update_of
 from sessionhub_mongodb._transaction import run_transaction
@@ -177,7 +178,7 @@ async def delete_session(store: Store, key: SessionKey, now: datetime) -> bool:
         )
         if document is None:
             return False
-        await store.events.delete_many({"session": document["incarnation"]})
+        await delete_events(store, document["incarnation"], None)
         await store.sessions.delete_one({"_id": document["_id"]})
         return bool(document.get("expires_us", NEVER) > to_micros(now))
 
@@ -189,8 +190,9 @@ async def restore_session(
 
     The events go in first under a new incarnation id, invisible; then one
     replacement of the session document points it at them, so readers see
-    the old session or the new one; then the old events are deleted. The
-    events must be the consecutive seqs ending at ``session.last_seq``.
+    the old session or the new one; then the old events are deleted. Seqs
+    may have gaps (events popped or replaced before the export); the events
+    are all visible, whatever their seqs, up to ``session.last_seq``.
     """
     check_restorable(session, events)
     key = SessionKey(session.app_name, session.user_id, session.id)
@@ -203,6 +205,7 @@ async def restore_session(
     document.update(
         last_seq=session.last_seq,
         event_count=len(events),
+        floor=events[0].seq - 1 if events else session.last_seq,
         # A writer holding the old head must not publish into the new session.
         version=random.getrandbits(62),
     )
@@ -220,7 +223,7 @@ async def restore_session(
         old = await store.sessions.find_one(key_filter(key), {"incarnation": 1})
         await store.sessions.replace_one(key_filter(key), document, upsert=True)
         if old is not None and old["incarnation"] != incarnation:
-            await store.events.delete_many({"session": old["incarnation"]})
+            await delete_events(store, old["incarnation"], None)
 
 
 async def purge_expired(store: Store, now: datetime) -> int:

@@ -6,8 +6,9 @@ Layout (collection names take ``collection_prefix``, default ``sessionhub_``):
   events point to, so a session deleted and created again never sees the old
   one's events; ``(app, user, sid)`` is unique. It carries ``last_seq`` and
   ``event_count``: the events a reader may see are exactly the seqs in
-  ``(last_seq - event_count, last_seq]``, so a write becomes visible the
-  moment the session document says so, all at once.
+  ``(floor, last_seq]`` but ``popped`` (``floor`` is stored once pops left
+  gaps; before, it is ``last_seq - event_count``), so a write becomes visible
+  the moment the session document says so, all at once.
 - ``events``: one document per event; unique ``(session, seq)`` and
   ``(session, event_id)``; the event itself as JSON text.
 - ``state``: one document per app state and per user state.
@@ -22,6 +23,7 @@ Where things are:
   cluster), ``_append_standalone`` (the write lease, with crash replay:
   standalone servers); ``_append_plan``: what they share; ``_heads``: what
   this process remembers of the sessions it writes;
+- ``_pop``: pop the newest event; ``_replace``: replace the whole history;
 - ``_errors``: the one rule mapping driver errors to sessionhub errors.
 """
 
@@ -50,6 +52,7 @@ from sessionhub import (
     EventWindow,
     Expiry,
     ListCursor,
+    ReplaceRequest,
     Session,
     SessionKey,
     StateDeltas,
@@ -62,6 +65,8 @@ from sessionhub_mongodb._append_standalone import append_leased
 from sessionhub_mongodb._append_txn import append_in_transaction
 from sessionhub_mongodb._errors import translate, translated
 from sessionhub_mongodb._heads import HeadCache, KeyLocks
+from sessionhub_mongodb._pop import pop_event
+from sessionhub_mongodb._replace import replace_events
 from sessionhub_mongodb._settings import DEFAULT_DATABASE, DEFAULT_URL, MongoSettings
 from sessionhub_mongodb._state import apply_state, read_state
 from sessionhub_mongodb._store import Store, connect
@@ -83,7 +88,12 @@ class MongoBackend(Backend):
 
     name: ClassVar[str] = "mongodb"
     capabilities: ClassVar[Capabilities] = Capabilities(
-        persistent=True, shared_store=True, multi_process=True, native_ttl=True, cluster=True
+        persistent=True,
+        shared_store=True,
+        multi_process=True,
+        native_ttl=True,
+        cluster=True,
+        compare_and_set=True,
     )
 
     def __init__(self, settings: MongoSettings | None = None, *, client: Any = None) -> None:
@@ -279,6 +289,10 @@ class MongoBackend(Backend):
            race; the session then counts as contended for a few appends.
         2. Otherwise, a transaction (``_append_txn``) where the deployment has
            them, else the write lease (``_append_standalone``).
+
+        A compare-and-set (``expected_last_seq``) publishes on the head it
+        expects, so it takes the optimistic path only when the remembered head
+        agrees; the other paths judge it on the head they read from the server.
         """
         store = self._store()
         key = request.key
@@ -286,6 +300,9 @@ class MongoBackend(Backend):
             wider = any(delta.app or delta.user for delta in request.deltas)
             if not wider and (store.bulk or not store.transactions):
                 head = store.heads.get(key)
+                expected = request.expected_last_seq
+                if head is not None and expected not in (None, head.last_seq):
+                    head = None
                 if not store.heads.skip_optimistic(key) and head is not None:
                     result = await append_optimistic(store, request, head)
                     if result is not None:
@@ -294,6 +311,16 @@ class MongoBackend(Backend):
             if store.transactions:
                 return await append_in_transaction(store, request)
             return await append_leased(store, request)
+
+    @translated
+    async def pop_event(self, key: SessionKey, expiry: Expiry) -> Event | None:
+        """Remove and return the newest event in one conditional update (see ``_pop``)."""
+        return await pop_event(self._store(), key, expiry)
+
+    @translated
+    async def replace_events(self, request: ReplaceRequest) -> AppendResult:
+        """Swap the whole history in one switch of the session document (see ``_replace``)."""
+        return await replace_events(self._store(), request)
 
     # --- app and user state --------------------------------------------------------------
 
@@ -341,8 +368,8 @@ class MongoBackend(Backend):
 
         The events go in first under a new incarnation id, invisible; then one
         replacement of the session document points it at them, so readers see
-        the old session or the new one; then the old events are deleted. The
-        events must be the consecutive seqs ending at ``session.last_seq``.
+        the old session or the new one; then the old events are deleted. Seqs
+        may have gaps (popped or replaced events), up to ``session.last_seq``.
         """
         await _sessions.restore_session(self._store(), session, events, expiry)
 
