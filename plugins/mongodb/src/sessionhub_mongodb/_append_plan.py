@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sessionhub import AppendRequest, AppendResult, ConflictError, Event, SessionKey
-from sessionhub.backend_tools import to_micros
+from sessionhub.backend_tools import check_retry, to_micros
 from sessionhub_mongodb._documents import event_document, event_from_document, map_delta
 from sessionhub_mongodb._expiry import expiry_fields
 from sessionhub_mongodb._heads import Head
@@ -52,11 +52,16 @@ class Plan:
 
 
 def plan(request: AppendRequest, head: Head, stored: Mapping[str, Event]) -> Plan:
-    """Number the request's events after ``head``; ids in ``stored`` are returned as stored."""
+    """Number the request's events after ``head``; ids in ``stored`` are returned as stored.
+
+    An id stored with other content raises ``ConflictError`` here, before anything
+    of the batch is written.
+    """
     worked = Plan(events=[], new=[], last_seq=head.last_seq)
     for event, delta in zip(request.events, request.deltas, strict=True):
         known = stored.get(event.id)
         if known is not None:
+            check_retry(event, known)
             worked.events.append(known)
             continue
         worked.last_seq += 1

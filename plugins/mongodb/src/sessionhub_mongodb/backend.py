@@ -94,6 +94,7 @@ class MongoBackend(Backend):
         native_ttl=True,
         cluster=True,
         compare_and_set=True,
+        atomic_conflicts=True,
     )
 
     def __init__(self, settings: MongoSettings | None = None, *, client: Any = None) -> None:
