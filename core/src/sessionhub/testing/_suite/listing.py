@@ -169,7 +169,7 @@ class ListingTests:
         assert seen == sorted([*users, "state-only"])
         with pytest.raises(InvalidInput, match="cursor"):
             await service.list_sessions(
-                None, cursor=(await service.list_users(limit=1)).next_cursor
+                "user-00", cursor=(await service.list_users(limit=1)).next_cursor
             )
 
     @requires("list_apps")
