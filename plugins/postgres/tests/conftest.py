@@ -24,6 +24,7 @@ from sessionhub.settings import SessionHubSettings
 from sessionhub_postgres._settings import driver_dsn
 from sessionhub_postgres.backend import PostgresBackend, PostgresSettings
 from sessionhub_postgres.testing import (
+    PrivateCluster,
     ServerUnavailable,
     drop_schema,
     postgres_server,
@@ -48,6 +49,18 @@ def postgres_url() -> Iterator[str]:
             yield url
     except ServerUnavailable as exc:
         missing(str(exc))
+
+
+@pytest.fixture
+def cluster() -> Iterator[PrivateCluster]:
+    """A private cluster for a test that stops its server (never the shared one)."""
+    if os.environ.get("SESSIONHUB_TEST_POSTGRES_URL"):
+        pytest.skip("SESSIONHUB_TEST_POSTGRES_URL names the server: no private cluster is started")
+    try:
+        with PrivateCluster() as started:
+            yield started
+    except ServerUnavailable as exc:
+        missing(f"no private PostgreSQL cluster: {exc}")
 
 
 @pytest_asyncio.fixture
