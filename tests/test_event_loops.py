@@ -94,7 +94,18 @@ def mongodb_url() -> Iterator[str]:
         _missing(str(exc))
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis", "mongodb"])
+@pytest.fixture(scope="module")
+def postgres_url() -> Iterator[str]:
+    from sessionhub_postgres.testing import ServerUnavailable, postgres_server
+
+    try:
+        with postgres_server() as url:
+            yield url
+    except ServerUnavailable as exc:
+        _missing(str(exc))
+
+
+@pytest.fixture(params=["memory", "sqlite", "redis", "mongodb", "postgres"])
 def backend_env(request: pytest.FixtureRequest, tmp_path) -> dict[str, str]:
     """The environment selecting one backend, on a store no other test uses."""
     namespace = uuid.uuid4().hex[:12]
@@ -107,6 +118,13 @@ def backend_env(request: pytest.FixtureRequest, tmp_path) -> dict[str, str]:
             "SESSIONHUB_URL": request.getfixturevalue("redis_url"),
             "SESSIONHUB_REDIS__KEY_PREFIX": f"loops-{namespace}:",
         }
+    if request.param == "postgres":
+        from sessionhub_postgres.testing import drop_schema
+
+        url = request.getfixturevalue("postgres_url")
+        schema = f"loops_{namespace}"
+        request.addfinalizer(lambda: asyncio.run(drop_schema(url, schema)))
+        return {"SESSIONHUB_URL": url, "SESSIONHUB_POSTGRES__SCHEMA": schema}
     return {
         "SESSIONHUB_URL": request.getfixturevalue("mongodb_url"),
         "SESSIONHUB_MONGODB__DATABASE": f"loops_{namespace}",
