@@ -307,7 +307,6 @@ async def any_service(request, tmp_path):
         backend = RedisBackend(RedisSettings(url=redis_url, key_prefix=f"import-{namespace}:"))
     elif request.param == "postgres":
         from sessionhub_postgres.backend import PostgresBackend, PostgresSettings
-
         from sessionhub_postgres.testing import drop_schema
 
         url = request.getfixturevalue("postgres_url")
