@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -184,3 +185,45 @@ async def test_a_retried_append_is_applied_once(backend, make_service):
         assert [e.seq for e in again] == [1, 2, 3]
         got = await svc.get_session("alice", "s1")
         assert got is not None and got.state == {"n": 2} and got.last_seq == 3
+
+
+def _partitioning_sql() -> str:
+    """The statements the README gives for partitioning the events table."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    section = readme.split("## Partitioning the events table", 1)[1]
+    return section.split("```sql\n", 1)[1].split("```", 1)[0]
+
+
+async def test_the_documented_partitioning_keeps_every_primitive_working(
+    backend, make_service, raw, schema
+):
+    async with make_service(backend) as svc:
+        before = await svc.create_session("alice", "before")
+        await svc.append(before, ["one", "two"])
+    await raw.execute(f'SET search_path TO "{schema}"')
+    await raw.execute(_partitioning_sql())
+    kind = await raw.fetchval(
+        "SELECT c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = $1 AND c.relname = 'sessionhub_events'",
+        schema,
+    )
+    assert kind == b"p"  # partitioned
+    clock = FakeClock()
+    async with make_service(backend, clock=clock, session_ttl=60) as svc:
+        got = await svc.get_session("alice", "before")
+        assert got is not None and [e.text for e in got.events] == ["one", "two"]
+        s = await svc.create_session("alice", "after")
+        await svc.append(s, [str(i) for i in range(30)])
+        assert [e.seq for e in (await svc.get_session("alice", "after", last_n=3)).events] == [
+            28,
+            29,
+            30,
+        ]
+        popped = await svc.pop_event("alice", "after")
+        assert popped is not None and popped.seq == 30
+        await svc.replace_events("alice", "after", ["x", "y"])
+        assert [e.text for e in (await svc.get_session("alice", "after")).events] == ["x", "y"]
+        assert await svc.delete_session("alice", "before")
+        clock.advance(61)
+        assert await svc.purge_expired() >= 1
+    assert await raw.fetchval("SELECT count(*) FROM sessionhub_events") == 0
