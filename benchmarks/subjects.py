@@ -387,6 +387,11 @@ class AdkSubject(Subject):
             timestamp=turn.timestamp.timestamp(),
         )
 
+    def _column_time(self, timestamp: float) -> datetime:
+        """A time for ADK's own rows: naive UTC in PostgreSQL's ``timestamp`` columns."""
+        moment = datetime.fromtimestamp(timestamp, timezone.utc)
+        return moment.replace(tzinfo=None) if self.postgres_url is not None else moment
+
     async def create(self, user_id: str, session_id: str) -> Any:
         """``create_session``; the handle is the returned ``Session``."""
         return await self.service.create_session(
@@ -412,7 +417,7 @@ class AdkSubject(Subject):
         async with self.service.database_session_factory() as sql:
             sql.add_all(schema.StorageEvent.from_event(handle, event) for event in events)
             row = await sql.get(schema.StorageSession, (BENCH_APP, handle.user_id, handle.id))
-            row.update_time = datetime.fromtimestamp(events[-1].timestamp, timezone.utc)
+            row.update_time = self._column_time(events[-1].timestamp)
             await sql.commit()
         return await self.service.get_session(
             app_name=BENCH_APP,
@@ -444,7 +449,7 @@ class AdkSubject(Subject):
             return
         await self.create(user_id, session_ids[0])  # makes the app and user state rows
         schema = schema_classes()
-        now = datetime.now(timezone.utc)
+        now = self._column_time(datetime.now(timezone.utc).timestamp())
         async with self.service.database_session_factory() as sql:
             sql.add_all(
                 schema.StorageSession(

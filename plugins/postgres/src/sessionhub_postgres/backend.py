@@ -135,6 +135,7 @@ class PostgresBackend(Backend):
                     command_timeout=settings.command_timeout,
                     statement_cache_size=settings.statement_cache_size,
                     max_inactive_connection_lifetime=settings.max_inactive_connection_lifetime,
+                    reset=_keep_session,
                 )
             await self._run(lambda conn: migrate(conn, self.names), retry=True, opening=True)
         except SchemaTooNew as exc:
@@ -531,6 +532,16 @@ class PostgresBackend(Backend):
                 if removed < PURGE_BATCH:
                     break
         return total
+
+
+async def _keep_session(connection: Any) -> None:
+    """Release a connection to the backend's own pool as it is.
+
+    asyncpg's default reset costs a round trip on every release (``RESET ALL``,
+    ``UNLISTEN *``...); the backend changes no session state (every name is
+    qualified, no ``SET``, only transaction-scoped advisory locks), and asyncpg
+    still rolls back a transaction left open before calling this.
+    """
 
 
 async def _purge(query: str, now: datetime, conn: Connection) -> int:
