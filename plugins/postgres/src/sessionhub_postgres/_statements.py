@@ -48,7 +48,10 @@ class Statements:
     delete_session: str
     list_sessions: dict[tuple[bool, bool], str]
     """By (with parent_id, with a cursor)."""
+    list_app_sessions: dict[bool, str]
+    """By whether a cursor is given."""
     list_users: str
+    list_apps: str
     read_app_state: str
     read_user_state: str
     refresh_app_state: str
@@ -80,6 +83,10 @@ class Statements:
                 for parent in (False, True)
                 for cursor in (False, True)
             },
+            list_app_sessions={
+                cursor: _list_app_sessions(sessions, cursor=cursor) for cursor in (False, True)
+            },
+            list_apps=_list_apps(names),
             list_users=(
                 "SELECT user_id FROM ("
                 f"(SELECT DISTINCT user_id FROM {sessions} WHERE app_name = $1 AND user_id > $2 "
@@ -138,3 +145,35 @@ def _list_sessions(sessions: str, *, parent: bool, cursor: bool) -> str:
         sql += f" AND (updated_at, session_id) < (${n}, ${n + 1})"
         n += 2
     return sql + f" ORDER BY updated_at DESC, session_id DESC LIMIT ${n}"
+
+
+def _list_app_sessions(sessions: str, *, cursor: bool) -> str:
+    # Along the (app_name, updated_at, user_id, session_id) index, read backwards.
+    sql = f"SELECT {_LISTED}, user_id FROM {sessions} WHERE app_name = $1 AND " + _LIVE.format(
+        now="$2"
+    )
+    if cursor:
+        sql += " AND (updated_at, user_id, session_id) < ($3, $4, $5)"
+    return sql + (
+        f" ORDER BY updated_at DESC, user_id DESC, session_id DESC LIMIT ${6 if cursor else 3}"
+    )
+
+
+def _next_names(table: str) -> str:
+    """The app names of ``table`` after $1, ascending: one index seek each (a loose scan)."""
+    return (
+        f"(WITH RECURSIVE names(app) AS ("
+        f"SELECT min(app_name) FROM {table} WHERE app_name > $1 "
+        f"UNION ALL SELECT (SELECT min(app_name) FROM {table} WHERE app_name > names.app) "
+        "FROM names WHERE names.app IS NOT NULL) "
+        "SELECT app FROM names WHERE app IS NOT NULL LIMIT $2)"
+    )
+
+
+def _list_apps(names: Names) -> str:
+    tables = (names.sessions, names.user_state, names.app_state)
+    return (
+        "SELECT app FROM ("
+        + " UNION ".join(_next_names(table) for table in tables)
+        + ") AS apps ORDER BY app LIMIT $2"
+    )

@@ -294,6 +294,32 @@ class PostgresBackend(Backend):
 
         return await self._run(read, retry=True)
 
+    async def list_app_sessions(
+        self, app_name: str, *, limit: int, after: ListCursor | None, now: datetime
+    ) -> list[Session]:
+        """One keyset page of every user's live sessions, along the app's listing index."""
+        args: list[Any] = [app_name, now]
+        if after is not None:
+            args += [after.updated_at, after.user_id or "", after.session_id]
+        args.append(limit)
+        query = self._sql.list_app_sessions[after is not None]
+
+        async def read(conn: Connection) -> list[Session]:
+            rows = await conn.fetch(query, *args)
+            return [
+                session_from_row(SessionKey(app_name, row[11], row[0]), row, events=False)
+                for row in rows
+            ]
+
+        return await self._run(read, retry=True)
+
+    async def list_apps(self, *, limit: int, after: str | None) -> list[str]:
+        """One page of the store's app names, ascending (a loose scan of three indexes)."""
+        rows = await self._run(
+            lambda conn: conn.fetch(self._sql.list_apps, after or "", limit), retry=True
+        )
+        return [row[0] for row in rows]
+
     async def append(self, request: AppendRequest) -> AppendResult:
         """Store events, their deltas, the trim and the new times in one function call."""
         key, expiry = request.key, request.expiry
