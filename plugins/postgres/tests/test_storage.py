@@ -102,7 +102,10 @@ async def test_no_primitive_scans_a_table(backend, make_service, raw, schema):
     users = await plan(sql.list_users, "default", "u05", 5)
     purge = await plan(sql.purge_sessions, now, PURGE_BATCH)
     assert "sessionhub_sessions_by_expiry" in purge
-    for text in (window, listing, users, purge):
+    everyone = await plan(sql.list_app_sessions[True], "default", now, now, "u05", "s1", 5)
+    assert "sessionhub_sessions_by_app" in everyone
+    apps = await plan(sql.list_apps, "", 10)
+    for text in (window, listing, users, purge, everyone, apps):
         assert "Seq Scan" not in text, text
 
 
