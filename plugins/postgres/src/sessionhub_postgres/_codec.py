@@ -23,6 +23,7 @@ __all__ = [
     "decode_object",
     "flatten_deltas",
     "event_columns",
+    "session_columns",
     "decode_events",
     "session_from_row",
 ]
@@ -90,6 +91,26 @@ def event_columns(
         times.append(event.timestamp or default_time)
         texts.append(event_to_json(event))
     return ids, times, texts
+
+
+def session_columns(session: Session, expires_at: datetime | None) -> tuple[Any, ...]:
+    """A session's stored columns, as ``create_session`` and ``restore_session`` take them.
+
+    App, user, id, parent, root, depth, created, updated, ``expires_at``, state, metadata.
+    """
+    return (
+        session.app_name,
+        session.user_id,
+        session.id,
+        session.parent_id,
+        session.root_id,
+        session.depth,
+        session.created_at,
+        session.updated_at,
+        expires_at,
+        encode_object(session.state),
+        encode_object(session.metadata),
+    )
 
 
 def decode_events(seqs: Sequence[int] | None, texts: Sequence[str] | None) -> list[Event]:

@@ -46,9 +46,9 @@ from sessionhub.backend_tools import check_restorable, event_from_json, mask_url
 from sessionhub_postgres._codec import (
     decode_object,
     encode_delta,
-    encode_object,
     event_columns,
     flatten_deltas,
+    session_columns,
     session_from_row,
 )
 from sessionhub_postgres._errors import is_connection_error, storage_error
@@ -210,17 +210,7 @@ class PostgresBackend(Backend):
         app_keys, app_set = encode_delta(deltas.app)
         row = await self._row(
             self._sql.create_session,
-            session.app_name,
-            session.user_id,
-            session.id,
-            session.parent_id,
-            session.root_id,
-            session.depth,
-            session.created_at,
-            session.updated_at,
-            expiry.session,
-            encode_object(session.state),
-            encode_object(session.metadata),
+            *session_columns(session, expiry.session),
             expiry.now,
             expiry.user,
             expiry.app,
@@ -480,17 +470,7 @@ class PostgresBackend(Backend):
         await self._run(
             lambda conn: conn.execute(
                 self._sql.restore_session,
-                session.app_name,
-                session.user_id,
-                session.id,
-                session.parent_id,
-                session.root_id,
-                session.depth,
-                session.created_at,
-                session.updated_at,
-                session.expires_at,
-                encode_object(session.state),
-                encode_object(session.metadata),
+                *session_columns(session, session.expires_at),
                 session.last_seq,
                 [event.seq for event in events],
                 ids,
