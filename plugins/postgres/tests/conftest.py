@@ -10,6 +10,7 @@ starts empty and leaves nothing behind.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
@@ -39,6 +40,35 @@ def missing(reason: str) -> None:
     if IN_CI:
         pytest.fail(f"CI=true but {reason}", pytrace=False)
     pytest.skip(reason)
+
+
+_LEFTOVERS = (
+    "SELECT n.nspname || '.' || c.relname FROM pg_class c "
+    "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p') "
+    "AND (n.nspname LIKE 'sessionhub%' OR c.relname LIKE 'sessionhub%') ORDER BY 1"
+)
+
+
+async def _tables(url: str) -> list[str]:
+    conn = await asyncpg.connect(driver_dsn(url))
+    try:
+        return [row[0] for row in await conn.fetch(_LEFTOVERS)]
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _nothing_left_behind() -> Iterator[None]:
+    """After every test, the server holds no sessionhub schema or table it did not hold before."""
+    try:
+        with postgres_server() as url:
+            before = asyncio.run(_tables(url))
+            yield
+            left = sorted(set(asyncio.run(_tables(url))) - set(before))
+    except ServerUnavailable:
+        yield
+        return
+    assert not left, f"the tests left these tables behind: {left}"
 
 
 @pytest.fixture(scope="session")

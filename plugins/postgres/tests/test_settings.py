@@ -84,14 +84,14 @@ async def test_an_unreachable_server_is_unavailable_and_names_no_password():
 
 
 @pytest.mark.asyncio
-async def test_tls_is_taken_from_the_url(postgres_url):
+async def test_tls_is_taken_from_the_url(postgres_url, schema):
     """sslmode=require against a server without TLS fails: the URL's TLS options are used."""
     if "sslmode" in postgres_url:
         pytest.skip("the test server's URL sets sslmode already")
     sep = "&" if "?" in postgres_url else "?"
     for mode, works in (("disable", True), ("require", False)):
         backend = PostgresBackend(
-            PostgresSettings(url=f"{postgres_url}{sep}sslmode={mode}", schema="sessionhub_tls")
+            PostgresSettings(url=f"{postgres_url}{sep}sslmode={mode}", schema=schema)
         )
         try:
             if works:
@@ -102,11 +102,6 @@ async def test_tls_is_taken_from_the_url(postgres_url):
                     await backend.open()
         finally:
             await backend.close()
-    async with (
-        PostgresBackend(PostgresSettings(url=postgres_url)) as backend,
-        backend._pool.acquire() as conn,
-    ):
-        await conn.execute("DROP SCHEMA IF EXISTS sessionhub_tls CASCADE")
 
 
 def test_entry_point_registers_backend():
