@@ -100,7 +100,8 @@ def quickstart(session: nox.Session) -> None:
 # Peers, installed by `nox -s bench -- --peers`. The pins keep AgentScope 1.0
 # importable: it imports mcp.client.streamable_http.streamablehttp_client,
 # which mcp 2 removed, and tqdm, which it does not declare.
-# sqlalchemy[asyncio] brings greenlet for ADK's DatabaseSessionService.
+# sqlalchemy[asyncio] brings greenlet for ADK's DatabaseSessionService, which the
+# benchmark also runs on PostgreSQL through asyncpg (in the workspace already).
 BENCH_PEERS = (
     "google-adk",
     "sqlalchemy[asyncio]",

@@ -22,8 +22,15 @@ TIER_COLOURS = {
     "local file": ("#d62728", "#ff7f0e", "#e377c2", "#8c564b"),
     "redis": ("#2ca02c", "#98df8a", "#bcbd22"),
     "mongodb": ("#9467bd", "#c5b0d5"),
+    "postgres": ("#17becf", "#9edae5"),
 }
-FLOOR_COLOURS = {"memory": "#1f77b4", "sqlite": "#d62728", "redis": "#2ca02c", "mongodb": "#9467bd"}
+FLOOR_COLOURS = {
+    "memory": "#1f77b4",
+    "sqlite": "#d62728",
+    "redis": "#2ca02c",
+    "mongodb": "#9467bd",
+    "postgres": "#17becf",
+}
 
 
 def draw_append_chart(run: RunResult, path: Path) -> Path | None:

@@ -8,7 +8,10 @@ One floor per kind of storage, each storing the same ~500-byte event JSON:
   (a commit from another connection would empty the backend's page cache);
 - redis: one redis-py ``RPUSH`` round trip to the same server;
 - mongodb: one PyMongo async ``insert_one`` to the same server, with the
-  backend's default write concern.
+  backend's default write concern;
+- postgres: one asyncpg ``INSERT`` in autocommit mode (the INSERT and its
+  COMMIT in one round trip) to the same server, with the server's
+  ``synchronous_commit``, as the backend's writes, in a schema of its own.
 
 The workloads take a floor sample beside each append sample (see
 :func:`benchmarks.timing.measure_paired`).
@@ -31,6 +34,7 @@ __all__ = [
     "SQLiteInsertFloor",
     "RedisPushFloor",
     "MongoInsertFloor",
+    "PostgresInsertFloor",
     "make_floors",
     "event_json",
 ]
@@ -242,12 +246,60 @@ class MongoInsertFloor(Floor):
         await self._collection.insert_one({"seq": index, "data": self.row})
 
 
+class PostgresInsertFloor(Floor):
+    """One asyncpg ``INSERT`` committed on its own, into a table with a primary key."""
+
+    storage = "postgres"
+
+    def __init__(self, row: str, url: str, schema: str) -> None:
+        super().__init__(row)
+        self.url = url
+        self.schema = schema
+        self.synchronous_commit = "?"
+        self._connection: Any = None
+
+    @property
+    def label(self) -> str:
+        """What the floor does, with its durability."""
+        return f"asyncpg INSERT + COMMIT (synchronous_commit={self.synchronous_commit})"
+
+    async def open(self) -> None:
+        """Connect and create the schema and table."""
+        import asyncpg
+
+        from sessionhub_postgres._settings import driver_dsn
+
+        self._connection = await asyncpg.connect(driver_dsn(self.url))
+        self.synchronous_commit = await self._connection.fetchval("SHOW synchronous_commit")
+        await self._connection.execute(
+            f'CREATE SCHEMA "{self.schema}"; CREATE TABLE "{self.schema}".raw_events '
+            "(id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, data text NOT NULL)"
+        )
+
+    async def close(self) -> None:
+        """Drop the schema and disconnect."""
+        if self._connection is not None:
+            await self._connection.execute(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE')
+            await self._connection.close()
+
+    async def once(self, index: int) -> None:
+        """Insert the row; autocommit makes it a transaction of its own."""
+        await self._connection.execute(
+            f'INSERT INTO "{self.schema}".raw_events (data) VALUES ($1)', self.row
+        )
+
+
 def _installed(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
 def make_floors(
-    turn: Turn, workdir: Path, redis_server: Server, mongodb_server: Server, run_id: str
+    turn: Turn,
+    workdir: Path,
+    redis_server: Server,
+    mongodb_server: Server,
+    run_id: str,
+    postgres_server: Server | None = None,
 ) -> dict[str, Floor]:
     """The floors that can run here, by storage kind (no server or driver: no floor)."""
     row = event_json(turn)
@@ -261,4 +313,7 @@ def make_floors(
     if mongodb_server.url and _installed("pymongo"):
         database = f"sessionhub_bench_{run_id}"
         floors["mongodb"] = MongoInsertFloor(row, mongodb_server.url, database)
+    if postgres_server is not None and postgres_server.url and _installed("sessionhub_postgres"):
+        schema = f"sessionhub_bench_floor_{run_id}"
+        floors["postgres"] = PostgresInsertFloor(row, postgres_server.url, schema)
     return floors

@@ -3,7 +3,7 @@
 Every cell shows the median; W1 cells add the p95 and the ratio to the floor
 measured beside them; every cell adds the ratio to the fastest peer on the
 same kind of storage in the same column. Rows are grouped by that kind
-(in-process, local file, redis, mongodb), sessionhub first.
+(in-process, local file, redis, mongodb, postgres), sessionhub first.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from benchmarks.workloads import (
 
 __all__ = ["render_markdown", "write_report", "format_seconds", "format_ratio"]
 
-TIER_ORDER = ("in-process", "local file", "redis", "mongodb")
+TIER_ORDER = ("in-process", "local file", "redis", "mongodb", "postgres")
 CHART_FILE = "append_latency.png"
 
 
@@ -347,14 +347,15 @@ def render_markdown(run: RunResult, chart: str | None = None) -> str:
         "",
         f"{run.started}, {run.seconds:.0f} s. Python {env['python']}, SQLite {env['sqlite']}, "
         f"{env['cpus']} CPUs (load average {env['load']} at the start), {env['platform']}.",
-        f"Servers: redis from {env['redis server']}; mongodb from {env['mongodb server']}.",
+        f"Servers: redis from {env['redis server']}; mongodb from {env['mongodb server']}; "
+        f"postgres from {env.get('postgres server', 'not needed')}.",
         f"Packages: {env['packages']}.",
         "",
         "Times are medians. **x floor**: divided by the raw-driver floor of the same storage, "
         "sampled beside each append (W1). **x peer**: divided by the fastest peer on the same "
-        "kind of storage (in-process, local file, redis, mongodb) in the same column; below 1 "
-        "is faster. **n=...**: the cell's time budget stopped sampling early. Each event is one "
-        "assistant turn of about 500 bytes: text, a tool call, a timestamp.",
+        "kind of storage (in-process, local file, redis, mongodb, postgres) in the same column; "
+        "below 1 is faster. **n=...**: the cell's time budget stopped sampling early. Each event "
+        "is one assistant turn of about 500 bytes: text, a tool call, a timestamp.",
     ]
     if run.peers_not_installed:
         lines += [

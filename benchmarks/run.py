@@ -44,7 +44,7 @@ from benchmarks.floors import Floor, make_floors
 from benchmarks.payload import TurnFactory
 from benchmarks.report import write_report
 from benchmarks.results import RunResult, SubjectResult
-from benchmarks.servers import Server, start_mongodb, start_redis
+from benchmarks.servers import Server, start_mongodb, start_postgres, start_redis
 from benchmarks.subjects import Subject, Unavailable, discover
 from benchmarks.workloads import Plan, run_subject
 
@@ -57,9 +57,11 @@ DISTRIBUTIONS = (
     "sessionhub-redis",
     "sessionhub-mongodb",
     "sessionhub-openai-agents",
+    "sessionhub-postgres",
     "aiosqlite",
     "redis",
     "pymongo",
+    "asyncpg",
     "google-adk",
     "sqlalchemy",
     "openai-agents",
@@ -108,7 +110,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _environment(redis: Server, mongodb: Server) -> dict[str, str]:
+def _environment(redis: Server, mongodb: Server, postgres: Server) -> dict[str, str]:
     versions = {}
     for distribution in DISTRIBUTIONS:
         with contextlib.suppress(importlib.metadata.PackageNotFoundError):
@@ -121,6 +123,7 @@ def _environment(redis: Server, mongodb: Server) -> dict[str, str]:
         "sqlite": sqlite3.sqlite_version,
         "redis server": redis.source,
         "mongodb server": mongodb.source,
+        "postgres server": postgres.source,
         "packages": ", ".join(f"{name} {version}" for name, version in versions.items()),
     }
 
@@ -232,8 +235,18 @@ def execute(
         if _wanted(only, "sessionhub mongodb") or (peers != "none" and _wanted(only, W6_NAME)):
             progress("starting MongoDB")
             mongodb = start_mongodb(stack)
-        progress(f"redis: {redis.url or '-'} ({redis.source}); mongodb: {mongodb.source}")
-        found = discover(redis, mongodb, run_id, peers=peers != "none")
+        postgres = Server(None, "not needed")
+        postgres_users = ["sessionhub postgres"]
+        if peers != "none":
+            postgres_users.append("ADK DatabaseSessionService (postgresql")
+        if any(_wanted(only, name) for name in postgres_users):
+            progress("starting PostgreSQL")
+            postgres = start_postgres(stack)
+        progress(
+            f"redis: {redis.url or '-'} ({redis.source}); mongodb: {mongodb.source}; "
+            f"postgres: {postgres.source}"
+        )
+        found = discover(redis, mongodb, run_id, peers=peers != "none", postgres=postgres)
         absent_peers = [
             subject
             for subject in found
@@ -243,7 +256,7 @@ def execute(
             found = [subject for subject in found if subject not in absent_peers]
         found = [subject for subject in found if _wanted(only, subject.name)]
         turns = TurnFactory(run_id)
-        floors = make_floors(turns(), workdir, redis, mongodb, run_id)
+        floors = make_floors(turns(), workdir, redis, mongodb, run_id, postgres)
         results = asyncio.run(_run_all(plan, found, floors, turns, workdir, progress))
         agents: list[Subject | Unavailable] = []
         if peers != "none":
@@ -261,7 +274,7 @@ def execute(
         return RunResult(
             mode=plan.mode,
             plan=asdict(plan),
-            environment=_environment(redis, mongodb),
+            environment=_environment(redis, mongodb, postgres),
             subjects=results,
             floors={storage: floor.label for storage, floor in floors.items()},
             started=started,

@@ -1,12 +1,15 @@
-"""Redis and MongoDB servers for the run, got the same way the tests get them.
+"""Redis, MongoDB and PostgreSQL servers for the run, got the same way the tests get them.
 
-Order: the plugins' own test helpers (``sessionhub_redis.testing.redis_server()``
-and ``sessionhub_mongodb.testing.mongodb_server()``, context managers yielding a
+Order: the plugins' own test helpers (``sessionhub_redis.testing.redis_server()``,
+``sessionhub_mongodb.testing.mongodb_server()`` and
+``sessionhub_postgres.testing.postgres_server()``, context managers yielding a
 URL, which themselves honour ``SESSIONHUB_TEST_REDIS_URL`` /
-``SESSIONHUB_TEST_MONGODB_URL``, testcontainers and a private server); when a
+``SESSIONHUB_TEST_MONGODB_URL`` / ``SESSIONHUB_TEST_POSTGRES_URL``,
+testcontainers and a private or the machine's server); when a
 helper is not importable, the environment variable; else no server, and the
 rows that need one read "n/a (no server)". The shared Redis on the default
-port 6379 of this host is never used.
+port 6379 of this host is never used; on a shared PostgreSQL every subject
+works in a schema of the run's own, dropped at its end.
 """
 
 from __future__ import annotations
@@ -19,10 +22,11 @@ from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-__all__ = ["Server", "start_redis", "start_mongodb", "HELPER_FAILED"]
+__all__ = ["Server", "start_redis", "start_mongodb", "start_postgres", "HELPER_FAILED"]
 
 REDIS_ENV = "SESSIONHUB_TEST_REDIS_URL"
 MONGODB_ENV = "SESSIONHUB_TEST_MONGODB_URL"
+POSTGRES_ENV = "SESSIONHUB_TEST_POSTGRES_URL"
 _SHARED_REDIS_PORT = 6379
 _LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1", ""})
 HELPER_FAILED = "could not start a server"
@@ -90,3 +94,8 @@ def start_redis(stack: ExitStack) -> Server:
 def start_mongodb(stack: ExitStack) -> Server:
     """A MongoDB server for the run (closed with ``stack``)."""
     return _start(stack, "sessionhub_mongodb.testing", "mongodb_server", MONGODB_ENV)
+
+
+def start_postgres(stack: ExitStack) -> Server:
+    """A PostgreSQL server for the run (closed with ``stack``)."""
+    return _start(stack, "sessionhub_postgres.testing", "postgres_server", POSTGRES_ENV)

@@ -6,9 +6,10 @@ defaults; a workload a subject has no operation for is listed in
 :attr:`Subject.missing` with the reason, and shows as "n/a" in the report.
 
 - sessionhub: :class:`SessionhubSubject`, one per backend (memory, sqlite,
-  redis, mongodb), through ``SessionHistoryService``.
+  redis, mongodb, postgres), through ``SessionHistoryService``.
 - Google ADK: ``InMemorySessionService`` and ``DatabaseSessionService`` on
-  ``sqlite+aiosqlite``.
+  ``sqlite+aiosqlite`` and on the PostgreSQL sessionhub's postgres rows use
+  (``postgresql+asyncpg``, in a schema of its own).
 - OpenAI Agents SDK: ``SQLiteSession`` on a file and ``RedisSession``; a turn
   is two Responses items (the message and the function call), stored in one
   ``add_items`` call as its runner does.
@@ -59,7 +60,8 @@ UNDECLARED = "the backend does not declare"
 """How a sessionhub row's history-operation cell starts when its backend lacks the capability."""
 BENCH_APP = "bench"
 PREFILL_BATCH = 500
-FIRST_PARTY_BACKENDS = ("memory", "sqlite", "redis", "mongodb")
+ADK_POSTGRES = "ADK DatabaseSessionService (postgresql+asyncpg)"
+FIRST_PARTY_BACKENDS = ("memory", "sqlite", "redis", "mongodb", "postgres")
 PEER_PACKAGES = {
     "google.adk": "google-adk",
     "agents": "openai-agents",
@@ -74,6 +76,7 @@ TIERS = {
     "json-file": "local file",
     "redis": "redis",
     "mongodb": "mongodb",
+    "postgres": "postgres",
 }
 """Storage kind -> the tier within which a subject is compared with the fastest peer."""
 
@@ -182,6 +185,13 @@ class Subject(abc.ABC):
         raise NotImplementedError(self.missing.get("compare_and_set", NOT_MEASURED))
 
 
+async def drop_postgres_schema(url: str, schema: str) -> None:
+    """Drop the run's schema from a shared PostgreSQL."""
+    from sessionhub_postgres.testing import drop_schema
+
+    await drop_schema(url, schema)
+
+
 async def _delete_prefix(client: Any, prefix: str) -> None:
     """Delete the run's keys from a shared Redis (a private test server may refuse SCAN)."""
     from redis.exceptions import ResponseError
@@ -263,6 +273,8 @@ class SessionhubSubject(Subject):
             mongo: Any = AsyncMongoClient(self._resolved_url, serverSelectionTimeoutMS=5000)
             await mongo.drop_database(self._options["database"])
             await mongo.close()
+        if self.backend == "postgres" and self._resolved_url and "schema" in self._options:
+            await drop_postgres_schema(self._resolved_url, self._options["schema"])
 
     def native(self, turn: Turn) -> Any:
         """A sessionhub ``Event`` without an id (the service assigns one)."""
@@ -329,7 +341,10 @@ class SessionhubSubject(Subject):
 
 
 class AdkSubject(Subject):
-    """Google ADK's ``InMemorySessionService`` or ``DatabaseSessionService`` (sqlite+aiosqlite).
+    """Google ADK's ``InMemorySessionService`` or ``DatabaseSessionService``.
+
+    The database is a SQLite file (``sqlite+aiosqlite``), or with ``postgres_url``
+    PostgreSQL (``postgresql+asyncpg``) with its tables in ``schema``, dropped at the end.
 
     The handle is the ADK ``Session`` object ``append_event`` takes; concurrent
     writers in one process share it, as agents of one runner do.
@@ -337,12 +352,18 @@ class AdkSubject(Subject):
 
     family = "peer"
 
-    def __init__(self, database: bool) -> None:
-        if database:
+    def __init__(
+        self, database: bool, postgres_url: str | None = None, schema: str = "adk"
+    ) -> None:
+        if postgres_url is not None:
+            super().__init__(ADK_POSTGRES, "postgres")
+        elif database:
             super().__init__("ADK DatabaseSessionService (sqlite+aiosqlite)", "sqlite")
         else:
             super().__init__("ADK InMemorySessionService", "memory")
-        self.database = database
+        self.database = database or postgres_url is not None
+        self.postgres_url = postgres_url
+        self.schema = schema
         self.missing["paging"] = "no paging: one list_sessions call returns every session"
         self.service: Any = None
         self._types: Any = None
@@ -357,7 +378,22 @@ class AdkSubject(Subject):
         from google.genai import types
 
         self._types, self._event, self._config = types, Event, GetSessionConfig
-        if self.database:
+        if self.postgres_url is not None:
+            import asyncpg
+
+            from sessionhub_postgres._settings import driver_dsn
+
+            dsn = driver_dsn(self.postgres_url)
+            connection = await asyncpg.connect(dsn)
+            await connection.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+            await connection.close()
+            url = "postgresql+asyncpg" + dsn[len("postgresql") :]
+            self.service = DatabaseSessionService(
+                db_url=url, connect_args={"server_settings": {"search_path": self.schema}}
+            )
+            await self.service.prepare_tables()
+            self.notes.append("its tables in a schema of their own; server defaults")
+        elif self.database:
             url = f"sqlite+aiosqlite:///{workdir / 'adk.db'}"
             self.service = DatabaseSessionService(db_url=url)
             await self.service.prepare_tables()
@@ -369,6 +405,8 @@ class AdkSubject(Subject):
         """Dispose of the database engine."""
         if self.database and self.service is not None:
             await self.service.close()
+        if self.postgres_url is not None:
+            await drop_postgres_schema(self.postgres_url, self.schema)
 
     def native(self, turn: Turn) -> Any:
         """An ADK ``Event`` whose content has a text part and a function call."""
@@ -389,6 +427,11 @@ class AdkSubject(Subject):
             ),
             timestamp=turn.timestamp.timestamp(),
         )
+
+    def _column_time(self, timestamp: float) -> datetime:
+        """A time for ADK's own rows: naive UTC in PostgreSQL's ``timestamp`` columns."""
+        moment = datetime.fromtimestamp(timestamp, timezone.utc)
+        return moment.replace(tzinfo=None) if self.postgres_url is not None else moment
 
     async def create(self, user_id: str, session_id: str) -> Any:
         """``create_session``; the handle is the returned ``Session``."""
@@ -415,7 +458,7 @@ class AdkSubject(Subject):
         async with self.service.database_session_factory() as sql:
             sql.add_all(schema.StorageEvent.from_event(handle, event) for event in events)
             row = await sql.get(schema.StorageSession, (BENCH_APP, handle.user_id, handle.id))
-            row.update_time = datetime.fromtimestamp(events[-1].timestamp, timezone.utc)
+            row.update_time = self._column_time(events[-1].timestamp)
             await sql.commit()
         return await self.service.get_session(
             app_name=BENCH_APP,
@@ -447,7 +490,7 @@ class AdkSubject(Subject):
             return
         await self.create(user_id, session_ids[0])  # makes the app and user state rows
         schema = schema_classes()
-        now = datetime.now(timezone.utc)
+        now = self._column_time(datetime.now(timezone.utc).timestamp())
         async with self.service.database_session_factory() as sql:
             sql.add_all(
                 schema.StorageSession(
@@ -702,13 +745,13 @@ class AgentScopeSubject(Subject):
 
 
 def _sessionhub_subjects(
-    redis: Server, mongodb: Server, run_id: str
+    redis: Server, mongodb: Server, postgres: Server, run_id: str
 ) -> list[Subject | Unavailable]:
     from sessionhub import BackendRegistry, get_plugin_manager
 
     registry = BackendRegistry.from_plugin_manager(get_plugin_manager())
     installed = set(registry.names())
-    servers = {"redis": redis, "mongodb": mongodb}
+    servers = {"redis": redis, "mongodb": mongodb, "postgres": postgres}
     found: list[Subject | Unavailable] = []
     for backend in FIRST_PARTY_BACKENDS:
         name = f"sessionhub {backend}"
@@ -731,6 +774,7 @@ def _sessionhub_subjects(
         options = {
             "redis": {"key_prefix": f"sessionhub-bench:{run_id}:"},
             "mongodb": {"database": f"sessionhub_bench_{run_id}"},
+            "postgres": {"schema": f"sessionhub_bench_{run_id}"},
         }.get(backend)
         url = _url_for(backend, server)
         found.append(SessionhubSubject(backend, url, f"bench-{run_id}", options))
@@ -753,7 +797,7 @@ def _importable(module: str) -> bool:
         return False
 
 
-def _peer_subjects(redis: Server, run_id: str) -> list[Subject | Unavailable]:
+def _peer_subjects(redis: Server, postgres: Server, run_id: str) -> list[Subject | Unavailable]:
     found: list[Subject | Unavailable] = []
     prefix = f"sessionhub-bench:{run_id}:"
 
@@ -778,6 +822,11 @@ def _peer_subjects(redis: Server, run_id: str) -> list[Subject | Unavailable]:
         (True, "ADK DatabaseSessionService (sqlite+aiosqlite)", "sqlite"),
     ):
         found.append(absent("google.adk", name, storage) or AdkSubject(database))
+    missing = absent("google.adk", ADK_POSTGRES, "postgres")
+    if missing is None and postgres.url is None:
+        missing = Unavailable(ADK_POSTGRES, "peer", "postgres", postgres.missing or "n/a")
+    schema = f"sessionhub_bench_adk_{run_id}"
+    found.append(missing or AdkSubject(True, postgres.url, schema))
     name = "OpenAI Agents SQLiteSession (file)"
     found.append(absent("agents", name, "sqlite") or OpenAISubject(None, prefix + "agents"))
     add_redis(
@@ -796,10 +845,16 @@ def _peer_subjects(redis: Server, run_id: str) -> list[Subject | Unavailable]:
 
 
 def discover(
-    redis: Server, mongodb: Server, run_id: str, *, peers: bool
+    redis: Server,
+    mongodb: Server,
+    run_id: str,
+    *,
+    peers: bool,
+    postgres: Server | None = None,
 ) -> list[Subject | Unavailable]:
-    """Every subject, runnable or not: sessionhub's four backends, then (``peers``) the peers."""
-    found = _sessionhub_subjects(redis, mongodb, run_id)
+    """Every subject, runnable or not: sessionhub's backends, then (``peers``) the peers."""
+    postgres = postgres or Server(None, "not needed")
+    found = _sessionhub_subjects(redis, mongodb, postgres, run_id)
     if peers:
-        found += _peer_subjects(redis, run_id)
+        found += _peer_subjects(redis, postgres, run_id)
     return found

@@ -42,7 +42,8 @@ def settings_table(model: type[BaseModel], env_prefix: str) -> str:
         "| setting | environment variable | type | default | meaning |",
         "|---|---|---|---|---|",
     ]
-    for name, field in model.model_fields.items():
+    for attribute, field in model.model_fields.items():
+        name = field.alias or attribute  # the key a config file and the environment use
         description = (field.description or "").replace("|", "\\|")
         rows.append(
             f"| `{name}` | `{env_prefix}{name.upper()}` | {_type_name(field)} "

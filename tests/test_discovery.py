@@ -269,7 +269,7 @@ def test_service_reports_missing_backend_with_installed_ones():
     assert "Installed: memory" in str(info.value)
 
 
-@pytest.mark.parametrize("name", ["memory", "sqlite", "redis", "mongodb"])
+@pytest.mark.parametrize("name", ["memory", "sqlite", "redis", "mongodb", "postgres"])
 def test_each_first_party_backend_class_carries_its_registered_name(name):
     found = registry(load=None, disable=[])
     backend_class = found.factory(found.get(name))

@@ -68,7 +68,7 @@ def test_every_setting_is_documented():
         assert f"| `{name}` | `SESSIONHUB_{name.upper()}` |" in rendered, name
 
 
-@pytest.mark.parametrize("backend", ["memory", "sqlite", "redis", "mongodb"])
+@pytest.mark.parametrize("backend", ["memory", "sqlite", "redis", "mongodb", "postgres"])
 def test_every_first_party_backend_has_a_page_with_its_settings(backend):
     page = (DOCS / "backends" / f"{backend}.md").read_text()
     assert f"<!-- sessionhub:backend-settings {backend} -->" in page

@@ -94,23 +94,42 @@ def mongodb_url() -> Iterator[str]:
         _missing(str(exc))
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis", "mongodb"])
-def backend_env(request: pytest.FixtureRequest, tmp_path) -> dict[str, str]:
+@pytest.fixture(scope="module")
+def postgres_url() -> Iterator[str]:
+    from sessionhub_postgres.testing import ServerUnavailable, postgres_server
+
+    try:
+        with postgres_server() as url:
+            yield url
+    except ServerUnavailable as exc:
+        _missing(str(exc))
+
+
+@pytest.fixture(params=["memory", "sqlite", "redis", "mongodb", "postgres"])
+def backend_env(request: pytest.FixtureRequest, tmp_path) -> Iterator[dict[str, str]]:
     """The environment selecting one backend, on a store no other test uses."""
     namespace = uuid.uuid4().hex[:12]
     if request.param == "memory":
-        return {"SESSIONHUB_URL": "memory://"}
-    if request.param == "sqlite":
-        return {"SESSIONHUB_URL": f"sqlite:///{tmp_path / 'loops.db'}"}
-    if request.param == "redis":
-        return {
+        yield {"SESSIONHUB_URL": "memory://"}
+    elif request.param == "sqlite":
+        yield {"SESSIONHUB_URL": f"sqlite:///{tmp_path / 'loops.db'}"}
+    elif request.param == "redis":
+        yield {
             "SESSIONHUB_URL": request.getfixturevalue("redis_url"),
             "SESSIONHUB_REDIS__KEY_PREFIX": f"loops-{namespace}:",
         }
-    return {
-        "SESSIONHUB_URL": request.getfixturevalue("mongodb_url"),
-        "SESSIONHUB_MONGODB__DATABASE": f"loops_{namespace}",
-    }
+    elif request.param == "postgres":
+        from sessionhub_postgres.testing import drop_schema
+
+        url = request.getfixturevalue("postgres_url")
+        schema = f"loops_{namespace}"
+        yield {"SESSIONHUB_URL": url, "SESSIONHUB_POSTGRES__SCHEMA": schema}
+        asyncio.run(drop_schema(url, schema))
+    else:
+        yield {
+            "SESSIONHUB_URL": request.getfixturevalue("mongodb_url"),
+            "SESSIONHUB_MONGODB__DATABASE": f"loops_{namespace}",
+        }
 
 
 def run(script: str, env: dict[str, str], *options: str) -> subprocess.CompletedProcess[str]:

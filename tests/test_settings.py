@@ -23,6 +23,7 @@ from sessionhub.cli import main
 from sessionhub.settings import explain_settings, validate_backend_settings
 from sessionhub_memory.backend import MemorySettings
 from sessionhub_mongodb.backend import MongoSettings
+from sessionhub_postgres.backend import PostgresSettings
 from sessionhub_redis.backend import RedisSettings
 from sessionhub_sqlite.backend import SQLiteSettings
 
@@ -181,6 +182,9 @@ retry_attempts = 0
 [mongodb]
 url = "mongodb://u:{PASSWORD}@127.0.0.1:1/?tlsCertificateKeyFilePassword={PASSWORD}"
 server_selection_timeout_ms = 200
+[postgres]
+url = "postgresql://u:{PASSWORD}@127.0.0.1:1/db?sslpassword={PASSWORD}"
+connect_timeout = 2
 [sqlite]
 api_token = "{PASSWORD}"
 [audit]
@@ -190,7 +194,11 @@ sinks = ["https://u:{PASSWORD}@logs.example/", "stdout"]
     settings = load_settings()
     seen += [repr(settings), str(settings), repr(settings.model_dump()), settings.model_dump_json()]
     seen += [repr(explain_settings())]
-    for name, model in (("redis", RedisSettings), ("mongodb", MongoSettings)):
+    for name, model in (
+        ("redis", RedisSettings),
+        ("mongodb", MongoSettings),
+        ("postgres", PostgresSettings),
+    ):
         config = validate_backend_settings(settings, name, model)
         seen += [repr(config), str(config), repr(config.model_dump()), config.model_dump_json()]
     sqlite = validate_backend_settings(
@@ -209,6 +217,8 @@ sinks = ["https://u:{PASSWORD}@logs.example/", "stdout"]
         {"backend": "mongodb", "url": f"redis://:{PASSWORD}@h/0"},
         {"backend": "mongodb", "mongodb": {"url": f"mongodb://u:{PASSWORD}@h", "database": 5}},
         {"backend": "sqlite", "url": f"sqlite://u:{PASSWORD}@host/x.db"},
+        {"backend": "postgres", "url": f"mysql://u:{PASSWORD}@h/db"},
+        {"backend": "postgres", "postgres": {"url": f"postgres://u:{PASSWORD}@h", "schema": "a-b"}},
         {"url": 12345, "event_limit": PASSWORD},
     ]
     for values in bad:
@@ -223,7 +233,7 @@ sinks = ["https://u:{PASSWORD}@logs.example/", "stdout"]
             repr(exc.__context__),
         ]
 
-    for backend in ("memory", "redis", "mongodb"):
+    for backend in ("memory", "redis", "postgres", "mongodb"):
         monkeypatch.setenv("SESSIONHUB_BACKEND", backend)
         assert main(["config"]) == 0
         assert main(["config", "--json"]) == 0

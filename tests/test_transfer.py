@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import json
 import os
@@ -288,12 +289,13 @@ async def test_history_list_files():
     assert [s.id for s in (await svc.list_sessions("ada", parent_id="root-1")).items] == ["child-1"]
 
 
-@pytest_asyncio.fixture(params=["memory", "sqlite", "redis", "mongodb"])
+@pytest_asyncio.fixture(params=["memory", "sqlite", "redis", "mongodb", "postgres"])
 async def any_service(request, tmp_path):
-    """An empty service on each backend (Redis and MongoDB from the ``servers`` fixture)."""
+    """An empty service on each backend (Redis, MongoDB and PostgreSQL from fixtures)."""
     import uuid
 
     namespace = uuid.uuid4().hex[:10]
+    cleanup = None
     if request.param == "memory":
         backend = MemoryBackend()
     elif request.param == "sqlite":
@@ -303,6 +305,14 @@ async def any_service(request, tmp_path):
 
         redis_url, _ = request.getfixturevalue("servers")
         backend = RedisBackend(RedisSettings(url=redis_url, key_prefix=f"import-{namespace}:"))
+    elif request.param == "postgres":
+        from sessionhub_postgres.backend import PostgresBackend, PostgresSettings
+        from sessionhub_postgres.testing import drop_schema
+
+        url = request.getfixturevalue("postgres_url")
+        schema = f"import_{namespace}"
+        backend = PostgresBackend(PostgresSettings(url=url, schema=schema))
+        cleanup = functools.partial(drop_schema, url, schema)
     else:
         from sessionhub_mongodb.backend import MongoBackend, MongoSettings
 
@@ -311,6 +321,8 @@ async def any_service(request, tmp_path):
     svc = service(backend)
     yield svc
     await svc.stop()
+    if cleanup is not None:
+        await cleanup()
 
 
 @pytest.mark.asyncio
@@ -473,21 +485,48 @@ def servers():
             pytest.skip(str(exc))
 
 
+@pytest.fixture(scope="module")
+def postgres_url():
+    """A PostgreSQL from the plugin's own test helper (CI=true: it must exist)."""
+    from sessionhub_postgres.testing import ServerUnavailable, postgres_server
+
+    try:
+        with postgres_server() as url:
+            yield url
+    except ServerUnavailable as exc:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI=true but {exc}", pytrace=False)
+        pytest.skip(str(exc))
+
+
+@pytest_asyncio.fixture
+async def postgres_schema(postgres_url):
+    """``(url, schema)``: a schema of the test's own on that server, dropped afterwards."""
+    from sessionhub_postgres.testing import drop_schema, scratch_schema
+
+    schema = scratch_schema()
+    yield postgres_url, schema
+    await drop_schema(postgres_url, schema)
+
+
 @pytest.mark.asyncio
-async def test_round_trip_through_every_backend(tmp_path, servers):
-    """memory -> sqlite -> redis -> mongodb -> sqlite: 200 sessions end identical (exports)."""
+async def test_round_trip_through_every_backend(tmp_path, servers, postgres_schema):
+    """memory -> sqlite -> redis -> mongodb -> postgres -> sqlite: 200 sessions end identical."""
     import uuid
 
     from sessionhub_mongodb.backend import MongoBackend, MongoSettings
+    from sessionhub_postgres.backend import PostgresBackend, PostgresSettings
     from sessionhub_redis.backend import RedisBackend, RedisSettings
 
     redis_url, mongodb_url = servers
+    postgres_url, schema = postgres_schema
     namespace = uuid.uuid4().hex[:10]
     chain = [
         service(MemoryBackend()),
         service(SQLiteBackend(path=tmp_path / "first.db")),
         service(RedisBackend(RedisSettings(url=redis_url, key_prefix=f"roundtrip-{namespace}:"))),
         service(MongoBackend(MongoSettings(url=mongodb_url, database=f"roundtrip_{namespace}"))),
+        service(PostgresBackend(PostgresSettings(url=postgres_url, schema=schema))),
         service(SQLiteBackend(path=tmp_path / "last.db")),
     ]
     await fill(chain[0], 200)

@@ -38,6 +38,7 @@ FIRST_PARTY: dict[str, tuple[str, tuple[str, ...]]] = {
         ("redis", "rediss", "unix", "redis+sentinel", "redis+cluster", "rediss+cluster"),
     ),
     "mongodb": ("sessionhub-mongodb", ("mongodb", "mongodb+srv")),
+    "postgres": ("sessionhub-postgres", ("postgres", "postgresql", "postgresql+asyncpg")),
 }
 """First-party backends: distribution and URL schemes, for install hints."""
 

@@ -140,7 +140,9 @@ class SessionHubSettings(BaseSettings):
 
     backend: str | None = Field(
         default=None,
-        description="Backend by name (memory, sqlite, redis, mongodb, or a third-party one).",
+        description=(
+            "Backend by name (memory, sqlite, redis, mongodb, postgres, or a third-party one)."
+        ),
     )
     url: SecretStr | None = Field(
         default=None,

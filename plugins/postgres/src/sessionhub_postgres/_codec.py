@@ -1,0 +1,145 @@
+"""What crosses the wire: deltas and sessions as function arguments, rows back into models.
+
+A state or metadata object is stored as a ``jsonb`` object of strings: each key
+and each value is the JSON text of the real one (``dump_json``). ``jsonb``
+itself would turn ``1e100`` into a 101-digit integer and refuses the NUL escape;
+strings holding JSON text keep every value exactly. A delta travels as the keys
+it touches and a ``jsonb`` object of the values it sets (``None`` deletes).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sessionhub import AppendRequest, Event, Session, SessionKey
+from sessionhub.backend_tools import dump_json, event_from_json, event_to_json
+
+__all__ = [
+    "encode_object",
+    "encode_delta",
+    "decode_object",
+    "flatten_deltas",
+    "event_columns",
+    "session_columns",
+    "decode_events",
+    "session_from_row",
+]
+
+_EMPTY = "{}"
+
+
+def encode_object(values: Mapping[str, Any]) -> str:
+    """The ``jsonb`` text of a whole state or metadata object."""
+    if not values:
+        return _EMPTY
+    return dump_json({dump_json(key): dump_json(value) for key, value in values.items()})
+
+
+def encode_delta(delta: Mapping[str, Any]) -> tuple[list[str], str]:
+    """The keys a delta touches and the ``jsonb`` text of what it sets (``None`` deletes)."""
+    if not delta:
+        return [], _EMPTY
+    keys = [dump_json(key) for key in delta]
+    kept = {k: dump_json(v) for k, (_, v) in zip(keys, delta.items(), strict=True) if v is not None}
+    return keys, dump_json(kept) if kept else _EMPTY
+
+
+def decode_object(text: str | None) -> dict[str, Any]:
+    """The object stored as ``text`` (``{}`` for ``None``: an absent or expired state)."""
+    if text is None or text == _EMPTY:
+        return {}
+    stored: dict[str, str] = json.loads(text)
+    return {json.loads(key): json.loads(value) for key, value in stored.items()}
+
+
+_SCOPES = (("s", "session"), ("u", "user"), ("a", "app"))
+
+
+def flatten_deltas(
+    request: AppendRequest,
+) -> tuple[list[int], list[str], list[str], list[str | None]]:
+    """Every event's deltas as parallel arrays: event position (from 1), scope, key, value.
+
+    The append function applies the deltas of the events it stored, in order.
+    """
+    positions: list[int] = []
+    scopes: list[str] = []
+    keys: list[str] = []
+    values: list[str | None] = []
+    for position, deltas in enumerate(request.deltas, start=1):
+        for scope, name in _SCOPES:
+            for key, value in getattr(deltas, name).items():
+                positions.append(position)
+                scopes.append(scope)
+                keys.append(dump_json(key))
+                values.append(None if value is None else dump_json(value))
+    return positions, scopes, keys, values
+
+
+def event_columns(
+    events: Sequence[Event], default_time: datetime
+) -> tuple[list[str], list[datetime], list[str]]:
+    """Ids, timestamps and JSON texts of ``events`` as parallel arrays (seq is a column)."""
+    ids: list[str] = []
+    times: list[datetime] = []
+    texts: list[str] = []
+    for event in events:
+        ids.append(event.id)
+        times.append(event.timestamp or default_time)
+        texts.append(event_to_json(event))
+    return ids, times, texts
+
+
+def session_columns(session: Session, expires_at: datetime | None) -> tuple[Any, ...]:
+    """A session's stored columns, as ``create_session`` and ``restore_session`` take them.
+
+    App, user, id, parent, root, depth, created, updated, ``expires_at``, state, metadata.
+    """
+    return (
+        session.app_name,
+        session.user_id,
+        session.id,
+        session.parent_id,
+        session.root_id,
+        session.depth,
+        session.created_at,
+        session.updated_at,
+        expires_at,
+        encode_object(session.state),
+        encode_object(session.metadata),
+    )
+
+
+def decode_events(seqs: Sequence[int] | None, texts: Sequence[str] | None) -> list[Event]:
+    """Events from their seq column and stored JSON text (stored with the seq they had then)."""
+    if not seqs or not texts:
+        return []
+    events = []
+    for seq, text in zip(seqs, texts, strict=True):
+        event = event_from_json(text)
+        event.seq = seq
+        events.append(event)
+    return events
+
+
+def session_from_row(key: SessionKey, row: Sequence[Any], *, events: bool = True) -> Session:
+    """A session from a row of ``SESSION_COLUMNS`` (see ``_functions``)."""
+    return Session.model_construct(
+        id=key.session_id,
+        app_name=key.app_name,
+        user_id=key.user_id,
+        parent_id=row[1],
+        root_id=row[2],
+        depth=row[3],
+        created_at=row[4],
+        updated_at=row[5],
+        expires_at=row[6],
+        state=decode_object(row[7]),
+        metadata=decode_object(row[8]),
+        event_count=row[9],
+        last_seq=row[10],
+        events=decode_events(row[13], row[14]) if events else [],
+    )

@@ -1,0 +1,92 @@
+"""How the PostgreSQL backend reports a failure of the server: one rule, in one place.
+
+- The server cannot be used (refused or dropped connection, a server shutting
+  down or starting up, too many connections, a timeout, a login or database
+  that does not exist): ``BackendUnavailable``, saying what to check.
+- The server answered with any other error (missing privileges, a table
+  someone dropped, a constraint the backend's own writes never break), or a
+  stored record does not decode: ``BackendError`` quoting it.
+
+Messages name the server by its URL with the password masked; the driver's
+exception is chained.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+from asyncpg import exceptions as pg
+
+from sessionhub import BackendError, BackendUnavailable, SessionHubError
+from sessionhub.backend_tools import mask_url
+
+__all__ = ["is_connection_error", "storage_error"]
+
+_UNAVAILABLE = (
+    pg.PostgresConnectionError,  # class 08: the connection failed
+    pg.CannotConnectNowError,  # starting up or shutting down
+    pg.OperatorInterventionError,  # admin or crash shutdown, statement cancelled
+    pg.InsufficientResourcesError,  # too many connections, disk full, out of memory
+    pg.InvalidAuthorizationSpecificationError,  # bad login or password (28xxx)
+    pg.InvalidCatalogNameError,  # the database does not exist
+)
+_DROPPED = (
+    pg.PostgresConnectionError,
+    pg.ConnectionDoesNotExistError,
+    pg.AdminShutdownError,
+    pg.CannotConnectNowError,
+    ConnectionError,
+)
+
+
+def is_connection_error(exc: BaseException) -> bool:
+    """Whether ``exc`` says the connection was lost before or while a call ran.
+
+    Such a call may be retried once on a fresh connection when repeating it is harmless.
+    """
+    if isinstance(exc, _DROPPED):
+        return True
+    return isinstance(exc, asyncpg.InterfaceError) and "closed" in str(exc)
+
+
+def storage_error(url: str, exc: BaseException, timeout: float | None) -> SessionHubError:
+    """The ``SessionHubError`` to raise for the driver's ``exc`` (chain it with ``from``)."""
+    where = mask_url(url)
+    if isinstance(exc, (TimeoutError, asyncio.TimeoutError, pg.QueryCanceledError)):
+        return BackendUnavailable(
+            f"The PostgreSQL server at {where} did not answer in time ({timeout} s): {exc!r}. "
+            "Check that the server is running and not overloaded, or raise command_timeout / "
+            "pool_timeout in the [postgres] settings."
+        )
+    if isinstance(exc, (pg.InvalidAuthorizationSpecificationError, pg.InvalidPasswordError)):
+        return BackendUnavailable(
+            f"The PostgreSQL server at {where} refused the login: {_quote(exc)}. Check the user "
+            "name and password in the URL and the server's pg_hba.conf."
+        )
+    if isinstance(exc, pg.InvalidCatalogNameError):
+        return BackendUnavailable(
+            f"The PostgreSQL server at {where} has no such database: {_quote(exc)}. Create it "
+            "(createdb NAME) or fix the database name in the URL."
+        )
+    if isinstance(exc, (OSError, *_UNAVAILABLE)) or is_connection_error(exc):
+        return BackendUnavailable(
+            f"The PostgreSQL server at {where} is unavailable: {_quote(exc)}. Check that the "
+            "server is running and reachable, and the host and port in the URL."
+        )
+    if isinstance(exc, pg.InsufficientPrivilegeError):
+        return BackendError(
+            f"The PostgreSQL server at {where} refused: {_quote(exc)}. Grant the user the "
+            "privileges on the schema (or the database, to create the schema)."
+        )
+    if isinstance(exc, asyncpg.PostgresError):
+        return BackendError(f"The PostgreSQL server at {where} answered: {_quote(exc)}")
+    return BackendError(
+        f"A record stored in PostgreSQL at {where} cannot be read ({_quote(exc)}): it was not "
+        "written by this backend, or was changed by hand."
+    )
+
+
+def _quote(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]

@@ -1,0 +1,179 @@
+"""The SQL the backend sends: one statement per primitive, built once per deployment's names.
+
+Writes call the server-side functions of :mod:`sessionhub_postgres._functions`;
+reads that write nothing are single statements (one snapshot). Every statement
+runs on its own in autocommit mode, so each primitive is one transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sessionhub_postgres._schema import Names
+
+__all__ = ["Statements"]
+
+_LIVE = "(expires_at IS NULL OR expires_at > {now})"
+
+# A wider scope's expiry moves only when that moves it by more than {move}.
+_MOVES = (
+    "expires_at IS DISTINCT FROM {exp} AND (expires_at IS NULL OR {exp}::timestamptz IS NULL "
+    "OR {exp} - expires_at > {move} OR expires_at - {exp} > {move})"
+)
+
+_LISTED = (
+    "session_id, parent_id, root_id, depth, created_at, updated_at, expires_at, state, "
+    "metadata, event_count, last_seq"
+)
+
+
+def _call(function: str, arguments: int) -> str:
+    placeholders = ", ".join(f"${n}" for n in range(1, arguments + 1))
+    return f"SELECT * FROM {function}({placeholders})"
+
+
+@dataclass(frozen=True)
+class Statements:
+    """Every statement of one deployment (schema and table prefix)."""
+
+    read_session: str
+    read_session_refresh: str
+    create_session: str
+    append: str
+    update_session: str
+    pop_event: str
+    replace_events: str
+    restore_session: str
+    put_state: str
+    delete_session: str
+    list_sessions: dict[tuple[bool, bool], str]
+    """By (with parent_id, with a cursor)."""
+    list_app_sessions: dict[bool, str]
+    """By whether a cursor is given."""
+    list_users: str
+    list_apps: str
+    read_app_state: str
+    read_user_state: str
+    refresh_app_state: str
+    refresh_user_state: str
+    purge_sessions: str
+    purge_app_state: str
+    purge_user_state: str
+
+    @classmethod
+    def build(cls, names: Names) -> Statements:
+        """The statements for the tables and functions ``names`` names."""
+        sessions, app_state, user_state = names.sessions, names.app_state, names.user_state
+        return cls(
+            read_session=_call(names.read_session, 7),
+            read_session_refresh=_call(names.read_session_refresh, 11),
+            create_session=_call(names.create_session, 18),
+            append=_call(names.append, 16),
+            update_session=_call(names.update_session, 15),
+            pop_event=_call(names.pop_event, 5),
+            replace_events=_call(names.replace_events, 10),
+            restore_session=f"SELECT {names.restore_session}("
+            + ", ".join(f"${n}" for n in range(1, 17))
+            + ")",
+            put_state=f"SELECT {names.put_state}($1, $2, $3, $4, $5, $6)",
+            delete_session=f"DELETE FROM {sessions} WHERE app_name = $1 AND user_id = $2 "
+            "AND session_id = $3 RETURNING expires_at",
+            list_sessions={
+                (parent, cursor): _list_sessions(sessions, parent=parent, cursor=cursor)
+                for parent in (False, True)
+                for cursor in (False, True)
+            },
+            list_app_sessions={
+                cursor: _list_app_sessions(sessions, cursor=cursor) for cursor in (False, True)
+            },
+            list_apps=_list_apps(names),
+            list_users=(
+                "SELECT user_id FROM ("
+                f"(SELECT DISTINCT user_id FROM {sessions} WHERE app_name = $1 AND user_id > $2 "
+                "ORDER BY user_id LIMIT $3) UNION "
+                f"(SELECT user_id FROM {user_state} WHERE app_name = $1 AND user_id > $2 "
+                "ORDER BY user_id LIMIT $3)) AS u ORDER BY user_id LIMIT $3"
+            ),
+            read_app_state=f"SELECT state FROM {app_state} WHERE app_name = $1 AND "
+            + _LIVE.format(now="$2"),
+            read_user_state=f"SELECT state FROM {user_state} WHERE app_name = $1 "
+            "AND user_id = $2 AND " + _LIVE.format(now="$3"),
+            refresh_app_state=(
+                f"WITH moved AS (UPDATE {app_state} SET expires_at = $3 WHERE app_name = $1 AND "
+                + _LIVE.format(now="$2")
+                + " AND "
+                + _MOVES.format(exp="$3", move="$4")
+                + f" RETURNING 1) SELECT state FROM {app_state} WHERE app_name = $1 AND "
+                + _LIVE.format(now="$2")
+            ),
+            refresh_user_state=(
+                f"WITH moved AS (UPDATE {user_state} SET expires_at = $4 WHERE app_name = $1 "
+                "AND user_id = $2 AND "
+                + _LIVE.format(now="$3")
+                + " AND expires_at IS DISTINCT FROM $4 RETURNING 1) "
+                f"SELECT state FROM {user_state} WHERE app_name = $1 AND user_id = $2 AND "
+                + _LIVE.format(now="$3")
+            ),
+            # Bounded batches; rows a writer holds are left for the next purge.
+            purge_sessions=(
+                f"DELETE FROM {sessions} WHERE pk IN (SELECT pk FROM {sessions} "
+                "WHERE expires_at <= $1 ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED) "
+                "AND expires_at <= $1"
+            ),
+            purge_app_state=(
+                f"DELETE FROM {app_state} WHERE app_name IN (SELECT app_name FROM {app_state} "
+                "WHERE expires_at <= $1 LIMIT $2 FOR UPDATE SKIP LOCKED) AND expires_at <= $1"
+            ),
+            purge_user_state=(
+                f"DELETE FROM {user_state} WHERE (app_name, user_id) IN (SELECT app_name, "
+                f"user_id FROM {user_state} WHERE expires_at <= $1 LIMIT $2 "
+                "FOR UPDATE SKIP LOCKED) AND expires_at <= $1"
+            ),
+        )
+
+
+def _list_sessions(sessions: str, *, parent: bool, cursor: bool) -> str:
+    sql = (
+        f"SELECT {_LISTED} FROM {sessions} WHERE app_name = $1 AND user_id = $2 AND "
+        + _LIVE.format(now="$3")
+    )
+    n = 4
+    if parent:
+        sql += f" AND parent_id = ${n}"
+        n += 1
+    if cursor:
+        sql += f" AND (updated_at, session_id) < (${n}, ${n + 1})"
+        n += 2
+    return sql + f" ORDER BY updated_at DESC, session_id DESC LIMIT ${n}"
+
+
+def _list_app_sessions(sessions: str, *, cursor: bool) -> str:
+    # Along the (app_name, updated_at, user_id, session_id) index, read backwards.
+    sql = f"SELECT {_LISTED}, user_id FROM {sessions} WHERE app_name = $1 AND " + _LIVE.format(
+        now="$2"
+    )
+    if cursor:
+        sql += " AND (updated_at, user_id, session_id) < ($3, $4, $5)"
+    return sql + (
+        f" ORDER BY updated_at DESC, user_id DESC, session_id DESC LIMIT ${6 if cursor else 3}"
+    )
+
+
+def _next_names(table: str) -> str:
+    """The app names of ``table`` after $1, ascending: one index seek each (a loose scan)."""
+    return (
+        f"(WITH RECURSIVE names(app) AS ("
+        f"SELECT min(app_name) FROM {table} WHERE app_name > $1 "
+        f"UNION ALL SELECT (SELECT min(app_name) FROM {table} WHERE app_name > names.app) "
+        "FROM names WHERE names.app IS NOT NULL) "
+        "SELECT app FROM names WHERE app IS NOT NULL LIMIT $2)"
+    )
+
+
+def _list_apps(names: Names) -> str:
+    tables = (names.sessions, names.user_state, names.app_state)
+    return (
+        "SELECT app FROM ("
+        + " UNION ".join(_next_names(table) for table in tables)
+        + ") AS apps ORDER BY app LIMIT $2"
+    )

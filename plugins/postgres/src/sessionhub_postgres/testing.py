@@ -1,0 +1,219 @@
+"""Real PostgreSQL servers for tests and benchmarks: a given one, a container, or the local one.
+
+``postgres_server()`` yields the URL of a PostgreSQL to test against: the one
+in ``SESSIONHUB_TEST_POSTGRES_URL`` if set; else a testcontainers PostgreSQL
+when a Docker engine answers; else the machine's own server on
+127.0.0.1:5432 (user ``postgres``, database ``test``, trust authentication)
+when it answers. Tests then work in a schema of their own, dropped afterwards
+(``scratch_schema``). ``PrivateCluster`` starts a throwaway cluster of its own
+(``initdb`` and ``pg_ctl`` from the machine's PostgreSQL) for a test that must
+stop and restart its server. When none can be had they raise
+``ServerUnavailable``; a test suite turns that into a skip, or a failure in CI.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+
+__all__ = [
+    "ServerUnavailable",
+    "LOCAL_URL",
+    "postgres_server",
+    "scratch_schema",
+    "drop_schema",
+    "PrivateCluster",
+    "docker_answers",
+]
+
+LOCAL_URL = "postgresql://postgres@127.0.0.1:5432/test"
+"""The machine's own server, as this kind of machine runs it (trust authentication)."""
+
+START_TIMEOUT = 60
+
+
+class ServerUnavailable(RuntimeError):
+    """No PostgreSQL can be had for the tests; the message says what to install or set."""
+
+
+def docker_answers() -> bool:
+    """Whether a Docker engine answers (so testcontainers can start a PostgreSQL)."""
+    if not (os.environ.get("DOCKER_HOST") or Path("/var/run/docker.sock").exists()):
+        return False
+    docker = shutil.which("docker")
+    if docker is None:
+        return True  # a socket without the CLI: let testcontainers try
+    try:
+        done = subprocess.run([docker, "info"], capture_output=True, timeout=5, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0
+
+
+def _answers(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
+@contextmanager
+def postgres_server() -> Iterator[str]:
+    """Yield the URL of a PostgreSQL to test against (see the module docstring)."""
+    url = os.environ.get("SESSIONHUB_TEST_POSTGRES_URL")
+    if url:
+        yield url
+        return
+    if docker_answers():
+        try:
+            from testcontainers.postgres import PostgresContainer
+        except ImportError:
+            pass
+        else:
+            with PostgresContainer("postgres:16-alpine", driver=None) as container:
+                yield container.get_connection_url()
+            return
+    if _answers("127.0.0.1", 5432):
+        yield LOCAL_URL
+        return
+    raise ServerUnavailable(
+        "no PostgreSQL for the tests: set SESSIONHUB_TEST_POSTGRES_URL, run a Docker engine, "
+        "or run a local server on 127.0.0.1:5432 (apt-get install postgresql) with a "
+        "database 'test' that user postgres may use"
+    )
+
+
+def scratch_schema() -> str:
+    """A schema name no other test uses (create it by opening a backend on it)."""
+    return f"sessionhub_test_{uuid.uuid4().hex[:12]}"
+
+
+async def drop_schema(url: str, schema: str) -> None:
+    """Drop ``schema`` and everything in it (what a test leaves behind)."""
+    import asyncpg
+
+    from sessionhub_postgres._settings import driver_dsn
+
+    conn = await asyncpg.connect(driver_dsn(url))
+    try:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    finally:
+        await conn.close()
+
+
+def _binaries() -> Path | None:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if found:
+        return Path(found[-1]).parent
+    initdb = shutil.which("initdb")
+    return Path(initdb).parent if initdb else None
+
+
+def free_port() -> int:
+    """A free loopback port (never 5432, the shared server's)."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = int(probe.getsockname()[1])
+        if port != 5432:
+            return port
+
+
+class PrivateCluster:
+    """A throwaway PostgreSQL cluster on a free loopback port, in a temporary directory.
+
+    Built with ``initdb`` and run with ``pg_ctl`` from the machine's PostgreSQL;
+    as root they run as the ``postgres`` user (PostgreSQL refuses to run as root).
+    ``stop`` and ``start`` restart it on the same port and data. Use it as a
+    context manager: the cluster is stopped and its directory removed at exit.
+    """
+
+    def __init__(self) -> None:
+        binaries = _binaries()
+        if binaries is None:
+            raise ServerUnavailable(
+                "no initdb/pg_ctl found (apt-get install postgresql) for a private cluster"
+            )
+        self.binaries = binaries
+        self.port = free_port()
+        self.directory = Path(tempfile.mkdtemp(prefix="sessionhub-pg-"))
+        self.data = self.directory / "data"
+        self._as: list[str] = []
+        if os.geteuid() == 0:
+            runuser = shutil.which("runuser")
+            if runuser is None:
+                raise ServerUnavailable("running as root and no runuser to drop to 'postgres'")
+            self._as = [runuser, "-u", "postgres", "--"]
+            shutil.chown(self.directory, "postgres")
+
+    @property
+    def url(self) -> str:
+        """The cluster's URL (user postgres, trust authentication, database postgres)."""
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, *args: str) -> None:
+        done = subprocess.run(
+            [*self._as, *args], capture_output=True, text=True, timeout=START_TIMEOUT, check=False
+        )
+        if done.returncode != 0:
+            raise ServerUnavailable(f"{Path(args[0]).name} failed: {done.stderr.strip()[-1000:]}")
+
+    def __enter__(self) -> PrivateCluster:
+        try:
+            self._run(
+                str(self.binaries / "initdb"),
+                "-D",
+                str(self.data),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--no-sync",
+            )
+            self.start()
+        except BaseException:
+            self.remove()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.remove()
+
+    def start(self) -> None:
+        """Start the server and wait until it accepts connections."""
+        options = (
+            f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.directory} "
+            "-c fsync=off -c full_page_writes=off"
+        )
+        self._run(
+            str(self.binaries / "pg_ctl"),
+            "-D",
+            str(self.data),
+            "-o",
+            options,
+            "-l",
+            str(self.directory / "server.log"),
+            "-w",
+            "-t",
+            str(START_TIMEOUT),
+            "start",
+        )
+
+    def stop(self, mode: str = "fast") -> None:
+        """Stop the server (``fast``: roll back open transactions; ``immediate``: crash)."""
+        self._run(str(self.binaries / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop")
+
+    def remove(self) -> None:
+        """Stop the server if it runs and remove its directory."""
+        if (self.data / "postmaster.pid").exists():
+            with suppress(ServerUnavailable):
+                self.stop("immediate")
+        shutil.rmtree(self.directory, ignore_errors=True)

@@ -1,0 +1,144 @@
+"""Real PostgreSQL for the PostgreSQL backend's tests, never mocks.
+
+The server, in this order: ``SESSIONHUB_TEST_POSTGRES_URL`` if set; else a
+testcontainers PostgreSQL when a Docker engine answers; else the machine's own
+server on 127.0.0.1:5432 (user postgres, database test). With ``CI=true`` a
+missing server fails the run; otherwise the tests that need it are skipped,
+saying why. Each test works in a schema of its own, dropped afterwards, so it
+starts empty and leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import asyncpg
+import pytest
+import pytest_asyncio
+
+from sessionhub import SessionHistoryService
+from sessionhub.plugins import get_plugin_manager
+from sessionhub.settings import SessionHubSettings
+from sessionhub_postgres._settings import driver_dsn
+from sessionhub_postgres.backend import PostgresBackend, PostgresSettings
+from sessionhub_postgres.testing import (
+    PrivateCluster,
+    ServerUnavailable,
+    drop_schema,
+    postgres_server,
+    scratch_schema,
+)
+
+IN_CI = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
+def missing(reason: str) -> None:
+    """Skip the test for lack of a server, or fail it in CI."""
+    if IN_CI:
+        pytest.fail(f"CI=true but {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+_LEFTOVERS = (
+    "SELECT n.nspname || '.' || c.relname FROM pg_class c "
+    "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p') "
+    "AND (n.nspname LIKE 'sessionhub%' OR c.relname LIKE 'sessionhub%') ORDER BY 1"
+)
+
+
+async def _tables(url: str) -> list[str]:
+    conn = await asyncpg.connect(driver_dsn(url))
+    try:
+        return [row[0] for row in await conn.fetch(_LEFTOVERS)]
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _nothing_left_behind() -> Iterator[None]:
+    """After every test, the server holds no sessionhub schema or table it did not hold before."""
+    try:
+        with postgres_server() as url:
+            before = asyncio.run(_tables(url))
+            yield
+            left = sorted(set(asyncio.run(_tables(url))) - set(before))
+    except ServerUnavailable:
+        yield
+        return
+    assert not left, f"the tests left these tables behind: {left}"
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """The URL of the PostgreSQL the session's tests use."""
+    try:
+        with postgres_server() as url:
+            yield url
+    except ServerUnavailable as exc:
+        missing(str(exc))
+
+
+@pytest.fixture
+def cluster() -> Iterator[PrivateCluster]:
+    """A private cluster for a test that stops its server (never the shared one)."""
+    if os.environ.get("SESSIONHUB_TEST_POSTGRES_URL"):
+        pytest.skip("SESSIONHUB_TEST_POSTGRES_URL names the server: no private cluster is started")
+    try:
+        with PrivateCluster() as started:
+            yield started
+    except ServerUnavailable as exc:
+        missing(f"no private PostgreSQL cluster: {exc}")
+
+
+@pytest_asyncio.fixture
+async def schema(postgres_url: str) -> AsyncIterator[str]:
+    """A schema of the test's own (the backend creates it), dropped after the test."""
+    name = scratch_schema()
+    yield name
+    await drop_schema(postgres_url, name)
+
+
+@pytest.fixture
+def pg_settings(postgres_url: str, schema: str) -> Callable[..., PostgresSettings]:
+    """Build settings for the test's schema on the session's server."""
+
+    def make(**overrides: Any) -> PostgresSettings:
+        values: dict[str, Any] = {"url": postgres_url, "schema": schema, "max_pool_size": 4}
+        values.update(overrides)
+        return PostgresSettings.model_validate(values)
+
+    return make
+
+
+@pytest_asyncio.fixture
+async def backend(pg_settings: Callable[..., PostgresSettings]) -> AsyncIterator[PostgresBackend]:
+    """An opened backend in the test's own schema."""
+    async with PostgresBackend(pg_settings()) as opened:
+        yield opened
+
+
+@pytest_asyncio.fixture
+async def raw(postgres_url: str) -> AsyncIterator[asyncpg.Connection]:
+    """A plain asyncpg connection to the same server, to look at what the backend stored."""
+    conn = await asyncpg.connect(driver_dsn(postgres_url))
+    yield conn
+    await conn.close()
+
+
+@pytest.fixture
+def make_service() -> Callable[..., SessionHistoryService]:
+    """Build a service over a given backend, with isolated settings and no entry points."""
+
+    def make(backend: Any, *, clock: Any = None, **settings: Any) -> SessionHistoryService:
+        settings.setdefault("purge_interval", None)
+        return SessionHistoryService(
+            backend,
+            settings=SessionHubSettings.isolated(**settings),
+            plugin_manager=get_plugin_manager(entry_points=False),
+            clock=clock,
+        )
+
+    return make

@@ -1,0 +1,115 @@
+"""Faults: a server stopped or crashed under the backend; typed errors, nothing half-done.
+
+These tests stop their server, so they never use the shared one: each starts a
+private cluster of its own (``initdb`` and ``pg_ctl`` from the machine's
+PostgreSQL) in a temporary directory, removed afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from sessionhub import BackendUnavailable, Event, TextPart
+from sessionhub_postgres.backend import PostgresBackend, PostgresSettings
+from sessionhub_postgres.testing import PrivateCluster
+
+pytestmark = pytest.mark.asyncio
+
+HANG_GUARD = 60  # only a guard against a call that never returns; durations are not asserted
+
+
+def _settings(cluster: PrivateCluster) -> PostgresSettings:
+    return PostgresSettings(
+        url=cluster.url.replace("postgres@", "postgres:s3cret-pw@"),
+        connect_timeout=2,
+        command_timeout=5,
+        pool_timeout=5,
+        max_pool_size=4,
+    )
+
+
+def _event(event_id: str, counter: int) -> Event:
+    return Event(
+        id=event_id,
+        role="user",
+        content=[TextPart(text=event_id)],
+        state_delta={"counter": counter},
+    )
+
+
+async def _assert_whole(service, session_id: str) -> list[Event]:
+    """The session is consistent: seqs 1..last_seq, counters agree, state from the last event."""
+    got = await service.get_session("alice", session_id)
+    assert got is not None
+    assert [e.seq for e in got.events] == list(range(1, got.last_seq + 1))
+    assert got.event_count == got.last_seq == len(got.events)
+    if got.events:
+        assert got.state["counter"] == got.events[-1].state_delta["counter"]
+    return got.events
+
+
+async def _unavailable(call) -> BackendUnavailable:
+    with pytest.raises(BackendUnavailable) as caught:
+        await asyncio.wait_for(call, HANG_GUARD)
+    message = str(caught.value)
+    assert "s3cret-pw" not in message and "Check that the server is running" in message
+    return caught.value
+
+
+async def test_stopped_server_then_restarted(cluster, make_service):
+    service = make_service(PostgresBackend(_settings(cluster)))
+    async with service:
+        await service.create_session("alice", "s1")
+        for i in range(1, 11):
+            await service.append(("alice", "s1"), _event(f"e{i}", i))
+
+        cluster.stop()
+        await _unavailable(service.append(("alice", "s1"), _event("e11", 11)))
+        await _unavailable(service.get_session("alice", "s1"))
+        await _unavailable(service.list_sessions("alice"))
+        await _unavailable(service.update_user_state("alice", {"k": 1}))
+        status = await service.health()
+        assert not status.ok
+
+        cluster.start()
+        [event] = await service.append(("alice", "s1"), _event("e11", 11))
+        assert event.seq == 11
+        events = await _assert_whole(service, "s1")
+        assert [e.id for e in events] == [f"e{i}" for i in range(1, 12)]
+        assert (await service.health()).ok
+
+
+async def test_a_crash_mid_storm_leaves_no_half_applied_append(cluster, make_service):
+    """Writers append while the server crashes: each append is whole or absent, none lost."""
+    service = make_service(PostgresBackend(_settings(cluster)))
+    acknowledged: dict[str, int] = {}
+    enough = asyncio.Event()
+
+    async def writer(name: str) -> None:
+        i = 0
+        while True:
+            i += 1
+            try:
+                await service.append(("alice", name), _event(f"{name}-{i}", i))
+            except BackendUnavailable:
+                return
+            acknowledged[name] = i
+            if sum(acknowledged.values()) >= 200:
+                enough.set()
+
+    async with service:
+        names = [f"w{n}" for n in range(4)]
+        for name in names:
+            await service.create_session("alice", name)
+        tasks = [asyncio.create_task(writer(name)) for name in names]
+        await asyncio.wait_for(enough.wait(), HANG_GUARD)
+        await asyncio.to_thread(cluster.stop, "immediate")  # a crash: no clean shutdown
+        await asyncio.wait_for(asyncio.gather(*tasks), HANG_GUARD)
+        await asyncio.to_thread(cluster.start)
+        for name in names:
+            events = await _assert_whole(service, name)
+            # The append in flight at the crash may have committed, unacknowledged.
+            assert acknowledged[name] <= len(events) <= acknowledged[name] + 1
+            assert [e.id for e in events] == [f"{name}-{i}" for i in range(1, len(events) + 1)]
