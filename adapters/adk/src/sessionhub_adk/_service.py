@@ -267,7 +267,8 @@ class SessionHubSessionService(BaseSessionService):
                 raise StaleSessionError(_STALE) from exc
             raise  # the event id is stored with other content: not a stale session
         seq = stored[0].seq
-        if expected is not None and seq <= expected:
+        known = expected if expected is not None else _seq(session)
+        if known is not None and seq <= known:
             return event  # stored before this session was read: a retry, nothing changes
         session.last_update_time = event.timestamp
         session._storage_update_marker = f"{_MARKER_PREFIX}{seq}"
