@@ -215,6 +215,7 @@ async def test_one_connection_serves_many_apps(adk_service):
 
 
 WRITERS = 50
+HEADER_ONLY = GetSessionConfig(num_recent_events=0)
 
 
 @pytest.mark.asyncio
@@ -224,7 +225,9 @@ async def test_concurrent_fresh_appends_are_all_stored(store):
 
     async def write(service: SessionHubSessionService, n: int) -> None:
         while True:  # what an ADK caller does on StaleSessionError: read again, retry
-            fresh = await service.get_session(app_name=APP, user_id="u1", session_id="busy")
+            fresh = await service.get_session(
+                app_name=APP, user_id="u1", session_id="busy", config=HEADER_ONLY
+            )
             try:
                 await service.append_event(fresh, Event(author="user", invocation_id=f"w{n}"))
                 return
