@@ -33,6 +33,8 @@ class WithoutExtras(MemoryBackend):
 
     capabilities = Capabilities(shared_store=True)  # no compare_and_set either
     list_users = Backend.list_users
+    list_app_sessions = Backend.list_app_sessions
+    list_apps = Backend.list_apps
     restore_session = Backend.restore_session
     pop_event = Backend.pop_event
     replace_events = Backend.replace_events
@@ -66,6 +68,14 @@ def test_optional_methods_are_capabilities_declared_by_implementing_them():
         True,
     )
     assert WithoutExtras.capabilities.shared_store is True  # the rest is inherited as declared
+    assert (MemoryBackend.capabilities.list_all_sessions, MemoryBackend.capabilities.list_apps) == (
+        True,
+        True,
+    )
+    assert (
+        WithoutExtras.capabilities.list_all_sessions,
+        WithoutExtras.capabilities.list_apps,
+    ) == (False, False)
 
 
 SUITE = """
@@ -78,6 +88,8 @@ from sessionhub_memory.backend import MemoryBackend
 class WithoutExtras(MemoryBackend):
     capabilities = Capabilities()  # one store per instance here: no 'connect' fixture
     list_users = Backend.list_users
+    list_app_sessions = Backend.list_app_sessions
+    list_apps = Backend.list_apps
     restore_session = Backend.restore_session
     pop_event = Backend.pop_event
     replace_events = Backend.replace_events
@@ -105,15 +117,18 @@ def test_a_backend_without_the_optional_methods_passes_the_suite(pytester):
     outcomes = result.parseoutcomes()
     assert outcomes.get("failed", 0) == 0 and outcomes.get("errors", 0) == 0, result.stdout.str()
     assert outcomes["passed"] > 100
-    result.stdout.fnmatch_lines(
-        [
-            "*WithoutExtras does not declare the 'list_users' capability*",
-            "*WithoutExtras does not declare the 'restore_session' capability*",
-            "*WithoutExtras does not declare the 'pop_event' capability*",
-            "*WithoutExtras does not declare the 'replace_events' capability*",
-            "*WithoutExtras does not declare the 'compare_and_set' capability*",
-        ]
-    )
+    for capability in (
+        "list_users",
+        "list_all_sessions",
+        "list_apps",
+        "restore_session",
+        "pop_event",
+        "replace_events",
+        "compare_and_set",
+    ):  # one at a time: the skips are reported in the order the tests ran
+        result.stdout.fnmatch_lines(
+            [f"*WithoutExtras does not declare the {capability!r} capability*"]
+        )
 
 
 def service_over(backend: Backend) -> SessionHistoryService:
@@ -209,6 +224,22 @@ async def test_history_operations_need_their_capability():
                 await call()
         session = await service.get_session("alice", "s1")
         assert session is not None and session.events == []
+
+
+@pytest.mark.asyncio
+async def test_listings_need_their_capability():
+    async with service_over(WithoutExtras()) as service:
+        await service.create_session("alice", "s1")
+        calls = [
+            (lambda: service.list_sessions(None), "list_all_sessions"),
+            (lambda: service.list_users(), "list_users"),
+            (lambda: service.list_apps(), "list_apps"),
+        ]
+        for call, capability in calls:
+            with pytest.raises(ConfigError, match=f"lacks the '{capability}' capability") as caught:
+                await call()
+            assert "\n" not in str(caught.value)
+        assert [s.id for s in (await service.list_sessions("alice")).items] == ["s1"]
 
 
 def test_a_state_key_cannot_name_a_user_state_without_a_user():

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Union
 
 from sessionhub import _validate
 from sessionhub._append_steps import check_batch, stamp, update_in_place
+from sessionhub._listing import require_capability
 from sessionhub._normalize import to_events
 from sessionhub._retries import check_retries
 from sessionhub.backend import (
@@ -26,7 +27,7 @@ from sessionhub.backend import (
     StateDeltas,
     StoredSession,
 )
-from sessionhub.errors import ConfigError, InvalidInput
+from sessionhub.errors import InvalidInput
 from sessionhub.hookspecs import AppendContext
 from sessionhub.models import Event, Session
 from sessionhub.plugins import call_hook
@@ -213,11 +214,7 @@ class HistoryOperations:
         return value
 
     def _require(self, capability: str) -> None:
-        if not getattr(self.backend.capabilities, capability):
-            raise ConfigError(
-                f"The {self.backend.name!r} backend lacks the {capability!r} capability this "
-                "call needs; use a backend that declares it (sessionhub backends lists them)."
-            )
+        require_capability(self.backend, capability)
 
     async def _header(self, key: SessionKey) -> Session | None:
         stored = await self.backend.get_session(

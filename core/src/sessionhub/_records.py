@@ -160,15 +160,25 @@ class EventWindow:
 class ListCursor:
     """Keyset position in a listing ordered by ``(updated_at, session id)`` descending.
 
-    Session ids compare in Unicode code point order, which is also the byte order
-    of their UTF-8 encoding (SQL ``BINARY`` collation, Redis sorted-set ties,
-    MongoDB's default): not UTF-16 order, and not a locale's collation.
+    A listing of every user's sessions (``Backend.list_app_sessions``) orders by
+    ``(updated_at, user id, session id)`` descending, and its cursor carries the
+    ``user_id`` too. Ids compare in Unicode code point order, which is also the
+    byte order of their UTF-8 encoding (SQL ``BINARY`` collation, Redis
+    sorted-set ties, MongoDB's default): not UTF-16 order, and not a locale's
+    collation.
     """
 
     updated_at: datetime
     """The ``updated_at`` of the last session of the previous page."""
     session_id: str
     """The id of the last session of the previous page: the page starts strictly after it."""
+    user_id: str | None = None
+    """The user of the last session of the previous page, in a listing of every user's
+    sessions; ``None`` in a listing of one user's."""
+
+    def key(self) -> tuple[datetime, str, str]:
+        """``(updated_at, user_id, session_id)``: the position as a sortable tuple."""
+        return self.updated_at, self.user_id or "", self.session_id
 
 
 @dataclass

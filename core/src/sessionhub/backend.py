@@ -64,8 +64,15 @@ __all__ = [
     "ListCursor",
 ]
 
-_OPTIONAL_METHODS = ("list_users", "restore_session", "pop_event", "replace_events")
-"""Methods of ``Backend`` a backend may leave out; each is a capability of the same name."""
+_OPTIONAL_METHODS = {
+    "list_users": "list_users",
+    "list_all_sessions": "list_app_sessions",
+    "list_apps": "list_apps",
+    "restore_session": "restore_session",
+    "pop_event": "pop_event",
+    "replace_events": "replace_events",
+}
+"""Methods of ``Backend`` a backend may leave out, by the capability each one declares."""
 
 
 @dataclass(frozen=True)
@@ -73,7 +80,8 @@ class Capabilities:
     """What a backend can do beyond the contract every backend meets.
 
     The conformance suite skips the tests of a capability a backend does not declare.
-    ``list_users``, ``restore_session``, ``pop_event`` and ``replace_events`` name
+    ``list_users``, ``list_all_sessions`` (the method ``list_app_sessions``),
+    ``list_apps``, ``restore_session``, ``pop_event`` and ``replace_events`` name
     optional methods of ``Backend``:
     left at ``None``, each is declared by implementing the method, and the
     ``Backend`` subclass gets a ``capabilities`` with ``True`` or ``False`` in
@@ -92,6 +100,12 @@ class Capabilities:
     """The layout works on a clustered/sharded deployment of the store."""
     list_users: bool | None = None
     """``Backend.list_users`` works: export and migrate can walk every user of an app.
+    ``None``: true if the backend class overrides the method."""
+    list_all_sessions: bool | None = None
+    """``Backend.list_app_sessions`` works: ``svc.list_sessions(None)`` pages every user's
+    sessions of an app. ``None``: true if the backend class overrides the method."""
+    list_apps: bool | None = None
+    """``Backend.list_apps`` works: export and migrate copy every app of a store.
     ``None``: true if the backend class overrides the method."""
     restore_session: bool | None = None
     """``Backend.restore_session`` works: import and migrate can write sessions.
@@ -179,7 +193,12 @@ class Backend(abc.ABC):
     name: ClassVar[str] = "backend"
     """The backend's public name (its entry point name)."""
     capabilities: ClassVar[Capabilities] = Capabilities(
-        list_users=False, restore_session=False, pop_event=False, replace_events=False
+        list_users=False,
+        list_all_sessions=False,
+        list_apps=False,
+        restore_session=False,
+        pop_event=False,
+        replace_events=False,
     )
     """What the backend can do beyond the contract; the suite skips undeclared ones."""
     _declared_capabilities: ClassVar[Capabilities] = Capabilities()
@@ -193,9 +212,9 @@ class Backend(abc.ABC):
             cls._declared_capabilities = declared
         declared = cls._declared_capabilities
         implemented = {
-            name: getattr(cls, name) is not getattr(Backend, name)
-            for name in _OPTIONAL_METHODS
-            if getattr(declared, name) is None
+            capability: getattr(cls, method) is not getattr(Backend, method)
+            for capability, method in _OPTIONAL_METHODS.items()
+            if getattr(declared, capability) is None
         }
         cls.capabilities = replace(declared, **implemented)
 
@@ -353,6 +372,29 @@ class Backend(abc.ABC):
         raise NotImplementedError(
             f"The {self.name!r} backend cannot list users; export or migrate user by user."
         )
+
+    async def list_app_sessions(
+        self, app_name: str, *, limit: int, after: ListCursor | None, now: datetime
+    ) -> list[Session]:
+        """Return up to ``limit`` live sessions of every user of the app, without events.
+
+        Order is ``(updated_at, user_id, id)`` descending, ids compared in Unicode
+        code point order; ``after`` (with its ``user_id`` set) is exclusive.
+        ``state`` holds the session scope only. Read an index, not every session:
+        the cost of a page must not grow with the sessions of other apps.
+        Optional: declares the ``list_all_sessions`` capability.
+        """
+        raise NotImplementedError(f"The {self.name!r} backend cannot list every user's sessions.")
+
+    async def list_apps(self, *, limit: int, after: str | None) -> list[str]:
+        """Return up to ``limit`` names of apps with sessions, user state or app state.
+
+        Ascending (code point order), strictly after ``after``; expired data may
+        still be counted. Used by export and migrate to copy a whole store.
+        Optional: declares the ``list_apps`` capability; without it they copy the
+        configured app only.
+        """
+        raise NotImplementedError(f"The {self.name!r} backend cannot list the apps of a store.")
 
     async def restore_session(self, session: Session, events: list[Event], expiry: Expiry) -> None:
         """Write ``session`` with exactly ``events``, replacing any session with its key.

@@ -8,7 +8,6 @@ backend's atomic primitives.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import copy
 import logging
@@ -22,9 +21,9 @@ from typing import TYPE_CHECKING, Any
 from sessionhub import _validate
 from sessionhub._append_steps import blank, merge_scopes
 from sessionhub._conversation import Conversation, StateModule, restore_modules, snapshot_delta
-from sessionhub._cursor import decode_cursor, encode_cursor
 from sessionhub._history import EventInput, HistoryOperations
 from sessionhub._lifecycle import BackendRunner, build_backend, wrap_backend
+from sessionhub._listing import MAX_PAGE_SIZE, ListingOperations
 from sessionhub.backend import (
     Backend,
     EventWindow,
@@ -43,7 +42,6 @@ from sessionhub.models import (
     APP_PREFIX,
     USER_PREFIX,
     HealthStatus,
-    Page,
     Session,
 )
 from sessionhub.plugins import call_hook, get_plugin_manager
@@ -63,9 +61,6 @@ Clock = Callable[[], datetime]
 """A function returning the current UTC-aware time."""
 
 
-MAX_PAGE_SIZE = 1000
-
-
 def _utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -74,7 +69,7 @@ def _new_id() -> str:
     return os.urandom(16).hex()  # 128 random bits, as uuid4().hex but without the UUID object
 
 
-class SessionHistoryService(HistoryOperations):
+class SessionHistoryService(HistoryOperations, ListingOperations):
     """Sessions, events and state for one app, on a backend chosen by configuration.
 
     ``SessionHistoryService()`` reads the settings (constructor arguments >
@@ -315,50 +310,6 @@ class SessionHistoryService(HistoryOperations):
             key, window, self._expiry(self._clock()), refresh=self._sliding
         )
         return None if stored is None else self._merged(stored)
-
-    async def list_sessions(
-        self,
-        user_id: str,
-        *,
-        limit: int = 50,
-        cursor: str | None = None,
-        parent_id: str | None = None,
-    ) -> Page[Session]:
-        """List a user's live sessions, newest ``updated_at`` first, without events.
-
-        Pass ``page.next_cursor`` back as ``cursor`` for the next page; it is
-        ``None`` on the last page. With ``parent_id``, only that session's
-        direct children are listed.
-        """
-        user_id = self._user(user_id)
-        limit = _validate.check_count(limit, "limit", minimum=1, maximum=MAX_PAGE_SIZE)
-        after = decode_cursor(cursor) if cursor else None
-        if parent_id is not None:
-            parent_id = _validate.check_identifier(parent_id, "parent_id")
-        await self._ready()
-        expiry = self._expiry(self._clock())
-        rows = await self.backend.list_sessions(
-            self.app_name,
-            user_id,
-            limit=limit + 1,
-            after=after,
-            parent_id=parent_id,
-            now=expiry.now,
-        )
-        next_cursor = None
-        if len(rows) > limit:
-            rows = rows[:limit]
-            next_cursor = encode_cursor(rows[-1])
-        if rows:
-            app_state, user_state = await asyncio.gather(
-                self.backend.read_state(StateKey.app(self.app_name), expiry, refresh=False),
-                self.backend.read_state(
-                    StateKey.user(self.app_name, user_id), expiry, refresh=False
-                ),
-            )
-            for row in rows:
-                row.state = merge_scopes(app_state, user_state, row.state)
-        return Page[Session](items=rows, next_cursor=next_cursor)
 
     async def update_session(
         self,

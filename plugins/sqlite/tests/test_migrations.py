@@ -120,3 +120,31 @@ async def test_failed_migration_leaves_version_1_intact(tmp_path, db_path):
         await SQLiteBackend(path=db_path).open()
     assert _schema(db_path) == before
     assert _query(db_path, "SELECT * FROM sessions") == _query(Path(copy), "SELECT * FROM sessions")
+
+
+async def test_version_2_upgrades_to_list_every_users_sessions(db_path, make_service):
+    conn = sqlite3.connect(db_path)
+    try:
+        conn.executescript((FIXTURES / "schema_v2.sql").read_text())
+    finally:
+        conn.close()
+    assert "sessions_by_app_updated" not in {name for name, _ in _schema(db_path)}
+
+    async with make_service() as svc:
+        page = await svc.list_sessions(None)
+        assert [(s.user_id, s.id) for s in page.items] == [
+            ("bob", "chat"),
+            ("alice", "chat"),
+            ("bob", "older"),
+        ]
+        assert page.items[0].state == {"user:name": "Bob"}
+        assert (await svc.list_apps()).items == ["default", "other-app", "state-only-app"]
+
+    versions = _query(db_path, "SELECT version FROM schema_version ORDER BY version")
+    assert versions == [(v,) for v in range(1, SCHEMA_VERSION + 1)] and SCHEMA_VERSION == 3
+    plan = _query(
+        db_path,
+        "EXPLAIN QUERY PLAN SELECT session_id FROM sessions WHERE app_name = 'default' "
+        "ORDER BY updated_at DESC, user_id DESC, session_id DESC LIMIT 5",
+    )
+    assert "sessions_by_app_updated" in str(plan) and "TEMP B-TREE" not in str(plan)

@@ -35,6 +35,7 @@ from sessionhub.testing._suite.inputs import InputTests
 from sessionhub.testing._suite.isolation import IsolationTests
 from sessionhub.testing._suite.lifecycle import LifecycleTests
 from sessionhub.testing._suite.limits import LimitTests
+from sessionhub.testing._suite.listing import ListingTests
 from sessionhub.testing._suite.sessions import SessionTests
 from sessionhub.testing._suite.state import StateTests
 from sessionhub.testing._suite.ttl import TTLTests
@@ -52,6 +53,7 @@ __all__ = [
 class BackendConformance(
     LifecycleTests,
     SessionTests,
+    ListingTests,
     EventTests,
     HistoryTests,
     StateTests,

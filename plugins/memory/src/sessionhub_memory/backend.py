@@ -85,6 +85,8 @@ class MemoryStore:
 
     sessions: dict[SessionKey, _Record] = field(default_factory=dict)
     by_user: dict[tuple[str, str], dict[str, _Record]] = field(default_factory=dict)
+    by_app: dict[str, dict[tuple[str, str], _Record]] = field(default_factory=dict)
+    """App -> (user, session) -> record: what a listing of every user's sessions reads."""
     states: dict[tuple[str, str, str | None], _State] = field(default_factory=dict)
 
 
@@ -114,6 +116,11 @@ class MemoryBackend(Backend):
         """Always answers: the store is in this process."""
 
     # --- sessions ----------------------------------------------------------------
+
+    def _index(self, key: SessionKey, record: _Record) -> None:
+        self.store.sessions[key] = record
+        self.store.by_user.setdefault((key.app_name, key.user_id), {})[key.session_id] = record
+        self.store.by_app.setdefault(key.app_name, {})[(key.user_id, key.session_id)] = record
 
     def _live(self, key: SessionKey, now: datetime) -> _Record | None:
         record = self.store.sessions.get(key)
@@ -146,8 +153,7 @@ class MemoryBackend(Backend):
         header["state"] = _dump(session.state)
         header["metadata"] = _dump(session.metadata)
         record = _Record(header=header)
-        self.store.sessions[key] = record
-        self.store.by_user.setdefault((key.app_name, key.user_id), {})[key.session_id] = record
+        self._index(key, record)
         self._update_scopes(key, deltas, expiry)
         app, user = self._scopes(key, expiry, refresh=False)
         return StoredSession(self._session(record), app, user)
@@ -288,7 +294,32 @@ class MemoryBackend(Backend):
         if record is None:
             return False
         self.store.by_user.get((key.app_name, key.user_id), {}).pop(key.session_id, None)
+        self.store.by_app.get(key.app_name, {}).pop((key.user_id, key.session_id), None)
         return not _expired(record.header["expires_at"], now)
+
+    async def list_app_sessions(
+        self, app_name: str, *, limit: int, after: ListCursor | None, now: datetime
+    ) -> list[Session]:
+        """Return a page of the live sessions of every user of the app, newest first."""
+
+        def position(record: _Record) -> tuple[datetime, str, str]:
+            return record.header["updated_at"], record.header["user_id"], record.header["id"]
+
+        records = self.store.by_app.get(app_name, {}).values()
+        rows = sorted(
+            (r for r in records if not _expired(r.header["expires_at"], now)),
+            key=position,
+            reverse=True,
+        )
+        if after is not None:
+            rows = [r for r in rows if position(r) < after.key()]
+        return [self._session(r) for r in rows[:limit]]
+
+    async def list_apps(self, *, limit: int, after: str | None) -> list[str]:
+        """Apps with sessions, user state or app state, ascending."""
+        apps = {app for app, records in self.store.by_app.items() if records}
+        apps |= {app for (_, app, _) in self.store.states}
+        return sorted(a for a in apps if after is None or a > after)[:limit]
 
     async def list_users(self, app_name: str, *, limit: int, after: str | None) -> list[str]:
         """Users of the app with sessions or user state, ascending."""
@@ -317,8 +348,7 @@ class MemoryBackend(Backend):
             seqs=[event.seq for event in events],
             by_id={event.id: event.seq for event in events},
         )
-        self.store.sessions[key] = record
-        self.store.by_user.setdefault((key.app_name, key.user_id), {})[key.session_id] = record
+        self._index(key, record)
 
     # --- app and user state ----------------------------------------------------------
 

@@ -1,10 +1,11 @@
-"""Reads: a session with a window of its events, a page of sessions, a page of users.
+"""Reads: a session with a window of its events, pages of sessions, users and apps.
 
 A reader sees exactly the events in ``(last_seq - event_count, last_seq]`` of
 the session document, whatever else the events collection holds (a writer's
 unpublished events, a dead writer's leftovers, trimmed events not yet
 deleted). ``last_n`` reads one range of the ``session_seq`` index; a list
-page is one keyset range of ``by_updated``.
+page is one keyset range of ``by_updated`` (``by_app_updated`` for every user's
+sessions of an app); users and apps are walked one distinct value at a time.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from sessionhub_mongodb._heads import Head
 from sessionhub_mongodb._state import read_state
 from sessionhub_mongodb._store import Store, live, update_of
 
-__all__ = ["get_session", "list_sessions", "list_users"]
+__all__ = ["get_session", "list_sessions", "list_app_sessions", "list_users", "list_apps"]
 
 
 async def get_session(
@@ -133,6 +134,44 @@ async def list_sessions(
     return [session_from_document(row) for row in rows]
 
 
+async def list_app_sessions(
+    store: Store, app_name: str, *, limit: int, after: ListCursor | None, now: datetime
+) -> list[Session]:
+    """One keyset page of every user's live sessions, ``(updated_at, user, id)`` descending."""
+    query: dict[str, Any] = {"app": app_name, "expires_us": {"$gt": to_micros(now)}}
+    if after is not None:
+        updated, user = to_micros(after.updated_at), after.user_id or ""
+        query["updated_us"] = {"$lte": updated}
+        query["$nor"] = [
+            {"updated_us": updated, "user": {"$gt": user}},
+            {"updated_us": updated, "user": user, "sid": {"$gte": after.session_id}},
+        ]
+    cursor = store.sessions.find(query).sort([("updated_us", -1), ("user", -1), ("sid", -1)])
+    rows = await cursor.hint("by_app_updated").limit(limit).to_list(None)
+    return [session_from_document(row) for row in rows]
+
+
+async def list_apps(store: Store, *, limit: int, after: str | None) -> list[str]:
+    """Apps with sessions or state, ascending, strictly after ``after``.
+
+    Walks the indexes led by ``app`` one distinct app at a time: a page costs
+    about ``2 * limit`` index seeks however many records each app holds.
+    """
+    apps: list[str] = []
+    floor = after
+    while len(apps) < limit:
+        found = await asyncio.gather(
+            _next_value(store.sessions, "app", {}, floor, "session_key"),
+            _next_value(store.state, "app", {}, floor, "by_user"),
+        )
+        candidates = [app for app in found if app is not None]
+        if not candidates:
+            break
+        floor = min(candidates)
+        apps.append(floor)
+    return apps
+
+
 async def list_users(store: Store, app_name: str, *, limit: int, after: str | None) -> list[str]:
     """Users of the app with sessions or user state, ascending, strictly after ``after``.
 
@@ -156,14 +195,25 @@ async def list_users(store: Store, app_name: str, *, limit: int, after: str | No
 
 
 async def _next_user(collection: Any, app_name: str, after: str | None, index: str) -> str | None:
-    query: dict[str, Any] = {"app": app_name, "user": {"$type": "string"}}
+    return await _next_value(collection, "user", {"app": app_name}, after, index)
+
+
+async def _next_value(
+    collection: Any, field: str, prefix: dict[str, Any], after: str | None, index: str
+) -> str | None:
+    """The least string ``field`` after ``after`` among documents matching ``prefix``.
+
+    ``prefix`` fixes the fields the index has before ``field``; one index seek.
+    """
+    query: dict[str, Any] = {**prefix, field: {"$type": "string"}}
     if after is not None:
-        query["user"] = {"$gt": after}
+        query[field] = {"$gt": after}
+    order = [(name, 1) for name in (*prefix, field)]
     rows = (
-        await collection.find(query, {"user": 1, "_id": 0})
-        .sort([("app", 1), ("user", 1)])
+        await collection.find(query, {field: 1, "_id": 0})
+        .sort(order)
         .hint(index)
         .limit(1)
         .to_list(None)
     )
-    return rows[0]["user"] if rows else None
+    return rows[0][field] if rows else None

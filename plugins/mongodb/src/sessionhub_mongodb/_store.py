@@ -122,6 +122,10 @@ async def _create_indexes(sessions: Any, events: Any, state: Any) -> None:
                 [("app", 1), ("user", 1), ("updated_us", -1), ("sid", -1)], name="by_updated"
             ),
             IndexModel(
+                [("app", 1), ("updated_us", -1), ("user", -1), ("sid", -1)],
+                name="by_app_updated",
+            ),
+            IndexModel(
                 [("app", 1), ("user", 1), ("parent", 1), ("updated_us", -1), ("sid", -1)],
                 name="children_by_updated",
                 partialFilterExpression={"parent": {"$type": "string"}},

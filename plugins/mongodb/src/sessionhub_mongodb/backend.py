@@ -322,6 +322,20 @@ class MongoBackend(Backend):
         return await _reads.list_users(self._store(), app_name, limit=limit, after=after)
 
     @translated
+    async def list_app_sessions(
+        self, app_name: str, *, limit: int, after: ListCursor | None, now: datetime
+    ) -> list[Session]:
+        """One keyset page of every user's live sessions, along the ``by_app_updated`` index."""
+        return await _reads.list_app_sessions(
+            self._store(), app_name, limit=limit, after=after, now=now
+        )
+
+    @translated
+    async def list_apps(self, *, limit: int, after: str | None) -> list[str]:
+        """Apps with sessions or state, ascending: one index seek per app and collection."""
+        return await _reads.list_apps(self._store(), limit=limit, after=after)
+
+    @translated
     async def restore_session(self, session: Session, events: list[Event], expiry: Expiry) -> None:
         """Replace the session with exactly this content, in one atomic switch.
 

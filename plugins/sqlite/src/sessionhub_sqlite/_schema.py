@@ -88,9 +88,18 @@ _MIGRATION_2 = (
     "CREATE INDEX user_state_by_expiry ON user_state (expires_at) WHERE expires_at IS NOT NULL",
 )
 
+# Version 3 adds the index behind listing every user's sessions of an app.
+_MIGRATION_3 = (
+    """
+    CREATE INDEX sessions_by_app_updated
+        ON sessions (app_name, updated_at DESC, user_id DESC, session_id DESC)
+    """,
+)
+
 MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
     (1, _MIGRATION_1),
     (2, _MIGRATION_2),
+    (3, _MIGRATION_3),
 )
 """Every migration, in order: the version it produces and its statements."""
 

@@ -21,7 +21,6 @@ from sessionhub import (
     Event,
     EventWindow,
     Expiry,
-    ListCursor,
     ReplaceRequest,
     Session,
     SessionExists,
@@ -48,13 +47,11 @@ __all__ = [
     "from_micros",
     "create_session",
     "get_session",
-    "list_sessions",
     "append",
     "pop_event",
     "replace_events",
     "update_session",
     "delete_session",
-    "list_users",
     "restore_session",
     "read_state",
     "write_state",
@@ -221,32 +218,6 @@ def _events(conn: sqlite3.Connection, session_pk: int, window: EventWindow) -> l
         rows = conn.execute(sql + " ORDER BY seq DESC LIMIT ?", params).fetchall()
         rows.reverse()
     return [event_from_json(data) for (data,) in rows]
-
-
-def list_sessions(
-    conn: sqlite3.Connection,
-    app_name: str,
-    user_id: str,
-    limit: int,
-    after: ListCursor | None,
-    parent_id: str | None,
-    now: datetime,
-) -> list[Session]:
-    """Return one keyset page of a user's live sessions, ``(updated_at, id)`` descending."""
-    sql = (
-        f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE app_name = ? AND user_id = ? "
-        "AND (expires_at IS NULL OR expires_at > ?)"
-    )
-    params: list[Any] = [app_name, user_id, to_micros(now)]
-    if parent_id is not None:
-        sql += " AND parent_id = ?"
-        params.append(parent_id)
-    if after is not None:
-        sql += " AND (updated_at, session_id) < (?, ?)"
-        params.extend((to_micros(after.updated_at), after.session_id))
-    sql += " ORDER BY updated_at DESC, session_id DESC LIMIT ?"
-    params.append(limit)
-    return [_session_from_row(row) for row in conn.execute(sql, params)]
 
 
 def append(conn: sqlite3.Connection, request: AppendRequest) -> AppendResult:
@@ -475,18 +446,6 @@ def delete_session(conn: sqlite3.Connection, key: SessionKey, now: datetime) -> 
         return False
     conn.execute("DELETE FROM sessions WHERE pk = ?", (found[0],))
     return _live(found[1], to_micros(now))
-
-
-def list_users(conn: sqlite3.Connection, app_name: str, limit: int, after: str | None) -> list[str]:
-    """User ids with sessions or user state in the app, ascending, after ``after``."""
-    floor = "" if after is None else after
-    rows = conn.execute(
-        "SELECT user_id FROM sessions WHERE app_name = ? AND user_id > ? "
-        "UNION SELECT user_id FROM user_state WHERE app_name = ? AND user_id > ? "
-        "ORDER BY user_id LIMIT ?",
-        (app_name, floor, app_name, floor, limit),
-    ).fetchall()
-    return [user_id for (user_id,) in rows]
 
 
 def restore_session(conn: sqlite3.Connection, session: Session, events: list[Event]) -> None:

@@ -50,7 +50,7 @@ from sessionhub import (
     StoredSession,
 )
 from sessionhub.backend_tools import check_restorable
-from sessionhub_sqlite import _transactions
+from sessionhub_sqlite import _listings, _transactions
 from sessionhub_sqlite._driver import Connection, run_on_thread, wait_stopped
 from sessionhub_sqlite._errors import UnreadableRecord, is_busy, storage_error, unavailable
 from sessionhub_sqlite._schema import SCHEMA_VERSION, SchemaTooNew, migrate
@@ -355,7 +355,7 @@ class SQLiteBackend(Backend):
     ) -> list[Session]:
         """Read one keyset page of the user's live sessions, newest first."""
         return await self._transaction(
-            _transactions.list_sessions,
+            _listings.list_sessions,
             app_name,
             user_id,
             limit,
@@ -395,9 +395,19 @@ class SQLiteBackend(Backend):
 
     async def list_users(self, app_name: str, *, limit: int, after: str | None) -> list[str]:
         """One page of the app's user ids, ascending."""
+        return await self._transaction(_listings.list_users, app_name, limit, after, write=False)
+
+    async def list_app_sessions(
+        self, app_name: str, *, limit: int, after: ListCursor | None, now: datetime
+    ) -> list[Session]:
+        """One keyset page of every user's live sessions, along an index."""
         return await self._transaction(
-            _transactions.list_users, app_name, limit, after, write=False
+            _listings.list_app_sessions, app_name, limit, after, now, write=False
         )
+
+    async def list_apps(self, *, limit: int, after: str | None) -> list[str]:
+        """One page of the store's app names, ascending (a loose scan of indexes)."""
+        return await self._transaction(_listings.list_apps, limit, after, write=False)
 
     async def restore_session(self, session: Session, events: list[Event], expiry: Expiry) -> None:
         """Replace the session with exactly this content, in one transaction."""

@@ -1,0 +1,165 @@
+"""The listings of ``SessionHistoryService``: sessions (one user's or every user's), users, apps.
+
+``ListingOperations`` is a base class of the service. Every listing pages by
+an opaque cursor (see ``sessionhub._cursor``); a page of sessions comes
+without events, each session's state merged with the app state and its own
+user's state, each read once per page.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from sessionhub import _validate
+from sessionhub._append_steps import merge_scopes
+from sessionhub._cursor import (
+    decode_all_users_cursor,
+    decode_cursor,
+    decode_name_cursor,
+    encode_all_users_cursor,
+    encode_cursor,
+    encode_name_cursor,
+)
+from sessionhub.backend import Backend, Expiry, StateKey
+from sessionhub.errors import ConfigError, InvalidInput
+from sessionhub.models import Page, Session
+
+__all__ = ["ListingOperations", "MAX_PAGE_SIZE", "require_capability"]
+
+MAX_PAGE_SIZE = 1000
+
+
+def require_capability(backend: Backend, capability: str) -> None:
+    """Raise a one-line ``ConfigError`` unless ``backend`` declares ``capability``."""
+    if not getattr(backend.capabilities, capability):
+        raise ConfigError(
+            f"The {backend.name!r} backend lacks the {capability!r} capability this "
+            "call needs; use a backend that declares it (sessionhub backends lists them)."
+        )
+
+
+class ListingOperations:
+    """Paging through sessions, users and apps; a base of ``SessionHistoryService``."""
+
+    backend: Backend
+    app_name: str
+
+    _clock: Callable[[], datetime]
+
+    def _expiry(self, now: datetime) -> Expiry:
+        raise NotImplementedError
+
+    async def _ready(self) -> None:
+        raise NotImplementedError
+
+    async def list_sessions(
+        self,
+        user_id: str | None,
+        *,
+        limit: int = 50,
+        cursor: str | None = None,
+        parent_id: str | None = None,
+    ) -> Page[Session]:
+        """List live sessions, newest ``updated_at`` first, without events.
+
+        ``user_id`` lists that user's sessions; ``None`` lists every user's
+        sessions of the app (the ``list_all_sessions`` capability), ties on
+        ``updated_at`` broken by user id, then session id, both descending in
+        code point order. Each session's ``state`` is merged with the app state
+        and its own user's state. Pass ``page.next_cursor`` back as ``cursor``
+        for the next page (``None`` on the last page); a cursor of one kind of
+        listing is ``InvalidInput`` in the other. With ``parent_id`` (one user
+        only), just that session's direct children are listed.
+        """
+        limit = _validate.check_count(limit, "limit", minimum=1, maximum=MAX_PAGE_SIZE)
+        if user_id is None:
+            if parent_id is not None:
+                raise InvalidInput(
+                    "parent_id", "needs a user_id: children are listed one user at a time"
+                )
+            require_capability(self.backend, "list_all_sessions")
+            after = decode_all_users_cursor(cursor) if cursor else None
+            await self._ready()
+            expiry = self._expiry(self._clock())
+            rows = await self.backend.list_app_sessions(
+                self.app_name, limit=limit + 1, after=after, now=expiry.now
+            )
+            return await self._page(rows, limit, expiry, encode_all_users_cursor)
+        user_id = _validate.check_identifier(user_id, "user_id")
+        after = decode_cursor(cursor) if cursor else None
+        if parent_id is not None:
+            parent_id = _validate.check_identifier(parent_id, "parent_id")
+        await self._ready()
+        expiry = self._expiry(self._clock())
+        rows = await self.backend.list_sessions(
+            self.app_name,
+            user_id,
+            limit=limit + 1,
+            after=after,
+            parent_id=parent_id,
+            now=expiry.now,
+        )
+        return await self._page(rows, limit, expiry, encode_cursor)
+
+    async def _page(
+        self,
+        rows: list[Session],
+        limit: int,
+        expiry: Expiry,
+        encode: Callable[[Session], str],
+    ) -> Page[Session]:
+        """Cut ``rows`` to a page and merge each session's state with its wider scopes."""
+        next_cursor = None
+        if len(rows) > limit:
+            rows = rows[:limit]
+            next_cursor = encode(rows[-1])
+        if rows:
+            users = sorted({row.user_id for row in rows})
+            states = await asyncio.gather(
+                self.backend.read_state(StateKey.app(self.app_name), expiry, refresh=False),
+                *(
+                    self.backend.read_state(
+                        StateKey.user(self.app_name, user), expiry, refresh=False
+                    )
+                    for user in users
+                ),
+            )
+            app_state, user_states = states[0], dict(zip(users, states[1:], strict=True))
+            for row in rows:
+                row.state = merge_scopes(app_state, user_states[row.user_id], row.state)
+        return Page[Session](items=rows, next_cursor=next_cursor)
+
+    async def list_users(self, *, limit: int = 50, cursor: str | None = None) -> Page[str]:
+        """List the ids of the app's users (with sessions or user state), ascending.
+
+        Users whose data has expired or been deleted may still be listed (a
+        backend may prune its index lazily). Needs the ``list_users`` capability.
+        """
+        return await self._names("user", "list_users", limit, cursor)
+
+    async def list_apps(self, *, limit: int = 50, cursor: str | None = None) -> Page[str]:
+        """List the names of the apps the store holds (sessions or state), ascending.
+
+        Store-wide: not only this service's app. Apps whose data has expired or
+        been deleted may still be listed. Needs the ``list_apps`` capability.
+        """
+        return await self._names("app", "list_apps", limit, cursor)
+
+    async def _names(self, kind: str, capability: str, limit: int, cursor: str | None) -> Page[str]:
+        limit = _validate.check_count(limit, "limit", minimum=1, maximum=MAX_PAGE_SIZE)
+        require_capability(self.backend, capability)
+        after = decode_name_cursor(cursor, kind) if cursor else None
+        await self._ready()
+        names: list[Any]
+        if kind == "user":
+            names = await self.backend.list_users(self.app_name, limit=limit + 1, after=after)
+        else:
+            names = await self.backend.list_apps(limit=limit + 1, after=after)
+        next_cursor = None
+        if len(names) > limit:
+            names = names[:limit]
+            next_cursor = encode_name_cursor(kind, names[-1])
+        return Page[str](items=names, next_cursor=next_cursor)
