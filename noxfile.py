@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -15,6 +16,7 @@ nox.options.sessions = [
     "lint",
     "typecheck",
     "tests",
+    "adapters_adk",
     "example",
     "quickstart",
     "docs",
@@ -25,6 +27,7 @@ ROOT = Path(__file__).parent
 PACKAGES = [
     "core",
     *sorted(str(p.parent.relative_to(ROOT)) for p in ROOT.glob("plugins/*/pyproject.toml")),
+    *sorted(str(p.parent.relative_to(ROOT)) for p in ROOT.glob("adapters/*/pyproject.toml")),
 ]
 EXAMPLES = sorted(p.parent.name for p in ROOT.glob("docs/examples/*/pyproject.toml"))
 # uv must never try to download an interpreter: sessions run on the one nox runs on.
@@ -49,6 +52,15 @@ def tests(session: nox.Session) -> None:
         "python", "-c", "import sys, sqlite3; print(sys.version, 'sqlite', sqlite3.sqlite_version)"
     )
     session.run("pytest", *session.posargs)
+
+
+@nox.session
+def adapters_adk(session: nox.Session) -> None:
+    """Run the Google ADK adapter's tests: ADK's session-service contract on every backend."""
+    if sys.version_info < (3, 11):
+        session.skip("google-adk 2.x, and so sessionhub-adk, needs Python 3.11 or later")
+    _sync(session, "dev")
+    session.run("pytest", "adapters/adk", *session.posargs)
 
 
 @nox.session
