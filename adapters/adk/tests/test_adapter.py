@@ -23,7 +23,6 @@ from google.genai import types
 from sessionhub import TextPart, ToolCallPart, ToolResultPart
 from sessionhub_adk import ADK_EVENT_KEY, SessionHubSessionService, sessionhub_url
 
-
 APP = "weather_app"
 
 

@@ -26,7 +26,7 @@ class ScriptedLlm(BaseLlm):
     """Answers each model call with the next scripted response; records what it was sent."""
 
     responses: list[LlmResponse]
-    requests: list[LlmRequest] = []
+    requests: list[LlmRequest]
 
     async def generate_content_async(
         self, llm_request: LlmRequest, stream: bool = False
@@ -105,8 +105,6 @@ async def test_a_runner_conversation_is_stored_and_read_back(store):
     agent_turn = ["weather_agent"] * 3
     assert [e.author for e in stored.events] == ["user", *agent_turn, "user", "weather_agent"]
     readable = await store().for_app(APP).get_session("u1", session.id)
-    assert [e.role for e in readable.events] == ["user", "assistant", "tool", "assistant"] + [
-        "user",
-        "assistant",
-    ]
+    first_turn = ["user", "assistant", "tool", "assistant"]
+    assert [e.role for e in readable.events] == [*first_turn, "user", "assistant"]
     assert readable.events[2].content[0].output == {"city": "Paris", "temp_c": 21}
