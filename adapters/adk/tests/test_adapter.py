@@ -239,6 +239,16 @@ async def test_concurrent_fresh_appends_are_all_stored(store):
 
 
 @pytest.mark.asyncio
+async def test_concurrent_appends_through_one_shared_session_object_all_land(adk_service):
+    session = await adk_service.create_session(app_name=APP, user_id="u1", session_id="shared")
+    events = [Event(author="agent", invocation_id=f"e{n}") for n in range(WRITERS)]
+    await asyncio.gather(*(adk_service.append_event(session, event) for event in events))
+    stored = await adk_service.get_session(app_name=APP, user_id="u1", session_id="shared")
+    assert sorted(e.invocation_id for e in stored.events) == sorted(e.invocation_id for e in events)
+    assert stored == session
+
+
+@pytest.mark.asyncio
 async def test_concurrent_stale_appends_store_or_raise(store):
     services = [SessionHubSessionService(store()) for _ in range(WRITERS)]
     session = await services[0].create_session(app_name=APP, user_id="u1", session_id="busy")

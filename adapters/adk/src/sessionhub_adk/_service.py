@@ -8,7 +8,9 @@ carries in its ``_storage_update_marker`` (ADK's own field for this purpose).
 
 from __future__ import annotations
 
+import asyncio
 import time
+import weakref
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +33,7 @@ if TYPE_CHECKING:
 
     from google.adk.events.event import Event as AdkEvent
 
-    from sessionhub import Session
+    from sessionhub import Event, Session
 
 __all__ = ["SessionHubSessionService", "sessionhub_url"]
 
@@ -126,6 +128,11 @@ class SessionHubSessionService(BaseSessionService):
             )
         self.service: SessionHistoryService = service
         """The sessionhub service every call goes through."""
+        # Appends to one session from this service take turns, as in ADK's database
+        # service: concurrent appends through one shared Session object then all land.
+        self._locks: weakref.WeakValueDictionary[tuple[str, str, str], asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
 
     def _app(self, app_name: str) -> SessionHistoryService:
         return self.service.for_app(app_name)
@@ -250,15 +257,22 @@ class SessionHubSessionService(BaseSessionService):
             return event
         self._apply_temp_state(session, event)
         event = self._trim_temp_delta_state(event)
-        view = self._app(session.app_name)
         delta = encode_delta(json_safe(event.actions.state_delta or {}))
         delta[LAST_UPDATE_KEY] = event.timestamp
+        record = to_sessionhub_event(event, delta)
+        lock_key = (session.app_name, session.user_id, _session_id(session.id))
+        lock = self._locks.get(lock_key)
+        if lock is None:
+            lock = self._locks[lock_key] = asyncio.Lock()
+        async with lock:
+            return await self._append(session, event, record)
+
+    async def _append(self, session: AdkSession, event: AdkEvent, record: Event) -> AdkEvent:
+        view = self._app(session.app_name)
         expected = await self._expected_seq(view, session)
         key = (session.user_id, _session_id(session.id))
         try:
-            stored = await view.append(
-                key, to_sessionhub_event(event, delta), expected_last_seq=expected
-            )
+            stored = await view.append(key, record, expected_last_seq=expected)
         except SessionNotFound as exc:
             raise SessionNotFoundError(f"Session {session.id} not found.") from exc
         except ConflictError as exc:
