@@ -20,7 +20,7 @@ from google.adk.sessions.base_session_service import GetSessionConfig
 from google.adk.sessions.session import Session as AdkSession
 from google.genai import types
 
-from sessionhub import TextPart, ToolCallPart, ToolResultPart
+from sessionhub import ConflictError, TextPart, ToolCallPart, ToolResultPart
 from sessionhub_adk import ADK_EVENT_KEY, SessionHubSessionService, sessionhub_url
 
 APP = "weather_app"
@@ -183,6 +183,16 @@ async def test_retried_event_is_stored_once(adk_service):
     stored = await adk_service.get_session(app_name=APP, user_id="u1", session_id=session.id)
     assert [e.id for e in stored.events] == [event.id]
     assert len(session.events) == 1
+
+
+@pytest.mark.asyncio
+async def test_another_event_with_a_stored_id_is_a_conflict_not_a_stale_session(adk_service):
+    session = await adk_service.create_session(app_name=APP, user_id="u1")
+    await adk_service.append_event(session, Event(id="same", author="user", invocation_id="a"))
+    with pytest.raises(ConflictError, match="same"):
+        await adk_service.append_event(session, Event(id="same", author="bot", invocation_id="b"))
+    stored = await adk_service.get_session(app_name=APP, user_id="u1", session_id=session.id)
+    assert [e.invocation_id for e in stored.events] == ["a"]
 
 
 @pytest.mark.asyncio

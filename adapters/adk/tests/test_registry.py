@@ -51,19 +51,14 @@ async def round_trip(uri: str, agents_dir) -> None:
 
 
 @pytest.mark.asyncio
-async def test_services_py_registers_sqlite(agents_dir):
-    (agents_dir / "services.py").write_text(SERVICES_PY)
+@pytest.mark.parametrize(
+    ("file", "text"), [("services.py", SERVICES_PY), ("services.yaml", SERVICES_YAML)]
+)
+async def test_an_agents_directory_registers_sqlite(agents_dir, file, text):
+    (agents_dir / file).write_text(text)
     load_services_module(str(agents_dir))
     await round_trip("sessionhub+sqlite:///sessions.db", agents_dir)
     assert (agents_dir / "sessions.db").is_file()
-
-
-@pytest.mark.asyncio
-async def test_services_yaml_registers_a_scheme(agents_dir):
-    (agents_dir / "services.yaml").write_text(SERVICES_YAML)
-    load_services_module(str(agents_dir))
-    await round_trip("sessionhub+sqlite:///yaml.db", agents_dir)
-    assert (agents_dir / "yaml.db").is_file()
 
 
 @pytest.mark.asyncio

@@ -85,8 +85,8 @@ def _adk_session(stored: Session, events: list[AdkEvent]) -> AdkSession:
         user_id=stored.user_id,
         state=decode_state(stored.state),
         events=events,
-        last_update_time=last_update
-        if isinstance(last_update, float)
+        last_update_time=float(last_update)
+        if isinstance(last_update, (int, float)) and not isinstance(last_update, bool)
         else stored.updated_at.timestamp(),
     )
     session._storage_update_marker = f"{_MARKER_PREFIX}{stored.last_seq}"
@@ -277,7 +277,7 @@ class SessionHubSessionService(BaseSessionService):
             raise SessionNotFoundError(f"Session {session.id} not found.") from exc
         except ConflictError as exc:
             header = await view.get_session(*key, last_n=0)
-            if header is not None and header.last_seq != expected:
+            if expected is not None and header is not None and header.last_seq != expected:
                 raise StaleSessionError(_STALE) from exc
             raise  # the event id is stored with other content: not a stale session
         seq = stored[0].seq
