@@ -127,6 +127,28 @@ class AdkRedisSubject(AdkSubject):
         config = RedisSessionServiceConfig(uri=self.redis_url, key_prefix=self.key_prefix)
         self.service = RedisSessionService(config=config)
 
+    async def prefill(self, handle: Any, turns: Sequence[Turn]) -> Any:
+        """One write of the session's stored JSON with every event; a fresh read.
+
+        Its ``append_event`` rewrites the whole session each time (O(n) per append),
+        so filling 10,000 events through it would take hours.
+        """
+        from google.adk.sessions.session import Session
+
+        events = [self.native(turn) for turn in turns]
+        client = self.service._get_redis()
+        key = self.service._session_key(BENCH_APP, handle.user_id, handle.id)
+        stored = Session.model_validate_json(await client.get(key))
+        stored.events.extend(events)
+        stored.last_update_time = events[-1].timestamp
+        await client.set(key, stored.model_dump_json())
+        return await self.service.get_session(
+            app_name=BENCH_APP,
+            user_id=handle.user_id,
+            session_id=handle.id,
+            config=self._config(num_recent_events=0),
+        )
+
     async def close(self) -> None:
         """Remove the run's keys."""
         import redis.asyncio
