@@ -1,4 +1,4 @@
-"""The ``sessionhub`` data commands: ``sessions``, ``export``, ``import`` and ``migrate``.
+"""The ``sessionhub`` data commands: ``sessions``, ``apps``, ``export``, ``import``, ``migrate``.
 
 ``add_data_commands`` adds them to the parser and ``DATA_COMMANDS`` maps each to
 its handler; the printing helpers here are shared with the other commands.
@@ -35,6 +35,7 @@ from sessionhub.service import SessionHistoryService
 from sessionhub.settings import load_settings
 from sessionhub.transfer import (
     TransferReport,
+    apps_to_copy,
     count_sessions,
     export_records,
     import_records,
@@ -53,10 +54,10 @@ class _CommandLineError(SessionHubError):
 
 def add_data_commands(commands: Any) -> None:
     """Add the data commands to the ``sessionhub`` parser's subcommands."""
-    sessions = commands.add_parser("sessions", help="list, show or delete a user's sessions")
+    sessions = commands.add_parser("sessions", help="list, show or delete sessions")
     actions = sessions.add_subparsers(dest="action", required=True, metavar="ACTION")
-    listing = actions.add_parser("list", help="one page of a user's sessions, newest first")
-    listing.add_argument("--user", required=True, help="the user whose sessions to list")
+    listing = actions.add_parser("list", help="one page of sessions, newest first")
+    listing.add_argument("--user", help="only this user's sessions (default: every user's)")
     listing.add_argument("--limit", type=int, default=50, help="page size (1-1000, default 50)")
     listing.add_argument("--cursor", help="the next_cursor printed by the previous page")
     listing.add_argument("--parent", help="list only this session's children")
@@ -72,8 +73,12 @@ def add_data_commands(commands: Any) -> None:
     delete.add_argument("--keep-children", action="store_true", help="do not delete children")
     delete.add_argument("--json", action="store_true", help="print JSON")
 
+    apps = commands.add_parser("apps", help="list the apps the store holds")
+    apps.add_argument("--json", action="store_true", help="print JSON")
+
     export = commands.add_parser("export", help="write sessions and state as JSON lines")
     export.add_argument("--output", "-o", default="-", help="file to write (default: stdout)")
+    export.add_argument("--app", action="append", help="only this app (repeatable; default: all)")
     export.add_argument("--user", action="append", help="only this user (repeatable)")
     export.add_argument("--updated-after", type=_aware_time, help="ISO time: newer sessions only")
     export.add_argument("--updated-before", type=_aware_time, help="ISO time: older sessions only")
@@ -94,6 +99,7 @@ def add_data_commands(commands: Any) -> None:
     migrate = commands.add_parser("migrate", help="copy everything from one store to another")
     migrate.add_argument("--from", dest="source", required=True, help="source URL")
     migrate.add_argument("--to", dest="target", required=True, help="target URL")
+    migrate.add_argument("--app", action="append", help="only this app (repeatable; default: all)")
     migrate.add_argument("--user", action="append", help="only this user (repeatable)")
     migrate.add_argument("--json", action="store_true", help="print the report as JSON")
     migrate.add_argument(
@@ -169,40 +175,7 @@ def _sessions(args: argparse.Namespace) -> int:
     async def run() -> int:
         async with _reading_service() as service:
             if args.action == "list":
-                page = await service.list_sessions(
-                    args.user, limit=args.limit, cursor=args.cursor, parent_id=args.parent
-                )
-                if args.json:
-                    print(
-                        json.dumps(
-                            {
-                                "items": [
-                                    s.model_dump(mode="json", exclude={"events"})
-                                    for s in page.items
-                                ],
-                                "next_cursor": page.next_cursor,
-                            },
-                            indent=2,
-                            ensure_ascii=False,
-                        )
-                    )
-                    return 0
-                table = [["SESSION", "UPDATED", "EVENTS", "PARENT", "TITLE"]]
-                table += [
-                    [
-                        s.id,
-                        f"{s.updated_at:%Y-%m-%d %H:%M:%S}",
-                        str(s.event_count),
-                        s.parent_id or "-",
-                        str(s.metadata.get("title", "")),
-                    ]
-                    for s in page.items
-                ]
-                print_table(table)
-                if page.next_cursor:
-                    more = f"--user {args.user} --cursor {page.next_cursor}"
-                    print(f"\nmore: sessionhub sessions list {more}")
-                return 0
+                return await _list_sessions(service, args)
             if args.action == "show":
                 session = await service.get_session(args.user, args.session_id, last_n=args.last)
                 if session is None:
@@ -228,15 +201,90 @@ def _sessions(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
+async def _list_sessions(service: SessionHistoryService, args: argparse.Namespace) -> int:
+    page = await service.list_sessions(
+        args.user, limit=args.limit, cursor=args.cursor, parent_id=args.parent
+    )
+    if args.json:
+        items = [s.model_dump(mode="json", exclude={"events"}) for s in page.items]
+        print(
+            json.dumps(
+                {"items": items, "next_cursor": page.next_cursor}, indent=2, ensure_ascii=False
+            )
+        )
+        return 0
+    table = [["SESSION", "UPDATED", "EVENTS", "PARENT", "TITLE"]]
+    if args.user is None:
+        table[0].insert(0, "USER")
+    for s in page.items:
+        row = [
+            s.id,
+            f"{s.updated_at:%Y-%m-%d %H:%M:%S}",
+            str(s.event_count),
+            s.parent_id or "-",
+            str(s.metadata.get("title", "")),
+        ]
+        table.append([s.user_id, *row] if args.user is None else row)
+    print_table(table)
+    if page.next_cursor:
+        more = "" if args.user is None else f"--user {args.user} "
+        print(f"\nmore: sessionhub sessions list {more}--cursor {page.next_cursor}")
+    return 0
+
+
+def _apps(args: argparse.Namespace) -> int:
+    async def run() -> int:
+        found: list[str] = []
+        async with _reading_service() as service:
+            cursor: str | None = None
+            while True:
+                page = await service.list_apps(limit=1000, cursor=cursor)
+                found += page.items
+                cursor = page.next_cursor
+                if cursor is None:
+                    break
+        if args.json:
+            print(json.dumps(found, ensure_ascii=False))
+        elif found:
+            print("\n".join(found))
+        else:
+            print("the store holds no apps (no sessions and no state)", file=sys.stderr)
+        return 0
+
+    return asyncio.run(run())
+
+
+def _note(text: str) -> None:
+    print(f"note: {text}", file=sys.stderr)
+
+
+async def _say_if_empty(service: SessionHistoryService, sessions: int, apps: list[str]) -> None:
+    """On stderr: a transfer that found no session says where it looked and what is there."""
+    if sessions:
+        return
+    names = ", ".join(apps) or "none"
+    seen = ""
+    if service.backend.capabilities.list_apps:
+        held = await apps_to_copy(service)
+        seen = f"; the store holds apps: {', '.join(held) or 'none'}"
+    _note(f"0 sessions found in app(s): {names}{seen}")
+
+
 def _export(args: argparse.Namespace) -> int:
     async def write(service: SessionHistoryService, out: TextIO) -> None:
+        sessions, apps = 0, list[str]()
         async for record in export_records(
             service,
+            apps=args.app,
             user_ids=args.user,
             updated_after=args.updated_after,
             updated_before=args.updated_before,
+            note=_note,
         ):
             out.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")
+            sessions += record["kind"] == "session"
+            apps = record["apps"] if record["kind"] == "header" else apps
+        await _say_if_empty(service, sessions, apps)
 
     async def run() -> int:
         # The store opens first: a store that cannot be read leaves no output file behind.
@@ -305,11 +353,12 @@ def _migrate(args: argparse.Namespace) -> int:
         target = SessionHistoryService(url=args.target)
         console = Console(stderr=True)
         async with source, target:
+            chosen = await apps_to_copy(source, args.app, note=_note)
             totals: tuple[int | None, int | None] = (None, None)
             if not args.no_count and sys.stderr.isatty():
                 # One pass over the session headers gives the totals, and so an estimate.
                 with console.status("counting sessions and events"):
-                    totals = await count_sessions(source, user_ids=args.user)
+                    totals = await count_sessions(source, apps=chosen, user_ids=args.user)
             with Progress(
                 TextColumn("{task.description:<8}"),
                 BarColumn(),
@@ -330,7 +379,10 @@ def _migrate(args: argparse.Namespace) -> int:
                     speed = bars.tasks[tasks[name]].speed
                     bars.update(tasks[name], rate=f"{speed:>9,.0f}/s" if speed else "")
 
-                report = await migrate(source, target, user_ids=args.user, progress=advance)
+                report = await migrate(
+                    source, target, apps=chosen, user_ids=args.user, progress=advance
+                )
+            await _say_if_empty(source, report.sessions, report.apps)
         _print_report(report, args.json)
         return 0
 
@@ -351,6 +403,7 @@ def _print_report(report: TransferReport, as_json: bool) -> None:
 
 DATA_COMMANDS = {
     "sessions": _sessions,
+    "apps": _apps,
     "export": _export,
     "import": _import,
     "migrate": _migrate,

@@ -88,6 +88,12 @@ async def test_indexes_exist(backend):
         ("sid", -1),
     ]
     assert sessions["children_by_updated"]["key"][2] == ("parent", 1)
+    assert sessions["by_app_updated"]["key"] == [
+        ("app", 1),
+        ("updated_us", -1),
+        ("user", -1),
+        ("sid", -1),
+    ]
     assert events["session_seq"]["key"] == [("session", 1), ("seq", 1)]
     assert events["session_event_id"]["key"] == [("session", 1), ("event_id", 1)]
     assert events["session_seq"]["unique"] and events["session_event_id"]["unique"]
@@ -126,25 +132,31 @@ async def test_last_n_reads_twenty_events_through_the_seq_index(mongo_server, da
         await client.close()
 
 
-async def test_listing_uses_the_keyset_index(mongo_server, database_name):
-    """A list page is an index scan of (app, user, updated_us, sid), not a collection scan."""
+@pytest.mark.parametrize(
+    ("user", "index"),
+    [("alice", "by_updated"), (None, "by_app_updated")],
+    ids=["one-user", "every-user"],
+)
+async def test_listing_uses_the_keyset_index(mongo_server, database_name, user, index):
+    """A page of one user's sessions is an index scan of (app, user, updated_us, sid); of
+    every user's, of (app, updated_us, user, sid): never a collection scan."""
     finds = _Finds()
     client = AsyncMongoClient(mongo_server.url, event_listeners=[finds], tz_aware=True)
     try:
         service = _service(MongoBackend(MongoSettings(database=database_name), client=client))
         async with service:
             for i in range(30):
-                await service.create_session("alice", f"s{i:02d}")
-            page = await service.list_sessions("alice", limit=10)
+                await service.create_session(user or f"user-{i % 7}", f"s{i:02d}")
+            page = await service.list_sessions(user, limit=10)
             finds.commands.clear()
-            await service.list_sessions("alice", limit=10, cursor=page.next_cursor)
+            await service.list_sessions(user, limit=10, cursor=page.next_cursor)
             [query] = [c for c in finds.commands if c["find"].endswith("sessions")]
             command = {
                 k: v for k, v in query.items() if k in ("find", "filter", "sort", "limit", "hint")
             }
             explained = await client[database_name].command({"explain": command})
             plan = explained["queryPlanner"]["winningPlan"]
-            assert "COLLSCAN" not in _stages(plan) and _indexes(plan) == ["by_updated"], plan
+            assert "COLLSCAN" not in _stages(plan) and _indexes(plan) == [index], plan
     finally:
         await client.close()
 

@@ -85,7 +85,7 @@ async def test_a_script_call_gives_its_deadline_back_and_a_timeout_disconnects(
     cache = ConnectionCache(pool, keep=True)
     args = DELETE.args(
         session_hash="a", event_list="b", id_index="c", time_list="d", user_index="e",
-        base="p", session_id="s", now=0,
+        base="p", session_id="s", now=0, user_id="u",
     )  # fmt: skip
     keys, argv = args.to_keys_argv()
     used: list[AbstractConnection] = []

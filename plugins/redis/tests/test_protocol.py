@@ -129,11 +129,17 @@ def test_a_header_that_disagrees_with_its_builder_is_caught() -> None:
 
 def test_fields_are_laid_out_in_order_with_counts() -> None:
     state = StateArgs(
-        state="k1", now=7, mode="update", exp="", ttl="", delta={"x": [1], "y": None}, user_id="u"
+        state="k1", now=7, mode="update", exp="", ttl="", delta={"x": [1], "y": None}, user_id="u",
+        app_name="a",
+    )  # fmt: skip
+    assert state.to_keys_argv() == (
+        ["k1"],
+        [7, "update", "", "", 2, "x", "[1]", "y", "", "u", "a"],
     )
-    assert state.to_keys_argv() == (["k1"], [7, "update", "", "", 2, "x", "[1]", "y", "", "u"])
-    state.app_users = "k2"
+    state.apps = "k2"
     assert state.to_keys_argv()[0] == ["k1", "k2"]
+    state.app_users = "k3"
+    assert state.to_keys_argv()[0] == ["k1", "k2", "k3"]
 
     event = AppendedEvent(
         id="e1", json=b"{}", time="t", session_delta={"k": 1}, user_delta={}, app_delta={"a": None}
@@ -141,7 +147,7 @@ def test_fields_are_laid_out_in_order_with_counts() -> None:
     restore = RestoreArgs(
         session_hash="h", event_list="e", id_index="i", time_list="t", user_index="x",
         now=1, exp="", ttl="", updated_at=2, base="b", session_id="s", parent_escaped="",
-        fields=["id", "s", "depth", 0], restored_events=[], user_id="u",
+        fields=["id", "s", "depth", 0], restored_events=[], user_id="u", app_name="a",
     )  # fmt: skip
     assert restore.to_keys_argv()[1] == [
         1,
@@ -158,6 +164,7 @@ def test_fields_are_laid_out_in_order_with_counts() -> None:
         0,
         0,
         "u",
+        "a",
     ]
     append = AppendArgs(
         session_hash="h", event_list="e", id_index="i", time_list="t", user_state="u",

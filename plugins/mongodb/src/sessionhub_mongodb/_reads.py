@@ -157,19 +157,7 @@ async def list_apps(store: Store, *, limit: int, after: str | None) -> list[str]
     Walks the indexes led by ``app`` one distinct app at a time: a page costs
     about ``2 * limit`` index seeks however many records each app holds.
     """
-    apps: list[str] = []
-    floor = after
-    while len(apps) < limit:
-        found = await asyncio.gather(
-            _next_value(store.sessions, "app", {}, floor, "session_key"),
-            _next_value(store.state, "app", {}, floor, "by_user"),
-        )
-        candidates = [app for app in found if app is not None]
-        if not candidates:
-            break
-        floor = min(candidates)
-        apps.append(floor)
-    return apps
+    return await _distinct_values(store, "app", {}, limit=limit, after=after)
 
 
 async def list_users(store: Store, app_name: str, *, limit: int, after: str | None) -> list[str]:
@@ -179,23 +167,26 @@ async def list_users(store: Store, app_name: str, *, limit: int, after: str | No
     page costs about ``2 * limit`` index seeks however many sessions each
     user has.
     """
-    users: list[str] = []
+    return await _distinct_values(store, "user", {"app": app_name}, limit=limit, after=after)
+
+
+async def _distinct_values(
+    store: Store, field: str, prefix: dict[str, Any], *, limit: int, after: str | None
+) -> list[str]:
+    """Up to ``limit`` distinct ``field`` values of sessions and states, ascending."""
+    values: list[str] = []
     floor = after
-    while len(users) < limit:
+    while len(values) < limit:
         found = await asyncio.gather(
-            _next_user(store.sessions, app_name, floor, "session_key"),
-            _next_user(store.state, app_name, floor, "by_user"),
+            _next_value(store.sessions, field, prefix, floor, "session_key"),
+            _next_value(store.state, field, prefix, floor, "by_user"),
         )
-        candidates = [user for user in found if user is not None]
+        candidates = [value for value in found if value is not None]
         if not candidates:
             break
         floor = min(candidates)
-        users.append(floor)
-    return users
-
-
-async def _next_user(collection: Any, app_name: str, after: str | None, index: str) -> str | None:
-    return await _next_value(collection, "user", {"app": app_name}, after, index)
+        values.append(floor)
+    return values
 
 
 async def _next_value(

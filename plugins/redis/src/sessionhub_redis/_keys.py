@@ -12,8 +12,17 @@ script that touches them runs on one Cluster slot::
     <prefix>{<user tag>}:u            hash: the user's state (s:<key>)
     <prefix>{<app tag>}:a             hash: the app's state (s:<key>), in the app's own slot
     <prefix>{<app tag>}:users         sorted set: ids of the app's users (for export, migrate)
+    <prefix>{<app tag>}:sessions      sorted set: every user's sessions of the app by updated_at,
+                                      member ``<user id> NUL <session id>``
+    <prefix>apps                      sorted set: names of the apps with data (for export, migrate)
     <prefix>{<app tag>}:stamps        hash: Cluster only: the app's write clock, the stamp of
                                       the last write of each app state key
+
+An app index member joins the user id and the session id with a NUL, which no
+identifier contains and which sorts below every character they may hold, so
+members of one score sort as ``(user id, session id)`` in byte order, which is
+code point order. The app index and the apps index carry no expiry: listings
+drop the entries of vanished sessions as they meet them.
 
 A time key is an event's timestamp as 18 decimal digits: microseconds since
 0001-01-01T00:00:00Z, zero-padded, so that digit order is time order.
@@ -35,7 +44,16 @@ from dataclasses import dataclass
 from functools import lru_cache
 from urllib.parse import quote
 
-__all__ = ["KeyLayout", "UserKeys", "SessionKeys", "escape", "user_tag", "app_tag"]
+__all__ = [
+    "KeyLayout",
+    "UserKeys",
+    "SessionKeys",
+    "escape",
+    "user_tag",
+    "app_tag",
+    "app_member",
+    "member_parts",
+]
 
 _TAG_HEX_DIGITS = 32
 
@@ -48,6 +66,17 @@ def escape(identifier: str) -> str:
 def _digest(*parts: str) -> str:
     framed = "".join(f"{len(part)}:{part}" for part in parts)
     return hashlib.sha256(framed.encode("utf-8")).hexdigest()[:_TAG_HEX_DIGITS]
+
+
+def app_member(user_id: str, session_id: str) -> str:
+    """A session's member in its app's index: ``user_id`` NUL ``session_id``."""
+    return f"{user_id}\x00{session_id}"
+
+
+def member_parts(member: str) -> tuple[str, str]:
+    """The ``(user_id, session_id)`` of an app index member."""
+    user_id, _, session_id = member.partition("\x00")
+    return user_id, session_id
 
 
 def user_tag(app_name: str, user_id: str) -> str:
@@ -106,6 +135,9 @@ class KeyLayout:
         self.app_state = lru_cache(maxsize=64)(self._app_state)
         self.app_users = lru_cache(maxsize=64)(self._app_users)
         self.app_stamps = lru_cache(maxsize=64)(self._app_stamps)
+        self.app_sessions = lru_cache(maxsize=64)(self._app_sessions)
+        self.apps = f"{prefix}apps"
+        """The key of the index of the apps with data (no hash tag: a slot of its own)."""
 
     def _user(self, app_name: str, user_id: str) -> UserKeys:
         base = f"{self.prefix}{{{user_tag(app_name, user_id)}}}"
@@ -121,6 +153,10 @@ class KeyLayout:
     def _app_users(self, app_name: str) -> str:
         """The key of the index of the users of ``app_name`` (in the app's slot)."""
         return f"{self.prefix}{{{app_tag(app_name)}}}:users"
+
+    def _app_sessions(self, app_name: str) -> str:
+        """The key of the index of every user's sessions of ``app_name`` (in the app's slot)."""
+        return f"{self.prefix}{{{app_tag(app_name)}}}:sessions"
 
     def _app_stamps(self, app_name: str) -> str:
         """The key of the write stamps of the app state of ``app_name`` (Cluster only)."""

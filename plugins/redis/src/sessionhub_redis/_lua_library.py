@@ -132,14 +132,36 @@ end
 
 -- After a write to a live session at `now`: its own keys (keys[1..4]: hash, events, ids,
 -- times) get its expiry, and its entries in the user's index (keys[5]) and in its parent's
--- children index (`pesc`: the escaped parent id, '' or nil for none) move to `now`.
+-- children index (`pesc`: the escaped parent id, '' or nil for none) move to `now`, as does
+-- its entry in the app's index `app_idx` (single node; nil on Cluster) for user `user`.
 -- `had`: the expiry the session carried before the write (nil: none).
-local function session_written(keys, now, exp, ttl, had, base, session_id, pesc)
+local function session_written(keys, now, exp, ttl, had, base, session_id, pesc, app_idx, user)
   session_ttl(keys[1], keys[2], keys[3], keys[4], exp, ttl, had)
   -- A session that has no expiry and had none is in persistent indexes already.
   local touch = (ttl == '' and not had) and index_add or index_touch
   touch(keys[5], session_id, now, ttl)
   if pesc and pesc ~= '' then touch(base .. ':c:' .. pesc, session_id, now, ttl) end
+  if app_idx and user then redis.call('ZADD', app_idx, now, user .. '\0' .. session_id) end
+end
+
+-- The rank, counted from the highest, of the first entry of sorted set idx after the
+-- position (score, member), by (score, member) descending: the entries before it have a
+-- higher score, or its score and a member that does not sort before `member` (bisected
+-- among them by rank), whether or not the position's own entry is still there.
+-- score '': from the start.
+local function rank_after(idx, score, member)
+  if score == '' then return 0 end
+  local above = redis.call('ZCOUNT', idx, '(' .. score, '+inf')
+  local lo, hi = 0, redis.call('ZCOUNT', idx, score, score)
+  while lo < hi do
+    local mid = math.floor((lo + hi) / 2)
+    if bytes_less(redis.call('ZREVRANGE', idx, above + mid, above + mid)[1], member) then
+      hi = mid
+    else
+      lo = mid + 1
+    end
+  end
+  return above + lo
 end
 
 -- The app stamp of a write to session hash h, kept there as 'ast': the app clock's

@@ -190,6 +190,8 @@ class AppendArgs(SessionArgs):
     event_limit: int | str
     app_clock: int | str
     """Cluster, when an event has an app delta: the app clock's reading; else ''."""
+    app_sessions: str | None = optional_key()
+    """Single node: the app's index of every user's sessions, updated in the same script."""
     expected_last_seq: int | str
     """Compare and set: the ``last_seq`` the session must have, unless every id is stored
     already; '' for no check."""
@@ -201,12 +203,15 @@ class CreateArgs(SessionArgs):
     """CREATE: store a new session (replacing an expired one) with its user and app deltas."""
 
     app_users: str | None = optional_key()
+    app_sessions: str | None = optional_key()
+    apps: str | None = optional_key()
     create_token: str
     parent_escaped: str
     fields: Sequence[Any] = pairs()
     user_delta: Mapping[str, Any] = delta()
     app_delta: Mapping[str, Any] = delta()
     user_id: str
+    app_name: str
 
 
 @dataclass(slots=True, kw_only=True)
@@ -223,6 +228,7 @@ class GetArgs(SessionArgs):
 class UpdateArgs(SessionArgs):
     """UPDATE: apply state and metadata deltas without an event."""
 
+    app_sessions: str | None = optional_key()
     app_clock: int | str
     session_delta: Mapping[str, Any] = delta()
     metadata_delta: Mapping[str, Any] = delta()
@@ -248,9 +254,11 @@ class ListArgs(ScriptArgs):
 class DeleteArgs(SessionKeysArgs):
     """DELETE: remove the session's keys and index entries."""
 
+    app_sessions: str | None = optional_key()
     base: str
     session_id: str
     now: int
+    user_id: str
 
 
 @dataclass(slots=True, kw_only=True)
@@ -258,6 +266,8 @@ class StateArgs(ScriptArgs):
     """STATE: update (``mode`` 'update') or slide the expiry of ('refresh') a user or app state."""
 
     state: str = key()
+    apps: str | None = optional_key()
+    """Single node, writing a state: the index of apps, to record the app."""
     app_users: str | None = optional_key()
     """Single node, writing a user's state: the app's user index, to record the user."""
     now: int
@@ -266,6 +276,7 @@ class StateArgs(ScriptArgs):
     ttl: str
     delta: Mapping[str, Any] = delta()
     user_id: str
+    app_name: str
 
 
 @dataclass(slots=True, kw_only=True)
@@ -297,6 +308,8 @@ class RestoreArgs(SessionKeysArgs):
     """RESTORE: replace the session with exactly the given one."""
 
     app_users: str | None = optional_key()
+    app_sessions: str | None = optional_key()
+    apps: str | None = optional_key()
     now: int
     exp: str
     ttl: str
@@ -307,12 +320,15 @@ class RestoreArgs(SessionKeysArgs):
     fields: Sequence[Any] = pairs()
     restored_events: Sequence[RestoredEvent] = records()
     user_id: str
+    app_name: str
 
 
 @dataclass(slots=True, kw_only=True)
 class SessionWriteArgs(SessionKeysArgs):
     """What POP and REPLACE take first: the session's keys, the clock, its new expiry."""
 
+    app_sessions: str | None = optional_key()
+    """Single node: the app's index of every user's sessions, updated in the same script."""
     now: int
     exp: str
     ttl: str
@@ -344,6 +360,27 @@ class ReplaceArgs(SessionWriteArgs):
     new_events: Sequence[ReplacedEvent] = records()
 
 
+@dataclass(slots=True, kw_only=True)
+class IndexFix(ScriptArgs):
+    """An app index entry found stale: removed (``score`` '') or moved, if still at ``seen``."""
+
+    member: str
+    seen: str
+    score: int | str
+
+
+@dataclass(slots=True, kw_only=True)
+class AppPageArgs(ScriptArgs):
+    """APP_PAGE: apply fixes to an app's index, then read the entries after a position."""
+
+    app_sessions: str = key()
+    after_updated: int | str
+    after_member: str
+    count: int
+    oldest: int
+    fixes: Sequence[IndexFix] = records()
+
+
 class Script:
     """A Lua script: its source, its SHA1 for ``EVALSHA``, the class of its arguments."""
 
@@ -365,10 +402,24 @@ LIST = Script("list", _scripts.LIST, ListArgs)
 DELETE = Script("delete", _scripts.DELETE, DeleteArgs)
 STATE = Script("state", _scripts.STATE, StateArgs)
 APP_DELTA = Script("app_delta", _scripts.APP_DELTA, AppDeltaArgs)
+APP_PAGE = Script("app_page", _scripts.APP_PAGE, AppPageArgs)
 RESTORE = Script("restore", _rewrite_scripts.RESTORE, RestoreArgs)
 POP = Script("pop", _rewrite_scripts.POP, PopArgs)
 REPLACE = Script("replace", _rewrite_scripts.REPLACE, ReplaceArgs)
-SCRIPTS = (APPEND, CREATE, GET, UPDATE, LIST, DELETE, STATE, APP_DELTA, RESTORE, POP, REPLACE)
+SCRIPTS = (
+    APPEND,
+    CREATE,
+    GET,
+    UPDATE,
+    LIST,
+    DELETE,
+    STATE,
+    APP_DELTA,
+    APP_PAGE,
+    RESTORE,
+    POP,
+    REPLACE,
+)
 """Every script, for the test that compares their headers with their argument classes."""
 
 
@@ -525,3 +576,21 @@ def decode_replace(reply: Sequence[Any]) -> ReplaceReply | MovedOn | None:
     if reply[0] == 2:
         return MovedOn(reply[1])
     return ReplaceReply(last_seq=reply[1], event_count=reply[2])
+
+
+@dataclass(frozen=True, slots=True)
+class AppPageReply:
+    """APP_PAGE's reply: ``(member, score)`` entries after the position, and the oldest ones."""
+
+    entries: list[tuple[str, int]]
+    oldest: list[tuple[str, int]]
+
+
+def _entries(flat: Sequence[Any]) -> list[tuple[str, int]]:
+    return [(text(flat[j]), int(float(text(flat[j + 1])))) for j in range(0, len(flat), 2)]
+
+
+def decode_app_page(reply: Sequence[Any]) -> AppPageReply:
+    """APP_PAGE's reply."""
+    entries, oldest = reply
+    return AppPageReply(entries=_entries(entries), oldest=_entries(oldest))

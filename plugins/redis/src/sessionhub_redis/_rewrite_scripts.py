@@ -16,13 +16,15 @@ __all__ = ["POP", "REPLACE", "RESTORE"]
 RESTORE = (
     _COMMON
     + r"""
--- KEYS: session_hash, event_list, id_index, time_list, user_index, app_users?
+-- KEYS: session_hash, event_list, id_index, time_list, user_index, app_users?, app_sessions?,
+--       apps?
 -- ARGV: now, exp, ttl, updated_at, base, session_id, parent_escaped, fields*,
---       restored_events*, user_id
+--       restored_events*, user_id, app_name
 -- restored_events*: id, seq, time, json
 -- Replaces whatever session has this key with exactly the given one. The seqs increase
 -- and may have gaps; fields then carry 'gap' (set by the caller, like 'tnew' and 'tuno').
-local session_hash, event_list, id_index, time_list, user_index, app_users = unpack(KEYS)
+local session_hash, event_list, id_index, time_list, user_index, app_users, app_sessions,
+  apps = unpack(KEYS)
 local now, exp, ttl, updated_at, base, session_id, parent_escaped = unpack(ARGV, 1, 7)
 local old = redis.call('HGET', session_hash, 'pesc')
 redis.call('DEL', session_hash, event_list, id_index, time_list)
@@ -44,6 +46,10 @@ if parent_escaped ~= '' then
   index_touch(base .. ':c:' .. parent_escaped, session_id, updated_at, ttl)
 end
 if app_users then redis.call('ZADD', app_users, 0, ARGV[after]) end
+if app_sessions then
+  redis.call('ZADD', app_sessions, updated_at, ARGV[after] .. '\0' .. session_id)
+end
+if apps then redis.call('ZADD', apps, 0, ARGV[after + 1]) end
 return 1
 """
 )
@@ -51,7 +57,7 @@ return 1
 POP = (
     _COMMON
     + r"""
--- KEYS: session_hash, event_list, id_index, time_list, user_index
+-- KEYS: session_hash, event_list, id_index, time_list, user_index, app_sessions?
 -- ARGV: now, exp, ttl, base, session_id
 -- Reply: {0} if the session is absent or expired, {1} if it holds no events, else
 --        {1, the removed event's stored JSON}
@@ -59,9 +65,9 @@ POP = (
 -- of the id index (scores are seqs). last_seq stays (a seq is never reused), so the
 -- stored seqs no longer end at last_seq: 'gap' is set unless no event is left, and
 -- positions are then counted in the id index (see APPEND and GET).
-local session_hash, event_list, id_index, time_list, user_index = unpack(KEYS)
+local session_hash, event_list, id_index, time_list, user_index, app_sessions = unpack(KEYS)
 local now, exp, ttl, base, session_id = unpack(ARGV, 1, 5)
-local head = redis.call('HMGET', session_hash, 'count', 'exp', 'pesc', 'tnew')
+local head = redis.call('HMGET', session_hash, 'count', 'exp', 'pesc', 'tnew', 'user')
 if not head[1] or expired(head[2], tonumber(now)) then return {0} end
 local count = tonumber(head[1])
 if count == 0 then return {1} end
@@ -80,7 +86,7 @@ if head[4] then  -- the session keeps times: the times list loses its newest too
     redis.call('HDEL', session_hash, 'tnew')
   end
 end
-session_written(KEYS, now, exp, ttl, head[2], base, session_id, head[3])
+session_written(KEYS, now, exp, ttl, head[2], base, session_id, head[3], app_sessions, head[5])
 return {1, json}
 """
 )
@@ -88,7 +94,7 @@ return {1, json}
 REPLACE = (
     _COMMON
     + r"""
--- KEYS: session_hash, event_list, id_index, time_list, user_index
+-- KEYS: session_hash, event_list, id_index, time_list, user_index, app_sessions?
 -- ARGV: now, exp, ttl, base, session_id, expected_last_seq, event_limit, new_events*
 -- new_events*: id, json, time
 -- expected_last_seq: '' for no check; event_limit: '' for none; json: the event without seq.
@@ -97,9 +103,9 @@ REPLACE = (
 -- Every event goes (events, ids and times); the new ones are numbered after last_seq and
 -- the newest event_limit of them stored. Their seqs are the run ending at the new
 -- last_seq, so 'gap' is cleared; 'tnew' and 'tuno' are set from the new times.
-local session_hash, event_list, id_index, time_list, user_index = unpack(KEYS)
+local session_hash, event_list, id_index, time_list, user_index, app_sessions = unpack(KEYS)
 local now, exp, ttl, base, session_id, expected_last_seq, event_limit = unpack(ARGV, 1, 7)
-local head = redis.call('HMGET', session_hash, 'last_seq', 'exp', 'pesc')
+local head = redis.call('HMGET', session_hash, 'last_seq', 'exp', 'pesc', 'user')
 if not head[1] or expired(head[2], tonumber(now)) then return {0} end
 local last_seq = tonumber(head[1])
 if expected_last_seq ~= '' and tonumber(expected_last_seq) ~= last_seq then
@@ -123,7 +129,7 @@ last_seq = last_seq + n
 redis.call('HSET', session_hash, 'last_seq', last_seq, 'count', n - skip, 'upd', now)
 if newest then redis.call('HSET', session_hash, 'tnew', newest) end
 if not ordered then redis.call('HSET', session_hash, 'tuno', 1) end
-session_written(KEYS, now, exp, ttl, head[2], base, session_id, head[3])
+session_written(KEYS, now, exp, ttl, head[2], base, session_id, head[3], app_sessions, head[4])
 return {1, last_seq, n - skip}
 """
 )

@@ -75,6 +75,7 @@ class HistoryRewrites:
         exp, ttl = _codec.expiry(expiry.session, expiry.now)
         return {
             **self._key_fields(key),
+            "app_sessions": self._open().app_index_key(key.app_name),
             "now": to_micros(expiry.now),
             "exp": exp,
             "ttl": ttl,
@@ -85,9 +86,12 @@ class HistoryRewrites:
     async def pop_event(self, key: SessionKey, expiry: Expiry) -> Event | None:
         """Remove the newest event in one script; ``last_seq`` stays."""
         args = PopArgs(**self._write_fields(key, expiry))
-        reply = decode_pop(await self._open().run(POP, args))
+        topology = self._open()
+        reply = decode_pop(await topology.run(POP, args))
         if reply is None:
             raise SessionNotFound(key.app_name, key.user_id, key.session_id)
+        if reply.event is not None:
+            await topology.app_index_after(_parts(key), to_micros(expiry.now))
         return None if reply.event is None else Event.model_validate_json(reply.event)
 
     async def replace_events(self, request: ReplaceRequest) -> AppendResult:
@@ -107,11 +111,13 @@ class HistoryRewrites:
                 for event in request.events
             ],
         )
-        reply = decode_replace(await self._open().run(REPLACE, args))
+        topology = self._open()
+        reply = decode_replace(await topology.run(REPLACE, args))
         if reply is None:
             raise SessionNotFound(key.app_name, key.user_id, key.session_id)
         if isinstance(reply, MovedOn):
             raise moved_on(key, expected or 0, reply.last_seq)
+        await topology.app_index_after(_parts(key), to_micros(expiry.now))
         first = reply.last_seq - len(request.events) + 1
         for seq, event in enumerate(request.events, start=first):
             event.seq = seq
@@ -143,9 +149,12 @@ class HistoryRewrites:
         if [event.seq for event in events] != list(range(first, session.last_seq + 1)):
             fields += ["gap", 1]
         exp, ttl = _codec.expiry(session.expires_at, expiry.now)
+        await topology.app_index_before(_parts(key), to_micros(session.updated_at), restored=True)
         args = RestoreArgs(
             **self._key_fields(key),
             app_users=await topology.app_users_key(session.app_name, session.user_id),
+            app_sessions=topology.app_index_key(session.app_name),
+            apps=await topology.apps_key(session.app_name),
             now=to_micros(expiry.now),
             exp=exp,
             ttl=ttl,
@@ -159,6 +168,7 @@ class HistoryRewrites:
                 for event, time in zip(events, times, strict=True)
             ],
             user_id=session.user_id,
+            app_name=session.app_name,
         )
         await topology.run(RESTORE, args)
 
@@ -167,3 +177,7 @@ def _stored_json(event: Event) -> str:
     """The event as the events list holds it: JSON with its seq first."""
     text = event.model_dump_json(exclude={"seq"})
     return f'{{"seq":{event.seq},{text[1:]}'
+
+
+def _parts(key: SessionKey) -> tuple[str, str, str]:
+    return key.app_name, key.user_id, key.session_id

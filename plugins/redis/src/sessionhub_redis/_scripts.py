@@ -69,12 +69,14 @@ __all__ = [
     "DELETE",
     "STATE",
     "APP_DELTA",
+    "APP_PAGE",
 ]
 
 APPEND = (
     _COMMON
     + r"""
--- KEYS: session_hash, event_list, id_index, time_list, user_index, user_state, app_state?
+-- KEYS: session_hash, event_list, id_index, time_list, user_index, user_state, app_state?,
+--       app_sessions?
 -- ARGV: now, exp, ttl, user_exp, user_ttl, app_exp, app_ttl, base, session_id, event_limit,
 --       app_clock, expected_last_seq, new_events*
 -- new_events*: id, json, time, session_delta*, user_delta*, app_delta*
@@ -88,12 +90,12 @@ APPEND = (
 -- A stored event's list position is computed from its seq while the session has no gap,
 -- else counted in the id index (see `position`).
 local session_hash, event_list, id_index, time_list, user_index, user_state,
-  app_state = unpack(KEYS)
+  app_state, app_sessions = unpack(KEYS)
 local now, exp, ttl, user_exp, user_ttl, app_exp, app_ttl, base, session_id, event_limit,
   app_clock, expected_last_seq = unpack(ARGV, 1, 12)
 local now_us = tonumber(now)
 local head = redis.call('HMGET', session_hash, 'last_seq', 'count', 'exp', 'pesc', 'ast', 'tuno',
-                        'tnew', 'gap')
+                        'tnew', 'gap', 'user')
 if not head[1] or expired(head[3], now_us) then return {0} end
 local last_seq, count = tonumber(head[1]), tonumber(head[2])
 local gap = head[8]
@@ -174,7 +176,8 @@ if fresh > 0 then
   end
   if not ordered and not head[6] then redis.call('HSET', session_hash, 'tuno', 1) end
   if app_clock ~= '' then reply[4] = next_stamp(session_hash, app_clock, head[5]) end
-  session_written(KEYS, now, exp, ttl, head[3], base, session_id, head[4])
+  session_written(KEYS, now, exp, ttl, head[3], base, session_id, head[4], app_sessions,
+                  head[9])
   if user_written then state_written(user_state, user_exp, user_ttl) end
   if app_written then state_written(app_state, app_exp, app_ttl) end
 end
@@ -188,14 +191,14 @@ CREATE = (
     _COMMON
     + r"""
 -- KEYS: session_hash, event_list, id_index, time_list, user_index, user_state, app_state?,
---       app_users?
+--       app_users?, app_sessions?, apps?
 -- ARGV: now, exp, ttl, user_exp, user_ttl, app_exp, app_ttl, base, session_id, create_token,
---       parent_escaped, fields*, user_delta*, app_delta*, user_id
+--       parent_escaped, fields*, user_delta*, app_delta*, user_id, app_name
 -- fields: the session hash's (field, value) pairs; parent_escaped: '' for none.
 -- Reply: {0} if a live session has this id; {1 or 2 (this very create ran before),
 --        user state fields, app state fields}
 local session_hash, event_list, id_index, time_list, user_index, user_state, app_state,
-  app_users = unpack(KEYS)
+  app_users, app_sessions, apps = unpack(KEYS)
 local now, exp, ttl, user_exp, user_ttl, app_exp, app_ttl, base, session_id, create_token,
   parent_escaped = unpack(ARGV, 1, 11)
 local now_us = tonumber(now)
@@ -221,6 +224,8 @@ else
   local i = write_state(user_state, 13 + 2 * n, now_us, user_exp, user_ttl)
   i = write_state(app_state, i, now_us, app_exp, app_ttl)
   if app_users then redis.call('ZADD', app_users, 0, ARGV[i]) end
+  if app_sessions then redis.call('ZADD', app_sessions, now, ARGV[i] .. '\0' .. session_id) end
+  if apps then redis.call('ZADD', apps, 0, ARGV[i + 1]) end
 end
 return {status, redis.call('HGETALL', user_state),
         app_state and redis.call('HGETALL', app_state) or {}}
@@ -352,23 +357,7 @@ local function consider(sid, score)
     page[#page + 1] = fields
   end
 end
--- The rank to start at: the entries before the cursor are those with a higher score and
--- those of its score whose id does not sort before after_id (bisected among them by
--- rank), whether or not the cursor's own entry is still there.
-local start = 0
-if after_updated ~= '' then
-  local above = redis.call('ZCOUNT', index, '(' .. after_updated, '+inf')
-  local lo, hi = 0, redis.call('ZCOUNT', index, after_updated, after_updated)
-  while lo < hi do
-    local mid = math.floor((lo + hi) / 2)
-    if bytes_less(redis.call('ZREVRANGE', index, above + mid, above + mid)[1], after_id) then
-      hi = mid
-    else
-      lo = mid + 1
-    end
-  end
-  start = above + lo
-end
+local start = rank_after(index, after_updated, after_id)
 local room = tonumber(budget)
 local entries = redis.call('ZREVRANGE', index, start, start + room - 1, 'WITHSCORES')
 for j = 1, #entries, 2 do
@@ -385,18 +374,19 @@ return {page, next_updated, next_id}
 UPDATE = (
     _COMMON
     + r"""
--- KEYS: session_hash, event_list, id_index, time_list, user_index, user_state, app_state?
+-- KEYS: session_hash, event_list, id_index, time_list, user_index, user_state, app_state?,
+--       app_sessions?
 -- ARGV: now, exp, ttl, user_exp, user_ttl, app_exp, app_ttl, base, session_id, app_clock,
 --       session_delta*, metadata_delta*, user_delta*, app_delta*
 -- app_clock: Cluster, with an app delta (else '').
 -- Reply: {0} if absent or expired, else
 --        {1, session hash fields, user state, app state, app stamp ('' without a clock)}
 local session_hash, event_list, id_index, time_list, user_index, user_state,
-  app_state = unpack(KEYS)
+  app_state, app_sessions = unpack(KEYS)
 local now, exp, ttl, user_exp, user_ttl, app_exp, app_ttl, base, session_id,
   app_clock = unpack(ARGV, 1, 10)
 local now_us = tonumber(now)
-local head = redis.call('HMGET', session_hash, 'last_seq', 'exp', 'pesc', 'ast')
+local head = redis.call('HMGET', session_hash, 'last_seq', 'exp', 'pesc', 'ast', 'user')
 if not head[1] or expired(head[2], now_us) then return {0} end
 local stamp = ''
 if app_clock ~= '' then stamp = next_stamp(session_hash, app_clock, head[4]) end
@@ -405,21 +395,22 @@ i = apply_pairs(session_hash, 'm:', i + 1, tonumber(ARGV[i]))
 i = write_state(user_state, i, now_us, user_exp, user_ttl)
 write_state(app_state, i, now_us, app_exp, app_ttl)
 redis.call('HSET', session_hash, 'upd', now)
-session_written(KEYS, now, exp, ttl, head[2], base, session_id, head[3])
+session_written(KEYS, now, exp, ttl, head[2], base, session_id, head[3], app_sessions, head[5])
 return {1, redis.call('HGETALL', session_hash), redis.call('HGETALL', user_state),
         app_state and redis.call('HGETALL', app_state) or {}, stamp}
 """
 )
 
 DELETE = r"""
--- KEYS: session_hash, event_list, id_index, time_list, user_index
--- ARGV: base, session_id, now
+-- KEYS: session_hash, event_list, id_index, time_list, user_index, app_sessions?
+-- ARGV: base, session_id, now, user_id
 -- Reply: 1 if the session was live (its hash exists and has not expired), else 0
-local session_hash, event_list, id_index, time_list, user_index = unpack(KEYS)
-local base, session_id, now = unpack(ARGV, 1, 3)
+local session_hash, event_list, id_index, time_list, user_index, app_sessions = unpack(KEYS)
+local base, session_id, now, user_id = unpack(ARGV, 1, 4)
 local head = redis.call('HMGET', session_hash, 'pesc', 'exp')
 redis.call('DEL', session_hash, event_list, id_index, time_list)
 redis.call('ZREM', user_index, session_id)
+if app_sessions then redis.call('ZREM', app_sessions, user_id .. '\0' .. session_id) end
 local pesc, exp = head[1], head[2]
 if not pesc then return 0 end
 if pesc ~= '' then redis.call('ZREM', base .. ':c:' .. pesc, session_id) end
@@ -430,16 +421,20 @@ return 1
 STATE = (
     _COMMON
     + r"""
--- KEYS: state, app_users?
--- ARGV: now, mode, exp, ttl, delta*, user_id
--- state: a user's or an app's state hash; app_users: the app's user index, to record
--- user_id in (a user's state on a single node); mode: 'update' or 'refresh'.
+-- KEYS: state, apps?, app_users?
+-- ARGV: now, mode, exp, ttl, delta*, user_id, app_name
+-- state: a user's or an app's state hash; apps: the index of apps, to record app_name in,
+-- and app_users: the app's user index, to record user_id in (an update on a single node:
+-- apps for either state, then app_users for a user's; the optional keys are a prefix of
+-- the two, unlike other scripts'); mode: 'update' or 'refresh'.
 -- Reply: the state hash fields after the change
-local state, app_users = unpack(KEYS)
+local state, apps, app_users = unpack(KEYS)
 local now, mode, exp, ttl = unpack(ARGV, 1, 4)
 local now_us = tonumber(now)
 if mode == 'update' then
-  if app_users then redis.call('ZADD', app_users, 0, ARGV[skip_pairs(5)]) end
+  local after = skip_pairs(5)
+  if apps then redis.call('ZADD', apps, 0, ARGV[after + 1]) end
+  if app_users then redis.call('ZADD', app_users, 0, ARGV[after]) end
   state_for_write(state, now_us)
   apply_pairs(state, 's:', 6, tonumber(ARGV[5]))
   state_written(state, exp, ttl)
@@ -483,5 +478,45 @@ end
 state_written(app_state, exp, ttl)
 if exp == '' then redis.call('PERSIST', app_stamps) else redis.call('PEXPIRE', app_stamps, ttl) end
 return redis.call('HGETALL', app_state)
+"""
+)
+
+APP_PAGE = (
+    _COMMON
+    + r"""
+-- KEYS: app_sessions
+-- ARGV: after_updated, after_member, count, oldest, fixes*
+-- fixes*: member, seen, score
+-- app_sessions: an app's index of every user's sessions; after_updated, after_member: the
+-- entry to go on after ('' '' from the start); oldest: how many of the oldest entries to
+-- return too; fixes: entries the caller found stale, each removed (score '') or moved to
+-- score, and only if its score is still `seen` (a write since the caller's read wins).
+-- Reply: {entries after the position, the oldest entries}, each a flat list of member,
+--        score pairs, by (score, member) descending: at most count of the first kind
+-- The fixes are applied first; then the entries are read.
+local app_sessions = unpack(KEYS)
+local after_updated, after_member, count, oldest = unpack(ARGV, 1, 4)
+local i = 6
+for _ = 1, tonumber(ARGV[5]) do
+  local member, seen, score = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local current = redis.call('ZSCORE', app_sessions, member)
+  if current and tonumber(current) == tonumber(seen) then
+    if score == '' then
+      redis.call('ZREM', app_sessions, member)
+    else
+      redis.call('ZADD', app_sessions, score, member)
+    end
+  end
+  i = i + 3
+end
+local entries, tail = {}, {}
+if tonumber(count) > 0 then
+  local start = rank_after(app_sessions, after_updated, after_member)
+  entries = redis.call('ZREVRANGE', app_sessions, start, start + count - 1, 'WITHSCORES')
+end
+if tonumber(oldest) > 0 then
+  tail = redis.call('ZRANGE', app_sessions, 0, oldest - 1, 'WITHSCORES')
+end
+return {entries, tail}
 """
 )

@@ -5,7 +5,9 @@ session scripts also take the app's keys: one script applies ``app:`` deltas
 and records the user in the app's user index. On Redis Cluster the app's keys
 live in another slot: a write with ``app:`` deltas first ticks the app's clock,
 its session script stamps it, and a second script (APP_DELTA) applies the
-deltas in the app's slot; the user index gets a command of its own, and a read
+deltas in the app's slot; the user index, the app's index of every user's
+sessions and the index of apps get commands of their own (the app's index one
+sent before a create or a restore, after any other write), and a read
 fetches the app state beside the session's script.
 
 Every command and script goes through :meth:`Topology.run` or
@@ -16,6 +18,7 @@ rule (:func:`failure`).
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Mapping
 from datetime import datetime
 from typing import Any
@@ -30,7 +33,7 @@ from sessionhub import BackendError, BackendUnavailable, Expiry, SessionHubError
 from sessionhub.backend_tools import to_micros
 from sessionhub_redis import _codec
 from sessionhub_redis._driver import ConnectionCache, run_script
-from sessionhub_redis._keys import KeyLayout
+from sessionhub_redis._keys import KeyLayout, app_member
 from sessionhub_redis._protocol import (
     APP_DELTA,
     GET,
@@ -43,6 +46,8 @@ from sessionhub_redis._protocol import (
 )
 
 __all__ = ["Cluster", "SingleNode", "Topology", "failure"]
+
+logger = logging.getLogger("sessionhub.redis")
 
 _FAILURES = (RedisError, RedisClusterException, OSError, asyncio.TimeoutError)
 _UNREACHABLE = (
@@ -127,7 +132,7 @@ class Topology:
             exp, ttl = _codec.expiry(expires_at, expiry.now)
             args = StateArgs(
                 state=key, now=to_micros(expiry.now), mode="refresh", exp=exp, ttl=ttl, delta={},
-                user_id="",
+                user_id="", app_name="",
             )  # fmt: skip
             flat = await self.run(STATE, args)
         else:
@@ -156,6 +161,44 @@ class Topology:
     async def app_clock(self, app_name: str, needed: bool) -> int | str:
         """The app clock's reading for a write with app deltas (``needed``), or ''."""
         return ""
+
+    def app_index_key(self, app_name: str) -> str | None:
+        """The app's index of every user's sessions for a session script, or None."""
+        return self.keys.app_sessions(app_name)
+
+    async def apps_key(self, app_name: str) -> str | None:
+        """The index of apps for a script to record ``app_name`` in, or None.
+
+        None: the app was recorded already, by a command of its own.
+        """
+        return self.keys.apps
+
+    async def app_index_before(
+        self, key: tuple[str, str, str], updated_us: int, *, restored: bool = False
+    ) -> None:
+        """Before a create or a restore: put the session in the app's index, if no script will.
+
+        ``key`` is (app, user, session). An entry the script then does not back
+        (the id was taken, the write failed) is mended by the next listing.
+        """
+
+    async def app_index_after(self, key: tuple[str, str, str], updated_us: int | None) -> None:
+        """After a script moved (or, ``updated_us`` None, removed) a session: its index entry."""
+
+    async def hashes(self, keys: list[str]) -> list[list[Any]]:
+        """Each hash's fields as a flat list (empty for a missing one), in one pipeline."""
+        client = await self.ready()
+        try:
+            pipe = client.pipeline(transaction=False)
+            for name in keys:
+                pipe.hgetall(name)
+            replies = await pipe.execute()
+        except _FAILURES as exc:
+            raise failure(exc, self.where) from exc
+        return [
+            [item for pair in reply.items() for item in pair] if isinstance(reply, dict) else reply
+            for reply in replies
+        ]
 
     async def app_written(
         self,
@@ -243,6 +286,54 @@ class Cluster(Topology):
         """Record the user now, before the user's own write; None for the script."""
         await self.command("ZADD", self.keys.app_users(app_name), 0, user_id)
         return None
+
+    def app_index_key(self, app_name: str) -> str | None:
+        """None: the app's index is in another slot (see :meth:`app_index_after`)."""
+        return None
+
+    async def apps_key(self, app_name: str) -> str | None:
+        """Record the app now, before the write; None for the script."""
+        await self.command("ZADD", self.keys.apps, 0, app_name)
+        return None
+
+    async def app_index_before(
+        self, key: tuple[str, str, str], updated_us: int, *, restored: bool = False
+    ) -> None:
+        """Put the session in the app's index at ``updated_us`` before its own script.
+
+        Only ever later (``GT``: commands of two writes may arrive in either order),
+        unless ``restored`` sets an exported time. A failure raises: nothing is
+        written yet.
+        """
+        app_name, user_id, session_id = key
+        index, member = self.keys.app_sessions(app_name), app_member(user_id, session_id)
+        if restored:
+            await self.command("ZADD", index, updated_us, member)
+        else:
+            await self.command("ZADD", index, "GT", updated_us, member)
+
+    async def app_index_after(self, key: tuple[str, str, str], updated_us: int | None) -> None:
+        """Move the session's entry in the app's index to ``updated_us`` (None: remove it).
+
+        The session's write is done: a failure here is logged, not raised. The
+        entry stays where it was, and a listing that meets it mends it.
+        """
+        app_name, user_id, session_id = key
+        index, member = self.keys.app_sessions(app_name), app_member(user_id, session_id)
+        try:
+            if updated_us is None:
+                await self.command("ZREM", index, member)
+            else:
+                await self.command("ZADD", index, "GT", updated_us, member)
+        except (BackendUnavailable, BackendError) as exc:
+            logger.warning(
+                "Session %r of user %r was written, but its entry in the index of app %r was "
+                "not moved (%s); a listing of every user's sessions mends it when it meets it.",
+                session_id,
+                user_id,
+                app_name,
+                exc,
+            )
 
     async def app_clock(self, app_name: str, needed: bool) -> int | str:
         """Tick the app's write clock before a write with app deltas begins."""

@@ -26,11 +26,18 @@ ticks the app's clock, its session script makes a stamp of it above the
 session's last, and the app script applies a key only if no later stamp set it:
 a session's later write wins, as does a write begun after another returned.
 Creating a session or writing a user's state also records the user in the
-app's user index (for ``list_users``): in the same script on a single node, as
-a command of its own sent first on Cluster. An append with ``expected_last_seq``
-checks it in its script before writing anything; ``pop_event``,
-``replace_events`` and ``restore_session`` (in :mod:`._rewrites`) touch only the
-session's slot, so each is one script on Cluster too.
+app's user index (for ``list_users``) and the app in the index of apps (for
+``list_apps``): in the same script on a single node, as commands of their own
+sent first on Cluster. Every write that moves a session's ``updated_at`` moves
+its entry in the app's index of every user's sessions (for
+``list_app_sessions``, see :mod:`._app_index`): in the same script on a single
+node; on Cluster, where that index lives in the app's slot, as a command of its
+own sent after the session's script, so a failure between the two leaves the
+entry behind until the session's next write or a listing that meets it. An
+append with ``expected_last_seq`` checks it in its script before writing
+anything; ``pop_event``, ``replace_events`` and ``restore_session`` (in
+:mod:`._rewrites`) are one script each on the session's slot, on Cluster too
+(there followed by the app index's command).
 
 Durability is the server's: with ``appendonly yes`` and ``appendfsync always``
 an acknowledged append survives a crash of the server; ``everysec`` may lose
@@ -46,6 +53,7 @@ nothing to do.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Mapping
 from datetime import datetime
@@ -74,7 +82,7 @@ from sessionhub import (
     StoredSession,
 )
 from sessionhub.backend_tools import mask_url, to_micros
-from sessionhub_redis import _codec
+from sessionhub_redis import _app_index, _codec
 from sessionhub_redis._connect import Connection, connect
 from sessionhub_redis._driver import ConnectionCache
 from sessionhub_redis._keys import KeyLayout, escape
@@ -265,7 +273,13 @@ class RedisBackend(HistoryRewrites, Backend):
         """Store the session (replacing an expired one) with its user and app deltas."""
         topology = self._open()
         key = SessionKey(session.app_name, session.user_id, session.id)
-        clock = await topology.app_clock(key.app_name, bool(deltas.app))
+        # On Cluster, the app's slot gets the clock tick and the indexes first, at once.
+        clock, users, apps, _ = await asyncio.gather(
+            topology.app_clock(key.app_name, bool(deltas.app)),
+            topology.app_users_key(key.app_name, key.user_id),
+            topology.apps_key(key.app_name),
+            topology.app_index_before(_parts(key), to_micros(expiry.now)),
+        )
         fields = _codec.session_fields(session, last_seq=0, count=0)
         if clock != "":
             fields += ["ast", clock]
@@ -274,7 +288,10 @@ class RedisBackend(HistoryRewrites, Backend):
             topology,
             key,
             expiry,
-            app_users=await topology.app_users_key(key.app_name, key.user_id),
+            app_users=users,
+            app_sessions=topology.app_index_key(key.app_name),
+            apps=apps,
+            app_name=key.app_name,
             create_token=uuid.uuid4().hex,
             parent_escaped=escape(session.parent_id) if session.parent_id is not None else "",
             fields=fields,
@@ -380,6 +397,7 @@ class RedisBackend(HistoryRewrites, Backend):
             key,
             expiry,
             event_limit=or_blank(request.event_limit),
+            app_sessions=topology.app_index_key(key.app_name),
             app_clock=clock,
             expected_last_seq=or_blank(request.expected_last_seq),
             new_events=[
@@ -425,6 +443,8 @@ class RedisBackend(HistoryRewrites, Backend):
                 writer=args.session_hash,
                 fields=None,
             )
+        if any(text is None for text in reply.stored):  # Cluster: the app's index now
+            await topology.app_index_after(_parts(key), to_micros(expiry.now))
         return AppendResult(
             events=stored,
             last_seq=reply.last_seq,
@@ -447,6 +467,7 @@ class RedisBackend(HistoryRewrites, Backend):
             topology,
             key,
             expiry,
+            app_sessions=topology.app_index_key(key.app_name),
             app_clock=await topology.app_clock(key.app_name, bool(deltas.app)),
             session_delta=deltas.session,
             metadata_delta=metadata,
@@ -466,19 +487,25 @@ class RedisBackend(HistoryRewrites, Backend):
             fields=reply.app_state,
         )
         now = to_micros(expiry.now)
+        await topology.app_index_after(_parts(key), now)
         return StoredSession(
             _codec.session(reply.session), app_state or {}, _codec.state(reply.user_state, now)
         )
 
     async def delete_session(self, key: SessionKey, now: datetime) -> bool:
         """Delete the session's keys and its index entries in one script."""
+        topology = self._open()
         args = DeleteArgs(
             **self._key_fields(key),
+            app_sessions=topology.app_index_key(key.app_name),
             base=self.keys.user(key.app_name, key.user_id).base,
             session_id=key.session_id,
             now=to_micros(now),
+            user_id=key.user_id,
         )
-        return bool(await self._open().run(DELETE, args))
+        live = bool(await topology.run(DELETE, args))
+        await topology.app_index_after(_parts(key), None)
+        return live
 
     def _state_key(self, key: StateKey) -> str:
         if key.user_id is None:
@@ -498,10 +525,12 @@ class RedisBackend(HistoryRewrites, Backend):
         topology = self._open()
         exp, ttl = _codec.expiry(key.expires_at(expiry), expiry.now)
         users_key = None
+        apps_key = await topology.apps_key(key.app_name)
         if key.user_id is not None:
             users_key = await topology.app_users_key(key.app_name, key.user_id)
         args = StateArgs(
             state=self._state_key(key),
+            apps=apps_key,
             app_users=users_key,
             now=to_micros(expiry.now),
             mode="update",
@@ -509,6 +538,7 @@ class RedisBackend(HistoryRewrites, Backend):
             ttl=ttl,
             delta=delta,
             user_id=key.user_id or "",
+            app_name=key.app_name,
         )
         return _codec.state(await topology.run(STATE, args), to_micros(expiry.now))
 
@@ -524,6 +554,18 @@ class RedisBackend(HistoryRewrites, Backend):
         )
         return [_codec.text(user) for user in users]
 
+    async def list_app_sessions(
+        self, app_name: str, *, limit: int, after: ListCursor | None, now: datetime
+    ) -> list[Session]:
+        """One page of the app's index of every user's sessions, checked against their hashes."""
+        return await _app_index.list_app_sessions(
+            self._open(), self.keys, app_name, limit=limit, after=after, now=now
+        )
+
+    async def list_apps(self, *, limit: int, after: str | None) -> list[str]:
+        """One page of the index of apps, ascending (apps whose data is gone stay in it)."""
+        return await _app_index.list_apps(self._open(), self.keys, limit=limit, after=after)
+
     async def purge_expired(self, now: datetime) -> int:
         """Return 0: Redis reclaims expired keys by itself (``native_ttl``).
 
@@ -531,3 +573,7 @@ class RedisBackend(HistoryRewrites, Backend):
         to do more here would take ``SCAN``, which this backend never uses.
         """
         return 0
+
+
+def _parts(key: SessionKey) -> tuple[str, str, str]:
+    return key.app_name, key.user_id, key.session_id
