@@ -36,12 +36,6 @@ NO_COMPARE_AND_SET = (
     "append is stored instead of raising StaleSessionError"
 )
 DIVERGENCES: dict[str, dict[str, str]] = {
-    "redis": {
-        "test_list_sessions_all_users": (
-            "the Redis backend does not declare list_all_sessions yet, so "
-            "list_sessions(user_id=None) raises ConfigError naming the capability"
-        ),
-    },
     "mongodb": {
         "test_stale_session_raises_and_stores_nothing": NO_COMPARE_AND_SET,
         "test_session_built_elsewhere_is_checked_against_storage": NO_COMPARE_AND_SET,
