@@ -16,6 +16,7 @@ contract is checked against. A known divergence is recorded in
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -47,32 +48,26 @@ DIVERGENCES: dict[str, dict[str, str]] = {
 Store = Callable[[], SessionHistoryService]
 
 
-def _unavailable(reason: str) -> None:
-    if IN_CI:
-        pytest.fail(f"CI=true but {reason}", pytrace=False)
-    pytest.skip(reason)
+def _server_url(module: str, start: str) -> Iterator[str]:
+    """The URL a plugin's ``testing`` helper yields; its ServerUnavailable skips (fails in CI)."""
+    testing = importlib.import_module(module)
+    try:
+        with getattr(testing, start)() as url:
+            yield url
+    except testing.ServerUnavailable as exc:
+        if IN_CI:
+            pytest.fail(f"CI=true but {exc}", pytrace=False)
+        pytest.skip(str(exc))
 
 
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
-    from sessionhub_redis.testing import ServerUnavailable, redis_server
-
-    try:
-        with redis_server() as url:
-            yield url
-    except ServerUnavailable as exc:
-        _unavailable(str(exc))
+    yield from _server_url("sessionhub_redis.testing", "redis_server")
 
 
 @pytest.fixture(scope="session")
 def mongodb_url() -> Iterator[str]:
-    from sessionhub_mongodb.testing import ServerUnavailable, mongodb_server
-
-    try:
-        with mongodb_server() as url:
-            yield url
-    except ServerUnavailable as exc:
-        _unavailable(str(exc))
+    yield from _server_url("sessionhub_mongodb.testing", "mongodb_server")
 
 
 def _settings(backend: str, request: pytest.FixtureRequest, tmp_path) -> dict[str, object]:
