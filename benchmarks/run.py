@@ -226,7 +226,13 @@ def execute(
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="sh-bench-")))
         redis_users = ["sessionhub redis"]
         if peers != "none":
-            redis_users += ["OpenAI Agents RedisSession", "AgentScope RedisSession", W6_NAME]
+            redis_users += [
+                "OpenAI Agents RedisSession",
+                "AgentScope RedisSession",
+                W6_NAME,
+                "sessionhub-adk on redis",
+                "ADK RedisSessionService",
+            ]
         redis = Server(None, "not needed")
         if any(_wanted(only, name) for name in redis_users):
             progress("starting Redis")

@@ -67,6 +67,7 @@ PEER_PACKAGES = {
     "agents": "openai-agents",
     "agentscope": "agentscope>=1.0,<1.1",
     "redis": "redis",
+    "sqlalchemy": "sqlalchemy[asyncio]",
 }
 """Import name -> what to install, for each peer."""
 
@@ -372,14 +373,12 @@ class AdkSubject(Subject):
 
     async def open(self, workdir: Path) -> None:
         """Create the service (and the database tables)."""
-        from google.adk.events import Event
-        from google.adk.sessions import DatabaseSessionService, InMemorySessionService
-        from google.adk.sessions.base_session_service import GetSessionConfig
-        from google.genai import types
+        from google.adk.sessions import InMemorySessionService
 
-        self._types, self._event, self._config = types, Event, GetSessionConfig
+        self._load_adk_types()
         if self.postgres_url is not None:
             import asyncpg
+            from google.adk.sessions import DatabaseSessionService  # needs sqlalchemy
 
             from sessionhub_postgres._settings import driver_dsn
 
@@ -394,12 +393,21 @@ class AdkSubject(Subject):
             await self.service.prepare_tables()
             self.notes.append("its tables in a schema of their own; server defaults")
         elif self.database:
+            from google.adk.sessions import DatabaseSessionService  # needs sqlalchemy
+
             url = f"sqlite+aiosqlite:///{workdir / 'adk.db'}"
             self.service = DatabaseSessionService(db_url=url)
             await self.service.prepare_tables()
             self.notes.append("SQLite defaults: rollback journal, synchronous=FULL")
         else:
             self.service = InMemorySessionService()
+
+    def _load_adk_types(self) -> None:
+        from google.adk.events import Event
+        from google.adk.sessions.base_session_service import GetSessionConfig
+        from google.genai import types
+
+        self._types, self._event, self._config = types, Event, GetSessionConfig
 
     async def close(self) -> None:
         """Dispose of the database engine."""
@@ -817,16 +825,22 @@ def _peer_subjects(redis: Server, postgres: Server, run_id: str) -> list[Subject
         else:
             found.append(make(redis.url or ""))
 
-    for database, name, storage in (
-        (False, "ADK InMemorySessionService", "memory"),
-        (True, "ADK DatabaseSessionService (sqlite+aiosqlite)", "sqlite"),
-    ):
-        found.append(absent("google.adk", name, storage) or AdkSubject(database))
-    missing = absent("google.adk", ADK_POSTGRES, "postgres")
+    name = "ADK InMemorySessionService"
+    found.append(absent("google.adk", name, "memory") or AdkSubject(database=False))
+    name = "ADK DatabaseSessionService (sqlite+aiosqlite)"
+    database = absent("google.adk", name, "sqlite") or absent("sqlalchemy", name, "sqlite")
+    found.append(database or AdkSubject(database=True))
+    missing = absent("google.adk", ADK_POSTGRES, "postgres") or absent(
+        "sqlalchemy", ADK_POSTGRES, "postgres"
+    )
     if missing is None and postgres.url is None:
         missing = Unavailable(ADK_POSTGRES, "peer", "postgres", postgres.missing or "n/a")
     schema = f"sessionhub_bench_adk_{run_id}"
     found.append(missing or AdkSubject(True, postgres.url, schema))
+    if _importable("google.adk") and _importable("sessionhub_adk"):
+        from benchmarks.adk_subjects import adk_subjects
+
+        found += adk_subjects(redis, run_id)
     name = "OpenAI Agents SQLiteSession (file)"
     found.append(absent("agents", name, "sqlite") or OpenAISubject(None, prefix + "agents"))
     add_redis(

@@ -444,6 +444,9 @@ class _Run:
         await self.guarded([CONCURRENT], self._concurrency)
 
     async def _concurrency(self) -> None:
+        if "concurrent" in self.subject.missing:
+            self.cells[CONCURRENT] = Cell(missing=f"n/a ({self.subject.missing['concurrent']})")
+            return
         plan = self.plan
         walls: list[float] = []
         problems: list[str] = []
