@@ -32,17 +32,7 @@ from sessionhub_adk import SessionHubSessionService
 BACKENDS = ["memory", "sqlite", "redis", "mongodb"]
 IN_CI = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
 
-NO_COMPARE_AND_SET = (
-    "the MongoDB backend does not declare compare_and_set yet, so a stale session's "
-    "append is stored instead of raising StaleSessionError"
-)
-DIVERGENCES: dict[str, dict[str, str]] = {
-    "mongodb": {
-        "test_stale_session_raises_and_stores_nothing": NO_COMPARE_AND_SET,
-        "test_session_built_elsewhere_is_checked_against_storage": NO_COMPARE_AND_SET,
-        "test_concurrent_stale_appends_store_or_raise": NO_COMPARE_AND_SET,
-    },
-}
+DIVERGENCES: dict[str, dict[str, str]] = {}
 """Backend -> test name -> why that backend fails it today (a strict xfail)."""
 
 Store = Callable[[], SessionHistoryService]
