@@ -25,6 +25,7 @@ from sessionhub.settings import SessionHubSettings
 from sessionhub_postgres._settings import driver_dsn
 from sessionhub_postgres.backend import PostgresBackend, PostgresSettings
 from sessionhub_postgres.testing import (
+    RUN_PREFIX,
     PrivateCluster,
     ServerUnavailable,
     drop_schema,
@@ -42,17 +43,20 @@ def missing(reason: str) -> None:
     pytest.skip(reason)
 
 
+# Only this run's scratch schemas, and sessionhub tables in public: the server is shared,
+# and other processes' schemas come and go while the tests run.
 _LEFTOVERS = (
     "SELECT n.nspname || '.' || c.relname FROM pg_class c "
     "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p') "
-    "AND (n.nspname LIKE 'sessionhub%' OR c.relname LIKE 'sessionhub%') ORDER BY 1"
+    "AND (starts_with(n.nspname, $1) OR (n.nspname = 'public' AND c.relname LIKE 'sessionhub%')) "
+    "ORDER BY 1"
 )
 
 
 async def _tables(url: str) -> list[str]:
     conn = await asyncpg.connect(driver_dsn(url))
     try:
-        return [row[0] for row in await conn.fetch(_LEFTOVERS)]
+        return [row[0] for row in await conn.fetch(_LEFTOVERS, RUN_PREFIX)]
     finally:
         await conn.close()
 

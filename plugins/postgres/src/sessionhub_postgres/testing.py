@@ -29,6 +29,7 @@ __all__ = [
     "LOCAL_URL",
     "postgres_server",
     "scratch_schema",
+    "RUN_PREFIX",
     "drop_schema",
     "PrivateCluster",
     "docker_answers",
@@ -92,9 +93,13 @@ def postgres_server() -> Iterator[str]:
     )
 
 
+RUN_PREFIX = f"sessionhub_test_{uuid.uuid4().hex[:8]}_"
+"""Every scratch schema of this process starts with it, so a leftover check sees only its own."""
+
+
 def scratch_schema() -> str:
     """A schema name no other test uses (create it by opening a backend on it)."""
-    return f"sessionhub_test_{uuid.uuid4().hex[:12]}"
+    return f"{RUN_PREFIX}{uuid.uuid4().hex[:12]}"
 
 
 async def drop_schema(url: str, schema: str) -> None:
