@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 import pytest
 
-from sessionhub import ConfigError
+from sessionhub import Backend, ConfigError, SessionHistoryService
+from sessionhub_memory.backend import MemoryBackend
 from sessionhub_openai_agents import SessionHubSession
 
 pytestmark = pytest.mark.asyncio
@@ -77,13 +79,25 @@ async def test_pop_after_clear_is_none(make_session, require):
     assert await session.pop_item() is None
 
 
-async def test_pop_on_a_backend_without_the_capability_names_it(make_session, service):
-    if service.backend.capabilities.pop_event:
-        pytest.skip(f"the {service.backend.name} backend declares pop_event")
-    session = make_session()
-    await session.add_items(CONVERSATION[:1])
-    with pytest.raises(ConfigError, match="pop_event"):
-        await session.pop_item()
+class _WithoutHistoryRewrites(MemoryBackend):
+    """A backend written before pop and replace existed: it declares neither."""
+
+    capabilities = replace(MemoryBackend.capabilities, pop_event=False, replace_events=False)
+    pop_event = Backend.pop_event
+    replace_events = Backend.replace_events
+
+
+async def test_a_backend_without_pop_and_replace_still_serves_the_sdk():
+    """pop_item names the missing capability; clear_session deletes the whole session."""
+    async with SessionHistoryService(_WithoutHistoryRewrites()) as service:
+        session = SessionHubSession("conversation", service)
+        await session.add_items(CONVERSATION[:2])
+        with pytest.raises(ConfigError, match="pop_event"):
+            await session.pop_item()
+        await session.clear_session()
+        assert await session.get_items() == []
+        await session.add_items(CONVERSATION[:1])
+        assert len(await session.get_items()) == 1
 
 
 async def test_pop_affects_only_its_own_session(make_session, require):
