@@ -66,6 +66,7 @@ PURGE_BATCH = 500
 """Sessions (or states) one purge statement deletes at most; purge repeats until done."""
 
 _NOT_FOUND, _CONFLICT = 1, 2  # the functions' r_status besides 0
+_TIMEOUT = getattr(asyncio, "timeout", None)  # Python 3.11+
 
 
 def app_refresh_step(expiry: Expiry) -> timedelta:
@@ -187,8 +188,11 @@ class PostgresBackend(Backend):
         attempts = 2 if retry else 1
         for attempt in range(1, attempts + 1):
             try:
-                async with pool.acquire(timeout=self.settings.pool_timeout) as conn:
+                conn = await _acquire(pool, self.settings.pool_timeout)
+                try:
                     return await work(conn)
+                finally:
+                    await pool.release(conn, timeout=self.settings.pool_timeout)
             except (SessionHubError, SchemaTooNew):
                 raise
             except Exception as exc:
@@ -548,6 +552,18 @@ async def _keep_session(connection: Any) -> None:
     qualified, no ``SET``, only transaction-scoped advisory locks), and asyncpg
     still rolls back a transaction left open before calling this.
     """
+
+
+async def _acquire(pool: Any, timeout: float | None) -> Connection:
+    """A connection from ``pool``, waiting at most ``timeout`` seconds for a free one.
+
+    asyncpg's own ``acquire(timeout=...)`` wraps the wait in a new task (one more
+    event-loop turn per call); ``asyncio.timeout`` (Python 3.11+) bounds it in place.
+    """
+    if _TIMEOUT is None or timeout is None:
+        return await pool.acquire(timeout=timeout)
+    async with _TIMEOUT(timeout):
+        return await pool.acquire()
 
 
 async def _purge(query: str, now: datetime, conn: Connection) -> int:
