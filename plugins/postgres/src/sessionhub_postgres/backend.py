@@ -107,6 +107,10 @@ class PostgresBackend(Backend):
         self._pool: Any = pool if pool is not None else None
         self._ready = False
         self._open_lock: asyncio.Lock | None = None
+        # One connection of the backend's own pool kept out of it: a call that finds it
+        # free runs on it without the pool's acquire and release (see _run).
+        self._held: Connection = None
+        self._held_busy = False
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(url={mask_url(self._dsn)!r}, schema={self.names.schema!r})"
@@ -157,6 +161,9 @@ class PostgresBackend(Backend):
             raise
 
     async def _drop_pool(self) -> None:
+        held, self._held = self._held, None
+        if held is not None and self._pool is not None and not self._held_busy:
+            await self._pool.release(held)  # a busy one goes back when its call ends
         pool, self._pool = self._pool, None
         if pool is not None and pool is not self._injected:
             await pool.close()
@@ -188,6 +195,8 @@ class PostgresBackend(Backend):
         attempts = 2 if retry else 1
         for attempt in range(1, attempts + 1):
             try:
+                if not self._held_busy and pool is not self._injected and not opening:
+                    return await self._run_held(pool, work)
                 conn = await _acquire(pool, self.settings.pool_timeout)
                 try:
                     return await work(conn)
@@ -200,6 +209,39 @@ class PostgresBackend(Backend):
                     continue
                 raise storage_error(self._dsn, exc, self.settings.command_timeout) from exc
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _run_held(self, pool: Any, work: Work[T]) -> T:
+        """Run ``work`` on the held connection (taken from the pool the first time).
+
+        asyncpg's acquire and release cost a few event-loop turns per call (a task for
+        the acquire timeout, another to shield the release); the held connection skips
+        both. A call that fails on it hands it back to the pool, which cleans it up (or
+        replaces it, if the server dropped it); the next call takes another.
+        """
+        self._held_busy = True
+        try:
+            if self._held is None:
+                if self.settings.max_pool_size < 2:
+                    # Held, the only connection would starve every concurrent call.
+                    conn = await _acquire(pool, self.settings.pool_timeout)
+                    try:
+                        return await work(conn)
+                    finally:
+                        await pool.release(conn, timeout=self.settings.pool_timeout)
+                self._held = await _acquire(pool, self.settings.pool_timeout)
+            conn = self._held
+            kept = False
+            try:
+                result = await work(conn)
+                kept = self._held is conn  # else the backend was closed meanwhile
+                return result
+            finally:
+                if not kept:
+                    if self._held is conn:
+                        self._held = None
+                    await pool.release(conn, timeout=self.settings.pool_timeout)
+        finally:
+            self._held_busy = False
 
     async def _row(self, query: str, *args: Any, retry: bool = True) -> Any:
         return await self._run(lambda conn: conn.fetchrow(query, *args), retry=retry)
