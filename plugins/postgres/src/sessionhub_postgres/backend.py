@@ -162,12 +162,11 @@ class PostgresBackend(Backend):
 
     async def _drop_pool(self) -> None:
         held, self._held = self._held, None
-        if held is not None and self._pool is not None and not self._held_busy:
-            await self._pool.release(held)  # a busy one goes back when its call ends
-        pool, self._pool = self._pool, None
+        pool, self._pool = self._pool, self._injected
+        if held is not None and pool is not None and not self._held_busy:
+            await pool.release(held)  # a busy one goes back when its call ends
         if pool is not None and pool is not self._injected:
             await pool.close()
-        self._pool = self._injected
 
     async def close(self) -> None:
         """Close the pool the backend made (an injected pool is left open). Idempotent."""
