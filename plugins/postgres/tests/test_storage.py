@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import asyncpg
 import pytest
 
-from sessionhub import Event, Expiry, StateKey, TextPart
+from sessionhub import BackendError, Event, Expiry, StateKey, TextPart
 from sessionhub.testing import FakeClock
 from sessionhub_postgres._settings import driver_dsn
 from sessionhub_postgres.backend import PURGE_BATCH, PostgresBackend, app_refresh_step
@@ -143,6 +144,24 @@ async def test_an_injected_pool_is_used_and_left_open(pg_settings, postgres_url,
         assert await pool.fetchval("SELECT 1") == 1
     finally:
         await pool.close()
+
+
+@pytest.mark.parametrize("size", [1, 2])
+async def test_concurrent_calls_share_the_held_connection_and_the_pool(
+    pg_settings, make_service, raw, size
+):
+    async with PostgresBackend(pg_settings(max_pool_size=size, pool_timeout=5)) as backend:
+        svc = make_service(backend)
+        await svc.create_session("alice", "s1")
+        await asyncio.gather(*(svc.append(("alice", "s1"), f"m{i}") for i in range(20)))
+        # A call that fails on the held connection hands it back; the next one works.
+        with pytest.raises(BackendError):
+            await backend._run(
+                lambda conn: conn.execute("SELECT * FROM no_such_table"), retry=False
+            )
+        got = await svc.get_session("alice", "s1")
+        assert got is not None and [e.seq for e in got.events] == list(range(1, 21))
+        assert backend._pool.get_size() <= size
 
 
 async def test_purge_works_in_batches(backend, make_service, raw, schema):

@@ -66,6 +66,7 @@ PURGE_BATCH = 500
 """Sessions (or states) one purge statement deletes at most; purge repeats until done."""
 
 _NOT_FOUND, _CONFLICT = 1, 2  # the functions' r_status besides 0
+_TIMEOUT = getattr(asyncio, "timeout", None)  # Python 3.11+
 
 
 def app_refresh_step(expiry: Expiry) -> timedelta:
@@ -106,6 +107,10 @@ class PostgresBackend(Backend):
         self._pool: Any = pool if pool is not None else None
         self._ready = False
         self._open_lock: asyncio.Lock | None = None
+        # One connection of the backend's own pool kept out of it: a call that finds it
+        # free runs on it without the pool's acquire and release (see _run).
+        self._held: Connection = None
+        self._held_busy = False
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(url={mask_url(self._dsn)!r}, schema={self.names.schema!r})"
@@ -156,10 +161,12 @@ class PostgresBackend(Backend):
             raise
 
     async def _drop_pool(self) -> None:
-        pool, self._pool = self._pool, None
+        held, self._held = self._held, None
+        pool, self._pool = self._pool, self._injected
+        if held is not None and pool is not None and not self._held_busy:
+            await pool.release(held)  # a busy one goes back when its call ends
         if pool is not None and pool is not self._injected:
             await pool.close()
-        self._pool = self._injected
 
     async def close(self) -> None:
         """Close the pool the backend made (an injected pool is left open). Idempotent."""
@@ -187,8 +194,13 @@ class PostgresBackend(Backend):
         attempts = 2 if retry else 1
         for attempt in range(1, attempts + 1):
             try:
-                async with pool.acquire(timeout=self.settings.pool_timeout) as conn:
+                if not self._held_busy and pool is not self._injected and not opening:
+                    return await self._run_held(pool, work)
+                conn = await _acquire(pool, self.settings.pool_timeout)
+                try:
                     return await work(conn)
+                finally:
+                    await pool.release(conn, timeout=self.settings.pool_timeout)
             except (SessionHubError, SchemaTooNew):
                 raise
             except Exception as exc:
@@ -196,6 +208,39 @@ class PostgresBackend(Backend):
                     continue
                 raise storage_error(self._dsn, exc, self.settings.command_timeout) from exc
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _run_held(self, pool: Any, work: Work[T]) -> T:
+        """Run ``work`` on the held connection (taken from the pool the first time).
+
+        asyncpg's acquire and release cost a few event-loop turns per call (a task for
+        the acquire timeout, another to shield the release); the held connection skips
+        both. A call that fails on it hands it back to the pool, which cleans it up (or
+        replaces it, if the server dropped it); the next call takes another.
+        """
+        self._held_busy = True
+        try:
+            if self._held is None:
+                if self.settings.max_pool_size < 2:
+                    # Held, the only connection would starve every concurrent call.
+                    conn = await _acquire(pool, self.settings.pool_timeout)
+                    try:
+                        return await work(conn)
+                    finally:
+                        await pool.release(conn, timeout=self.settings.pool_timeout)
+                self._held = await _acquire(pool, self.settings.pool_timeout)
+            conn = self._held
+            kept = False
+            try:
+                result = await work(conn)
+                kept = self._held is conn  # else the backend was closed meanwhile
+                return result
+            finally:
+                if not kept:
+                    if self._held is conn:
+                        self._held = None
+                    await pool.release(conn, timeout=self.settings.pool_timeout)
+        finally:
+            self._held_busy = False
 
     async def _row(self, query: str, *args: Any, retry: bool = True) -> Any:
         return await self._run(lambda conn: conn.fetchrow(query, *args), retry=retry)
@@ -548,6 +593,18 @@ async def _keep_session(connection: Any) -> None:
     qualified, no ``SET``, only transaction-scoped advisory locks), and asyncpg
     still rolls back a transaction left open before calling this.
     """
+
+
+async def _acquire(pool: Any, timeout: float | None) -> Connection:
+    """A connection from ``pool``, waiting at most ``timeout`` seconds for a free one.
+
+    asyncpg's own ``acquire(timeout=...)`` wraps the wait in a new task (one more
+    event-loop turn per call); ``asyncio.timeout`` (Python 3.11+) bounds it in place.
+    """
+    if _TIMEOUT is None or timeout is None:
+        return await pool.acquire(timeout=timeout)
+    async with _TIMEOUT(timeout):
+        return await pool.acquire()
 
 
 async def _purge(query: str, now: datetime, conn: Connection) -> int:
