@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from sessionhub import Event, Session
-from sessionhub.backend_tools import dump_json, from_micros, to_micros
+from sessionhub.backend_tools import dump_json, from_micros, stored_session, to_micros
 
 __all__ = [
     "event_json",
@@ -102,7 +102,7 @@ def session(flat: Sequence[Any], events: list[Event] | None = None) -> Session:
         else:
             head[name] = text(value)
     exp = head.get("exp")
-    return Session.model_construct(
+    return stored_session(
         id=head["id"],
         app_name=head["app"],
         user_id=head["user"],
@@ -116,5 +116,5 @@ def session(flat: Sequence[Any], events: list[Event] | None = None) -> Session:
         metadata=metadata,
         event_count=int(head["count"]),
         last_seq=int(head["last_seq"]),
-        events=events if events is not None else [],
+        events=events,
     )
