@@ -135,7 +135,13 @@ def _object(text: str) -> dict[str, Any]:
     return {} if text == "{}" else cast(dict[str, Any], json.loads(text))  # "{}": most metadata
 
 
-def _session_from_row(row: tuple[Any, ...], events: list[Event] | None = None) -> Session:
+def _session_from_row(
+    row: tuple[Any, ...],
+    events: list[Event] | None = None,
+    objects: tuple[dict[str, Any], dict[str, Any]] | None = None,
+) -> Session:
+    """The session of a ``_SESSION_COLUMNS`` row; ``objects``: its state and metadata, decoded."""
+    state, metadata = objects if objects is not None else (_object(row[10]), _object(row[11]))
     return stored_session(
         id=row[1],
         app_name=row[2],
@@ -146,8 +152,8 @@ def _session_from_row(row: tuple[Any, ...], events: list[Event] | None = None) -
         created_at=from_micros(row[7]),
         updated_at=from_micros(row[8]),
         expires_at=_optional_datetime(row[9]),
-        state=_object(row[10]),
-        metadata=_object(row[11]),
+        state=state,
+        metadata=metadata,
         event_count=row[12],
         last_seq=row[13],
         events=events,
