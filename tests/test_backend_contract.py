@@ -18,6 +18,7 @@ from sessionhub import (
     Expiry,
     InvalidInput,
     Scope,
+    Session,
     SessionHistoryService,
     StateKey,
 )
@@ -189,6 +190,38 @@ def test_backend_tools_is_a_documented_public_module():
         assert inspect.getdoc(getattr(tools, name)), f"backend_tools.{name} has no docstring"
         assert f"`{name}`" in guide, f"docs/writing-a-backend.md does not mention {name}"
     assert "::: sessionhub.backend_tools" in (DOCS / "api.md").read_text()
+
+
+def test_stored_session_gives_what_validation_gives():
+    """The trusted constructor builds a session equal to a validated one, and as usable."""
+    from sessionhub.backend_tools import from_micros, stored_session
+
+    values = {
+        "id": "s1",
+        "app_name": "app",
+        "user_id": "alice",
+        "parent_id": None,
+        "root_id": "s1",
+        "depth": 0,
+        "created_at": from_micros(1_700_000_000_000_001),
+        "updated_at": from_micros(1_700_000_000_000_002),
+        "expires_at": None,
+        "state": {"k": [1, 2.5, None]},
+        "metadata": {},
+        "event_count": 3,
+        "last_seq": 4,
+    }
+    built = stored_session(**values)
+    checked = Session.model_validate(values)
+    assert built == checked
+    assert built.model_dump() == checked.model_dump()
+    assert built.model_fields_set == checked.model_fields_set | {"events"}
+    assert built.events == [] and built.events is not stored_session(**values).events
+    built.state = {"merged": True}
+    assert built.state == {"merged": True} and checked.state == values["state"]
+    copy = built.model_copy(update={"last_seq": 5})
+    assert copy.last_seq == 5 and built.last_seq == 4
+    assert Session.model_validate_json(built.model_dump_json()) == built
 
 
 def test_the_tools_stay_importable_from_where_they_were():

@@ -127,9 +127,17 @@ class ListingOperations:
                     for user in users
                 ),
             )
-            app_state, user_states = states[0], dict(zip(users, states[1:], strict=True))
+            # The app and user keys of each user, prefixed once per page, not once per row.
+            scopes = {
+                user: merge_scopes(states[0], user_state, {})
+                for user, user_state in zip(users, states[1:], strict=True)
+            }
             for row in rows:
-                row.state = merge_scopes(app_state, user_states[row.user_id], row.state)
+                wider = scopes[row.user_id]
+                if wider:
+                    merged = wider.copy()
+                    merged.update(row.state)
+                    row.state = merged
         return Page[Session](items=rows, next_cursor=next_cursor)
 
     async def list_users(self, *, limit: int = 50, cursor: str | None = None) -> Page[str]:

@@ -55,12 +55,6 @@ def _encode(value: Any) -> Any:
     return value
 
 
-def _decode(value: Any) -> Any:
-    if isinstance(value, dict) and NONE_MARKER in value:
-        return value[NONE_MARKER]
-    return value
-
-
 def encode_delta(delta: Mapping[str, Any]) -> dict[str, Any]:
     """A state delta (JSON values) as sessionhub must store it so that ``None`` stays a value."""
     return {key: _encode(value) for key, value in delta.items()}
@@ -68,4 +62,9 @@ def encode_delta(delta: Mapping[str, Any]) -> dict[str, Any]:
 
 def decode_state(state: Mapping[str, Any]) -> dict[str, Any]:
     """The stored state as ADK sees it: values decoded, the adapter's own key left out."""
-    return {key: _decode(value) for key, value in state.items() if key != LAST_UPDATE_KEY}
+    # Unwrap one level (see the module docstring); inline, as a listing decodes every value.
+    return {
+        key: value[NONE_MARKER] if isinstance(value, dict) and NONE_MARKER in value else value
+        for key, value in state.items()
+        if key != LAST_UPDATE_KEY
+    }

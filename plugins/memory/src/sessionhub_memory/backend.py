@@ -45,6 +45,7 @@ from sessionhub.backend_tools import (
     dump_json,
     event_from_json,
     event_to_json,
+    stored_session,
 )
 
 __all__ = ["MemoryBackend", "MemorySettings", "MemoryStore"]
@@ -136,7 +137,7 @@ class MemoryBackend(Backend):
         header["state"] = _load(header["state"])
         header["metadata"] = _load(header["metadata"])
         header["event_count"] = len(record.events)
-        return Session.model_construct(**header, events=events or [])
+        return stored_session(**header, events=events)
 
     def _scopes(
         self, key: SessionKey, expiry: Expiry, *, refresh: bool

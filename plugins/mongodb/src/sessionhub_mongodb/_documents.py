@@ -16,7 +16,13 @@ from datetime import datetime
 from typing import Any
 
 from sessionhub import Event, Session
-from sessionhub.backend_tools import dump_json, event_from_json, from_micros, to_micros
+from sessionhub.backend_tools import (
+    dump_json,
+    event_from_json,
+    from_micros,
+    stored_session,
+    to_micros,
+)
 
 __all__ = [
     "NEVER",
@@ -129,7 +135,7 @@ def session_from_document(
 ) -> Session:
     """A :class:`Session` (session-scope state only) from its stored document."""
     expires_us = document["expires_us"]
-    return Session.model_construct(
+    return stored_session(
         id=document["sid"],
         app_name=document["app"],
         user_id=document["user"],
@@ -143,7 +149,7 @@ def session_from_document(
         metadata=decode_map(document.get("metadata")),
         event_count=document["event_count"],
         last_seq=document["last_seq"],
-        events=events if events is not None else [],
+        events=events,
     )
 
 

@@ -102,6 +102,16 @@ async def _read_events(
     return [event_from_document(row) for row in rows]
 
 
+_HEADER = dict.fromkeys(
+    (
+        "sid", "app", "user", "parent", "root", "depth", "created_us", "updated_us",
+        "expires_us", "state", "metadata", "event_count", "last_seq",
+    ),
+    1,
+) | {"_id": 0}  # fmt: skip
+"""The projection of a list page: what ``session_from_document`` reads, nothing more."""
+
+
 async def list_sessions(
     store: Store,
     app_name: str,
@@ -126,9 +136,9 @@ async def list_sessions(
         updated = to_micros(after.updated_at)
         query["updated_us"] = {"$lte": updated}
         query["$nor"] = [{"updated_us": updated, "sid": {"$gte": after.session_id}}]
-    cursor = store.sessions.find(query).sort([("updated_us", -1), ("sid", -1)])
+    cursor = store.sessions.find(query, _HEADER).sort([("updated_us", -1), ("sid", -1)])
     cursor = cursor.hint("by_updated" if parent_id is None else "children_by_updated")
-    rows = await cursor.limit(limit).to_list(None)
+    rows = await cursor.limit(limit).batch_size(limit).to_list(None)  # one batch: one round trip
     return [session_from_document(row) for row in rows]
 
 
@@ -144,8 +154,9 @@ async def list_app_sessions(
             {"updated_us": updated, "user": {"$gt": user}},
             {"updated_us": updated, "user": user, "sid": {"$gte": after.session_id}},
         ]
-    cursor = store.sessions.find(query).sort([("updated_us", -1), ("user", -1), ("sid", -1)])
-    rows = await cursor.hint("by_app_updated").limit(limit).to_list(None)
+    cursor = store.sessions.find(query, _HEADER)
+    cursor = cursor.sort([("updated_us", -1), ("user", -1), ("sid", -1)]).hint("by_app_updated")
+    rows = await cursor.limit(limit).batch_size(limit).to_list(None)
     return [session_from_document(row) for row in rows]
 
 

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from sessionhub import AppendRequest, Event, Session, SessionKey
-from sessionhub.backend_tools import dump_json, event_from_json, event_to_json
+from sessionhub.backend_tools import dump_json, event_from_json, event_to_json, stored_session
 
 __all__ = [
     "encode_object",
@@ -127,7 +127,7 @@ def decode_events(seqs: Sequence[int] | None, texts: Sequence[str] | None) -> li
 
 def session_from_row(key: SessionKey, row: Sequence[Any], *, events: bool = True) -> Session:
     """A session from a row of ``SESSION_COLUMNS`` (see ``_functions``)."""
-    return Session.model_construct(
+    return stored_session(
         id=key.session_id,
         app_name=key.app_name,
         user_id=key.user_id,

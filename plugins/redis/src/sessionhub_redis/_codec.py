@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from sessionhub import Event, Session
-from sessionhub.backend_tools import dump_json, from_micros, to_micros
+from sessionhub.backend_tools import dump_json, from_micros, stored_session, to_micros
 
 __all__ = [
     "event_json",
@@ -91,23 +91,27 @@ def session_fields(stored: Session, *, last_seq: int, count: int) -> list[Any]:
 
 def session(flat: Sequence[Any], events: list[Event] | None = None) -> Session:
     """Build a session from its hash fields (header, ``s:`` state, ``m:`` metadata)."""
-    head: dict[str, str] = {}
+    head: dict[str, Any] = {}  # raw values: int() takes bytes, only the texts are decoded
     session_state: dict[str, Any] = {}
     metadata: dict[str, Any] = {}
-    for name, value in _fields(flat):
-        if name.startswith("s:"):
+    it = iter(flat)
+    for raw, value in zip(it, it, strict=True):
+        name = raw.decode() if isinstance(raw, bytes) else raw
+        scope = name[:2]
+        if scope == "s:":
             session_state[name[2:]] = json.loads(value)
-        elif name.startswith("m:"):
+        elif scope == "m:":
             metadata[name[2:]] = json.loads(value)
         else:
-            head[name] = text(value)
+            head[name] = value
     exp = head.get("exp")
-    return Session.model_construct(
-        id=head["id"],
-        app_name=head["app"],
-        user_id=head["user"],
-        parent_id=head.get("parent"),
-        root_id=head["root"],
+    parent = head.get("parent")
+    return stored_session(
+        id=text(head["id"]),
+        app_name=text(head["app"]),
+        user_id=text(head["user"]),
+        parent_id=None if parent is None else text(parent),
+        root_id=text(head["root"]),
         depth=int(head["depth"]),
         created_at=from_micros(int(head["created"])),
         updated_at=from_micros(int(head["upd"])),
@@ -116,5 +120,5 @@ def session(flat: Sequence[Any], events: list[Event] | None = None) -> Session:
         metadata=metadata,
         event_count=int(head["count"]),
         last_seq=int(head["last_seq"]),
-        events=events if events is not None else [],
+        events=events,
     )

@@ -38,6 +38,7 @@ from sessionhub.backend_tools import (
     event_from_json,
     event_to_json,
     from_micros,
+    stored_session,
     to_micros,
 )
 from sessionhub_sqlite._errors import UnreadableRecord
@@ -130,8 +131,18 @@ def _live(expires_at: int | None, now: int) -> bool:
     return expires_at is None or expires_at > now
 
 
-def _session_from_row(row: tuple[Any, ...], events: list[Event] | None = None) -> Session:
-    return Session.model_construct(
+def _object(text: str) -> dict[str, Any]:
+    return {} if text == "{}" else cast(dict[str, Any], json.loads(text))  # "{}": most metadata
+
+
+def _session_from_row(
+    row: tuple[Any, ...],
+    events: list[Event] | None = None,
+    objects: tuple[dict[str, Any], dict[str, Any]] | None = None,
+) -> Session:
+    """The session of a ``_SESSION_COLUMNS`` row; ``objects``: its state and metadata, decoded."""
+    state, metadata = objects if objects is not None else (_object(row[10]), _object(row[11]))
+    return stored_session(
         id=row[1],
         app_name=row[2],
         user_id=row[3],
@@ -141,11 +152,11 @@ def _session_from_row(row: tuple[Any, ...], events: list[Event] | None = None) -
         created_at=from_micros(row[7]),
         updated_at=from_micros(row[8]),
         expires_at=_optional_datetime(row[9]),
-        state=json.loads(row[10]),
-        metadata=json.loads(row[11]),
+        state=state,
+        metadata=metadata,
         event_count=row[12],
         last_seq=row[13],
-        events=events if events is not None else [],
+        events=events,
     )
 
 
