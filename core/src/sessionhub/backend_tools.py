@@ -167,6 +167,10 @@ def stored_session(
     ``state`` and ``metadata`` fresh dicts the caller hands over). It costs about a
     third of ``Session.model_construct`` and gives an equal object; data from
     outside (an import, a restore) goes through ``Session.model_validate`` instead.
+    It fills the instance slots pydantic 2 gives every model (``__dict__``,
+    ``__pydantic_fields_set__``, ``__pydantic_extra__``, ``__pydantic_private__``),
+    which is why the core requires ``pydantic<3``; a test compares the result with
+    a validated ``Session`` (equality, dump, copy, JSON round trip).
     """
     session = _new_session(Session)
     _set(
