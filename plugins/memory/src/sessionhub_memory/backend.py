@@ -414,6 +414,9 @@ def _window(record: _Record, window: EventWindow) -> list[str]:
     start = 0
     if window.after_seq is not None:
         start = bisect.bisect_right(record.seqs, window.after_seq)
+    if window.after_time is None and window.last_n is not None:
+        # Slice only the newest last_n: the read costs the window, not the history.
+        start = max(start, len(record.events) - window.last_n)
     texts = record.events[start:]
     if window.after_time is not None:
         after = window.after_time
