@@ -52,6 +52,7 @@ from sessionhub_postgres._codec import (
     session_from_row,
 )
 from sessionhub_postgres._errors import is_connection_error, storage_error
+from sessionhub_postgres._pool import acquire, keep_session
 from sessionhub_postgres._schema import SCHEMA_VERSION, Names, SchemaTooNew, migrate
 from sessionhub_postgres._settings import DEFAULT_URL, PostgresSettings, driver_dsn
 from sessionhub_postgres._statements import Statements
@@ -66,7 +67,6 @@ PURGE_BATCH = 500
 """Sessions (or states) one purge statement deletes at most; purge repeats until done."""
 
 _NOT_FOUND, _CONFLICT = 1, 2  # the functions' r_status besides 0
-_TIMEOUT = getattr(asyncio, "timeout", None)  # Python 3.11+
 
 
 def app_refresh_step(expiry: Expiry) -> timedelta:
@@ -140,7 +140,7 @@ class PostgresBackend(Backend):
                     command_timeout=settings.command_timeout,
                     statement_cache_size=settings.statement_cache_size,
                     max_inactive_connection_lifetime=settings.max_inactive_connection_lifetime,
-                    reset=_keep_session,
+                    reset=keep_session,
                 )
             await self._run(lambda conn: migrate(conn, self.names), retry=True, opening=True)
         except SchemaTooNew as exc:
@@ -196,7 +196,7 @@ class PostgresBackend(Backend):
             try:
                 if not self._held_busy and pool is not self._injected and not opening:
                     return await self._run_held(pool, work)
-                conn = await _acquire(pool, self.settings.pool_timeout)
+                conn = await acquire(pool, self.settings.pool_timeout)
                 try:
                     return await work(conn)
                 finally:
@@ -222,12 +222,12 @@ class PostgresBackend(Backend):
             if self._held is None:
                 if self.settings.max_pool_size < 2:
                     # Held, the only connection would starve every concurrent call.
-                    conn = await _acquire(pool, self.settings.pool_timeout)
+                    conn = await acquire(pool, self.settings.pool_timeout)
                     try:
                         return await work(conn)
                     finally:
                         await pool.release(conn, timeout=self.settings.pool_timeout)
-                self._held = await _acquire(pool, self.settings.pool_timeout)
+                self._held = await acquire(pool, self.settings.pool_timeout)
             conn = self._held
             kept = False
             try:
@@ -583,28 +583,6 @@ class PostgresBackend(Backend):
                 if removed < PURGE_BATCH:
                     break
         return total
-
-
-async def _keep_session(connection: Any) -> None:
-    """Release a connection to the backend's own pool as it is.
-
-    asyncpg's default reset costs a round trip on every release (``RESET ALL``,
-    ``UNLISTEN *``...); the backend changes no session state (every name is
-    qualified, no ``SET``, only transaction-scoped advisory locks), and asyncpg
-    still rolls back a transaction left open before calling this.
-    """
-
-
-async def _acquire(pool: Any, timeout: float | None) -> Connection:
-    """A connection from ``pool``, waiting at most ``timeout`` seconds for a free one.
-
-    asyncpg's own ``acquire(timeout=...)`` wraps the wait in a new task (one more
-    event-loop turn per call); ``asyncio.timeout`` (Python 3.11+) bounds it in place.
-    """
-    if _TIMEOUT is None or timeout is None:
-        return await pool.acquire(timeout=timeout)
-    async with _TIMEOUT(timeout):
-        return await pool.acquire()
 
 
 async def _purge(query: str, now: datetime, conn: Connection) -> int:

@@ -81,8 +81,9 @@ from sessionhub import (
     StateKey,
     StoredSession,
 )
-from sessionhub.backend_tools import check_retry, mask_url, to_micros
+from sessionhub.backend_tools import mask_url, to_micros
 from sessionhub_redis import _app_index, _codec
+from sessionhub_redis._conflicts import VERIFY_ROUNDS, stored_event, verified
 from sessionhub_redis._connect import Connection, connect
 from sessionhub_redis._driver import ConnectionCache
 from sessionhub_redis._keys import KeyLayout, escape
@@ -417,12 +418,12 @@ class RedisBackend(HistoryRewrites, Backend):
                 for event, delta in zip(request.events, request.deltas, strict=True)
             ],
         )
-        for _ in range(_VERIFY_ROUNDS):
+        for _ in range(VERIFY_ROUNDS):
             reply = decode_append(await topology.run(APPEND, args))
             if not isinstance(reply, Unverified):
                 break
             # A batch mixing new and stored ids: compare the stored events, then name them.
-            args.verified = _verified(key, request.events, reply)
+            args.verified = verified(key, request.events, reply)
         else:
             raise ConflictError(
                 f"Session {key.session_id!r} kept changing while this append compared its "
@@ -441,7 +442,7 @@ class RedisBackend(HistoryRewrites, Backend):
                 stored.append(event)
                 app_delta.update(request.deltas[index].app)
             else:
-                stored.append(_stored_event(key, event.id, seq, text))
+                stored.append(stored_event(key, event.id, seq, text))
         if app_delta:  # on Cluster, applied in the app's slot now
             await topology.app_written(
                 key.app_name,
@@ -582,35 +583,6 @@ class RedisBackend(HistoryRewrites, Backend):
         to do more here would take ``SCAN``, which this backend never uses.
         """
         return 0
-
-
-_VERIFY_ROUNDS = 5
-"""How often an append re-compares stored events before giving up: each round means another
-writer popped, replaced or trimmed the batch's stored events in between."""
-
-
-def _stored_event(key: SessionKey, event_id: str, seq: int, text: bytes) -> Event:
-    """The event stored under ``event_id``, from the JSON the script returned for it."""
-    if not text:
-        raise ConflictError(
-            f"Event {event_id!r} is recorded in session {key.session_id!r} with seq "
-            f"{seq}, but its record is missing (the session's keys were changed "
-            "outside sessionhub)."
-        )
-    return Event.model_validate_json(text)
-
-
-def _verified(key: SessionKey, events: list[Event], reply: Unverified) -> list[Any]:
-    """``[id, seq, ...]`` of the stored events equal to the requested ones.
-
-    ``ConflictError`` (nothing written) when one is stored with other content.
-    """
-    verified: list[Any] = []
-    for event, seq, text in zip(events, reply.seqs, reply.stored, strict=True):
-        if seq is not None and text is not None:
-            check_retry(event, _stored_event(key, event.id, seq, text))
-            verified += [event.id, seq]
-    return verified
 
 
 def _parts(key: SessionKey) -> tuple[str, str, str]:
