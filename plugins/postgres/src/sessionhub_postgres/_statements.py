@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sessionhub_postgres._append import APPEND_ARGUMENTS
 from sessionhub_postgres._schema import Names
 
 __all__ = ["Statements"]
@@ -68,7 +69,7 @@ class Statements:
             read_session=_call(names.read_session, 7),
             read_session_refresh=_call(names.read_session_refresh, 11),
             create_session=_call(names.create_session, 18),
-            append=_call(names.append, 16),
+            append=_call(names.append, APPEND_ARGUMENTS),
             update_session=_call(names.update_session, 15),
             pop_event=_call(names.pop_event, 5),
             replace_events=_call(names.replace_events, 10),
