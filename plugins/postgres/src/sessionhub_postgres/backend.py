@@ -367,21 +367,22 @@ class PostgresBackend(Backend):
         A batch reusing a stored id takes two more calls (see :mod:`._append`): its
         stored events are compared before anything is written.
         """
+        return await append_batch(self._send_append, request)
+
+    async def _send_append(self, args: tuple[Any, ...]) -> Any:
+        """Call the append function; ``None`` if it met a stored id (and so wrote nothing)."""
         query = self._sql.append
 
-        async def send(args: tuple[Any, ...]) -> Any:
-            async def call(conn: Connection) -> Any:
-                try:
-                    return await conn.fetchrow(query, *args)
-                except asyncpg.PostgresError as exc:
-                    if exc.sqlstate == STORED_IDS:
-                        return None  # rolled back: nothing of the batch was written
-                    raise
+        async def call(conn: Connection) -> Any:
+            try:
+                return await conn.fetchrow(query, *args)
+            except asyncpg.PostgresError as exc:
+                if exc.sqlstate == STORED_IDS:
+                    return None  # rolled back: nothing of the batch was written
+                raise
 
-            # A repeat stores nothing twice: a stored id sends the batch to the check.
-            return await self._run(call, retry=True)
-
-        return await append_batch(send, request)
+        # A repeat stores nothing twice: a stored id sends the batch to the check.
+        return await self._run(call, retry=True)
 
     async def pop_event(self, key: SessionKey, expiry: Expiry) -> Event | None:
         """Delete and return the newest event in one call; ``last_seq`` stays."""
