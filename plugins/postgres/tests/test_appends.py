@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from sessionhub import ConflictError, Event, TextPart
+from sessionhub_postgres._append import STORED_MET
 from sessionhub_postgres.backend import PostgresBackend
 
 pytestmark = pytest.mark.asyncio
@@ -43,12 +44,12 @@ async def test_a_stored_event_popped_while_compared_is_compared_again(
         stored = _event("a", "first", n=1)
         await svc.append(("alice", "s1"), stored)
         send = backend._send_append
-        replies: list[int | None] = []
+        replies: list[object] = []
 
-        async def popping_send(args: tuple[Any, ...]) -> Any:
-            row = await send(args)
-            replies.append(None if row is None else row[0])
-            if row is not None and row[0] == 3 and len(replies) == 2:
+        async def popping_send(query: str, args: tuple[Any, ...]) -> Any:
+            row = await send(query, args)
+            replies.append("stored" if row is STORED_MET else row[0])
+            if replies == ["stored", 3]:
                 assert await svc.pop_event("alice", "s1") is not None  # "a" goes
             return row
 
@@ -57,9 +58,9 @@ async def test_a_stored_event_popped_while_compared_is_compared_again(
             result = await svc.append(("alice", "s1"), [stored, _event("new", "second", m=2)])
         finally:
             del backend._send_append
-        # Fast path met "a"; the check returned it; the write found it gone (compared
-        # again: nothing stored); the last call stored both as new events.
-        assert replies == [None, 3, 3, 0]
+        # The plain statement met "a"; the check returned it; the write found it gone
+        # (compared again: nothing stored); the last call stored both as new events.
+        assert replies == ["stored", 3, 3, 0]
         assert [(e.id, e.seq) for e in result] == [("a", 2), ("new", 3)]
         got = await svc.get_session("alice", "s1")
         assert got is not None and [e.id for e in got.events] == ["a", "new"]

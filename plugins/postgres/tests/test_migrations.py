@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from sessionhub import BackendError, ConfigError, ConflictError, Event
-from sessionhub_postgres._append import APPEND_ARGUMENTS
+from sessionhub_postgres._functions import APPEND_ARGUMENTS
 from sessionhub_postgres._schema import SCHEMA_VERSION
 from sessionhub_postgres.backend import PostgresBackend
 from sessionhub_postgres.testing import drop_schema, scratch_schema

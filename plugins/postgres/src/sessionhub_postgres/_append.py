@@ -1,12 +1,13 @@
 """An append as the backend sends it, and a batch reusing stored ids compared before it writes.
 
-The usual batch (new ids only) is one call of the ``append`` function. A batch
-holding an id stored already makes that call write nothing (the function raises
-``STORED_IDS``, rolling itself back); it is sent again in check mode, which
+The usual batch (new ids, no trim, no user or app delta) is one plain statement
+(``Statements.append_plain``); any other one call of the ``append`` function. A
+batch holding an id stored already makes either write nothing (they raise
+``STORED_IDS``, rolling themselves back); it is sent again in check mode, which
 returns the stored events of the batch without writing. They are compared with
 the requested ones (``check_retry``: ``ConflictError``, nothing written, if one
-differs), and the third call writes the new events, provided the stored ones
-are still those compared.
+differs), and the next call writes the new events, provided the stored ones are
+still those compared.
 """
 
 from __future__ import annotations
@@ -24,18 +25,19 @@ from sessionhub import (
 )
 from sessionhub.backend_tools import check_retry, event_from_json
 from sessionhub_postgres._codec import encode_delta, event_columns
+from sessionhub_postgres._statements import Statements
 
-__all__ = ["APPEND_ARGUMENTS", "VERIFY_ROUNDS", "Send", "append", "moved_on"]
+__all__ = ["STORED_MET", "VERIFY_ROUNDS", "Send", "append", "moved_on"]
 
-APPEND_ARGUMENTS = 21
-"""How many parameters the ``append`` function takes."""
+STORED_MET: Any = object()
+"""What ``Send`` returns when the statement met a stored id (and so wrote nothing)."""
 
 VERIFY_ROUNDS = 5
 """How often an append compares stored events before giving up: each further round
 means another writer popped, replaced or trimmed them in between."""
 
-Send = Callable[[tuple[Any, ...]], Awaitable[Any]]
-"""Calls the ``append`` function with these arguments; ``None`` when it met stored ids."""
+Send = Callable[[str, tuple[Any, ...]], Awaitable[Any]]
+"""Sends a statement with its arguments; returns its row, ``None`` (no row) or ``STORED_MET``."""
 
 _NOT_FOUND, _MOVED_ON, _UNCOMPARED = 1, 2, 3  # the function's r_status besides 0
 
@@ -51,8 +53,8 @@ def moved_on(key: SessionKey, expected: int | None, last_seq: int) -> str:
 def _merged_deltas(request: AppendRequest, stored: Container[int]) -> tuple[Any, ...]:
     """The deltas of the events written (not at a ``stored`` position), merged in order.
 
-    A later event's value for a key wins; ``None`` deletes. Keys and set values of the
-    session, user and app scopes, as the function takes them.
+    A later event's value for a key wins; ``None`` deletes. The session, user and app
+    deltas.
     """
     session: dict[str, Any] = {}
     user: dict[str, Any] = {}
@@ -62,7 +64,7 @@ def _merged_deltas(request: AppendRequest, stored: Container[int]) -> tuple[Any,
             session.update(deltas.session)
             user.update(deltas.user)
             app.update(deltas.app)
-    return (*encode_delta(session), *encode_delta(user), *encode_delta(app))
+    return session, user, app
 
 
 def _compared(
@@ -77,28 +79,52 @@ def _compared(
     return dict(zip(positions, seqs, strict=True))
 
 
-async def append(send: Send, request: AppendRequest) -> AppendResult:
+async def append(send: Send, sql: Statements, request: AppendRequest) -> AppendResult:
     """Append ``request`` through ``send``: the events as stored, the session's new counters."""
     key, expiry = request.key, request.expiry
     ids, times, texts = event_columns(request.events, expiry.now)
+    if request.event_limit is None and not any(d.user or d.app for d in request.deltas):
+        session = _merged_deltas(request, ())[0]
+        row = await send(
+            sql.append_plain,
+            (
+                *(key.app_name, key.user_id, key.session_id, expiry.now, expiry.session),
+                *(request.expected_last_seq, ids, times, texts, *encode_delta(session)),
+            ),
+        )
+        if row is not None and row is not STORED_MET:
+            last_seq, event_count = row
+            for seq, event in enumerate(request.events, start=last_seq - len(ids) + 1):
+                event.seq = seq
+            return AppendResult(
+                events=list(request.events),
+                last_seq=last_seq,
+                event_count=event_count,
+                updated_at=expiry.now,
+                expires_at=expiry.session,
+            )
+        check = True  # absent, expired, moved on, or holding stored ids: the function says
+    else:
+        check = False
     head: tuple[Any, ...] = (key.app_name, key.user_id, key.session_id, expiry.now)
     head += (expiry.session, expiry.user, expiry.app, ids, times, texts)
-    check = False
     stored: dict[int, int] = {}  # positions (from 1) compared equal -> their seqs
     for _ in range(VERIFY_ROUNDS):
+        deltas = _merged_deltas(request, stored)
         row = await send(
+            sql.append,
             (
                 *head,
-                *_merged_deltas(request, stored),
+                *(part for delta in deltas for part in encode_delta(delta)),
                 request.event_limit,
                 request.expected_last_seq,
                 check,
                 list(stored),
                 list(stored.values()),
-            )
+            ),
         )
         check = True
-        if row is None:
+        if row is STORED_MET:
             continue  # stored ids met on the fast path: look them up
         status, last_seq, event_count, updated_at, expires_at, old_pos, old_seq, old_data = row
         if status == _UNCOMPARED:

@@ -16,7 +16,7 @@ is ``(old - keys) || set``.
 
 from __future__ import annotations
 
-__all__ = ["NAMES", "SOURCES", "SESSION_COLUMNS", "KEY", "STORED_IDS"]
+__all__ = ["NAMES", "SOURCES", "SESSION_COLUMNS", "KEY", "STORED_IDS", "APPEND_ARGUMENTS"]
 
 SESSION_COLUMNS = (
     "r_pk bigint, r_parent_id text, r_root_id text, r_depth integer, r_created_at timestamptz, "
@@ -143,15 +143,27 @@ BEGIN
 END $$
 """
 
+APPEND_ARGUMENTS = 21
+"""How many parameters the ``append`` function takes."""
+
 STORED_IDS = "SH409"
 """The SQLSTATE ``append`` raises when its fast path met an id already stored (rolled back)."""
 
-# The usual batch (new ids only) is two statements: the session update, which takes the
-# row lock and allocates the seqs, and one insert of every event. A batch reusing a
-# stored id is rare (a retry after a lost answer): the fast path raises STORED_IDS,
-# which rolls back everything, and the backend calls again with p_check, which locks
-# the row first, looks the batch's ids up and writes only if the caller has compared
-# the stored events (p_stored: their positions and seqs as the caller saw them).
+# Raising STORED_IDS from an ON CONFLICT clause rolls back the statement that met an id
+# stored already, whatever it wrote before (see _statements.append_plain).
+_STORED_ID = """
+CREATE FUNCTION {stored_id}() RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'the batch holds an event id stored already' USING ERRCODE = 'SH409';
+END $$
+"""
+
+# The batch's session update, which takes the row lock and allocates the seqs, then one
+# insert of every event. A batch reusing a stored id is rare (a retry after a lost
+# answer): the fast path raises STORED_IDS, which rolls back everything, and the backend
+# calls again with p_check, which locks the row first, looks the batch's ids up and
+# writes only if the caller has compared the stored events (p_stored: their positions
+# and seqs as the caller saw them).
 _APPEND = """
 CREATE FUNCTION {append}(
     p_app text, p_user text, p_sid text, p_now timestamptz, p_session_exp timestamptz,
@@ -166,7 +178,6 @@ LANGUAGE plpgsql AS $$
 DECLARE
     n integer := cardinality(p_ids);
     v_pk bigint;
-    v_rows bigint;
     s record;
 BEGIN
     r_old_pos := '{{}}'; r_old_seq := '{{}}'; r_old_data := '{{}}';
@@ -182,11 +193,7 @@ BEGIN
             INSERT INTO {events} (session_pk, seq, event_id, ts, data)
             SELECT v_pk, r_last_seq - n + x.ord, x.id, x.ts, x.data
             FROM unnest(p_ids, p_ts, p_data) WITH ORDINALITY AS x(id, ts, data, ord)
-            ON CONFLICT (session_pk, event_id) DO NOTHING;
-            GET DIAGNOSTICS v_rows = ROW_COUNT;
-            IF v_rows < n THEN
-                RAISE EXCEPTION 'the batch holds an id stored already' USING ERRCODE = 'SH409';
-            END IF;
+            ON CONFLICT (session_pk, event_id) DO UPDATE SET data = {stored_id}();
         END IF;
     END IF;
     IF v_pk IS NULL THEN
@@ -363,6 +370,7 @@ END $$
 """
 
 SOURCES = (
+    _STORED_ID,
     _PUT_STATE,
     _READ_SESSION,
     _READ_SESSION_REFRESH,
@@ -376,6 +384,7 @@ SOURCES = (
 """Every function's ``CREATE FUNCTION`` template, callees first."""
 
 NAMES = (
+    "stored_id",
     "put_state",
     "read_session",
     "read_session_refresh",

@@ -43,8 +43,8 @@ from sessionhub import (
     StoredSession,
 )
 from sessionhub.backend_tools import check_restorable, event_from_json, mask_url
+from sessionhub_postgres._append import STORED_MET, moved_on
 from sessionhub_postgres._append import append as append_batch
-from sessionhub_postgres._append import moved_on
 from sessionhub_postgres._codec import (
     decode_object,
     encode_delta,
@@ -362,23 +362,22 @@ class PostgresBackend(Backend):
         return [row[0] for row in rows]
 
     async def append(self, request: AppendRequest) -> AppendResult:
-        """Store events, their deltas, the trim and the new times in one function call.
+        """Store events, their deltas, the trim and the new times in one statement.
 
-        A batch reusing a stored id takes two more calls (see :mod:`._append`): its
-        stored events are compared before anything is written.
+        A batch reusing a stored id takes more (see :mod:`._append`): its stored events
+        are compared before anything is written.
         """
-        return await append_batch(self._send_append, request)
+        return await append_batch(self._send_append, self._sql, request)
 
-    async def _send_append(self, args: tuple[Any, ...]) -> Any:
-        """Call the append function; ``None`` if it met a stored id (and so wrote nothing)."""
-        query = self._sql.append
+    async def _send_append(self, query: str, args: tuple[Any, ...]) -> Any:
+        """Send an append statement; ``STORED_MET`` if it met a stored id (and wrote nothing)."""
 
         async def call(conn: Connection) -> Any:
             try:
                 return await conn.fetchrow(query, *args)
             except asyncpg.PostgresError as exc:
                 if exc.sqlstate == STORED_IDS:
-                    return None  # rolled back: nothing of the batch was written
+                    return STORED_MET  # rolled back: nothing of the batch was written
                 raise
 
         # A repeat stores nothing twice: a stored id sends the batch to the check.
