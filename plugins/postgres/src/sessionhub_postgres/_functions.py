@@ -1,4 +1,7 @@
-"""The server-side functions: each write primitive is one call, one round trip, one transaction.
+"""The server-side functions: a write primitive is one call, one round trip, one transaction.
+
+The usual append is a plain statement instead (``_statements.append_plain``); the
+``append`` function takes every other batch.
 
 Templates for :meth:`Names.fill <sessionhub_postgres._schema.Names.fill>`:
 ``{sessions}`` and the like become qualified table or function names, ``{{``

@@ -1,10 +1,11 @@
 """The PostgreSQL backend: an asyncpg pool, one statement (one round trip) per primitive.
 
-Each write primitive is one call of a server-side function
-(:mod:`sessionhub_postgres._functions`) sent in autocommit mode: one round trip
-and one transaction. A session's seqs are allocated under a row lock on its
-session row, so any number of writers in any number of processes and hosts
-append safely, and writers of different sessions never wait for each other.
+Each write primitive is one statement sent in autocommit mode, one round trip and
+one transaction: the usual append a plain statement (:mod:`._append`), every other
+write a call of a server-side function (:mod:`sessionhub_postgres._functions`).
+A session's seqs are allocated under a row lock on its session row, so any number
+of writers in any number of processes and hosts append safely, and writers of
+different sessions never wait for each other.
 Reads that write nothing are single statements, one snapshot.
 
 Durability is the server's: an acknowledged primitive has committed with the
