@@ -50,15 +50,17 @@ def moved_on(key: SessionKey, expected: int | None, last_seq: int) -> str:
     )
 
 
-def _merged_deltas(request: AppendRequest, stored: Container[int]) -> tuple[Any, ...]:
-    """The deltas of the events written (not at a ``stored`` position), merged in order.
+Delta = dict[str, Any]
 
-    A later event's value for a key wins; ``None`` deletes. The session, user and app
-    deltas.
+
+def _merged_deltas(request: AppendRequest, stored: Container[int]) -> tuple[Delta, Delta, Delta]:
+    """The session, user and app deltas of the events written (not at ``stored`` positions).
+
+    Merged in order: a later event's value for a key wins; ``None`` deletes.
     """
-    session: dict[str, Any] = {}
-    user: dict[str, Any] = {}
-    app: dict[str, Any] = {}
+    session: Delta = {}
+    user: Delta = {}
+    app: Delta = {}
     for position, deltas in enumerate(request.deltas, start=1):
         if position not in stored:
             session.update(deltas.session)
