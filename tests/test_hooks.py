@@ -279,6 +279,10 @@ class EveryHook:
     def sessionhub_session_deleted(self, app_name, user_id, session_id):
         pass
 
+    @hookimpl
+    def sessionhub_wrap_operation(self, operation):
+        return None
+
 
 class EveryHookAsync(EveryHook):
     """The same, with the hooks that may be async written as ``async def``."""

@@ -10,6 +10,8 @@ before it finished, awaited if it is a coroutine. They cannot be
 ``wrapper=True`` / ``hookwrapper=True`` implementations (a wrapper could not
 wait for them), nor can ``sessionhub_wrap_backend``'s; a plugin that tries is
 refused when it is registered, with an error naming it and the hook.
+``sessionhub_wrap_operation`` is synchronous and returns a context manager the
+service runs around the operation; it refuses wrappers and ``async def`` too.
 
 Implement a hook with the marker::
 
@@ -22,18 +24,29 @@ Implement a hook with the marker::
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Sequence
+import inspect
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 if TYPE_CHECKING:
     from sessionhub.backend import Backend, BackendInfo
     from sessionhub.models import Event, Session
+    from sessionhub.service import SessionHistoryService
     from sessionhub.settings import SessionHubSettings
 
-__all__ = ["PROJECT_NAME", "AWAITED_HOOKS", "hookspec", "hookimpl", "AppendContext"]
+__all__ = [
+    "PROJECT_NAME",
+    "AWAITED_HOOKS",
+    "hookspec",
+    "hookimpl",
+    "AppendContext",
+    "Operation",
+]
 
 PROJECT_NAME = "sessionhub"
 """The pluggy project name and the entry point group plugins register under."""
@@ -68,6 +81,54 @@ class AppendContext:
     """The events about to be stored, in order; ids and timestamps are already set."""
 
 
+class Operation:
+    """A service operation, as ``sessionhub_wrap_operation`` sees it.
+
+    One is made per call of a public operation of ``SessionHistoryService``
+    while some plugin implements that hook. ``arguments`` are the caller's,
+    as given (event content included): an observer that exports what it sees
+    should pick what it needs and leave content out.
+    """
+
+    __slots__ = ("_arguments", "_method", "args", "kwargs", "name", "result", "service")
+
+    def __init__(
+        self,
+        name: str,
+        service: SessionHistoryService,
+        method: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> None:
+        self.name: str = name
+        """The operation: the service method's name (``"append"``, ``"get_session"``...)."""
+        self.service: SessionHistoryService = service
+        """The service running it: its ``app_name``, ``backend`` and ``settings``."""
+        self.args: tuple[Any, ...] = args
+        """The positional arguments as the caller passed them."""
+        self.kwargs: dict[str, Any] = kwargs
+        """The keyword arguments as the caller passed them."""
+        self.result: Any = None
+        """What the operation returned; set just before the context managers exit
+        (``None`` until then, and when it raised)."""
+        self._method = method
+        self._arguments: Mapping[str, Any] | None = None
+
+    @property
+    def arguments(self) -> Mapping[str, Any]:
+        """Every argument by parameter name, defaults filled in (read-only, computed once)."""
+        if self._arguments is None:
+            bound = inspect.signature(self._method).bind(self.service, *self.args, **self.kwargs)
+            bound.apply_defaults()
+            values = dict(bound.arguments)
+            values.pop(next(iter(values)))  # the service itself
+            self._arguments = MappingProxyType(values)
+        return self._arguments
+
+    def __repr__(self) -> str:
+        return f"<Operation {self.name} app={self.service.app_name!r}>"
+
+
 # --- registration -------------------------------------------------------------
 
 
@@ -99,6 +160,29 @@ def sessionhub_wrap_backend(backend: Backend, settings: SessionHubSettings) -> B
 
 
 # --- around operations --------------------------------------------------------
+
+
+@hookspec
+def sessionhub_wrap_operation(operation: Operation) -> AbstractContextManager[Any] | None:
+    """Return a context manager to run around a service operation (tracing, metrics), or None.
+
+    Called when a public operation of the service starts (``append``,
+    ``get_session``, ``list_sessions``... every name in
+    ``sessionhub.OPERATIONS``), before its input is checked, and only while
+    some plugin implements this hook. The context managers returned are
+    entered at once, in call order, and exited in reverse order when the
+    operation returns (``operation.result`` is set first) or raises (the
+    exception is passed to ``__exit__``, which cannot suppress it: its return
+    value is ignored). Everything runs in the caller's task and context, so a
+    context variable set on entering (the current span) is seen by the backend
+    and by the operations an operation is built from (``clear_events`` runs
+    ``replace_events``, ``delete_session`` runs ``list_sessions``): theirs
+    nest inside it. The implementation must be synchronous and cheap when it
+    has nothing to do: it runs on every operation.
+
+    :param operation: The ``Operation`` about to run.
+    :returns: A context manager (``__enter__`` / ``__exit__``), or ``None``.
+    """
 
 
 @hookspec

@@ -24,6 +24,7 @@ from sessionhub._conversation import Conversation, StateModule, restore_modules,
 from sessionhub._history import EventInput, HistoryOperations
 from sessionhub._lifecycle import BackendRunner, build_backend, wrap_backend
 from sessionhub._listing import MAX_PAGE_SIZE, ListingOperations
+from sessionhub._operations import operation
 from sessionhub.backend import (
     Backend,
     EventWindow,
@@ -202,6 +203,7 @@ class SessionHistoryService(HistoryOperations, ListingOperations):
     ) -> None:
         await self.stop()
 
+    @operation
     async def health(self) -> HealthStatus:
         """Ping the backend and report whether it answered and how fast."""
         began = time.perf_counter()
@@ -226,6 +228,7 @@ class SessionHistoryService(HistoryOperations, ListingOperations):
 
     # --- sessions --------------------------------------------------------------
 
+    @operation
     async def create_session(
         self,
         user_id: str,
@@ -267,6 +270,7 @@ class SessionHistoryService(HistoryOperations, ListingOperations):
         await call_hook(self.plugin_manager, "sessionhub_session_created", session=created)
         return created
 
+    @operation
     async def spawn_child(
         self,
         parent: Session,
@@ -280,6 +284,7 @@ class SessionHistoryService(HistoryOperations, ListingOperations):
             parent.user_id, session_id, state=state, metadata=metadata, parent=parent
         )
 
+    @operation
     async def get_session(
         self,
         user_id: str,
@@ -311,6 +316,7 @@ class SessionHistoryService(HistoryOperations, ListingOperations):
         )
         return None if stored is None else self._merged(stored)
 
+    @operation
     async def update_session(
         self,
         user_id: str,
@@ -332,6 +338,7 @@ class SessionHistoryService(HistoryOperations, ListingOperations):
         stored = await self.backend.update_session(key, deltas, meta, self._expiry(self._clock()))
         return self._merged(stored)
 
+    @operation
     async def delete_session(self, user_id: str, session_id: str, *, cascade: bool = True) -> bool:
         """Delete a session and its events; with ``cascade``, its descendants too.
 
@@ -378,6 +385,7 @@ class SessionHistoryService(HistoryOperations, ListingOperations):
 
     # --- state -----------------------------------------------------------------
 
+    @operation
     async def get_app_state(self) -> dict[str, Any]:
         """Return the app state (keys without the ``app:`` prefix)."""
         await self._ready()
@@ -385,6 +393,7 @@ class SessionHistoryService(HistoryOperations, ListingOperations):
             StateKey.app(self.app_name), self._expiry(self._clock()), refresh=self._sliding
         )
 
+    @operation
     async def get_user_state(self, user_id: str) -> dict[str, Any]:
         """Return a user's state (keys without the ``user:`` prefix)."""
         user_id = self._user(user_id)
@@ -395,6 +404,7 @@ class SessionHistoryService(HistoryOperations, ListingOperations):
             refresh=self._sliding,
         )
 
+    @operation
     async def update_app_state(self, delta: Mapping[str, Any]) -> dict[str, Any]:
         """Apply a delta to the app state atomically (``None`` deletes); return the new state."""
         clean = _validate.scope_delta(delta, APP_PREFIX)
@@ -403,6 +413,7 @@ class SessionHistoryService(HistoryOperations, ListingOperations):
             StateKey.app(self.app_name), clean, self._expiry(self._clock())
         )
 
+    @operation
     async def update_user_state(self, user_id: str, delta: Mapping[str, Any]) -> dict[str, Any]:
         """Apply a delta to a user's state atomically (``None`` deletes); return the new state."""
         user_id = self._user(user_id)
@@ -414,7 +425,8 @@ class SessionHistoryService(HistoryOperations, ListingOperations):
 
     # --- agent snapshots (AgentScope's StateModule protocol) ---------------------
 
-    async def save_state(self, user_id: str, session_id: str, **modules: StateModule) -> None:
+    @operation
+    async def save_state(self, /, user_id: str, session_id: str, **modules: StateModule) -> None:
         """Store each module's ``state_dict()`` in the session (created if missing).
 
         Each module is kept under the session state key ``snapshot:<name>``;
@@ -426,8 +438,15 @@ class SessionHistoryService(HistoryOperations, ListingOperations):
         except SessionNotFound:
             await self.create_session(user_id, session_id, state=delta)
 
+    @operation
     async def load_state(
-        self, user_id: str, session_id: str, *, allow_not_exist: bool = True, **modules: StateModule
+        self,
+        /,
+        user_id: str,
+        session_id: str,
+        *,
+        allow_not_exist: bool = True,
+        **modules: StateModule,
     ) -> None:
         """Restore modules saved by ``save_state`` with ``load_state_dict``.
 
@@ -461,6 +480,7 @@ class SessionHistoryService(HistoryOperations, ListingOperations):
 
     # --- maintenance -------------------------------------------------------------
 
+    @operation
     async def purge_expired(self) -> int:
         """Reclaim the storage of expired sessions and states now; return how many went."""
         await self._ready()
