@@ -24,6 +24,7 @@ Implement a hook with the marker::
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -118,7 +119,7 @@ class Operation:
     def arguments(self) -> Mapping[str, Any]:
         """Every argument by parameter name, defaults filled in (read-only, computed once)."""
         if self._arguments is None:
-            bound = inspect.signature(self._method).bind(self.service, *self.args, **self.kwargs)
+            bound = _signature(self._method).bind(self.service, *self.args, **self.kwargs)
             bound.apply_defaults()
             values = dict(bound.arguments)
             values.pop(next(iter(values)))  # the service itself
@@ -127,6 +128,11 @@ class Operation:
 
     def __repr__(self) -> str:
         return f"<Operation {self.name} app={self.service.app_name!r}>"
+
+
+@functools.lru_cache(maxsize=None)
+def _signature(method: Callable[..., Any]) -> inspect.Signature:
+    return inspect.signature(method)
 
 
 # --- registration -------------------------------------------------------------
