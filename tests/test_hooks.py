@@ -349,7 +349,7 @@ def plugin_with_wrapper(hook_name: str, style: str):
     return plugin
 
 
-REFUSED = [*sorted(hookspecs.AWAITED_HOOKS), "sessionhub_wrap_backend"]
+REFUSED = [*sorted(hookspecs.AWAITED_HOOKS), "sessionhub_wrap_backend", "sessionhub_wrap_operation"]
 
 
 @pytest.mark.parametrize("style", ["wrapper", "hookwrapper"])

@@ -130,7 +130,7 @@ class Operation:
         return f"<Operation {self.name} app={self.service.app_name!r}>"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _signature(method: Callable[..., Any]) -> inspect.Signature:
     return inspect.signature(method)
 

@@ -46,7 +46,9 @@ except importlib.metadata.PackageNotFoundError:  # pragma: no cover -- run from 
 
 def _records(provider: object) -> bool:
     """Whether a provider records: the API's own (proxy until one is set, no-op) do not."""
-    return not type(provider).__module__.startswith(("opentelemetry.trace", "opentelemetry.metrics"))
+    return not type(provider).__module__.startswith(
+        ("opentelemetry.trace", "opentelemetry.metrics")
+    )
 
 
 class Instruments:

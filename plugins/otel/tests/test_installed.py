@@ -1,0 +1,104 @@
+"""The installed plugin: found by its entry point, disabled by the settings, silent without a provider."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from opentelemetry import metrics, trace
+
+from sessionhub import SessionHistoryService, SessionHubSettings, get_plugin_manager
+from sessionhub.hookspecs import Operation
+from sessionhub_otel import plugin
+
+
+def run_python(code: str, tmp_path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SESSIONHUB_", "OTEL_"))}
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=120,
+        check=True,
+    )
+
+
+def test_installing_registers_it_and_the_plugin_settings_disable_it(monkeypatch):
+    monkeypatch.delenv("SESSIONHUB_DISABLE_PLUGINS", raising=False)
+    pm = get_plugin_manager(load=None, disable=[])
+    assert pm.records["otel"].distribution == "sessionhub-otel"
+    assert pm.get_plugin("otel") is plugin
+    hooks = [caller.name for caller in pm.get_hookcallers(plugin) or []]
+    assert hooks == ["sessionhub_wrap_operation"]
+    for name in ("otel", "sessionhub-otel"):
+        monkeypatch.setenv("SESSIONHUB_DISABLE_PLUGINS", name)
+        assert "otel" not in get_plugin_manager().records
+
+
+@pytest.mark.asyncio
+async def test_without_a_provider_the_installed_plugin_records_nothing():
+    if not type(trace.get_tracer_provider()).__module__.startswith("opentelemetry.trace") or (
+        not type(metrics.get_meter_provider()).__module__.startswith("opentelemetry.metrics")
+    ):
+        pytest.skip("a global OpenTelemetry provider is set in this process")
+    svc = SessionHistoryService(settings=SessionHubSettings.isolated(url="memory://"))
+    assert svc.plugin_manager.get_plugin("otel") is plugin
+    async with svc:
+        await svc.create_session("alice", "s1")
+        operation = Operation("get_app_state", svc, SessionHistoryService.get_app_state, (), {})
+        assert plugin.sessionhub_wrap_operation(operation) is None
+
+
+def test_a_process_that_never_imports_opentelemetry_does_not_import_it(tmp_path):
+    result = run_python(
+        """
+        import asyncio, sys
+        from sessionhub import SessionHistoryService
+
+        async def main():
+            async with SessionHistoryService(url="memory://") as svc:
+                assert svc.plugin_manager.get_plugin("otel") is not None
+                await svc.create_session("alice", "s1")
+                await svc.append(("alice", "s1"), "hello")
+            print(sorted(name for name in sys.modules if name.startswith("opentelemetry")))
+
+        asyncio.run(main())
+        """,
+        tmp_path,
+    )
+    assert result.stdout.strip() == "[]"
+
+
+def test_the_global_providers_the_application_sets_are_used(tmp_path):
+    result = run_python(
+        """
+        import asyncio, json
+        from opentelemetry import trace
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+        from sessionhub import SessionHistoryService
+
+        service = SessionHistoryService(url="memory://")  # built before the provider is set
+        exporter = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        trace.set_tracer_provider(provider)
+
+        async def main():
+            async with service as svc:
+                await svc.create_session("alice", "s1")
+                await svc.append(("alice", "s1"), "hello")
+
+        asyncio.run(main())
+        print(json.dumps([[s.name, s.attributes["db.system.name"]] for s in exporter.get_finished_spans()]))
+        """,
+        tmp_path,
+    )
+    assert json.loads(result.stdout) == [["create_session", "memory"], ["append", "memory"]]

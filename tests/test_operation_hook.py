@@ -1,0 +1,211 @@
+"""``sessionhub_wrap_operation``: context managers from plugins around every service operation."""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+
+import pytest
+
+from sessionhub import (
+    OPERATIONS,
+    ConfigError,
+    Operation,
+    PluginLoadError,
+    SessionHistoryService,
+    SessionHubSettings,
+    SessionNotFound,
+    get_plugin_manager,
+    hookimpl,
+)
+from sessionhub_memory.backend import MemoryBackend
+
+
+class Watcher:
+    """Records each operation it wraps: its name, arguments, result or error, and nesting."""
+
+    def __init__(self) -> None:
+        self.log: list[tuple] = []
+        self.depth = 0
+
+    @hookimpl
+    def sessionhub_wrap_operation(self, operation: Operation):
+        @contextlib.contextmanager
+        def around():
+            self.log.append(("enter", operation.name, self.depth))
+            self.depth += 1
+            try:
+                yield
+            except BaseException as exc:
+                self.log.append(("error", operation.name, type(exc).__name__))
+                raise
+            finally:
+                self.depth -= 1
+            self.log.append(("exit", operation.name, operation.result))
+
+        return around()
+
+
+def service(*plugins) -> SessionHistoryService:
+    pm = get_plugin_manager(entry_points=False)
+    for index, plugin in enumerate(plugins):
+        pm.register(plugin, name=f"plugin-{index}")
+    return SessionHistoryService(
+        MemoryBackend(),
+        settings=SessionHubSettings.isolated(purge_interval=None),
+        plugin_manager=pm,
+    )
+
+
+def test_operations_names_every_public_coroutine_method_of_the_service():
+    public = {
+        name
+        for name, member in inspect.getmembers(SessionHistoryService)
+        if not name.startswith("_") and inspect.iscoroutinefunction(member)
+    }
+    assert public - {"start", "stop"} == set(OPERATIONS)
+    for name in OPERATIONS:  # each one is wrapped, and keeps its name, docs and signature
+        method = getattr(SessionHistoryService, name)
+        assert method.__wrapped__.__name__ == name
+        assert method.__doc__ and inspect.signature(method) == inspect.signature(method.__wrapped__)
+
+
+@pytest.mark.asyncio
+async def test_every_operation_is_wrapped_once_with_its_result():
+    watcher = Watcher()
+    async with service(watcher) as svc:
+        session = await svc.create_session("alice", "s1", state={"k": 1})
+        watcher.log.clear()
+        stored = await svc.append(session, ["hello", "world"])
+        got = await svc.get_session("alice", "s1", last_n=1)
+    assert watcher.log == [
+        ("enter", "append", 0),
+        ("exit", "append", stored),
+        ("enter", "get_session", 0),
+        ("exit", "get_session", got),
+    ]
+    assert [e.text for e in got.events] == ["world"]
+
+
+@pytest.mark.asyncio
+async def test_the_operation_carries_its_arguments_by_name_with_defaults():
+    seen: list[Operation] = []
+
+    class Keep:
+        @hookimpl
+        def sessionhub_wrap_operation(self, operation):
+            seen.append(operation)
+
+    async with service(Keep()) as svc:
+        await svc.create_session("alice", "s1")
+        await svc.get_session("alice", session_id="s1", last_n=3)
+    get = seen[-1]
+    assert get.name == "get_session" and get.service is svc and get.result is None
+    assert get.args == ("alice",) and get.kwargs == {"session_id": "s1", "last_n": 3}
+    assert dict(get.arguments) == {
+        "user_id": "alice",
+        "session_id": "s1",
+        "last_n": 3,
+        "after_seq": None,
+        "after_time": None,
+    }
+    with pytest.raises(TypeError):
+        get.arguments["user_id"] = "mallory"  # read-only
+
+
+@pytest.mark.asyncio
+async def test_an_error_reaches_exit_and_cannot_be_suppressed():
+    class Swallow:
+        exits: list = []
+
+        @hookimpl
+        def sessionhub_wrap_operation(self, operation):
+            outer = self
+
+            class Manager:
+                def __enter__(self):
+                    return self
+
+                def __exit__(self, exc_type, exc, tb):
+                    outer.exits.append(exc_type)
+                    return True  # tries to suppress: ignored
+
+            return Manager()
+
+    swallow = Swallow()
+    async with service(swallow) as svc:
+        with pytest.raises(SessionNotFound):
+            await svc.append(("alice", "missing"), "hello")
+    assert swallow.exits == [SessionNotFound]
+
+
+@pytest.mark.asyncio
+async def test_operations_built_from_others_hold_theirs_inside():
+    watcher = Watcher()
+    async with service(watcher) as svc:
+        await svc.create_session("alice", "s1")
+        watcher.log.clear()
+        await svc.clear_events("alice", "s1")
+    assert [entry[:3] for entry in watcher.log if entry[0] == "enter"] == [
+        ("enter", "clear_events", 0),
+        ("enter", "replace_events", 1),
+    ]
+
+
+@pytest.mark.asyncio
+async def test_managers_enter_in_call_order_and_exit_in_reverse():
+    order: list[str] = []
+
+    def plugin(label):
+        class Plugin:
+            @hookimpl
+            def sessionhub_wrap_operation(self, operation):
+                @contextlib.contextmanager
+                def around():
+                    order.append(f"enter {label}")
+                    yield
+                    order.append(f"exit {label}")
+
+                return around()
+
+        return Plugin()
+
+    async with service(plugin("first"), plugin("second")) as svc:  # the last registered runs first
+        await svc.get_app_state()
+    assert order == ["enter second", "enter first", "exit first", "exit second"]
+
+
+@pytest.mark.asyncio
+async def test_no_implementation_means_no_hook_call():
+    calls: list[str] = []
+    svc = service()
+    svc.plugin_manager.add_hookcall_monitoring(lambda name, *_: calls.append(name), lambda *_: None)
+    async with svc:
+        await svc.create_session("alice", "s1")
+        await svc.append(("alice", "s1"), "hello")
+    assert "sessionhub_wrap_operation" not in calls
+
+
+def test_an_async_implementation_is_refused_at_registration():
+    class Async:
+        @hookimpl
+        async def sessionhub_wrap_operation(self, operation):
+            return None
+
+    pm = get_plugin_manager(entry_points=False)
+    with pytest.raises(
+        PluginLoadError, match="'async-plugin' implements sessionhub_wrap_operation"
+    ):
+        pm.register(Async(), name="async-plugin")
+
+
+@pytest.mark.asyncio
+async def test_a_result_that_is_no_context_manager_is_a_clear_error():
+    class Wrong:
+        @hookimpl
+        def sessionhub_wrap_operation(self, operation):
+            return "not a context manager"
+
+    async with service(Wrong()) as svc:
+        with pytest.raises(ConfigError, match=r"returned a str, not a context manager.*plugin-0"):
+            await svc.get_app_state()
