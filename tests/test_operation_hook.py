@@ -116,7 +116,8 @@ async def test_the_operation_carries_its_arguments_by_name_with_defaults():
 @pytest.mark.asyncio
 async def test_an_error_reaches_exit_and_cannot_be_suppressed():
     class Swallow:
-        exits: list = []
+        def __init__(self):
+            self.exits = []
 
         @hookimpl
         def sessionhub_wrap_operation(self, operation):

@@ -1,4 +1,4 @@
-"""The installed plugin: found by its entry point, disabled by the settings, silent without a provider."""
+"""The installed plugin: found by its entry point, disabled by settings, silent without providers."""
 
 from __future__ import annotations
 
@@ -97,7 +97,8 @@ def test_the_global_providers_the_application_sets_are_used(tmp_path):
                 await svc.append(("alice", "s1"), "hello")
 
         asyncio.run(main())
-        print(json.dumps([[s.name, s.attributes["db.system.name"]] for s in exporter.get_finished_spans()]))
+        spans = exporter.get_finished_spans()
+        print(json.dumps([[s.name, s.attributes["db.system.name"]] for s in spans]))
         """,
         tmp_path,
     )

@@ -44,6 +44,9 @@ except importlib.metadata.PackageNotFoundError:  # pragma: no cover -- run from 
     _VERSION = None
 
 
+_API_PACKAGES = ("opentelemetry.trace", "opentelemetry.metrics")
+
+
 def _records(provider: object) -> bool:
     """Whether a provider records: the API's own (proxy until one is set, no-op) do not."""
     return not type(provider).__module__.startswith(
