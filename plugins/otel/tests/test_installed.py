@@ -1,4 +1,4 @@
-"""The installed plugin: found by its entry point, disabled by settings, silent without providers."""
+"""The installed plugin: found by its entry point, disabled by settings, idle with no provider."""
 
 from __future__ import annotations
 
