@@ -280,7 +280,7 @@ class EveryHook:
         pass
 
     @hookimpl
-    def sessionhub_wrap_operation(self, operation):
+    def sessionhub_operation_wrapper(self, service):
         return None
 
 
@@ -349,7 +349,11 @@ def plugin_with_wrapper(hook_name: str, style: str):
     return plugin
 
 
-REFUSED = [*sorted(hookspecs.AWAITED_HOOKS), "sessionhub_wrap_backend", "sessionhub_wrap_operation"]
+REFUSED = [
+    *sorted(hookspecs.AWAITED_HOOKS),
+    "sessionhub_wrap_backend",
+    "sessionhub_operation_wrapper",
+]
 
 
 @pytest.mark.parametrize("style", ["wrapper", "hookwrapper"])

@@ -1,4 +1,4 @@
-"""``sessionhub_wrap_operation``: context managers from plugins around every service operation."""
+"""``sessionhub_operation_wrapper``: plugins see every service operation, and may run around it."""
 
 from __future__ import annotations
 
@@ -29,7 +29,10 @@ class Watcher:
         self.depth = 0
 
     @hookimpl
-    def sessionhub_wrap_operation(self, operation: Operation):
+    def sessionhub_operation_wrapper(self, service):
+        return self.wrap
+
+    def wrap(self, operation: Operation):
         @contextlib.contextmanager
         def around():
             self.log.append(("enter", operation.name, self.depth))
@@ -93,8 +96,8 @@ async def test_the_operation_carries_its_arguments_by_name_with_defaults():
 
     class Keep:
         @hookimpl
-        def sessionhub_wrap_operation(self, operation):
-            seen.append(operation)
+        def sessionhub_operation_wrapper(self, service):
+            return seen.append
 
     async with service(Keep()) as svc:
         await svc.create_session("alice", "s1")
@@ -120,7 +123,10 @@ async def test_an_error_reaches_exit_and_cannot_be_suppressed():
             self.exits = []
 
         @hookimpl
-        def sessionhub_wrap_operation(self, operation):
+        def sessionhub_operation_wrapper(self, service):
+            return self.wrap
+
+        def wrap(self, operation):
             outer = self
 
             class Manager:
@@ -160,7 +166,10 @@ async def test_managers_enter_in_call_order_and_exit_in_reverse():
     def plugin(label):
         class Plugin:
             @hookimpl
-            def sessionhub_wrap_operation(self, operation):
+            def sessionhub_operation_wrapper(self, service):
+                return self.wrap
+
+            def wrap(self, operation):
                 @contextlib.contextmanager
                 def around():
                     order.append(f"enter {label}")
@@ -184,18 +193,19 @@ async def test_no_implementation_means_no_hook_call():
     async with svc:
         await svc.create_session("alice", "s1")
         await svc.append(("alice", "s1"), "hello")
-    assert "sessionhub_wrap_operation" not in calls
+    assert "sessionhub_operation_wrapper" not in calls
 
 
 def test_an_async_implementation_is_refused_at_registration():
     class Async:
         @hookimpl
-        async def sessionhub_wrap_operation(self, operation):
+        async def sessionhub_operation_wrapper(self, service):
             return None
 
     pm = get_plugin_manager(entry_points=False)
     with pytest.raises(
-        PluginLoadError, match="'async-plugin' implements sessionhub_wrap_operation"
+        PluginLoadError,
+        match="'async-plugin' implements sessionhub_operation_wrapper with async def",
     ):
         pm.register(Async(), name="async-plugin")
 
@@ -204,9 +214,49 @@ def test_an_async_implementation_is_refused_at_registration():
 async def test_a_result_that_is_no_context_manager_is_a_clear_error():
     class Wrong:
         @hookimpl
-        def sessionhub_wrap_operation(self, operation):
+        def sessionhub_operation_wrapper(self, service):
+            return self.wrap
+
+        def wrap(self, operation):
             return "not a context manager"
 
     async with service(Wrong()) as svc:
-        with pytest.raises(ConfigError, match=r"returned a str, not a context manager.*plugin-0"):
+        with pytest.raises(ConfigError, match=r"Wrong.wrap, .* returned a str, not a context"):
             await svc.get_app_state()
+
+
+@pytest.mark.asyncio
+async def test_a_wrapper_that_is_not_a_function_is_a_clear_error():
+    class NotCallable:
+        @hookimpl
+        def sessionhub_operation_wrapper(self, service):
+            return 42
+
+    async with service(NotCallable()) as svc:
+        with pytest.raises(ConfigError, match="Plugin 'plugin-0': .* got int"):
+            await svc.get_app_state()
+
+
+@pytest.mark.asyncio
+async def test_the_hook_is_asked_once_per_service_and_again_when_plugins_change():
+    asked: list[object] = []
+
+    class Counting:
+        @hookimpl
+        def sessionhub_operation_wrapper(self, service):
+            asked.append(service)
+            return None
+
+    svc = service(Counting())
+    async with svc:
+        await svc.get_app_state()
+        await svc.get_app_state()
+        assert asked == [svc]
+        view = svc.for_app("other")
+        await view.get_app_state()
+        assert asked == [svc, view]  # a view is a service of its own
+        watcher = Watcher()
+        svc.plugin_manager.register(watcher, name="late")
+        await svc.get_app_state()
+    assert asked == [svc, view, svc]
+    assert watcher.log[0] == ("enter", "get_app_state", 0)

@@ -10,8 +10,8 @@ before it finished, awaited if it is a coroutine. They cannot be
 ``wrapper=True`` / ``hookwrapper=True`` implementations (a wrapper could not
 wait for them), nor can ``sessionhub_wrap_backend``'s; a plugin that tries is
 refused when it is registered, with an error naming it and the hook.
-``sessionhub_wrap_operation`` is synchronous and returns a context manager the
-service runs around the operation; it refuses wrappers and ``async def`` too.
+``sessionhub_operation_wrapper`` is synchronous and returns a function the
+service calls as each operation starts; it refuses wrappers and ``async def`` too.
 
 Implement a hook with the marker::
 
@@ -83,7 +83,7 @@ class AppendContext:
 
 
 class Operation:
-    """A service operation, as ``sessionhub_wrap_operation`` sees it.
+    """A service operation, as an ``sessionhub_operation_wrapper`` function sees it.
 
     One is made per call of a public operation of ``SessionHistoryService``
     while some plugin implements that hook. ``arguments`` are the caller's,
@@ -169,25 +169,30 @@ def sessionhub_wrap_backend(backend: Backend, settings: SessionHubSettings) -> B
 
 
 @hookspec
-def sessionhub_wrap_operation(operation: Operation) -> AbstractContextManager[Any] | None:
-    """Return a context manager to run around a service operation (tracing, metrics), or None.
+def sessionhub_operation_wrapper(
+    service: SessionHistoryService,
+) -> Callable[[Operation], AbstractContextManager[Any] | None] | None:
+    """Return a function to call as each operation of ``service`` starts (tracing, metrics).
 
-    Called when a public operation of the service starts (``append``,
-    ``get_session``, ``list_sessions``... every name in
-    ``sessionhub.OPERATIONS``), before its input is checked, and only while
-    some plugin implements this hook. The context managers returned are
-    entered at once, in call order, and exited in reverse order when the
-    operation returns (``operation.result`` is set first) or raises (the
-    exception is passed to ``__exit__``, which cannot suppress it: its return
-    value is ignored). Everything runs in the caller's task and context, so a
-    context variable set on entering (the current span) is seen by the backend
-    and by the operations an operation is built from (``clear_events`` runs
-    ``replace_events``, ``delete_session`` runs ``list_sessions``): theirs
-    nest inside it. The implementation must be synchronous and cheap when it
-    has nothing to do: it runs on every operation.
+    Called through pluggy when ``service`` runs its first operation, and again
+    if the hook's implementations change (each ``for_app`` view is a service of
+    its own). The function returned is called with the ``Operation`` when each
+    public operation starts (every name in ``sessionhub.OPERATIONS``), before
+    its input is checked. It returns a context manager to run around the
+    operation, or ``None`` to leave it alone; it runs on every operation, so it
+    must be cheap when it has nothing to do.
 
-    :param operation: The ``Operation`` about to run.
-    :returns: A context manager (``__enter__`` / ``__exit__``), or ``None``.
+    The context managers are entered at once, in call order, and exited in
+    reverse order when the operation returns (``operation.result`` is set
+    first) or raises (the exception is passed to ``__exit__``, which cannot
+    suppress it: its return value is ignored). Everything runs in the caller's
+    task and context, so a context variable set on entering (the current span)
+    is seen by the backend and by the operations an operation is built from
+    (``clear_events`` runs ``replace_events``, ``delete_session`` runs
+    ``list_sessions``): theirs nest inside it.
+
+    :param service: The service whose operations the function will see.
+    :returns: A function of one ``Operation``, or ``None`` to see none.
     """
 
 

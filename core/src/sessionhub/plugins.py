@@ -54,9 +54,9 @@ WRAPPERS_REFUSED: dict[str, str] = {
     "sessionhub_wrap_backend": (
         "the hook wraps already: return a Backend that wraps the one it receives"
     ),
-    "sessionhub_wrap_operation": (
-        "the hook wraps already: return a context manager, which the service runs around "
-        "the operation"
+    "sessionhub_operation_wrapper": (
+        "the hook wraps already: return a function that returns a context manager, which "
+        "the service runs around each operation"
     ),
 }
 """Hooks that refuse ``wrapper=True`` / ``hookwrapper=True`` implementations, and why.

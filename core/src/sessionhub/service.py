@@ -14,7 +14,7 @@ import logging
 import os
 import time
 import warnings
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -52,6 +52,7 @@ if TYPE_CHECKING:
     from types import TracebackType
 
     import pluggy
+    from pluggy import HookImpl
     from typing_extensions import Self
 
 __all__ = ["SessionHistoryService", "Conversation", "StateModule", "Clock", "EventInput"]
@@ -129,6 +130,7 @@ class SessionHistoryService(HistoryOperations, ListingOperations):
             self.backend, repr(self), self._sweep_interval(), self.purge_expired
         )
         self._apps: dict[str, SessionHistoryService] = {self.app_name: self}
+        self._operation_wrappers: tuple[list[HookImpl], Sequence[Callable[..., Any]]] | None = None
 
     @classmethod
     def from_settings(
@@ -154,6 +156,7 @@ class SessionHistoryService(HistoryOperations, ListingOperations):
             view.app_name = app_name
             view.settings = self.settings.model_copy(update={"app_name": app_name})
             view._owns_backend = False  # the service it came from owns the connections
+            view._operation_wrappers = None  # the hook is asked again, for the view
             self._apps[app_name] = view
         return view
 

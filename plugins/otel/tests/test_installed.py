@@ -35,7 +35,7 @@ def test_installing_registers_it_and_the_plugin_settings_disable_it(monkeypatch)
     assert pm.records["otel"].distribution == "sessionhub-otel"
     assert pm.get_plugin("otel") is plugin
     hooks = [caller.name for caller in pm.get_hookcallers(plugin) or []]
-    assert hooks == ["sessionhub_wrap_operation"]
+    assert hooks == ["sessionhub_operation_wrapper"]
     for name in ("otel", "sessionhub-otel"):
         monkeypatch.setenv("SESSIONHUB_DISABLE_PLUGINS", name)
         assert "otel" not in get_plugin_manager().records
@@ -52,7 +52,7 @@ async def test_without_a_provider_the_installed_plugin_records_nothing():
     async with svc:
         await svc.create_session("alice", "s1")
         operation = Operation("get_app_state", svc, SessionHistoryService.get_app_state, (), {})
-        assert plugin.sessionhub_wrap_operation(operation) is None
+        assert plugin.sessionhub_operation_wrapper(svc)(operation) is None
 
 
 def test_a_process_that_never_imports_opentelemetry_does_not_import_it(tmp_path):

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
-from sessionhub import Operation, hookimpl
+from sessionhub import Operation, SessionHistoryService, hookimpl
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
@@ -61,8 +62,14 @@ class OpenTelemetryPlugin:
         return f"<{type(self).__name__} id={id(self):#x}>"
 
     @hookimpl
-    def sessionhub_wrap_operation(self, operation: Operation) -> AbstractContextManager[Any] | None:
-        """Return the span and metrics recording of ``operation``, or None if nothing records."""
+    def sessionhub_operation_wrapper(
+        self, service: SessionHistoryService
+    ) -> Callable[[Operation], AbstractContextManager[Any] | None]:
+        """Return ``record``: every operation of every service goes through it."""
+        return self.record
+
+    def record(self, operation: Operation) -> AbstractContextManager[Any] | None:
+        """The span and metrics recording of ``operation``, or None while nothing records."""
         telemetry = self._telemetry
         if telemetry is None:
             if (

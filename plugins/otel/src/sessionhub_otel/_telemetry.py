@@ -35,6 +35,14 @@ SCOPE = "sessionhub_otel"
 DURATION_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0)
 """The bucket boundaries the semantic conventions advise for ``db.client.operation.duration``."""
 
+LOOK_INTERVAL = 1.0
+"""Seconds between two looks for a global provider while one is missing.
+
+Asking the API for the global provider reads the environment each time it is
+unset, which would cost more than the operation's other work; a provider the
+application sets is used from the next operation after at most this long.
+"""
+
 _SYSTEM_NAMES = {"postgres": "postgresql"}
 """Backend names whose store has another well-known ``db.system.name``."""
 
@@ -92,6 +100,7 @@ class Telemetry:
         self.instruments: Instruments | None = None
         """The instruments, once a recording meter provider is set."""
         self._settled = False
+        self._next_look = 0.0
         self._attributes: weakref.WeakKeyDictionary[Backend, dict[tuple[str, str], Any]] = (
             weakref.WeakKeyDictionary()
         )
@@ -99,7 +108,10 @@ class Telemetry:
     def recording(self, operation: Operation) -> Recording | None:
         """A context manager recording ``operation``, or ``None`` while no provider records."""
         if not self._settled:
-            self._look_for_providers()
+            now = time.monotonic()
+            if now >= self._next_look:
+                self._next_look = now + LOOK_INTERVAL
+                self._look_for_providers()
             if self.tracer is None and self.instruments is None:
                 return None
         return Recording(self, operation)
