@@ -233,7 +233,7 @@ async def test_a_wrapper_that_is_not_a_function_is_a_clear_error():
             return 42
 
     async with service(NotCallable()) as svc:
-        with pytest.raises(ConfigError, match="Plugin 'plugin-0': .* got int"):
+        with pytest.raises(ConfigError, match=r"Plugin 'plugin-0': .* got int"):
             await svc.get_app_state()
 
 
@@ -260,3 +260,35 @@ async def test_the_hook_is_asked_once_per_service_and_again_when_plugins_change(
         await svc.get_app_state()
     assert asked == [svc, view, svc]
     assert watcher.log[0] == ("enter", "get_app_state", 0)
+
+
+@pytest.mark.asyncio
+async def test_arguments_match_what_inspect_binds_for_every_operation():
+    seen: list[Operation] = []
+
+    class Keep:
+        @hookimpl
+        def sessionhub_operation_wrapper(self, service):
+            return seen.append
+
+    class Module:
+        def state_dict(self):
+            return {"step": 1}
+
+        def load_state_dict(self, state):
+            pass
+
+    async with service(Keep()) as svc:
+        session = await svc.create_session("alice", "s1", state={"k": 1})
+        await svc.append(session, "hello", expected_last_seq=0)
+        await svc.save_state("alice", "s1", agent=Module(), planner=Module())
+        await svc.load_state("alice", session_id="s1", allow_not_exist=False, agent=Module())
+        await svc.list_sessions("alice", limit=5)
+    for operation in seen:
+        method = getattr(SessionHistoryService, operation.name).__wrapped__
+        bound = inspect.signature(method).bind(svc, *operation.args, **operation.kwargs)
+        bound.apply_defaults()
+        expected = dict(bound.arguments)
+        del expected["self"]
+        assert dict(operation.arguments) == expected, operation.name
+    assert seen[2].arguments["modules"].keys() == {"agent", "planner"}
