@@ -272,15 +272,7 @@ def test_python_snippet_runs(snippet: Snippet):
     if snippet.no_run or snippet.included:
         return
     if snippet.own_process:
-        result = subprocess.run(
-            [sys.executable, "-c", snippet.code],
-            capture_output=True,
-            text=True,
-            env=snippet_environment(),
-            cwd=Path.cwd(),
-            timeout=120,
-        )
-        assert result.returncode == 0, f"{snippet.where}: exit {result.returncode}\n{result.stderr}"
+        run_in_own_process(snippet, [sys.executable, "-c", snippet.code], None)
         return
     module = types.ModuleType("docs_snippet")
     module.__file__ = str(Path.cwd() / "snippet.py")
@@ -317,6 +309,20 @@ def pip_targets(code: str) -> list[str]:
     return targets
 
 
+def run_in_own_process(snippet: Snippet, command: list[str], stdin: str | None) -> None:
+    """Run a snippet in a process of its own, in the test's empty directory; it must exit 0."""
+    result = subprocess.run(
+        command,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=snippet_environment(),
+        cwd=Path.cwd(),
+        timeout=120,
+    )
+    assert result.returncode == 0, f"{snippet.where}: exit {result.returncode}\n{result.stderr}"
+
+
 def snippet_environment() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SESSIONHUB_")}
     env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
@@ -344,16 +350,7 @@ def test_bash_snippet_runs(snippet: Snippet):
     commands = [line for line in script.splitlines() if line.strip() and not line.startswith("#")]
     if all(re.match(r"export SESSIONHUB_\w+=", line) for line in commands):
         script += "sessionhub config\n"
-    result = subprocess.run(
-        ["bash", "-e"],
-        input=script,
-        capture_output=True,
-        text=True,
-        env=snippet_environment(),
-        cwd=Path.cwd(),
-        timeout=120,
-    )
-    assert result.returncode == 0, f"{snippet.where}: exit {result.returncode}\n{result.stderr}"
+    run_in_own_process(snippet, ["bash", "-e"], script)
 
 
 @pytest.mark.parametrize("snippet", snippets("toml"), ids=str)

@@ -49,6 +49,17 @@ class Watcher:
         return around()
 
 
+class Keep:
+    """Keeps every Operation it is shown."""
+
+    def __init__(self) -> None:
+        self.seen: list[Operation] = []
+
+    @hookimpl
+    def sessionhub_operation_wrapper(self, service):
+        return self.seen.append
+
+
 def service(*plugins) -> SessionHistoryService:
     pm = get_plugin_manager(entry_points=False)
     for index, plugin in enumerate(plugins):
@@ -92,14 +103,10 @@ async def test_every_operation_is_wrapped_once_with_its_result():
 
 @pytest.mark.asyncio
 async def test_the_operation_carries_its_arguments_by_name_with_defaults():
-    seen: list[Operation] = []
+    keep = Keep()
+    seen = keep.seen
 
-    class Keep:
-        @hookimpl
-        def sessionhub_operation_wrapper(self, service):
-            return seen.append
-
-    async with service(Keep()) as svc:
+    async with service(keep) as svc:
         await svc.create_session("alice", "s1")
         await svc.get_session("alice", session_id="s1", last_n=3)
     get = seen[-1]
@@ -264,12 +271,8 @@ async def test_the_hook_is_asked_once_per_service_and_again_when_plugins_change(
 
 @pytest.mark.asyncio
 async def test_arguments_match_what_inspect_binds_for_every_operation():
-    seen: list[Operation] = []
-
-    class Keep:
-        @hookimpl
-        def sessionhub_operation_wrapper(self, service):
-            return seen.append
+    keep = Keep()
+    seen = keep.seen
 
     class Module:
         def state_dict(self):
@@ -278,7 +281,7 @@ async def test_arguments_match_what_inspect_binds_for_every_operation():
         def load_state_dict(self, state):
             pass
 
-    async with service(Keep()) as svc:
+    async with service(keep) as svc:
         session = await svc.create_session("alice", "s1", state={"k": 1})
         await svc.append(session, "hello", expected_last_seq=0)
         await svc.save_state("alice", "s1", agent=Module(), planner=Module())
