@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 from opentelemetry import metrics, trace
@@ -103,3 +105,24 @@ def test_the_global_providers_the_application_sets_are_used(tmp_path):
         tmp_path,
     )
     assert json.loads(result.stdout) == [["create_session", "memory"], ["append", "memory"]]
+
+
+def test_the_docs_console_example_prints_the_nested_spans_and_the_metrics(tmp_path):
+    page = (Path(__file__).parents[3] / "docs" / "observability.md").read_text()
+    example = page.split("<!-- docs-test: own-process:", 1)[1].split("```python\n", 1)[1]
+    result = run_python(example.split("```", 1)[0], tmp_path)
+    spans = [json.loads(text) for text in re.findall(r"^\{\n.*?^\}$", result.stdout, re.M | re.S)]
+    by_name = {span["name"]: span for span in spans if "context" in span}
+    assert set(by_name) == {"agent run", "create_session", "append", "get_session"}
+    run_id = by_name["agent run"]["context"]["span_id"]
+    assert all(by_name[name]["parent_id"] == run_id for name in ("create_session", "append"))
+    assert by_name["append"]["attributes"]["sessionhub.events.appended"] == 2
+    for metric in OPERATION_METRICS:
+        assert f'"name": "{metric}"' in result.stdout
+
+
+OPERATION_METRICS = (
+    "db.client.operation.duration",
+    "sessionhub.events.appended",
+    "sessionhub.events.read",
+)
