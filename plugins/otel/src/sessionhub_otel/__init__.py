@@ -4,8 +4,8 @@ Installing the distribution registers ``plugin`` (entry point ``otel``), which
 uses the global tracer and meter providers the application sets. Import-light
 on purpose: nothing of OpenTelemetry is imported until an operation runs while
 the application has imported it (or names a provider in the environment), so a
-process that does not use OpenTelemetry pays one dictionary look-up per
-operation. Disable it with ``SESSIONHUB_DISABLE_PLUGINS=otel``.
+process that does not use OpenTelemetry pays a function call per operation.
+Disable it with ``SESSIONHUB_DISABLE_PLUGINS=otel``.
 """
 
 from __future__ import annotations

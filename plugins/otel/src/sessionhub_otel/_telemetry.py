@@ -132,9 +132,10 @@ class Telemetry:
         """The attributes every span and metric point of ``operation`` carries (do not change)."""
         service = operation.service
         backend = service.backend
-        per_backend = self._attributes.get(backend)
-        if per_backend is None:
-            per_backend = self._attributes[backend] = {}
+        try:
+            per_backend = self._attributes.setdefault(backend, {})
+        except TypeError:  # a backend with __slots__ and no __weakref__: no cache
+            per_backend = {}
         key = (service.app_name, operation.name)
         found = per_backend.get(key)
         if found is None:
