@@ -295,3 +295,40 @@ async def test_arguments_match_what_inspect_binds_for_every_operation():
         del expected["self"]
         assert dict(operation.arguments) == expected, operation.name
     assert seen[2].arguments["modules"].keys() == {"agent", "planner"}
+
+
+class Idle:
+    """Answers None (nothing to record) until ``ready``, counting how often it is asked."""
+
+    def __init__(self) -> None:
+        self.asked = 0
+        self.ready = False
+        self.seen: list[str] = []
+
+    @hookimpl
+    def sessionhub_operation_wrapper(self, service):
+        self.asked += 1
+        return (lambda operation: self.seen.append(operation.name)) if self.ready else None
+
+
+@pytest.mark.asyncio
+async def test_a_hook_answering_none_is_asked_again_only_after_ask_again_seconds(monkeypatch):
+    import sessionhub._operations
+
+    idle = Idle()
+    monkeypatch.setattr(sessionhub._operations, "ASK_AGAIN", 3600.0)
+    async with service(idle) as svc:
+        await svc.create_session("alice", "s1")
+        idle.ready = True
+        await svc.append(("alice", "s1"), "hello")
+        assert (idle.asked, idle.seen) == (1, [])  # the None answer holds for the hour
+
+    idle = Idle()
+    monkeypatch.setattr(sessionhub._operations, "ASK_AGAIN", 0.0)
+    async with service(idle) as svc:
+        await svc.create_session("alice", "s1")
+        idle.ready = True
+        await svc.append(("alice", "s1"), "hello")
+        await svc.get_session("alice", "s1")
+        assert idle.asked == 2  # asked again once due, and the function then kept
+        assert idle.seen == ["append", "get_session"]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sessionhub._operations import OPERATIONS
+from sessionhub._operations import ASK_AGAIN, OPERATIONS
 from sessionhub.backend import (
     AppendRequest,
     AppendResult,
@@ -81,6 +81,7 @@ __all__ = [
     "AppendContext",
     "Operation",
     "OPERATIONS",
+    "ASK_AGAIN",
     "get_plugin_manager",
     "BackendRegistry",
     "Backend",

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
     from pluggy import HookImpl
 
 
-__all__ = ["OPERATIONS", "operation"]
+__all__ = ["ASK_AGAIN", "OPERATIONS", "operation"]
 
 OPERATIONS: tuple[str, ...] = (
     "health",
@@ -49,6 +50,9 @@ OPERATIONS: tuple[str, ...] = (
     "purge_expired",
 )
 """The service methods the ``sessionhub_operation_wrapper`` functions see, by name."""
+
+ASK_AGAIN = 1.0
+"""Seconds after which implementations that all answered ``None`` are asked again."""
 
 _Wrapper = Callable[[Operation], Any]
 _HOOK = "sessionhub_operation_wrapper"
@@ -95,14 +99,17 @@ def operation(
 def _wrappers(service: Any) -> Sequence[_Wrapper]:
     """The service's functions from the hook, asked for again when its implementations change.
 
-    ``service`` is a ``SessionHistoryService`` (typed ``Any``: the operations are defined on
-    its base classes, and a ``cast`` on this path would cost a call per operation).
+    While the implementations answered ``None`` (an observer with nothing to
+    record yet), they are asked again at most every ``ASK_AGAIN`` seconds, so an
+    idle observer costs an operation one clock read. ``service`` is a
+    ``SessionHistoryService`` (typed ``Any``: the operations are defined on its
+    base classes, and a ``cast`` on this path would cost a call per operation).
     """
     impls = getattr(service.plugin_manager.hook, _HOOK).get_hookimpls()
     if not impls:
         return ()
-    known: tuple[list[HookImpl], Sequence[_Wrapper]] | None = service._operation_wrappers
-    if known is not None and known[0] == impls:
+    known: tuple[list[HookImpl], Sequence[_Wrapper], float] | None = service._operation_wrappers
+    if known is not None and known[0] == impls and (known[1] or time.monotonic() < known[2]):
         return known[1]
     wrappers: list[_Wrapper] = []
     for plugin_name, call in each_implementation(service.plugin_manager, _HOOK):
@@ -114,7 +121,7 @@ def _wrappers(service: Any) -> Sequence[_Wrapper]:
                     f"disable it with SESSIONHUB_DISABLE_PLUGINS={plugin_name}."
                 )
             wrappers.append(wrapper)
-    service._operation_wrappers = (impls, wrappers)
+    service._operation_wrappers = (impls, wrappers, time.monotonic() + ASK_AGAIN)
     return wrappers
 
 

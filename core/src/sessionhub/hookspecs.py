@@ -212,8 +212,13 @@ def sessionhub_operation_wrapper(
     (``clear_events`` runs ``replace_events``, ``delete_session`` runs
     ``list_sessions``): theirs nest inside it.
 
+    An implementation with nothing to do yet (an observer whose application set
+    no provider) returns ``None``: while every implementation does, the hook is
+    asked again at most every ``sessionhub.ASK_AGAIN`` seconds (1), and an
+    operation costs one clock read. A function once returned is kept.
+
     :param service: The service whose operations the function will see.
-    :returns: A function of one ``Operation``, or ``None`` to see none.
+    :returns: A function of one ``Operation``, or ``None`` to see none for now.
     """
 
 

@@ -130,7 +130,9 @@ class SessionHistoryService(HistoryOperations, ListingOperations):
             self.backend, repr(self), self._sweep_interval(), self.purge_expired
         )
         self._apps: dict[str, SessionHistoryService] = {self.app_name: self}
-        self._operation_wrappers: tuple[list[HookImpl], Sequence[Callable[..., Any]]] | None = None
+        self._operation_wrappers: (
+            tuple[list[HookImpl], Sequence[Callable[..., Any]], float] | None
+        ) = None
 
     @classmethod
     def from_settings(

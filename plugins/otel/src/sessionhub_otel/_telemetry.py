@@ -105,15 +105,19 @@ class Telemetry:
             weakref.WeakKeyDictionary()
         )
 
-    def recording(self, operation: Operation) -> Recording | None:
-        """A context manager recording ``operation``, or ``None`` while no provider records."""
+    def records(self) -> bool:
+        """Whether a tracer or meter provider records (looked for once per ``LOOK_INTERVAL``)."""
         if not self._settled:
             now = time.monotonic()
             if now >= self._next_look:
                 self._next_look = now + LOOK_INTERVAL
                 self._look_for_providers()
-            if self.tracer is None and self.instruments is None:
-                return None
+        return self.tracer is not None or self.instruments is not None
+
+    def recording(self, operation: Operation) -> Recording:
+        """A context manager recording ``operation`` (and looking for a provider still missing)."""
+        if not self._settled:
+            self.records()
         return Recording(self, operation)
 
     def _look_for_providers(self) -> None:
