@@ -24,7 +24,7 @@ trip (equality, dump, set fields and the type of every value).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any, TypeVar
 
@@ -128,15 +128,6 @@ def thaw(snapshot: Event) -> Event:
     return event
 
 
-def _model(kind: type[_Model], fields: dict[str, Any], fields_set: Iterable[str]) -> _Model:
-    model = _new(kind)
-    _set(model, "__dict__", fields)
-    _set(model, "__pydantic_fields_set__", set(fields_set))
-    _set(model, "__pydantic_extra__", None)
-    _set(model, "__pydantic_private__", None)
-    return model
-
-
 def _copy(value: Any) -> Any:
     """A deep copy of a plain JSON value (what a snapshot holds)."""
     if value.__class__ is dict:
@@ -156,8 +147,8 @@ def _plain_event(event: Event, seq: int) -> Event:
     fields = event.__dict__
     timestamp = fields["timestamp"]
     if not (
-        _text(fields["id"])
-        and _text(fields["role"])
+        fields["id"].__class__ is str
+        and fields["role"].__class__ is str
         and timestamp.__class__ is datetime
         and timestamp.tzinfo is timezone.utc
         and timestamp.fold == 0
@@ -165,6 +156,9 @@ def _plain_event(event: Event, seq: int) -> Event:
         raise _NotPlain
     content = fields["content"]
     if content.__class__ is not list and content.__class__ is not tuple:
+        raise _NotPlain
+    delta, metadata = fields["state_delta"], fields["metadata"]
+    if delta.__class__ is not dict or metadata.__class__ is not dict:
         raise _NotPlain
     return _model(
         Event,
@@ -174,57 +168,68 @@ def _plain_event(event: Event, seq: int) -> Event:
             "role": fields["role"],
             "content": [_plain_part(part) for part in content],
             "timestamp": timestamp,
-            "state_delta": _plain_object(fields["state_delta"]),
-            "metadata": _plain_object(fields["metadata"]),
+            "state_delta": _plain(delta) if delta else {},
+            "metadata": _plain(metadata) if metadata else {},
         },
-        _FIELD_NAMES[Event],
     )
 
 
 def _plain_part(part: Any) -> Any:
     kind: type[Any] = part.__class__
-    spec = _PART_FIELDS.get(kind)
-    if spec is None or part.__dict__.get("type") != _PART_TYPES[kind]:
-        raise _NotPlain  # an unknown part, or a known one whose type was changed
     given = part.__dict__
+    if kind is TextPart:  # the usual part, checked without the table
+        text = given["text"]
+        if (
+            given["type"].__class__ is not str
+            or given["type"] != "text"
+            or text.__class__ is not str
+        ):
+            raise _NotPlain
+        return _model(TextPart, {"type": "text", "text": text})
+    spec = _PART_FIELDS.get(kind)
+    kind_name = given.get("type")
+    if spec is None or kind_name.__class__ is not str or kind_name != _PART_TYPES[kind]:
+        raise _NotPlain  # an unknown part, or a known one whose type was changed
     fields: dict[str, Any] = {}
     for name, rule in spec:
         value = given[name]
         if rule == _JSON:
             value = _plain(value)
         elif not (
-            _text(value)
+            value.__class__ is str
             or (rule == _OPTIONAL_TEXT and value is None)
             or (rule == _FLAG and value.__class__ is bool)
         ):
             raise _NotPlain
         fields[name] = value
-    return _model(kind, fields, _FIELD_NAMES[kind])
+    return _model(kind, fields)
 
 
-def _text(value: object) -> bool:
-    return value.__class__ is str
-
-
-def _plain_object(value: Any) -> dict[str, Any]:
-    if value.__class__ is not dict:
-        raise _NotPlain
-    copied: dict[str, Any] = _plain(value)
-    return copied
+def _model(kind: type[_Model], fields: dict[str, Any]) -> _Model:
+    """A model of ``kind`` holding ``fields``, every field counted as set (as JSON gives)."""
+    model = _new(kind)
+    _set_dict(model, fields)
+    _set_fields_set(model, set(_FIELD_NAMES[kind]))
+    _set_extra(model, None)
+    _set_private(model, None)
+    return model
 
 
 def _plain(value: Any) -> Any:
     """A deep copy of ``value`` if it holds plain JSON types only (a tuple becomes a list)."""
     kind = value.__class__
-    if kind is str or kind is int or kind is float or kind is bool or value is None:
+    if kind in _ATOMS:
         return value
     if kind is dict:
         copied = {}
         for key, item in value.items():
             if key.__class__ is not str:
                 raise _NotPlain
-            copied[key] = _plain(item)
+            copied[key] = item if item.__class__ in _ATOMS else _plain(item)
         return copied
     if kind is list or kind is tuple:
-        return [_plain(item) for item in value]
+        return [item if item.__class__ in _ATOMS else _plain(item) for item in value]
     raise _NotPlain
+
+
+_ATOMS = frozenset({str, int, float, bool, type(None)})
