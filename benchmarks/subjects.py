@@ -856,8 +856,8 @@ def _peer_subjects(
     )
     if missing is None and mongodb.url is None:
         missing = Unavailable(MONGODB_NAME, "peer", "mongodb", mongodb.missing or "n/a")
-    database = f"sessionhub_bench_agents_{run_id}"
-    found.append(missing or OpenAIMongoSubject(mongodb.url or "", database))
+    agents_database = f"sessionhub_bench_agents_{run_id}"
+    found.append(missing or OpenAIMongoSubject(mongodb.url or "", agents_database))
     name = "AgentScope JSONSession"
     found.append(
         absent("agentscope", name, "json-file") or AgentScopeSubject(None, prefix + "agentscope:")
