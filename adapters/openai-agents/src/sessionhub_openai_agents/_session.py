@@ -163,8 +163,9 @@ class SessionHubSession(SessionABC):
 
         As copies: the caller may edit what it gets, the kept items stay as stored.
         """
-        self._tail = Tail.of(read, items)
-        return [copy_json(item) for item in (items if limit is None else items[-limit:])]
+        newest = items if limit is None else items[-limit:]
+        self._tail = Tail.of(read, newest)  # no more than asked for: the next read extends it
+        return [copy_json(item) for item in newest]
 
     async def add_items(self, items: list[TResponseInputItem]) -> None:
         """Append ``items`` in one atomic write (the session is created on first use)."""

@@ -30,7 +30,9 @@ if TYPE_CHECKING:
 __all__ = ["Tail", "TAIL_MAX"]
 
 TAIL_MAX = 1_000
-"""The most items a session object keeps between reads (``limit=None`` beyond that reads all)."""
+"""The most items a session object keeps between reads: a read's ``limit``, at most this.
+
+``get_items()`` without a limit on a longer history reads it all every time."""
 
 
 @dataclass(frozen=True)
