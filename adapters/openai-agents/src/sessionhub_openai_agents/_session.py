@@ -24,7 +24,7 @@ from sessionhub import (
     SessionHubSettings,
     SessionNotFound,
 )
-from sessionhub_openai_agents._items import ITEM_KEY, copy_json, event_to_item, item_to_event
+from sessionhub_openai_agents._items import copy_json, event_to_item, item_to_event
 from sessionhub_openai_agents._services import shared_services
 from sessionhub_openai_agents._tail import Tail
 
@@ -251,8 +251,4 @@ class SessionHubSession(SessionABC):
 
 def _items_of(session: Session) -> list[TResponseInputItem]:
     """The SDK items of the session's events, oldest first."""
-    items: list[TResponseInputItem] = []
-    for event in session.events:
-        stored = event.metadata.get(ITEM_KEY)
-        items.append(stored if type(stored) is dict else event_to_item(event))  # type: ignore[arg-type]
-    return items
+    return [event_to_item(event) for event in session.events]
