@@ -2,7 +2,8 @@
 
 One sample is ``add_items`` of one turn (two Responses items: the assistant
 message and its function call, as in :class:`benchmarks.subjects.OpenAISubject`)
-followed by ``get_items(limit=20)``, at several history lengths. The subjects:
+followed by ``get_items(limit=20)``, at several history lengths; the subjects on
+one storage are timed alternately, turn by turn. The subjects:
 ``SessionHubSession`` (``sessionhub-openai-agents``) on every sessionhub backend,
 and the SDK's own ``SQLiteSession`` (a file) and ``RedisSession`` on the same
 Redis server. It runs when the SDK and the adapter are installed; every read
@@ -11,9 +12,11 @@ checks that it got 20 items back (a wrong count marks the cell failed).
 
 from __future__ import annotations
 
+import gc
+import time
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +31,7 @@ from benchmarks.subjects import (
     _importable,
     discover,
 )
-from benchmarks.timing import measure
+from benchmarks.timing import Samples
 
 __all__ = ["W6_NAME", "LIMIT", "SIZES", "turn_key", "agents_subjects", "run_agents_session"]
 
@@ -89,41 +92,82 @@ async def _open_session(subject: Subject, session_id: str) -> Any:
     return await subject.create("w6", session_id)
 
 
-async def _measure(subject: Subject, size: Size, turns: TurnFactory) -> dict[str, Cell]:
+@dataclass
+class _Turns:
+    """One subject's session at one history length, ready to be timed turn by turn."""
+
+    session: Any
+    samples: list[Any]
+    seconds: list[float] = field(default_factory=list)
+    wrong: list[int] = field(default_factory=list)
+
+    async def timed(self, index: int) -> float:
+        """Time one turn: ``add_items`` of sample ``index``, then ``get_items(limit=LIMIT)``."""
+        began = time.perf_counter()
+        await self.session.add_items(self.samples[index])
+        got = len(await self.session.get_items(limit=LIMIT))
+        elapsed = time.perf_counter() - began
+        if got != LIMIT:
+            self.wrong.append(got)
+        return elapsed
+
+
+async def _prepare(subject: Subject, length: int, size: Size, turns: TurnFactory) -> _Turns:
+    """The subject's session filled with ``length`` items and warmed up."""
     items_of = OpenAISubject(None, "").native
-    cells: dict[str, Cell] = {}
+    session = await _open_session(subject, f"w6-{length}")
+    history = [item for turn in turns.many(length // 2) for item in items_of(turn)]
+    for start in range(0, len(history), PREFILL_ITEMS):
+        await session.add_items(history[start : start + PREFILL_ITEMS])
+    for turn in turns.many(WARMUP):
+        await session.add_items(items_of(turn))
+        await session.get_items(limit=LIMIT)
+    return _Turns(session, [items_of(turn) for turn in turns.many(size.samples)])
+
+
+def _failure(exc: Exception) -> Cell:
+    line = traceback.format_exception_only(type(exc), exc)[-1].strip()
+    return Cell(missing=f"error: {line}"[:200], failed=True, detail=line)
+
+
+async def _measure(
+    subjects: Sequence[Subject], size: Size, turns: TurnFactory
+) -> dict[str, dict[str, Cell]]:
+    """Every subject's cells, by name; the subjects' turns alternate, sample by sample.
+
+    Subjects on one storage are timed side by side (the order rotating each round),
+    so a change in the machine's load hits the adapter and the SDK's session alike.
+    """
+    cells: dict[str, dict[str, Cell]] = {subject.name: {} for subject in subjects}
     for length in size.lengths:
         key = turn_key(length)
-        try:
-            session = await _open_session(subject, f"w6-{length}")
-            history = [item for turn in turns.many(length // 2) for item in items_of(turn)]
-            for start in range(0, len(history), PREFILL_ITEMS):
-                await session.add_items(history[start : start + PREFILL_ITEMS])
-            samples = [items_of(turn) for turn in turns.many(size.samples)]
-            wrong: list[int] = []
-
-            async def one_turn(
-                index: int, session: Any = session, samples: Any = samples, wrong: Any = wrong
-            ) -> None:
-                await session.add_items(samples[index])
-                got = len(await session.get_items(limit=LIMIT))
-                if got != LIMIT:
-                    wrong.append(got)
-
-            for turn in turns.many(WARMUP):
-                await session.add_items(items_of(turn))
-                await session.get_items(limit=LIMIT)
-            measured = await measure(
-                one_turn, count=size.samples, budget=size.budget, minimum=size.minimum
-            )
-            cell = Cell(samples=measured, wanted=size.samples)
-            if wrong:
+        running: dict[str, _Turns] = {}
+        for subject in subjects:
+            try:
+                running[subject.name] = await _prepare(subject, length, size, turns)
+            except Exception as exc:  # one failing length marks its cell, the others still run
+                cells[subject.name][key] = _failure(exc)
+        gc.collect()
+        deadline = time.perf_counter() + size.budget * max(1, len(running))
+        for index in range(size.samples):
+            names = list(running)
+            for name in names[index % len(names) :] + names[: index % len(names)]:
+                try:
+                    running[name].seconds.append(await running[name].timed(index))
+                except Exception as exc:  # this subject stops; the others go on
+                    cells[name][key] = _failure(exc)
+                    del running[name]
+            if not running or (
+                time.perf_counter() > deadline
+                and min(len(each.seconds) for each in running.values()) >= size.minimum
+            ):
+                break
+        for name, each in running.items():
+            cell = Cell(samples=Samples(tuple(each.seconds)), wanted=size.samples)
+            if each.wrong:
                 cell.failed = True
-                cell.detail = f"get_items(limit={LIMIT}) returned {wrong[0]} items"
-            cells[key] = cell
-        except Exception as exc:  # one failing length marks its cell, the others still run
-            line = traceback.format_exception_only(type(exc), exc)[-1].strip()
-            cells[key] = Cell(missing=f"error: {line}"[:200], failed=True, detail=line)
+                cell.detail = f"get_items(limit={LIMIT}) returned {each.wrong[0]} items"
+            cells[name][key] = cell
     return cells
 
 
@@ -134,28 +178,47 @@ async def run_agents_session(
     workdir: Path,
     progress: Callable[[str], None],
 ) -> list[SubjectResult]:
-    """Run W6 on every subject; a subject that cannot run gets its row with the reason."""
+    """Run W6 on every subject; a subject that cannot run gets its row with the reason.
+
+    The subjects of one storage (the adapter on sqlite and ``SQLiteSession``; on
+    redis and ``RedisSession``) are open together and timed alternately.
+    """
     size = SIZES[mode]
-    results: list[SubjectResult] = []
+    results: dict[str, SubjectResult] = {}
+    storages: dict[str, list[Subject]] = {}
     for subject in subjects:
         name = _row_name(subject)
-        result = SubjectResult(name, subject.family, subject.storage, subject.tier)
+        results[subject.name] = SubjectResult(name, subject.family, subject.storage, subject.tier)
         if isinstance(subject, Unavailable):
-            result.status = subject.reason
-            results.append(result)
-            continue
-        directory = workdir / "w6" / name.replace(" ", "-").lower()
-        directory.mkdir(parents=True, exist_ok=True)
+            results[subject.name].status = subject.reason
+        else:
+            storages.setdefault(subject.storage, []).append(subject)
+    for group in storages.values():
+        opened: list[Subject] = []
         try:
-            await subject.open(directory)
-            result.cells = await _measure(subject, size, turns)
-        except Exception as exc:  # a subject that cannot start still gets its row
-            result.status = f"error: {type(exc).__name__}: {exc}".splitlines()[0][:200]
+            for subject in group:
+                directory = workdir / "w6" / _row_name(subject).replace(" ", "-").lower()
+                directory.mkdir(parents=True, exist_ok=True)
+                try:
+                    await subject.open(directory)
+                except Exception as exc:  # a subject that cannot start still gets its row
+                    status = f"error: {type(exc).__name__}: {exc}".splitlines()[0][:200]
+                    results[subject.name].status = status
+                    await _close(subject, progress)
+                    continue
+                opened.append(subject)
+            for name, measured in (await _measure(opened, size, turns)).items():
+                results[name].cells = measured
         finally:
-            try:
-                await subject.close()
-            except Exception as exc:  # closing must not hide the results
-                progress(f"W6 {name}: closing failed: {type(exc).__name__}: {exc}")
-        progress(f"W6 {name}: done")
-        results.append(result)
-    return results
+            for subject in opened:
+                await _close(subject, progress)
+        for subject in group:
+            progress(f"W6 {_row_name(subject)}: done")
+    return [results[subject.name] for subject in subjects]
+
+
+async def _close(subject: Subject, progress: Callable[[str], None]) -> None:
+    try:
+        await subject.close()
+    except Exception as exc:  # closing must not hide the results
+        progress(f"W6 {_row_name(subject)}: closing failed: {type(exc).__name__}: {exc}")

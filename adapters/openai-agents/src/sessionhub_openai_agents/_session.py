@@ -2,7 +2,8 @@
 
 Each SDK item is one sessionhub event (see ``_items``); every operation is one
 call of the service: ``add_items`` one atomic append, ``get_items(limit)`` a
-read of the newest ``limit`` events only, ``pop_item`` the atomic ``pop_event``,
+read of the newest ``limit`` events only (after the first, only of those stored
+since this object's last read: ``_tail``), ``pop_item`` the atomic ``pop_event``,
 ``clear_session`` the atomic ``clear_events``.
 """
 
@@ -17,13 +18,15 @@ from agents.memory.session_settings import coerce_session_settings, resolve_sess
 
 from sessionhub import (
     InvalidInput,
+    Session,
     SessionExists,
     SessionHistoryService,
     SessionHubSettings,
     SessionNotFound,
 )
-from sessionhub_openai_agents._items import event_to_item, item_to_event
+from sessionhub_openai_agents._items import copy_json, event_to_item, item_to_event
 from sessionhub_openai_agents._services import shared_services
+from sessionhub_openai_agents._tail import Tail
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -91,6 +94,7 @@ class SessionHubSession(SessionABC):
         self._base = base
         self._service = base.for_app(app_name) if app_name is not None else base
         self._closed = False
+        self._tail: Tail | None = None
 
     @classmethod
     def from_url(
@@ -128,16 +132,40 @@ class SessionHubSession(SessionABC):
         """The newest ``limit`` items, oldest first (all with ``None``; none with 0 or less).
 
         ``limit=None`` falls back to ``session_settings.limit``, as the SDK's own
-        sessions do. Only the requested events are read from the store.
+        sessions do. Every call reads the store; after the first, only the events
+        stored since this object's last read are read and decoded (see ``_tail``).
         """
         service = self._open()
         resolved = resolve_session_limit(limit, self.session_settings)
         if resolved is not None and resolved <= 0:
             return []
+        tail = self._tail
+        if tail is not None:
+            newer = await service.get_session(
+                self.user_id, self.session_id, last_n=resolved, after_seq=tail.last_seq
+            )
+            if newer is None:
+                self._tail = None
+                return []
+            items = tail.extended(newer, _items_of(newer), resolved)
+            if items is not None:
+                return self._keep(newer, items, resolved)
         session = await service.get_session(self.user_id, self.session_id, last_n=resolved)
         if session is None:
+            self._tail = None
             return []
-        return [event_to_item(event) for event in session.events]
+        return self._keep(session, _items_of(session), resolved)
+
+    def _keep(
+        self, read: Session, items: list[TResponseInputItem], limit: int | None
+    ) -> list[TResponseInputItem]:
+        """Keep ``items`` (the newest as of ``read``) for the next read; return the last ``limit``.
+
+        As copies: the caller may edit what it gets, the kept items stay as stored.
+        """
+        newest = items if limit is None else items[-limit:]
+        self._tail = Tail.of(read, newest)  # no more than asked for: the next read extends it
+        return [copy_json(item) for item in newest]
 
     async def add_items(self, items: list[TResponseInputItem]) -> None:
         """Append ``items`` in one atomic write (the session is created on first use)."""
@@ -159,6 +187,7 @@ class SessionHubSession(SessionABC):
         lists them); on one without it, raises ``ConfigError`` naming the backend.
         """
         service = self._open()
+        self._tail = None
         try:
             event = await service.pop_event(self.user_id, self.session_id)
         except SessionNotFound:
@@ -173,6 +202,7 @@ class SessionHubSession(SessionABC):
         ``SQLiteSession`` does) and the next ``add_items`` creates it again.
         """
         service = self._open()
+        self._tail = None
         if not service.backend.capabilities.replace_events:
             await service.delete_session(self.user_id, self.session_id)
             return
@@ -217,3 +247,8 @@ class SessionHubSession(SessionABC):
             f"<SessionHubSession {self.session_id!r} user={self.user_id!r} "
             f"app={self._service.app_name!r} backend={self._service.backend.name!r}>"
         )
+
+
+def _items_of(session: Session) -> list[TResponseInputItem]:
+    """The SDK items of the session's events, oldest first."""
+    return [event_to_item(event) for event in session.events]
