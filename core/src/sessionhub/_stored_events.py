@@ -46,6 +46,7 @@ _set_private = _slots["__pydantic_private__"].__set__
 _UTC = timezone.utc
 
 _EVENT_KEYS = set(Event.model_fields)
+_EVENT_ORDER = tuple(Event.model_fields)
 _PARTS: dict[str, tuple[type[BaseModel], set[str]]] = {
     model.model_fields["type"].default: (model, set(model.model_fields))
     for model in (TextPart, ToolCallPart, ToolResultPart, DataPart, FilePart)
@@ -82,8 +83,14 @@ def _event(fields: Any) -> Event:
     One function with the parts' loop inlined: a read of a long history runs it
     per event, and a call per part would cost a fifth more.
     """
-    if type(fields) is not dict or fields.keys() != _EVENT_KEYS:
+    if type(fields) is not dict:
         raise _NotStoredShape
+    if tuple(fields) != _EVENT_ORDER:
+        if fields.keys() != _EVENT_KEYS:
+            raise _NotStoredShape
+        # Validation fills ``__dict__`` in field order, which repr and iteration show;
+        # a store may keep the keys in another (Redis puts the seq it allocates first).
+        fields = {name: fields[name] for name in _EVENT_ORDER}
     parts: list[BaseModel] = []
     for part_fields in fields["content"]:
         known = _PARTS.get(part_fields["type"])
