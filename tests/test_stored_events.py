@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import copy
+import gc
 import json
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 
 import pytest
@@ -134,3 +136,27 @@ def test_invalid_text_fails_as_validation_does() -> None:
         event_from_json("{not json")
     with pytest.raises(ValueError):
         event_from_json('{"id": "e", "content": []}')
+
+
+def test_a_long_batch_leaves_the_garbage_collector_as_it_found_it() -> None:
+    texts = [event_to_json(event) for event in _events()] * 50
+    assert gc.isenabled()
+    assert len(events_from_json(texts)) == len(texts)
+    assert gc.isenabled()
+    with pytest.raises(ValueError):
+        events_from_json([*texts, "{not json"])
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        assert len(events_from_json(texts)) == len(texts)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+def test_batches_in_threads_restart_the_collector_when_the_last_ends() -> None:
+    texts = [event_to_json(event) for event in _events()] * 200
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(events_from_json, [texts] * 8))
+    assert all(len(result) == len(texts) for result in results)
+    assert gc.isenabled()

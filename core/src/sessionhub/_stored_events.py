@@ -12,12 +12,24 @@ half of validating. Text of any other shape (written by an older version, or
 not by ``event_to_json``) is validated instead, so the result is always the
 event ``Event.model_validate_json`` gives; a test compares the two for every
 part type.
+
+A batch pauses Python's cyclic garbage collector while it builds. Every event
+is several new container objects that all survive, and each time enough of
+them pile up the collector walks them, and when enough survive, every object
+the process holds: measured on a process holding 180,000 objects (sessionhub,
+its drivers, an agent framework), reading 10,000 events cost three times as
+much CPU with the collector running as without. The events are trees (no
+reference cycles), so pausing it leaks nothing: what it would have found is
+found at its next run, once.
 """
 
 from __future__ import annotations
 
+import gc
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any
 
@@ -138,9 +150,51 @@ def event_from_json(data: str | bytes) -> Event:
         return Event.model_validate_json(data)
 
 
+_PAUSE_FROM = 64
+"""Batches of at least this many events pause the collector; a short one gains nothing."""
+
+
+class _CollectorPause:
+    """Pauses the cyclic garbage collector while any batch is being built, in any thread.
+
+    Only a collector that was running is paused, and it is restarted when the
+    last batch ends; one an application turned off stays off.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._batches = 0
+        self._paused = False
+
+    @contextmanager
+    def __call__(self) -> Iterator[None]:
+        with self._lock:
+            if self._batches == 0:
+                self._paused = gc.isenabled()
+                if self._paused:
+                    gc.disable()
+            self._batches += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._batches -= 1
+                if self._batches == 0 and self._paused:
+                    self._paused = False
+                    gc.enable()
+
+
+_collector_paused = _CollectorPause()
+
+
 def events_from_json(texts: Sequence[str | bytes]) -> list[Event]:
     """Rebuild the events of ``texts`` (each made by ``event_to_json``), in order.
 
-    The batch form of ``event_from_json``, for a page or a whole history.
+    The batch form of ``event_from_json``, for a page or a whole history; a
+    long batch pauses the cyclic garbage collector while it builds (see the
+    module's docstring).
     """
-    return [event_from_json(text) for text in texts]
+    if len(texts) < _PAUSE_FROM:
+        return [event_from_json(text) for text in texts]
+    with _collector_paused():
+        return [event_from_json(text) for text in texts]
