@@ -22,7 +22,8 @@ them, without decoding them (a list copy or slice; one aiosqlite ``SELECT``
 ordered by the primary key, ``fetchall``; one redis-py ``LRANGE``; one
 PyMongo ``find`` sorted on an index, ``to_list``; one asyncpg ``fetch``).
 A ``last_n`` read fetches the newest ``last_n`` the same way, through the
-index, newest first, then put oldest first.
+index, newest first, then put oldest first (on MongoDB, as the seq range
+above ``length - last_n``, which is what the mongodb backend asks for too).
 """
 
 from __future__ import annotations
@@ -333,16 +334,14 @@ class MongoInsertFloor(Floor):
             )
 
     async def read(self, length: int, last_n: int | None) -> int:
-        """One ``find`` sorted on the index, ``to_list``."""
+        """One ``find`` sorted on the index (the newest ``last_n``: a seq range), ``to_list``."""
         history = self._collection.database.get_collection("raw_history")
-        query, projection = {"length": length}, {"data": 1, "_id": 0}
-        if last_n is None:
-            rows = await history.find(query, projection).sort("seq", 1).to_list(None)
-        else:
-            cursor = history.find(query, projection).sort("seq", -1).limit(last_n)
-            rows = await cursor.to_list(None)
-            rows.reverse()
-        return len(rows)
+        query: dict[str, Any] = {"length": length}
+        if last_n is not None:
+            # The floor's seqs run 1..length without gaps: the newest are a range of the index.
+            query["seq"] = {"$gt": length - last_n}
+        cursor = history.find(query, {"data": 1, "_id": 0}).sort("seq", 1)
+        return len(await cursor.to_list(None))
 
 
 class PostgresInsertFloor(Floor):
