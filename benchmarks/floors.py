@@ -15,6 +15,15 @@ One floor per kind of storage, each storing the same ~500-byte event JSON:
 
 The workloads take a floor sample beside each append sample (see
 :func:`benchmarks.timing.measure_paired`).
+
+Each floor also has a read floor, sampled beside each W2 read: the same
+number of stored event texts, fetched through the raw driver as it returns
+them, without decoding them (a list copy or slice; one aiosqlite ``SELECT``
+ordered by the primary key, ``fetchall``; one redis-py ``LRANGE``; one
+PyMongo ``find`` sorted on an index, ``to_list``; one asyncpg ``fetch``).
+A ``last_n`` read fetches the newest ``last_n`` the same way, through the
+index, newest first, then put oldest first (on MongoDB, as the seq range
+above ``length - last_n``, which is what the mongodb backend asks for too).
 """
 
 from __future__ import annotations
@@ -67,6 +76,13 @@ class Floor(abc.ABC):
     def __init__(self, row: str) -> None:
         self.row = row
         """The event JSON each sample stores."""
+        self._filled: set[int] = set()
+
+    async def prepare_reads(self, length: int) -> None:
+        """Store ``length`` rows for :meth:`read`, once per length (subjects share a floor)."""
+        if length not in self._filled:
+            await self.fill(length)
+            self._filled.add(length)
 
     @property
     @abc.abstractmethod
@@ -83,6 +99,14 @@ class Floor(abc.ABC):
     async def once(self, index: int) -> None:
         """Store the row once."""
 
+    @abc.abstractmethod
+    async def fill(self, length: int) -> None:
+        """Store ``length`` rows for :meth:`read` to fetch (once per length, before timing)."""
+
+    @abc.abstractmethod
+    async def read(self, length: int, last_n: int | None) -> int:
+        """Fetch the ``length`` rows of :meth:`fill` (the newest ``last_n``); return how many."""
+
 
 class ListAppendFloor(Floor):
     """A Python ``list.append`` of the event JSON: the floor for the memory backend."""
@@ -92,6 +116,7 @@ class ListAppendFloor(Floor):
     def __init__(self, row: str) -> None:
         super().__init__(row)
         self._items: list[str] = []
+        self._stored: dict[int, list[str]] = {}
 
     @property
     def label(self) -> str:
@@ -101,6 +126,15 @@ class ListAppendFloor(Floor):
     async def once(self, index: int) -> None:
         """Append the row."""
         self._items.append(self.row)
+
+    async def fill(self, length: int) -> None:
+        """Keep a list of ``length`` rows."""
+        self._stored[length] = [self.row] * length
+
+    async def read(self, length: int, last_n: int | None) -> int:
+        """Copy the list (its last ``last_n`` items)."""
+        items = self._stored[length]
+        return len(items[:] if last_n is None else items[-last_n:] if last_n else [])
 
 
 def sqlite_default_synchronous() -> str:
@@ -141,6 +175,10 @@ class SQLiteInsertFloor(Floor):
         await self._connection.execute(
             "CREATE TABLE IF NOT EXISTS raw_events (id INTEGER PRIMARY KEY, data TEXT NOT NULL)"
         )
+        await self._connection.execute(
+            "CREATE TABLE IF NOT EXISTS raw_history (length INTEGER, seq INTEGER, data TEXT "
+            "NOT NULL, PRIMARY KEY (length, seq)) WITHOUT ROWID"
+        )
 
     async def close(self) -> None:
         """Close the connection."""
@@ -153,6 +191,27 @@ class SQLiteInsertFloor(Floor):
         await self._connection.execute("INSERT INTO raw_events (data) VALUES (?)", (self.row,))
         await self._connection.execute("COMMIT")
 
+    async def fill(self, length: int) -> None:
+        """Insert ``length`` rows in one transaction."""
+        await self._connection.execute("BEGIN IMMEDIATE")
+        await self._connection.executemany(
+            "INSERT INTO raw_history VALUES (?, ?, ?)",
+            [(length, seq, self.row) for seq in range(1, length + 1)],
+        )
+        await self._connection.execute("COMMIT")
+
+    async def read(self, length: int, last_n: int | None) -> int:
+        """One ``SELECT``, ``fetchall``."""
+        sql = "SELECT data FROM raw_history WHERE length = ? ORDER BY seq"
+        params: tuple[int, ...] = (length,)
+        if last_n is not None:
+            sql, params = sql + " DESC LIMIT ?", (length, last_n)
+        async with self._connection.execute(sql, params) as cursor:
+            rows = list(await cursor.fetchall())
+        if last_n is not None:
+            rows.reverse()
+        return len(rows)
+
 
 class RedisPushFloor(Floor):
     """One redis-py ``RPUSH`` round trip."""
@@ -164,6 +223,7 @@ class RedisPushFloor(Floor):
         self.url = url
         self.key = key
         self._client: Any = None
+        self._lengths: list[int] = []
 
     @property
     def label(self) -> str:
@@ -178,14 +238,32 @@ class RedisPushFloor(Floor):
         await self._client.ping()
 
     async def close(self) -> None:
-        """Delete the list and disconnect."""
+        """Delete the lists and disconnect."""
         if self._client is not None:
-            await self._client.delete(self.key)
+            await self._client.delete(self.key, *(self._history(n) for n in self._lengths))
             await self._client.aclose()
 
     async def once(self, index: int) -> None:
         """Push the row."""
         await self._client.rpush(self.key, self.row)
+
+    def _history(self, length: int) -> str:
+        return f"{self.key}:history:{length}"
+
+    async def fill(self, length: int) -> None:
+        """Push ``length`` rows to a list of their own."""
+        self._lengths.append(length)
+        for start in range(0, length, 1_000):
+            await self._client.rpush(
+                self._history(length), *[self.row] * min(1_000, length - start)
+            )
+
+    async def read(self, length: int, last_n: int | None) -> int:
+        """One ``LRANGE`` (of the last ``last_n``)."""
+        start = 0 if last_n is None else -last_n
+        return (
+            len(await self._client.lrange(self._history(length), start, -1)) if last_n != 0 else 0
+        )
 
 
 def mongodb_default_write_concern() -> tuple[str | int, bool]:
@@ -245,6 +323,26 @@ class MongoInsertFloor(Floor):
         """Insert one document holding the row."""
         await self._collection.insert_one({"seq": index, "data": self.row})
 
+    async def fill(self, length: int) -> None:
+        """Insert ``length`` documents, indexed on ``(length, seq)``."""
+        history = self._collection.database.get_collection("raw_history")
+        await history.create_index([("length", 1), ("seq", 1)])
+        for start in range(1, length + 1, 1_000):
+            seqs = range(start, min(length, start + 999) + 1)
+            await history.insert_many(
+                [{"length": length, "seq": s, "data": self.row} for s in seqs]
+            )
+
+    async def read(self, length: int, last_n: int | None) -> int:
+        """One ``find`` sorted on the index (the newest ``last_n``: a seq range), ``to_list``."""
+        history = self._collection.database.get_collection("raw_history")
+        query: dict[str, Any] = {"length": length}
+        if last_n is not None:
+            # The floor's seqs run 1..length without gaps: the newest are a range of the index.
+            query["seq"] = {"$gt": length - last_n}
+        cursor = history.find(query, {"data": 1, "_id": 0}).sort("seq", 1)
+        return len(await cursor.to_list(None))
+
 
 class PostgresInsertFloor(Floor):
     """One asyncpg ``INSERT`` committed on its own, into a table with a primary key."""
@@ -273,7 +371,9 @@ class PostgresInsertFloor(Floor):
         self.synchronous_commit = await self._connection.fetchval("SHOW synchronous_commit")
         await self._connection.execute(
             f'CREATE SCHEMA "{self.schema}"; CREATE TABLE "{self.schema}".raw_events '
-            "(id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, data text NOT NULL)"
+            "(id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, data text NOT NULL); "
+            f'CREATE TABLE "{self.schema}".raw_history '
+            "(length int, seq int, data text NOT NULL, PRIMARY KEY (length, seq))"
         )
 
     async def close(self) -> None:
@@ -287,6 +387,25 @@ class PostgresInsertFloor(Floor):
         await self._connection.execute(
             f'INSERT INTO "{self.schema}".raw_events (data) VALUES ($1)', self.row
         )
+
+    async def fill(self, length: int) -> None:
+        """Insert ``length`` rows."""
+        await self._connection.executemany(
+            f'INSERT INTO "{self.schema}".raw_history VALUES ($1, $2, $3)',
+            [(length, seq, self.row) for seq in range(1, length + 1)],
+        )
+
+    async def read(self, length: int, last_n: int | None) -> int:
+        """One ``fetch``."""
+        table = f'"{self.schema}".raw_history'
+        if last_n is None:
+            sql = f"SELECT data FROM {table} WHERE length = $1 ORDER BY seq"
+            rows = await self._connection.fetch(sql, length)
+        else:
+            sql = f"SELECT data FROM {table} WHERE length = $1 ORDER BY seq DESC LIMIT $2"
+            rows = await self._connection.fetch(sql, length, last_n)
+            rows.reverse()
+        return len(rows)
 
 
 def _installed(module: str) -> bool:

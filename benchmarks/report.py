@@ -268,6 +268,10 @@ def _creates(table: _Table) -> list[str]:
     return table.rows(headers, render)
 
 
+_APPEND_FLOOR_KEYS = ("append@", "pop@", "cas@")
+"""The cells whose floor is the append floor (W2's cells have the read floor)."""
+
+
 def _floors(table: _Table) -> list[str]:
     lines = ["| storage | floor | median | p95 | samples |", "|---|---|---|---|---|"]
     for storage, label in table.run.floors.items():
@@ -275,8 +279,8 @@ def _floors(table: _Table) -> list[str]:
             value
             for subject in table.subjects
             if subject.storage == storage
-            for cell in subject.cells.values()
-            if cell.floor is not None
+            for key, cell in subject.cells.items()
+            if cell.floor is not None and key.startswith(_APPEND_FLOOR_KEYS)
             for value in cell.floor.seconds
         ]
         if not samples:
@@ -352,10 +356,11 @@ def render_markdown(run: RunResult, chart: str | None = None) -> str:
         f"Packages: {env['packages']}.",
         "",
         "Times are medians. **x floor**: divided by the raw-driver floor of the same storage, "
-        "sampled beside each append (W1). **x peer**: divided by the fastest peer on the same "
-        "kind of storage (in-process, local file, redis, mongodb, postgres) in the same column; "
-        "below 1 is faster. **n=...**: the cell's time budget stopped sampling early. Each event "
-        "is one assistant turn of about 500 bytes: text, a tool call, a timestamp.",
+        "sampled beside each append (W1), or the same rows read through the raw driver without "
+        "decoding, sampled beside each read (W2). **x peer**: divided by the fastest peer on "
+        "the same kind of storage (in-process, local file, redis, mongodb, postgres) in the same "
+        "column; below 1 is faster. **n=...**: the cell's time budget stopped sampling early. "
+        "Each event is one assistant turn of about 500 bytes: text, a tool call, a timestamp.",
     ]
     if run.peers_not_installed:
         lines += [

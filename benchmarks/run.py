@@ -42,6 +42,7 @@ from benchmarks.agents_session import W6_NAME, agents_subjects, run_agents_sessi
 from benchmarks.completeness import find_problems
 from benchmarks.floors import Floor, make_floors
 from benchmarks.payload import TurnFactory
+from benchmarks.profiling import ProfileRequest
 from benchmarks.report import write_report
 from benchmarks.results import RunResult, SubjectResult
 from benchmarks.servers import Server, start_mongodb, start_postgres, start_redis
@@ -107,6 +108,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         metavar="NAME",
         help="run only subjects whose name contains NAME (repeatable; e.g. --only sqlite)",
     )
+    parser.add_argument(
+        "--profile",
+        default=None,
+        metavar="KEY",
+        help="write a cProfile profile of one cell's workload per subject into --out "
+        "(a cell key: get@5000, last20@10000, append@1000, list.first, ...)",
+    )
     return parser.parse_args(argv)
 
 
@@ -139,6 +147,7 @@ async def _run_one(
     turns: TurnFactory,
     workdir: Path,
     progress: Progress,
+    profile: ProfileRequest | None,
 ) -> SubjectResult:
     result = SubjectResult(
         subject.name,
@@ -152,7 +161,7 @@ async def _run_one(
     directory.mkdir(parents=True, exist_ok=True)
     try:
         await subject.open(directory)
-        result.cells = await run_subject(subject, plan, floor, turns, progress)
+        result.cells = await run_subject(subject, plan, floor, turns, progress, profile)
     except Exception as exc:  # a subject that cannot even start still gets its row
         result.status = f"error: {type(exc).__name__}: {exc}".splitlines()[0][:200]
         progress(f"{subject.name}: {result.status}")
@@ -174,6 +183,7 @@ async def _run_all(
     turns: TurnFactory,
     workdir: Path,
     progress: Progress,
+    profile: ProfileRequest | None,
 ) -> list[SubjectResult]:
     opened: dict[str, Floor] = {}
     for storage, floor in floors.items():
@@ -193,7 +203,7 @@ async def _run_all(
                 )
                 continue
             beside = opened.get(subject.storage)
-            results.append(await _run_one(subject, plan, beside, turns, workdir, progress))
+            results.append(await _run_one(subject, plan, beside, turns, workdir, progress, profile))
     finally:
         for floor in opened.values():
             with contextlib.suppress(Exception):
@@ -212,10 +222,12 @@ def execute(
     only: Sequence[str] = (),
     workdir: Path | None = None,
     progress: Progress | None = None,
+    profile: ProfileRequest | None = None,
 ) -> RunResult:
     """Start the servers, run every subject through ``plan``, and return what was measured.
 
     ``peers``: ``auto`` (those installed), ``all`` (missing ones as n/a rows), ``none``.
+    ``profile``: profile the workload of one cell in each subject (``--profile``).
     """
     progress = progress or Progress()
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -266,7 +278,7 @@ def execute(
         found = [subject for subject in found if _wanted(only, subject.name)]
         turns = TurnFactory(run_id)
         floors = make_floors(turns(), workdir, redis, mongodb, run_id, postgres)
-        results = asyncio.run(_run_all(plan, found, floors, turns, workdir, progress))
+        results = asyncio.run(_run_all(plan, found, floors, turns, workdir, progress, profile))
         agents: list[Subject | Unavailable] = []
         if peers != "none":
             agents = agents_subjects(redis, mongodb, run_id)
@@ -305,6 +317,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         only=options.only,
         workdir=options.workdir,
         progress=progress,
+        profile=None if options.profile is None else ProfileRequest(options.profile, options.out),
     )
     markdown, paths = write_report(run, options.out)
     print(markdown)

@@ -8,7 +8,8 @@
   capability: ``pop_event`` (an untimed append, then the timed pop, so the
   length stays) and a compare-and-set append (``expected_last_seq`` set to
   the session's current ``last_seq``), each beside a floor sample.
-- W2 ``get_session`` with every event, and with ``last_n``, at several lengths.
+- W2 ``get_session`` with every event, and with ``last_n``, at several lengths, each
+  sample beside a read-floor sample (the same rows through the raw driver).
 - W3 ``list_sessions``: the first page, and a full walk following the cursor,
   for a user owning many sessions among several users.
 - W4 concurrent writers appending to one session: the wall time, and a check
@@ -35,6 +36,7 @@ from typing import Any
 
 from benchmarks.floors import Floor
 from benchmarks.payload import TurnFactory
+from benchmarks.profiling import ProfileRequest, profiled
 from benchmarks.results import Cell
 from benchmarks.subjects import StoredTurn, Subject
 from benchmarks.timing import Operation, Samples, measure, measure_paired
@@ -139,7 +141,7 @@ QUICK = Plan(
     append_samples=200,
     append_budget=4.0,
     append_minimum=30,
-    read_lengths=(100, 1_000, 10_000),
+    read_lengths=(100, 1_000, 5_000, 10_000),
     read_samples=30,
     read_budget=1.5,
     read_minimum=3,
@@ -212,8 +214,10 @@ class _Run:
         floor: Floor | None,
         turns: TurnFactory,
         progress: Progress,
+        profile: ProfileRequest | None = None,
     ) -> None:
         self.subject = subject
+        self.profile = profile
         self.plan = plan
         self.floor = floor
         self.turns = turns
@@ -238,7 +242,9 @@ class _Run:
         if not quiet:
             self.progress(f"{self.subject.name}: {', '.join(keys)}")
         try:
-            await workload()
+            # The quiet calls wrap a whole phase; its cells are profiled one by one inside.
+            with profiled(None if quiet else self.profile, self.subject.name, keys):
+                await workload()
         except Exception as exc:  # one failing workload must not end the subject's row
             text = f"error: {type(exc).__name__}: {exc}".splitlines()[0][:200]
             self.progress(f"{self.subject.name}: {text}\n{traceback.format_exc()}")
@@ -261,6 +267,8 @@ class _Run:
         for length in sorted(set(plan.read_lengths)):
             self.progress(f"{self.subject.name}: filling a session of {length:,} events")
             self.sessions[length] = await self.session_of("reader", length)
+            if self.floor is not None:
+                await self.floor.prepare_reads(length)
 
     async def reads(self) -> None:
         plan = self.plan
@@ -278,13 +286,26 @@ class _Run:
         handle = self.sessions[length]
         expected = length if last_n is None else min(last_n, length)
         got = await self.subject.get(handle, last_n)
-        samples = await measure(
-            lambda i: self.subject.get(handle, last_n),
-            count=self.plan.read_samples,
-            budget=self.plan.read_budget,
-            minimum=self.plan.read_minimum,
-        )
-        cell = Cell(samples=samples, wanted=self.plan.read_samples)
+        plan = self.plan
+        count, budget, minimum = plan.read_samples, plan.read_budget, plan.read_minimum
+        floor: Samples | None = None
+        if self.floor is None:
+            samples = await measure(
+                lambda i: self.subject.get(handle, last_n),
+                count=count,
+                budget=budget,
+                minimum=minimum,
+            )
+        else:
+            read_floor = self.floor
+            samples, floor = await measure_paired(
+                lambda i: self.subject.get(handle, last_n),
+                lambda i: read_floor.read(length, last_n),
+                count=count,
+                budget=budget,
+                minimum=minimum,
+            )
+        cell = Cell(samples=samples, floor=floor, wanted=self.plan.read_samples)
         if got != expected:
             cell.failed = True
             cell.detail = f"returned {got} events, expected {expected}"
@@ -530,10 +551,18 @@ def _check_stored(
 
 
 async def run_subject(
-    subject: Subject, plan: Plan, floor: Floor | None, turns: TurnFactory, progress: Progress
+    subject: Subject,
+    plan: Plan,
+    floor: Floor | None,
+    turns: TurnFactory,
+    progress: Progress,
+    profile: ProfileRequest | None = None,
 ) -> dict[str, Cell]:
-    """Run W2, W1 (with W1b), W3, W4 and W5 (reads before appends grow the sessions)."""
-    run = _Run(subject, plan, floor, turns, progress)
+    """Run W2, W1 (with W1b), W3, W4 and W5 (reads before appends grow the sessions).
+
+    With ``profile``, the workload of that cell is profiled (see :mod:`benchmarks.profiling`).
+    """
+    run = _Run(subject, plan, floor, turns, progress, profile)
     await run.guarded(run.history_keys(), run.fill, quiet=True)
     await run.reads()
     await run.guarded(run.append_keys(), run.appends, quiet=True)

@@ -1,7 +1,9 @@
 """Tools for backend authors: what the first-party backends use to keep the contract.
 
 A backend stores JSON values as the text ``dump_json`` makes (so every value
-round-trips exactly), events as the text ``event_to_json`` makes, and times it
+round-trips exactly), events as the text ``event_to_json`` makes (and rebuilds them with
+``event_from_json``, or ``events_from_json`` for many, without re-validating
+what it wrote itself), and times it
 indexes or compares as integer microseconds (``to_micros`` / ``from_micros``).
 It rebuilds the sessions it lists or reads with ``stored_session`` (no
 re-validation of what it wrote itself), applies deltas with ``apply_delta``, checks a restore with
@@ -21,6 +23,7 @@ from typing import Any
 from sessionhub import _validate
 from sessionhub._retries import check_retry
 from sessionhub._secrets import mask_url
+from sessionhub._stored_events import event_from_json, events_from_json
 from sessionhub.errors import InvalidInput
 from sessionhub.models import Event, Session
 
@@ -31,6 +34,7 @@ __all__ = [
     "dump_json",
     "event_to_json",
     "event_from_json",
+    "events_from_json",
     "to_micros",
     "from_micros",
     "mask_url",
@@ -131,11 +135,6 @@ def dump_json(value: Any) -> str:
 def event_to_json(event: Event) -> str:
     """Serialise a stored event to the JSON text a backend keeps."""
     return event.model_dump_json()
-
-
-def event_from_json(data: str | bytes) -> Event:
-    """Rebuild an event from the JSON text made by ``event_to_json``."""
-    return Event.model_validate_json(data)
 
 
 _SESSION_FIELDS = frozenset(Session.model_fields)

@@ -29,8 +29,8 @@ from sessionhub import (
     StateKey,
     StoredSession,
 )
-from sessionhub.backend_tools import to_micros
-from sessionhub_mongodb._documents import event_from_document, session_from_document
+from sessionhub.backend_tools import events_from_json, to_micros
+from sessionhub_mongodb._documents import session_from_document
 from sessionhub_mongodb._expiry import expiry_fields, extend_horizon
 from sessionhub_mongodb._heads import Head
 from sessionhub_mongodb._state import read_state
@@ -99,7 +99,7 @@ async def _read_events(
         rows = head.shown(await cursor.limit(window.last_n + extra).to_list(None))
         rows = rows[: window.last_n]
         rows.reverse()
-    return [event_from_document(row) for row in rows]
+    return events_from_json([row["data"] for row in rows])
 
 
 _HEADER = dict.fromkeys(

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from sessionhub import Event, Session, SessionKey
-from sessionhub.backend_tools import dump_json, event_from_json, event_to_json, stored_session
+from sessionhub.backend_tools import dump_json, event_to_json, events_from_json, stored_session
 
 __all__ = [
     "encode_object",
@@ -92,11 +92,9 @@ def decode_events(seqs: Sequence[int] | None, texts: Sequence[str] | None) -> li
     """Events from their seq column and stored JSON text (stored with the seq they had then)."""
     if not seqs or not texts:
         return []
-    events = []
-    for seq, text in zip(seqs, texts, strict=True):
-        event = event_from_json(text)
-        event.seq = seq
-        events.append(event)
+    events = events_from_json(texts)
+    for event, seq in zip(events, seqs, strict=True):
+        event.__dict__["seq"] = seq  # a field of the model: what ``event.seq = seq`` sets, directly
     return events
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from sessionhub import ConflictError, Event, SessionKey
-from sessionhub.backend_tools import check_retry
+from sessionhub.backend_tools import check_retry, event_from_json
 from sessionhub_redis._replies import Unverified
 
 __all__ = ["VERIFY_ROUNDS", "stored_event", "verified"]
@@ -28,7 +28,7 @@ def stored_event(key: SessionKey, event_id: str, seq: int, text: bytes) -> Event
             f"{seq}, but its record is missing (the session's keys were changed "
             "outside sessionhub)."
         )
-    return Event.model_validate_json(text)
+    return event_from_json(text)
 
 
 def verified(key: SessionKey, events: list[Event], reply: Unverified) -> list[Any]:

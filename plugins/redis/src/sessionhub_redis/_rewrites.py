@@ -26,7 +26,7 @@ from sessionhub import (
     SessionKey,
     SessionNotFound,
 )
-from sessionhub.backend_tools import check_restorable, to_micros
+from sessionhub.backend_tools import check_restorable, event_from_json, to_micros
 from sessionhub_redis import _codec
 from sessionhub_redis._keys import escape
 from sessionhub_redis._protocol import (
@@ -94,7 +94,7 @@ class HistoryRewrites:
             raise SessionNotFound(key.app_name, key.user_id, key.session_id)
         if reply.event is not None:
             await topology.app_index_after(_parts(key), to_micros(expiry.now))
-        return None if reply.event is None else Event.model_validate_json(reply.event)
+        return None if reply.event is None else event_from_json(reply.event)
 
     async def replace_events(self, request: ReplaceRequest) -> AppendResult:
         """Swap every event for ``request.events`` in one script, after the expectation check."""

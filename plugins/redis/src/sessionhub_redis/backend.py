@@ -81,7 +81,7 @@ from sessionhub import (
     StateKey,
     StoredSession,
 )
-from sessionhub.backend_tools import mask_url, to_micros
+from sessionhub.backend_tools import events_from_json, mask_url, to_micros
 from sessionhub_redis import _app_index, _codec
 from sessionhub_redis._conflicts import VERIFY_ROUNDS, stored_event, verified
 from sessionhub_redis._connect import Connection, connect
@@ -343,7 +343,7 @@ class RedisBackend(HistoryRewrites, Backend):
         now = to_micros(expiry.now)
         if app_state is None:
             app_state = _codec.state(reply.app_state, now)
-        events = [Event.model_validate_json(text) for text in reply.events]
+        events = events_from_json(reply.events)
         if after_time is not None and not reply.windowed:
             # Events stored before their times were kept: the script left the window to us.
             events = [e for e in events if e.timestamp is None or e.timestamp > after_time]

@@ -37,6 +37,7 @@ from sessionhub.backend_tools import (
     dump_json,
     event_from_json,
     event_to_json,
+    events_from_json,
     from_micros,
     stored_session,
     to_micros,
@@ -229,7 +230,7 @@ def _events(conn: sqlite3.Connection, session_pk: int, window: EventWindow) -> l
         params.append(window.last_n)
         rows = conn.execute(sql + " ORDER BY seq DESC LIMIT ?", params).fetchall()
         rows.reverse()
-    return [event_from_json(data) for (data,) in rows]
+    return events_from_json([data for (data,) in rows])
 
 
 def append(conn: sqlite3.Connection, request: AppendRequest) -> AppendResult:
