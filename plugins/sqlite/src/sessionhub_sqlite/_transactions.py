@@ -161,6 +161,17 @@ def _session_from_row(
     )
 
 
+_SESSION_WITH_SCOPES = (
+    f"SELECT {_SESSION_COLUMNS}, "
+    "(SELECT a.state FROM app_state a WHERE a.app_name = sessions.app_name "
+    "AND (a.expires_at IS NULL OR a.expires_at > ?)), "
+    "(SELECT u.state FROM user_state u WHERE u.app_name = sessions.app_name "
+    "AND u.user_id = sessions.user_id AND (u.expires_at IS NULL OR u.expires_at > ?)) "
+    "FROM sessions WHERE app_name = ? AND user_id = ? AND session_id = ?"
+)
+"""A session's row, then its app's and its user's live state (NULL: none)."""
+
+
 def _session_row(conn: sqlite3.Connection, key: SessionKey, now: int) -> tuple[Any, ...] | None:
     row: tuple[Any, ...] | None = conn.execute(
         f"SELECT {_SESSION_COLUMNS} FROM sessions "
@@ -200,6 +211,18 @@ def get_session(
     conn: sqlite3.Connection, key: SessionKey, window: EventWindow, expiry: Expiry, refresh: bool
 ) -> StoredSession | None:
     """Read a live session with the events of ``window``; slide its expiry with ``refresh``."""
+    if not refresh:  # the usual read: the session row and both scopes in one statement
+        now = to_micros(expiry.now)
+        row = conn.execute(
+            _SESSION_WITH_SCOPES, (now, now, key.app_name, key.user_id, key.session_id)
+        ).fetchone()
+        if row is None or not _live(row[9], now):
+            return None
+        return StoredSession(
+            _session_from_row(row, _events(conn, row[0], window)),
+            _object(row[14] or "{}"),
+            _object(row[15] or "{}"),
+        )
     row = _session_row(conn, key, to_micros(expiry.now))
     if row is None:
         return None
