@@ -17,6 +17,7 @@ from google.adk.events.event import Event as AdkEvent
 from google.genai import types
 
 from sessionhub import Event, FilePart, Part, TextPart, ToolCallPart, ToolResultPart
+from sessionhub_adk._rebuild import rebuild
 
 __all__ = ["ADK_EVENT_KEY", "to_sessionhub_event", "to_adk_event", "epoch_to_datetime"]
 
@@ -100,7 +101,7 @@ def to_adk_event(event: Event) -> AdkEvent:
     """The ADK event stored in ``event``, or one built from its readable parts."""
     stored = event.metadata.get(ADK_EVENT_KEY)
     if isinstance(stored, dict):
-        return AdkEvent.model_validate(stored)
+        return rebuild(AdkEvent, stored)
     parts = [part for part in map(_adk_part, event.content) if part is not None]
     user = event.role == "user"
     return AdkEvent(

@@ -26,6 +26,7 @@ from google.adk.sessions.session import Session as AdkSession
 
 from sessionhub import ConflictError, SessionExists, SessionHistoryService, SessionNotFound
 from sessionhub_adk._events import epoch_to_datetime, to_adk_event, to_sessionhub_event
+from sessionhub_adk._rebuild import rebuild
 from sessionhub_adk._state import LAST_UPDATE_KEY, decode_state, encode_delta, json_safe
 
 if TYPE_CHECKING:
@@ -79,16 +80,17 @@ def _seq(session: AdkSession) -> int | None:
 
 def _adk_session(stored: Session, events: list[AdkEvent]) -> AdkSession:
     last_update = stored.state.get(LAST_UPDATE_KEY)
-    session = AdkSession(
-        id=stored.id,
-        app_name=stored.app_name,
-        user_id=stored.user_id,
-        state=decode_state(stored.state),
-        events=events,
-        last_update_time=float(last_update)
+    fields = {
+        "id": stored.id,
+        "app_name": stored.app_name,
+        "user_id": stored.user_id,
+        "state": decode_state(stored.state),
+        "events": events,
+        "last_update_time": float(last_update)
         if isinstance(last_update, (int, float)) and not isinstance(last_update, bool)
         else stored.updated_at.timestamp(),
-    )
+    }
+    session = rebuild(AdkSession, fields)
     session._storage_update_marker = f"{_MARKER_PREFIX}{stored.last_seq}"
     return session
 
