@@ -27,7 +27,7 @@ from google.genai import types
 
 from sessionhub.backend_tools import event_from_json
 from sessionhub_adk import to_adk_event, to_sessionhub_event
-from sessionhub_adk._rebuild import rebuild
+from sessionhub_adk._rebuild import construct, rebuild
 
 
 def _events() -> list[Event]:
@@ -172,22 +172,38 @@ def test_values_the_fast_path_does_not_cover_are_validated() -> None:
     )
 
 
-def test_rebuilt_session_keeps_the_events_it_is_given() -> None:
-    events = _events()
-    fields = {
+def _session_fields(events: list[Event]) -> dict[str, Any]:
+    return {
         "id": "s",
         "app_name": "a",
         "user_id": "u",
         "state": {"k": [1]},
         "events": events,
-        "last_update_time": 5,
+        "last_update_time": 5.0,
     }
-    rebuilt = rebuild(AdkSession, dict(fields))
-    validated = AdkSession(**fields)
-    assert _shape(rebuilt) == _shape(validated)
-    assert all(a is b for a, b in zip(rebuilt.events, events, strict=True))
-    rebuilt._storage_update_marker = "m"
-    assert rebuilt._storage_update_marker == "m"
+
+
+@pytest.mark.parametrize("make", [rebuild, construct])
+def test_session_built_from_values_is_the_validated_session(make: Any) -> None:
+    events = _events()
+    built = make(AdkSession, _session_fields(events))
+    validated = AdkSession(**_session_fields(events))
+    assert _shape(built) == _shape(validated)
+    assert all(a is b for a, b in zip(built.events, events, strict=True))
+    built._storage_update_marker = "m"
+    assert built._storage_update_marker == "m"
+    assert validated._storage_update_marker is None
+
+
+def test_construct_needs_every_field() -> None:
+    fields = _session_fields([])
+    del fields["events"]
+    with pytest.raises(TypeError, match="Session has the fields"):
+        construct(AdkSession, fields)
+    with pytest.raises(TypeError, match="Session has no private attributes"):
+        construct(AdkSession, _session_fields([]), _marker="m")
+    made = construct(AdkSession, _session_fields([]), _storage_update_marker="m")
+    assert made._storage_update_marker == "m"
 
 
 # A user message and a function call as sessionhub-adk 0.1 stores them (sessionhub event JSON,

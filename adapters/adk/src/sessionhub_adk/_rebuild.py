@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 import pydantic
 from pydantic import ConfigDict, TypeAdapter
 
-__all__ = ["rebuild"]
+__all__ = ["construct", "rebuild"]
 
 Model = TypeVar("Model", bound=pydantic.BaseModel)
 Convert = Callable[[Any], Any]
@@ -293,16 +293,14 @@ def _compile(model: type[Model]) -> Callable[[Any], Model]:
             static[name] = field.default
         else:  # validation gives each instance its own copy of a mutable default
             fill.append((name, functools.partial(copy.deepcopy, field.default)))
-    private = _private_defaults(model)
-    post_init = model.__pydantic_post_init__ is not None and private is None
+    make = _maker(model)
     passes = model.model_config.get("revalidate_instances", "never") == "never"
-    new = model.__new__
 
     def fast(data: dict[str, Any]) -> Model:
         values = static.copy()
-        for name, make in fill:
+        for name, make_default in fill:
             if name not in data:
-                values[name] = make()
+                values[name] = make_default()
         if required and not required.issubset(data):
             raise _Slow
         for key, value in data.items():
@@ -318,14 +316,7 @@ def _compile(model: type[Model]) -> Callable[[Any], Model]:
                 if convert is None:
                     raise _Slow
                 values[key] = convert(value)
-        instance = new(model)
-        _set(instance, "__dict__", values)
-        _set(instance, "__pydantic_fields_set__", set(data))
-        _set(instance, "__pydantic_extra__", None)
-        _set(instance, "__pydantic_private__", private() if private is not None else None)
-        if post_init:
-            instance.model_post_init(None)
-        return instance
+        return make(values, set(data))
 
     def build(data: Any) -> Model:
         if type(data) is not dict:
@@ -338,6 +329,29 @@ def _compile(model: type[Model]) -> Callable[[Any], Model]:
             return _validate(model, data)
 
     return build
+
+
+def _maker(model: type[Model]) -> Callable[[dict[str, Any], set[str]], Model]:
+    """What makes an instance of ``model`` from its ``__dict__`` and fields set, as validation does.
+
+    The private attributes get their defaults and ``model_post_init`` runs, in
+    the slots pydantic 2 gives every model.
+    """
+    private = _private_defaults(model)
+    post_init = model.__pydantic_post_init__ is not None and private is None
+    new = model.__new__
+
+    def make(values: dict[str, Any], fields_set: set[str]) -> Model:
+        instance = new(model)
+        _set(instance, "__dict__", values)
+        _set(instance, "__pydantic_fields_set__", fields_set)
+        _set(instance, "__pydantic_extra__", None)
+        _set(instance, "__pydantic_private__", private() if private is not None else None)
+        if post_init:
+            instance.model_post_init(None)
+        return instance
+
+    return make
 
 
 _INIT_PRIVATE = "pydantic._internal._model_construction.init_private_attributes"
@@ -380,6 +394,33 @@ def _builder(model: type[Model]) -> Callable[[Any], Model]:
             del _BUILDERS[model]
             raise
     return builder
+
+
+_MAKERS: dict[type[pydantic.BaseModel], tuple[frozenset[str], Callable[..., Any]]] = {}
+
+
+def construct(model: type[Model], values: dict[str, Any], **private: Any) -> Model:
+    """An instance of ``model`` holding ``values``, which the adapter made itself.
+
+    ``values`` has every field, in the fields' order, each value already of its
+    field's type (nothing is checked but the names); it becomes the instance's
+    ``__dict__``. ``private`` sets private attributes (the others get their
+    defaults). Cheaper than validation and than :func:`rebuild`: for what the
+    adapter builds from values it has just read, as a session header.
+    """
+    known = _MAKERS.get(model)
+    if known is None:
+        known = _MAKERS[model] = (frozenset(model.model_fields), _maker(model))
+    names, make = known
+    if values.keys() != names:
+        raise TypeError(f"{model.__name__} has the fields {sorted(names)}, got {sorted(values)}")
+    instance: Model = make(values, set(names))
+    if private:
+        slots = instance.__pydantic_private__
+        if slots is None or not private.keys() <= slots.keys():
+            raise TypeError(f"{model.__name__} has no private attributes {sorted(private)}")
+        slots.update(private)
+    return instance
 
 
 def rebuild(model: type[Model], data: dict[str, Any]) -> Model:

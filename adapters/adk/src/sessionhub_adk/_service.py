@@ -26,7 +26,7 @@ from google.adk.sessions.session import Session as AdkSession
 
 from sessionhub import ConflictError, SessionExists, SessionHistoryService, SessionNotFound
 from sessionhub_adk._events import epoch_to_datetime, to_adk_event, to_sessionhub_event
-from sessionhub_adk._rebuild import rebuild
+from sessionhub_adk._rebuild import construct
 from sessionhub_adk._state import LAST_UPDATE_KEY, decode_state, encode_delta, json_safe
 
 if TYPE_CHECKING:
@@ -90,9 +90,10 @@ def _adk_session(stored: Session, events: list[AdkEvent]) -> AdkSession:
         if isinstance(last_update, (int, float)) and not isinstance(last_update, bool)
         else stored.updated_at.timestamp(),
     }
-    session = rebuild(AdkSession, fields)
-    session._storage_update_marker = f"{_MARKER_PREFIX}{stored.last_seq}"
-    return session
+    # ADK's own field for what storage last saw: the session's last_seq here.
+    return construct(
+        AdkSession, fields, _storage_update_marker=f"{_MARKER_PREFIX}{stored.last_seq}"
+    )
 
 
 def _session_id(session_id: str) -> str:
