@@ -3,9 +3,10 @@
 An ADK ``Event`` is stored as a readable sessionhub event (role ``user``,
 ``assistant`` or ``tool``; text, tool-call, tool-result and file parts) that
 also carries the ADK event's own JSON, verbatim, under ``metadata["adk_event"]``.
-Reading uses that JSON, so the event comes back equal, float timestamp
-included. An event without it (appended through another API) is converted from
-its readable parts.
+Reading rebuilds the event from that JSON (:func:`sessionhub_adk._rebuild.rebuild`,
+without validating it again), so it comes back equal, float timestamp included.
+An event without it (appended through another API) is converted from its
+readable parts.
 """
 
 from __future__ import annotations
