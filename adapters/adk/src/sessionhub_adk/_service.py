@@ -12,7 +12,7 @@ import asyncio
 import time
 import weakref
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from google.adk.errors import StaleSessionError
 from google.adk.errors.already_exists_error import AlreadyExistsError
@@ -30,6 +30,7 @@ from sessionhub_adk._rebuild import construct
 from sessionhub_adk._state import LAST_UPDATE_KEY, decode_state, encode_delta, json_safe
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from types import TracebackType
 
     from google.adk.events.event import Event as AdkEvent
@@ -39,6 +40,8 @@ if TYPE_CHECKING:
 __all__ = ["SessionHubSessionService", "sessionhub_url"]
 
 _MARKER_PREFIX = "sessionhub:"
+Read = TypeVar("Read")
+Made = TypeVar("Made")
 _STALE = (
     "The session has been modified in storage since it was loaded. "
     "Please reload the session before appending more events."
@@ -96,20 +99,29 @@ def _adk_session(stored: Session, events: list[AdkEvent]) -> AdkSession:
     )
 
 
-def _adk_events(stored: Session) -> list[AdkEvent]:
-    """The ADK events of a session just read, taking its events list (left empty).
+def _drained(items: list[Read], convert: Callable[[Read], Made]) -> list[Made]:
+    """``convert`` of each item read from storage, emptying ``items`` as it goes.
 
-    Each sessionhub event is released as soon as it is converted, so the objects
-    freed balance the objects made: a long read does not set off the garbage
+    Each item is released as soon as it is converted, so the objects freed
+    balance the objects made: a long read does not set off the garbage
     collector's passes over the whole heap, which otherwise cost more than the
-    conversion itself (every session read is a fresh copy: the list is ours).
+    conversion itself. What the service reads is the caller's own copy, so the
+    list is the adapter's to empty.
     """
-    pending = stored.events
-    pending.reverse()
-    converted: list[AdkEvent] = []
-    while pending:
-        converted.append(to_adk_event(pending.pop()))
+    items.reverse()
+    converted: list[Made] = []
+    while items:
+        converted.append(convert(items.pop()))
     return converted
+
+
+def _adk_events(stored: Session) -> list[AdkEvent]:
+    """The ADK events of a session just read (its events list is left empty)."""
+    return _drained(stored.events, to_adk_event)
+
+
+def _adk_header(stored: Session) -> AdkSession:
+    return _adk_session(stored, [])
 
 
 def _session_id(session_id: str) -> str:
@@ -244,15 +256,14 @@ class SessionHubSessionService(BaseSessionService):
         Sessions come without events, with the merged state, as ADK's services list them.
         """
         view = self._app(app_name)
-        rows: list[Session] = []
+        sessions: list[AdkSession] = []
         cursor: str | None = None
         while True:
             page = await view.list_sessions(user_id, limit=_PAGE, cursor=cursor)
-            rows.extend(page.items)
+            sessions += _drained(page.items, _adk_header)
             cursor = page.next_cursor
             if cursor is None:
                 break
-        sessions = [_adk_session(row, []) for row in rows]
         sessions.sort(key=lambda s: (s.last_update_time, s.user_id, s.id))
         return ListSessionsResponse(sessions=sessions)
 
