@@ -3,9 +3,10 @@
 An ADK ``Event`` is stored as a readable sessionhub event (role ``user``,
 ``assistant`` or ``tool``; text, tool-call, tool-result and file parts) that
 also carries the ADK event's own JSON, verbatim, under ``metadata["adk_event"]``.
-Reading uses that JSON, so the event comes back equal, float timestamp
-included. An event without it (appended through another API) is converted from
-its readable parts.
+Reading rebuilds the event from that JSON (:func:`sessionhub_adk._rebuild.rebuild`,
+without validating it again), so it comes back equal, float timestamp included.
+An event without it (appended through another API) is converted from its
+readable parts.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from google.adk.events.event import Event as AdkEvent
 from google.genai import types
 
 from sessionhub import Event, FilePart, Part, TextPart, ToolCallPart, ToolResultPart
+from sessionhub_adk._rebuild import rebuild
 
 __all__ = ["ADK_EVENT_KEY", "to_sessionhub_event", "to_adk_event", "epoch_to_datetime"]
 
@@ -100,7 +102,7 @@ def to_adk_event(event: Event) -> AdkEvent:
     """The ADK event stored in ``event``, or one built from its readable parts."""
     stored = event.metadata.get(ADK_EVENT_KEY)
     if isinstance(stored, dict):
-        return AdkEvent.model_validate(stored)
+        return rebuild(AdkEvent, stored)
     parts = [part for part in map(_adk_part, event.content) if part is not None]
     user = event.role == "user"
     return AdkEvent(

@@ -12,7 +12,7 @@ import asyncio
 import time
 import weakref
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from google.adk.errors import StaleSessionError
 from google.adk.errors.already_exists_error import AlreadyExistsError
@@ -26,9 +26,11 @@ from google.adk.sessions.session import Session as AdkSession
 
 from sessionhub import ConflictError, SessionExists, SessionHistoryService, SessionNotFound
 from sessionhub_adk._events import epoch_to_datetime, to_adk_event, to_sessionhub_event
+from sessionhub_adk._rebuild import construct
 from sessionhub_adk._state import LAST_UPDATE_KEY, decode_state, encode_delta, json_safe
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from types import TracebackType
 
     from google.adk.events.event import Event as AdkEvent
@@ -38,6 +40,8 @@ if TYPE_CHECKING:
 __all__ = ["SessionHubSessionService", "sessionhub_url"]
 
 _MARKER_PREFIX = "sessionhub:"
+Read = TypeVar("Read")
+Made = TypeVar("Made")
 _STALE = (
     "The session has been modified in storage since it was loaded. "
     "Please reload the session before appending more events."
@@ -79,18 +83,45 @@ def _seq(session: AdkSession) -> int | None:
 
 def _adk_session(stored: Session, events: list[AdkEvent]) -> AdkSession:
     last_update = stored.state.get(LAST_UPDATE_KEY)
-    session = AdkSession(
-        id=stored.id,
-        app_name=stored.app_name,
-        user_id=stored.user_id,
-        state=decode_state(stored.state),
-        events=events,
-        last_update_time=float(last_update)
+    fields = {
+        "id": stored.id,
+        "app_name": stored.app_name,
+        "user_id": stored.user_id,
+        "state": decode_state(stored.state),
+        "events": events,
+        "last_update_time": float(last_update)
         if isinstance(last_update, (int, float)) and not isinstance(last_update, bool)
         else stored.updated_at.timestamp(),
+    }
+    # ADK's own field for what storage last saw: the session's last_seq here.
+    return construct(
+        AdkSession, fields, _storage_update_marker=f"{_MARKER_PREFIX}{stored.last_seq}"
     )
-    session._storage_update_marker = f"{_MARKER_PREFIX}{stored.last_seq}"
-    return session
+
+
+def _drained(items: list[Read], convert: Callable[[Read], Made]) -> list[Made]:
+    """``convert`` of each item read from storage, emptying ``items`` as it goes.
+
+    Each item is released as soon as it is converted, so the objects freed
+    balance the objects made: a long read does not set off the garbage
+    collector's passes over the whole heap, which otherwise cost more than the
+    conversion itself. What the service reads is the caller's own copy, so the
+    list is the adapter's to empty.
+    """
+    items.reverse()
+    converted: list[Made] = []
+    while items:
+        converted.append(convert(items.pop()))
+    return converted
+
+
+def _adk_events(stored: Session) -> list[AdkEvent]:
+    """The ADK events of a session just read (its events list is left empty)."""
+    return _drained(stored.events, to_adk_event)
+
+
+def _adk_header(stored: Session) -> AdkSession:
+    return _adk_session(stored, [])
 
 
 def _session_id(session_id: str) -> str:
@@ -200,7 +231,7 @@ class SessionHubSessionService(BaseSessionService):
             stored = await view.get_session(user_id, session_id, last_n=last_n)
             if stored is None:
                 return None
-            return _adk_session(stored, [to_adk_event(event) for event in stored.events])
+            return _adk_session(stored, _adk_events(stored))
         # sessionhub times are microseconds: read from just below, then filter exactly.
         floor = epoch_to_datetime(after) - timedelta(microseconds=1)
         fetch = last_n
@@ -208,8 +239,9 @@ class SessionHubSessionService(BaseSessionService):
             stored = await view.get_session(user_id, session_id, last_n=fetch, after_time=floor)
             if stored is None:
                 return None
-            events = [e for e in map(to_adk_event, stored.events) if e.timestamp >= after]
-            if fetch is None or len(events) >= fetch or len(stored.events) < fetch:
+            read = len(stored.events)
+            events = [e for e in _adk_events(stored) if e.timestamp >= after]
+            if fetch is None or len(events) >= fetch or read < fetch:
                 break
             fetch += fetch - len(events)  # some were just below the bound: read further back
         if last_n is not None:
@@ -224,15 +256,14 @@ class SessionHubSessionService(BaseSessionService):
         Sessions come without events, with the merged state, as ADK's services list them.
         """
         view = self._app(app_name)
-        rows: list[Session] = []
+        sessions: list[AdkSession] = []
         cursor: str | None = None
         while True:
             page = await view.list_sessions(user_id, limit=_PAGE, cursor=cursor)
-            rows.extend(page.items)
+            sessions += _drained(page.items, _adk_header)
             cursor = page.next_cursor
             if cursor is None:
                 break
-        sessions = [_adk_session(row, []) for row in rows]
         sessions.sort(key=lambda s: (s.last_update_time, s.user_id, s.id))
         return ListSessionsResponse(sessions=sessions)
 
