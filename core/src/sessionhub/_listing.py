@@ -143,7 +143,7 @@ class ListingOperations:
                 if wider:
                     merged = wider.copy()
                     merged.update(row.state)
-                    row.state = merged
+                    row.__dict__["state"] = merged  # a field already set: skip __setattr__
         return Page[Session](items=rows, next_cursor=next_cursor)
 
     @operation
