@@ -147,8 +147,15 @@ def _memory_messages(module: Any) -> list[Any]:
         return []
     memory = module.get("memory")
     if isinstance(memory, dict) and isinstance(memory.get("content"), list):
-        return list(memory["content"])
+        return [_unmarked(entry) for entry in memory["content"]]
     return []
+
+
+def _unmarked(entry: Any) -> Any:
+    """A memory entry's message: ``InMemoryMemory`` stores ``[message, marks]`` pairs since 1.0."""
+    if isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], dict):
+        return entry[0]
+    return entry
 
 
 def read_history_files(paths: Iterable[Path]) -> Iterator[Located]:
