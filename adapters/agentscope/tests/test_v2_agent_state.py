@@ -7,6 +7,9 @@ import json
 from datetime import datetime, timezone
 
 import pytest
+from agentscope.agent import Agent
+from agentscope.credential import CredentialBase
+from agentscope.formatter import OpenAIChatFormatter
 from agentscope.message import (
     AssistantMsg,
     Msg,
@@ -18,7 +21,10 @@ from agentscope.message import (
     ToolResultState,
     UserMsg,
 )
+from agentscope.model import ChatModelBase, ChatResponse
+from agentscope.permission import PermissionContext, PermissionMode
 from agentscope.state import AgentState
+from agentscope.tool import FunctionTool, Toolkit
 
 from sessionhub import (
     ConflictError,
@@ -31,6 +37,52 @@ from sessionhub import (
 from sessionhub_agentscope import MSG_KEY, STATE_PREFIX, AgentStateStore, event_to_msg
 
 pytestmark = pytest.mark.asyncio
+
+
+class NoCredential(CredentialBase):
+    """The scripted model calls no API."""
+
+
+class ScriptedModel(ChatModelBase):
+    """A chat model answering with the given responses in turn; no network."""
+
+    def __init__(self, responses: list[ChatResponse]) -> None:
+        super().__init__(NoCredential(), "scripted", ChatModelBase.Parameters(), stream=False)
+        self.formatter = OpenAIChatFormatter()
+        self.responses = list(responses)
+
+    async def _call_api(self, model_name, messages, tools=None, tool_choice=None, **kwargs):
+        return self.responses.pop(0)
+
+
+def add(a: int, b: int) -> str:
+    """Add two numbers.
+
+    Args:
+        a (int): The first number.
+        b (int): The second number.
+    """
+    return str(a + b)
+
+
+def scripted_agent(state: AgentState | None, *responses: ChatResponse) -> Agent:
+    """A 2.x Agent with an ``add`` tool it may run without asking."""
+    state = state or AgentState(permission_context=PermissionContext(mode=PermissionMode.BYPASS))
+    return Agent(
+        name="Friday",
+        system_prompt="Be brief.",
+        model=ScriptedModel(list(responses)),
+        toolkit=Toolkit(tools=[FunctionTool(add)]),
+        state=state,
+    )
+
+
+def tool_turn(a: int, b: int) -> list[ChatResponse]:
+    call = ToolCallBlock(id=f"call-{a}-{b}", name="add", input=json.dumps({"a": a, "b": b}))
+    return [
+        ChatResponse(content=[call], is_last=True),
+        ChatResponse(content=[TextBlock(text=str(a + b))], is_last=True),
+    ]
 
 
 def history() -> list[Msg]:
@@ -72,6 +124,26 @@ async def test_agent_state_round_trips_equal(states):
     assert loaded == state
     assert loaded.context[1].content[1].input == '{"a": 2, "b": 3}'
     assert loaded.context[0].created_at == "2026-11-27T11:56:30.123456"
+
+
+async def test_a_real_agents_state_and_messages_round_trip_and_it_carries_on(states):
+    """A 2.x Agent runs a tool turn, is saved, and a new Agent resumes from what loads."""
+    agent = scripted_agent(None, *tool_turn(2, 3))
+    question = UserMsg("alice", "What is 2+3?")
+    answer = await agent.reply(question)
+    blocks = [[block.type for block in msg.content] for msg in agent.state.context]
+    assert [t for t in blocks[1] if t != "hint"] == ["tool_call", "tool_result", "text"]
+    await states.save_state("alice", agent.state)
+    await states.append_messages("alice", agent.state.session_id, [question, answer])
+
+    loaded = await states.load_state("alice", agent.state.session_id)
+    assert loaded == agent.state
+    assert await states.load_messages("alice", agent.state.session_id) == [question, answer]
+
+    resumed = scripted_agent(loaded, *tool_turn(4, 5))
+    await resumed.reply(UserMsg("alice", "And 4+5?"))
+    assert resumed.state.context[: len(agent.state.context)] == agent.state.context
+    assert resumed.state.context[-1].get_text_content() == "9"
 
 
 async def test_a_save_replaces_the_last_and_the_state_reads_as_json(states, service):

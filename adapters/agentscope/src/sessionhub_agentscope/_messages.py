@@ -59,13 +59,11 @@ def event_to_msg(event: Event) -> Msg:
     blocks = [block for part in event.content if (block := _block(part)) is not None]
     role = _role(event.role, blocks)
     name = event.metadata.get("name")
-    return Msg(
-        name=name if isinstance(name, str) else event.role,
-        content=blocks,
-        role=role,
-        id=event.id,
-        created_at=event.timestamp.isoformat(),
-    )
+    message = Msg(name=name if isinstance(name, str) else event.role, content=blocks, role=role)
+    message.id = event.id
+    if event.timestamp is not None:
+        message.created_at = event.timestamp.isoformat()
+    return message
 
 
 def _block(part: object) -> ContentBlock | None:
