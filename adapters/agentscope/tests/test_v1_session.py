@@ -287,6 +287,13 @@ async def test_json_session_files_import_and_load_here(service, tmp_path: Path):
     assert [e.role for e in chat.events] == ["user", "assistant", "system", "assistant", "user"]
     assert chat.events[1].tool_calls[0].arguments == {"a": 6, "b": 7}
 
+    await JSONSession(str(tmp_path)).save_session_state("chat", user_id="alice", agent=agent)
+    alice_files = [tmp_path / "alice_chat.json"]  # JSONSession's <user_id>_<session_id>.json
+    await import_records(service, read_agentscope_sessions(alice_files, user_id="alice"))
+    alices = react_agent(name="?")
+    await SessionHubSession(service).load_session_state("chat", user_id="alice", agent=alices)
+    assert alices.state_dict() == agent.state_dict()
+
 
 @pytest.mark.parametrize("scheme", ["memory", "sqlite"])
 async def test_built_from_a_url_closes_its_service(scheme, tmp_path):
