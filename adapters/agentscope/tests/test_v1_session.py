@@ -22,7 +22,12 @@ from agentscope.tool import Toolkit, ToolResponse
 
 from sessionhub import InvalidInput, SessionHistoryService, SessionNotFound
 from sessionhub.transfer import import_records, read_agentscope_sessions
-from sessionhub_agentscope import DEFAULT_USER_ID, SessionHubSession, SessionStateNotFound
+from sessionhub_agentscope import (
+    DEFAULT_USER_ID,
+    STATE_KEY,
+    SessionHubSession,
+    SessionStateNotFound,
+)
 
 pytestmark = pytest.mark.asyncio
 
@@ -185,7 +190,8 @@ async def test_a_save_replaces_the_whole_snapshot(session):
     await session.load_session_state("s", notes=stale)
     assert stale.sys_prompt == "untouched"
     stored = await session.service.get_session(DEFAULT_USER_ID, "s")
-    assert sorted(stored.state) == ["snapshot:agent"]
+    assert sorted(stored.state) == [STATE_KEY]
+    assert list(json.loads(stored.state[STATE_KEY])) == ["agent"]
 
 
 async def test_users_and_sessions_are_separate(session):
@@ -204,15 +210,26 @@ async def test_users_and_sessions_are_separate(session):
         await session.load_session_state("other", user_id="alice", allow_not_exist=False)
 
 
-async def test_each_save_is_one_snapshot_readable_by_the_core(session, service):
-    """The state layout is the core's: save_state/load_state and the CLI read the same keys."""
-    agent = await answered_agent()
-    await session.save_session_state("s", user_id="ada", agent=agent)
+async def test_a_save_stores_what_json_session_writes_in_one_state_value(
+    session, service, tmp_path
+):
+    agent, notes = await answered_agent(), NoteAgent()
+    await session.save_session_state("s", user_id="ada", agent=agent, notes=notes)
+    await JSONSession(str(tmp_path)).save_session_state("s", agent=agent, notes=notes)
     stored = await service.get_session("ada", "s")
-    assert stored.state["snapshot:agent"] == json.loads(json.dumps(agent.state_dict()))
+    assert json.loads(stored.state[STATE_KEY]) == json.loads((tmp_path / "s.json").read_text())
+
+
+async def test_snapshots_saved_by_the_service_load_here(session, service):
+    """``SessionHistoryService.save_state`` (and the import) keep one ``snapshot:<name>`` each."""
+    agent = await answered_agent()
+    await service.save_state("ada", "s", agent=agent)
     copy = react_agent(name="copy")
-    await service.load_state("ada", "s", agent=copy)
+    await session.load_session_state("s", user_id="ada", agent=copy)
     assert copy.state_dict() == agent.state_dict()
+    await session.save_session_state("s", user_id="ada", agent=react_agent(name="newer"))
+    await session.load_session_state("s", user_id="ada", agent=copy)
+    assert copy.name == "newer"  # this adapter's snapshot wins over the older per-module one
 
 
 async def test_a_state_that_is_not_json_is_rejected_and_nothing_is_saved(session):
@@ -223,7 +240,7 @@ async def test_a_state_that_is_not_json_is_rejected_and_nothing_is_saved(session
         def load_state_dict(self, state, strict=True):
             raise AssertionError("never loaded")
 
-    with pytest.raises(InvalidInput, match="snapshot:bad"):
+    with pytest.raises(InvalidInput, match="state_dict"):
         await session.save_session_state("s", good=react_agent(), bad=Unsavable())
     with pytest.raises(SessionStateNotFound):
         await session.load_session_state("s", allow_not_exist=False)

@@ -154,7 +154,11 @@ async def test_a_save_replaces_the_last_and_the_state_reads_as_json(states, serv
     await states.save_state("alice", state)
     assert await states.load_state("alice", "chat-1") == state
     stored = await service.get_session("alice", "chat-1")
-    assert stored.state[STATE_PREFIX + "agent"] == json.loads(state.model_dump_json())
+    assert json.loads(stored.state[STATE_PREFIX + "agent"]) == json.loads(state.model_dump_json())
+    await service.update_session(
+        "alice", "chat-1", state={STATE_PREFIX + "agent": state.model_dump(mode="json")}
+    )
+    assert await states.load_state("alice", "chat-1") == state  # a JSON object loads too
 
 
 async def test_missing_state_is_none_and_names_keep_agents_apart(states):

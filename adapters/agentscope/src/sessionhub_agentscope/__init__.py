@@ -21,6 +21,7 @@ if TYPE_CHECKING:  # each version's modules are type-checked in that version's e
     from sessionhub_agentscope._session import (
         DEFAULT_USER_ID,
         SNAPSHOT_PREFIX,
+        STATE_KEY,
         SessionHubSession,
         SessionStateNotFound,
     )
@@ -30,6 +31,7 @@ __all__ = [
     "SessionHubSession",
     "SessionStateNotFound",
     "DEFAULT_USER_ID",
+    "STATE_KEY",
     "SNAPSHOT_PREFIX",
     # AgentScope 2.x
     "AgentStateStore",
@@ -43,6 +45,7 @@ _MODULES = {
     "SessionHubSession": "_session",
     "SessionStateNotFound": "_session",
     "DEFAULT_USER_ID": "_session",
+    "STATE_KEY": "_session",
     "SNAPSHOT_PREFIX": "_session",
     "AgentStateStore": "_agent_state",
     "STATE_PREFIX": "_agent_state",

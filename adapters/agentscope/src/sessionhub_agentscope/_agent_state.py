@@ -4,7 +4,9 @@ AgentScope 2.x has no session module: an agent holds a pydantic ``AgentState``
 (its context, summary, reply, permission, tool and task contexts) and an app
 keeps a message log beside it. Here one sessionhub session (keyed by the user
 and the state's ``session_id``) holds both: the state as one session state
-value under ``agent_state:<name>``, the log as events, one per ``Msg``.
+value under ``agent_state:<name>`` (its JSON text, which sessionhub stores and
+returns without walking every message of the context), the log as events, one
+per ``Msg``.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from sessionhub_agentscope._store import ServiceStore
 __all__ = ["AgentStateStore", "STATE_PREFIX"]
 
 STATE_PREFIX = "agent_state:"
-"""Session state keys holding an ``AgentState`` (its JSON dump): ``agent_state:<name>``."""
+"""Session state keys holding an ``AgentState`` as JSON text: ``agent_state:<name>``."""
 
 
 class AgentStateStore(ServiceStore):
@@ -44,7 +46,7 @@ class AgentStateStore(ServiceStore):
         """
         if not isinstance(state, AgentState):
             raise TypeError(f"expected an agentscope.state.AgentState, got {type(state).__name__}")
-        delta = {STATE_PREFIX + _name(name): state.model_dump(mode="json")}
+        delta = {STATE_PREFIX + _name(name): state.model_dump_json()}
         session_id = state.session_id
         service = self._open()
         try:
@@ -63,7 +65,11 @@ class AgentStateStore(ServiceStore):
         if session is None:
             return None
         stored = session.state.get(STATE_PREFIX + _name(name))
-        return None if stored is None else AgentState.model_validate(stored)
+        if stored is None:
+            return None
+        if isinstance(stored, str):
+            return AgentState.model_validate_json(stored)
+        return AgentState.model_validate(stored)  # written as a JSON object by another tool
 
     async def append_messages(
         self, user_id: str, session_id: str, messages: Msg | Sequence[Msg]

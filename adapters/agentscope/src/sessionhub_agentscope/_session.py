@@ -1,29 +1,42 @@
 """``SessionHubSession``: AgentScope 1.x's ``SessionBase`` on any sessionhub backend.
 
-A save stores each state module's ``state_dict()`` in the sessionhub session's
-state under ``snapshot:<name>``: the layout ``SessionHistoryService.save_state``
-writes and ``sessionhub import --format agentscope`` produces from ``JSONSession``
-files, so an imported session loads here unchanged. The whole snapshot goes in
-one atomic state write, so concurrent saves never mix: the last one applied wins.
+A save stores what ``JSONSession`` writes to its file, ``{module name:
+state_dict()}`` as JSON text, in one session state value (``STATE_KEY``): one
+atomic write that replaces the whole snapshot, so concurrent saves never mix
+and the last one applied wins. Kept as text, the snapshot is stored and read
+back without sessionhub walking every message in it (a 5,000-message memory
+saves several times faster than as a nested value). Sessions that hold
+per-module ``snapshot:<name>`` values instead (``sessionhub import --format
+agentscope``, ``SessionHistoryService.save_state``) load too.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from agentscope.module import StateModule
 from agentscope.session import SessionBase
 
-from sessionhub import InvalidInput, SessionExists, SessionHistoryService, SessionNotFound
+from sessionhub import InvalidInput, SessionExists, SessionNotFound
 from sessionhub_agentscope._store import ServiceStore
 
-__all__ = ["SessionHubSession", "SessionStateNotFound", "DEFAULT_USER_ID", "SNAPSHOT_PREFIX"]
+__all__ = [
+    "SessionHubSession",
+    "SessionStateNotFound",
+    "DEFAULT_USER_ID",
+    "STATE_KEY",
+    "SNAPSHOT_PREFIX",
+]
 
 DEFAULT_USER_ID = "default"
 """The sessionhub user of a save or load with AgentScope's default ``user_id=""``."""
 
+STATE_KEY = "agentscope_session"
+"""The session state key holding the saved modules' states as JSON text."""
+
 SNAPSHOT_PREFIX = "snapshot:"
-"""Session state keys holding a module's ``state_dict()``: ``snapshot:<module name>``."""
+"""Per-module snapshot keys (imported files, ``save_state``), read without ``STATE_KEY``."""
 
 
 class SessionStateNotFound(SessionNotFound, ValueError):
@@ -65,22 +78,27 @@ class SessionHubSession(ServiceStore, SessionBase):
 
         One atomic state write (the session is created on first save): a
         concurrent load sees the previous snapshot or this one, never a mix.
-        Modules saved before but not named now are dropped, as ``JSONSession``
+        Modules saved before but not named now are gone, as ``JSONSession``
         rewrites its file.
         """
         service = self._open()
         user = _user(user_id)
-        snapshot = {
-            SNAPSHOT_PREFIX + _module_name(name): module.state_dict()
+        states = {
+            _module_name(name): module.state_dict()
             for name, module in state_modules_mapping.items()
         }
-        stale = await _stale_snapshot_keys(service, user, session_id, snapshot)
-        delta: dict[str, Any] = {**dict.fromkeys(stale), **snapshot}
+        try:
+            snapshot = json.dumps(states, ensure_ascii=False)  # as JSONSession writes its file
+        except (TypeError, ValueError) as exc:
+            raise InvalidInput(
+                "state_modules_mapping", f"every state_dict() must be JSON to be saved: {exc}"
+            ) from exc
+        delta = {STATE_KEY: snapshot}
         try:
             await service.update_session(user, session_id, state=delta)
         except SessionNotFound:
             try:
-                await service.create_session(user, session_id, state=snapshot)
+                await service.create_session(user, session_id, state=delta)
             except SessionExists:  # a concurrent save created it first: write over it
                 await service.update_session(user, session_id, state=delta)
 
@@ -104,20 +122,23 @@ class SessionHubSession(ServiceStore, SessionBase):
             if allow_not_exist:
                 return
             raise SessionStateNotFound(service.app_name, user, session_id)
+        states = _saved_states(session.state)
         for name, module in state_modules_mapping.items():
-            snapshot = session.state.get(SNAPSHOT_PREFIX + name)
-            if snapshot is not None:
-                module.load_state_dict(snapshot)
+            if name in states:
+                module.load_state_dict(states[name])
 
 
-async def _stale_snapshot_keys(
-    service: SessionHistoryService, user_id: str, session_id: str, snapshot: dict[str, Any]
-) -> list[str]:
-    """The snapshot keys of an earlier save that this one does not write."""
-    session = await service.get_session(user_id, session_id, last_n=0)
-    if session is None:
-        return []
-    return [k for k in session.state if k.startswith(SNAPSHOT_PREFIX) and k not in snapshot]
+def _saved_states(state: dict[str, Any]) -> dict[str, Any]:
+    """The module states a session holds: this adapter's snapshot, else per-module ones."""
+    snapshot = state.get(STATE_KEY)
+    if isinstance(snapshot, str):
+        loaded: dict[str, Any] = json.loads(snapshot)
+        return loaded
+    return {
+        key.removeprefix(SNAPSHOT_PREFIX): value
+        for key, value in state.items()
+        if key.startswith(SNAPSHOT_PREFIX)
+    }
 
 
 def _user(user_id: str) -> str:
