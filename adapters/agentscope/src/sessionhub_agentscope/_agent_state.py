@@ -20,7 +20,7 @@ from agentscope.state import AgentState
 
 from sessionhub import InvalidInput, SessionExists, SessionNotFound
 from sessionhub_agentscope._messages import event_to_msg, msg_to_event_input
-from sessionhub_agentscope._store import ServiceStore
+from sessionhub_agentscope._store import ServiceStore, write_state
 
 __all__ = ["AgentStateStore", "STATE_PREFIX"]
 
@@ -47,15 +47,7 @@ class AgentStateStore(ServiceStore):
         if not isinstance(state, AgentState):
             raise TypeError(f"expected an agentscope.state.AgentState, got {type(state).__name__}")
         delta = {STATE_PREFIX + _name(name): state.model_dump_json()}
-        session_id = state.session_id
-        service = self._open()
-        try:
-            await service.update_session(user_id, session_id, state=delta)
-        except SessionNotFound:
-            try:
-                await service.create_session(user_id, session_id, state=delta)
-            except SessionExists:  # a concurrent save created it first: write over it
-                await service.update_session(user_id, session_id, state=delta)
+        await write_state(self._open(), user_id, state.session_id, delta)
 
     async def load_state(
         self, user_id: str, session_id: str, *, name: str = "agent"

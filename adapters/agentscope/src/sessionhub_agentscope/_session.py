@@ -18,8 +18,8 @@ from typing import Any
 from agentscope.module import StateModule
 from agentscope.session import SessionBase
 
-from sessionhub import InvalidInput, SessionExists, SessionNotFound
-from sessionhub_agentscope._store import ServiceStore
+from sessionhub import InvalidInput, SessionNotFound
+from sessionhub_agentscope._store import ServiceStore, write_state
 
 __all__ = [
     "SessionHubSession",
@@ -93,14 +93,7 @@ class SessionHubSession(ServiceStore, SessionBase):
             raise InvalidInput(
                 "state_modules_mapping", f"every state_dict() must be JSON to be saved: {exc}"
             ) from exc
-        delta = {STATE_KEY: snapshot}
-        try:
-            await service.update_session(user, session_id, state=delta)
-        except SessionNotFound:
-            try:
-                await service.create_session(user, session_id, state=delta)
-            except SessionExists:  # a concurrent save created it first: write over it
-                await service.update_session(user, session_id, state=delta)
+        await write_state(service, user, session_id, {STATE_KEY: snapshot})
 
     async def load_session_state(
         self,

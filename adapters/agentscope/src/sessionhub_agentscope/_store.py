@@ -10,14 +10,20 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from sessionhub import InvalidInput, SessionHistoryService, SessionHubSettings
+from sessionhub import (
+    InvalidInput,
+    SessionExists,
+    SessionHistoryService,
+    SessionHubSettings,
+    SessionNotFound,
+)
 
 if TYPE_CHECKING:
     from types import TracebackType
 
     from typing_extensions import Self
 
-__all__ = ["ServiceStore"]
+__all__ = ["ServiceStore", "write_state"]
 
 
 class ServiceStore:
@@ -86,3 +92,16 @@ class ServiceStore:
             f"<{type(self).__name__} app={self._service.app_name!r} "
             f"backend={self._service.backend.name!r}>"
         )
+
+
+async def write_state(
+    service: SessionHistoryService, user_id: str, session_id: str, delta: dict[str, Any]
+) -> None:
+    """Apply ``delta`` to the session's state in one atomic write, creating the session if new."""
+    try:
+        await service.update_session(user_id, session_id, state=delta)
+    except SessionNotFound:
+        try:
+            await service.create_session(user_id, session_id, state=delta)
+        except SessionExists:  # a concurrent writer created it first: write over it
+            await service.update_session(user_id, session_id, state=delta)
