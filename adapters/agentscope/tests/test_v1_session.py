@@ -240,7 +240,7 @@ async def test_a_state_that_is_not_json_is_rejected_and_nothing_is_saved(session
         def load_state_dict(self, state, strict=True):
             raise AssertionError("never loaded")
 
-    with pytest.raises(InvalidInput, match="state_dict"):
+    with pytest.raises(InvalidInput, match=r"bad\.state_dict\(\)"):
         await session.save_session_state("s", good=react_agent(), bad=Unsavable())
     with pytest.raises(SessionStateNotFound):
         await session.load_session_state("s", allow_not_exist=False)

@@ -64,7 +64,7 @@ class SessionHubSession(ServiceStore, SessionBase):
     working directory).
 
     AgentScope's ``user_id=""`` (its default) is sessionhub's ``"default"`` user.
-    Module names must be non-empty; each snapshot must be JSON (as for
+    Module names must be non-empty; each ``state_dict()`` must be JSON (as for
     ``JSONSession``), else ``InvalidInput`` names the module and nothing is saved.
     """
 
@@ -83,16 +83,11 @@ class SessionHubSession(ServiceStore, SessionBase):
         """
         service = self._open()
         user = _user(user_id)
-        states = {
-            _module_name(name): module.state_dict()
+        entries = [  # what JSONSession writes: json.dumps of {name: state_dict()}
+            f"{json.dumps(_module_name(name), ensure_ascii=False)}: {_state_json(name, module)}"
             for name, module in state_modules_mapping.items()
-        }
-        try:
-            snapshot = json.dumps(states, ensure_ascii=False)  # as JSONSession writes its file
-        except (TypeError, ValueError) as exc:
-            raise InvalidInput(
-                "state_modules_mapping", f"every state_dict() must be JSON to be saved: {exc}"
-            ) from exc
+        ]
+        snapshot = "{" + ", ".join(entries) + "}"
         await write_state(service, user, session_id, {STATE_KEY: snapshot})
 
     async def load_session_state(
@@ -132,6 +127,15 @@ def _saved_states(state: dict[str, Any]) -> dict[str, Any]:
         for key, value in state.items()
         if key.startswith(SNAPSHOT_PREFIX)
     }
+
+
+def _state_json(name: str, module: StateModule) -> str:
+    try:
+        return json.dumps(module.state_dict(), ensure_ascii=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(
+            f"{name}.state_dict()", f"must be JSON to be saved, as for JSONSession: {exc}"
+        ) from exc
 
 
 def _user(user_id: str) -> str:
