@@ -238,7 +238,10 @@ def execute(
             progress("starting Redis")
             redis = start_redis(stack)
         mongodb = Server(None, "not needed")
-        if _wanted(only, "sessionhub mongodb") or (peers != "none" and _wanted(only, W6_NAME)):
+        mongodb_users = ["sessionhub mongodb"]
+        if peers != "none":
+            mongodb_users += [W6_NAME, "OpenAI Agents MongoDBSession"]
+        if any(_wanted(only, name) for name in mongodb_users):
             progress("starting MongoDB")
             mongodb = start_mongodb(stack)
         postgres = Server(None, "not needed")

@@ -68,6 +68,7 @@ PEER_PACKAGES = {
     "agentscope": "agentscope>=1.0,<1.1",
     "redis": "redis",
     "sqlalchemy": "sqlalchemy[asyncio]",
+    "pymongo": "pymongo",
 }
 """Import name -> what to install, for each peer."""
 
@@ -805,7 +806,9 @@ def _importable(module: str) -> bool:
         return False
 
 
-def _peer_subjects(redis: Server, postgres: Server, run_id: str) -> list[Subject | Unavailable]:
+def _peer_subjects(
+    redis: Server, mongodb: Server, postgres: Server, run_id: str
+) -> list[Subject | Unavailable]:
     found: list[Subject | Unavailable] = []
     prefix = f"sessionhub-bench:{run_id}:"
 
@@ -846,6 +849,15 @@ def _peer_subjects(redis: Server, postgres: Server, run_id: str) -> list[Subject
     add_redis(
         lambda url: OpenAISubject(url, prefix + "agents"), "OpenAI Agents RedisSession", "agents"
     )
+    from benchmarks.agents_mongodb import MONGODB_NAME, OpenAIMongoSubject
+
+    missing = absent("agents", MONGODB_NAME, "mongodb") or absent(
+        "pymongo", MONGODB_NAME, "mongodb"
+    )
+    if missing is None and mongodb.url is None:
+        missing = Unavailable(MONGODB_NAME, "peer", "mongodb", mongodb.missing or "n/a")
+    agents_database = f"sessionhub_bench_agents_{run_id}"
+    found.append(missing or OpenAIMongoSubject(mongodb.url or "", agents_database))
     name = "AgentScope JSONSession"
     found.append(
         absent("agentscope", name, "json-file") or AgentScopeSubject(None, prefix + "agentscope:")
@@ -870,5 +882,5 @@ def discover(
     postgres = postgres or Server(None, "not needed")
     found = _sessionhub_subjects(redis, mongodb, postgres, run_id)
     if peers:
-        found += _peer_subjects(redis, postgres, run_id)
+        found += _peer_subjects(redis, mongodb, postgres, run_id)
     return found

@@ -135,9 +135,15 @@ def test_snippet_includes_are_intact_and_name_existing_files():
 #     <!-- docs-test: no-run: needs a MongoDB server -->
 #
 # It is then only compiled (python) or parsed (bash, toml). The reason is required.
+#
+# A python block that changes process-wide state (it sets OpenTelemetry's global
+# providers, say) runs in a process of its own, and must exit 0:
+#
+#     <!-- docs-test: own-process: sets the process-wide OpenTelemetry providers -->
 
 REPO = DOCS.parent
 NO_RUN = re.compile(r"<!--\s*docs-test:\s*no-run:\s*(.*?)\s*-->")
+OWN_PROCESS = re.compile(r"<!--\s*docs-test:\s*own-process:\s*(.*?)\s*-->")
 FENCE = re.compile(r"^(?P<indent>\s*)(?P<fence>`{3,}|~{3,})\s*(?P<lang>[\w+-]*)")
 SECTION_INCLUDE = re.compile(r'^--8<-- "(?P<path>[^":]+):(?P<section>[\w-]+)"$')
 FILE_INCLUDE = re.compile(r'^--8<-- "(?P<path>[^"]+)"$')
@@ -153,6 +159,7 @@ class Snippet:
     code: str
     no_run: str | None
     included: bool  # the block's body is a file of an example package
+    own_process: str | None = None
 
     def __str__(self) -> str:
         return self.where
@@ -197,6 +204,7 @@ def page_snippets(page: Path) -> list[Snippet]:
         indent, fence = len(opening["indent"]), opening["fence"]
         previous = next((text for _, text in reversed(lines[:index]) if text.strip()), "")
         marker = NO_RUN.search(previous)
+        own_process = OWN_PROCESS.search(previous)
         body: list[str] = []
         index += 1
         while not lines[index][1].strip().startswith(fence):
@@ -207,7 +215,16 @@ def page_snippets(page: Path) -> list[Snippet]:
         included = FILE_INCLUDE.match(code.strip())
         if included:
             code = include_path(included["path"]).read_text()
-        snippets.append(Snippet(where, opening["lang"], code, marker and marker[1], bool(included)))
+        snippets.append(
+            Snippet(
+                where,
+                opening["lang"],
+                code,
+                marker and marker[1],
+                bool(included),
+                own_process and own_process[1],
+            )
+        )
     return snippets
 
 
@@ -238,8 +255,9 @@ def test_every_no_run_marker_gives_a_reason_and_precedes_a_block():
         for index, (where, line) in enumerate(lines):
             if not (line.lstrip().startswith("<!--") and "docs-test:" in line):
                 continue
-            assert NO_RUN.search(line) and NO_RUN.search(line)[1], (
-                f"{where}: write <!-- docs-test: no-run: REASON -->"
+            marker = NO_RUN.search(line) or OWN_PROCESS.search(line)
+            assert marker and marker[1], (
+                f"{where}: write <!-- docs-test: no-run: REASON --> (or own-process: REASON)"
             )
             following = next(text for _, text in lines[index + 1 :] if text.strip())
             assert FENCE.match(following), f"{where}: the marker must come right before a block"
@@ -252,6 +270,9 @@ def test_python_snippet_runs(snippet: Snippet):
     except SyntaxError as exc:
         pytest.fail(f"{snippet.where}: does not compile as a Python file: {exc}")
     if snippet.no_run or snippet.included:
+        return
+    if snippet.own_process:
+        run_in_own_process(snippet, [sys.executable, "-c", snippet.code], None)
         return
     module = types.ModuleType("docs_snippet")
     module.__file__ = str(Path.cwd() / "snippet.py")
@@ -288,6 +309,20 @@ def pip_targets(code: str) -> list[str]:
     return targets
 
 
+def run_in_own_process(snippet: Snippet, command: list[str], stdin: str | None) -> None:
+    """Run a snippet in a process of its own, in the test's empty directory; it must exit 0."""
+    result = subprocess.run(
+        command,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=snippet_environment(),
+        cwd=Path.cwd(),
+        timeout=120,
+    )
+    assert result.returncode == 0, f"{snippet.where}: exit {result.returncode}\n{result.stderr}"
+
+
 def snippet_environment() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SESSIONHUB_")}
     env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
@@ -315,16 +350,7 @@ def test_bash_snippet_runs(snippet: Snippet):
     commands = [line for line in script.splitlines() if line.strip() and not line.startswith("#")]
     if all(re.match(r"export SESSIONHUB_\w+=", line) for line in commands):
         script += "sessionhub config\n"
-    result = subprocess.run(
-        ["bash", "-e"],
-        input=script,
-        capture_output=True,
-        text=True,
-        env=snippet_environment(),
-        cwd=Path.cwd(),
-        timeout=120,
-    )
-    assert result.returncode == 0, f"{snippet.where}: exit {result.returncode}\n{result.stderr}"
+    run_in_own_process(snippet, ["bash", "-e"], script)
 
 
 @pytest.mark.parametrize("snippet", snippets("toml"), ids=str)

@@ -279,6 +279,10 @@ class EveryHook:
     def sessionhub_session_deleted(self, app_name, user_id, session_id):
         pass
 
+    @hookimpl
+    def sessionhub_operation_wrapper(self, service):
+        return None
+
 
 class EveryHookAsync(EveryHook):
     """The same, with the hooks that may be async written as ``async def``."""
@@ -345,7 +349,11 @@ def plugin_with_wrapper(hook_name: str, style: str):
     return plugin
 
 
-REFUSED = [*sorted(hookspecs.AWAITED_HOOKS), "sessionhub_wrap_backend"]
+REFUSED = [
+    *sorted(hookspecs.AWAITED_HOOKS),
+    "sessionhub_wrap_backend",
+    "sessionhub_operation_wrapper",
+]
 
 
 @pytest.mark.parametrize("style", ["wrapper", "hookwrapper"])

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sessionhub._operations import ASK_AGAIN, OPERATIONS
 from sessionhub.backend import (
     AppendRequest,
     AppendResult,
@@ -36,7 +37,7 @@ from sessionhub.errors import (
     SessionHubError,
     SessionNotFound,
 )
-from sessionhub.hookspecs import AppendContext, hookimpl
+from sessionhub.hookspecs import AppendContext, Operation, hookimpl
 from sessionhub.models import (
     DataPart,
     Event,
@@ -78,6 +79,9 @@ __all__ = [
     # plugins and backends
     "hookimpl",
     "AppendContext",
+    "Operation",
+    "OPERATIONS",
+    "ASK_AGAIN",
     "get_plugin_manager",
     "BackendRegistry",
     "Backend",

@@ -16,6 +16,7 @@ from sessionhub import _validate
 from sessionhub._append_steps import check_batch, stamp, update_in_place
 from sessionhub._listing import require_capability
 from sessionhub._normalize import to_events
+from sessionhub._operations import operation
 from sessionhub._retries import check_retries
 from sessionhub.backend import (
     AppendRequest,
@@ -67,6 +68,7 @@ class HistoryOperations:
 
     # --- events ----------------------------------------------------------------
 
+    @operation
     async def append(
         self,
         session: Session | tuple[str, str],
@@ -131,6 +133,7 @@ class HistoryOperations:
                 )
         return result.events
 
+    @operation
     async def pop_event(self, user_id: str, session_id: str) -> Event | None:
         """Remove the session's newest event and return it (``None`` if it has no events).
 
@@ -145,6 +148,7 @@ class HistoryOperations:
         await self._ready()
         return await self.backend.pop_event(key, self._expiry(self._clock()))
 
+    @operation
     async def replace_events(
         self,
         user_id: str,
@@ -178,6 +182,7 @@ class HistoryOperations:
         request = ReplaceRequest(key, batch, self._expiry(now), expected, self.settings.event_limit)
         return (await self.backend.replace_events(request)).events
 
+    @operation
     async def clear_events(
         self, user_id: str, session_id: str, *, expected_last_seq: int | None = None
     ) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sessionhub import _validate
 from sessionhub._append_steps import merge_scopes
@@ -23,9 +23,13 @@ from sessionhub._cursor import (
     encode_cursor,
     encode_name_cursor,
 )
+from sessionhub._operations import operation
 from sessionhub.backend import Backend, Expiry, StateKey
 from sessionhub.errors import ConfigError, InvalidInput
 from sessionhub.models import Page, Session
+
+if TYPE_CHECKING:
+    import pluggy
 
 __all__ = ["ListingOperations", "MAX_PAGE_SIZE", "require_capability"]
 
@@ -45,6 +49,7 @@ class ListingOperations:
     """Paging through sessions, users and apps; a base of ``SessionHistoryService``."""
 
     backend: Backend
+    plugin_manager: pluggy.PluginManager
     app_name: str
 
     _clock: Callable[[], datetime]
@@ -55,6 +60,7 @@ class ListingOperations:
     async def _ready(self) -> None:
         raise NotImplementedError
 
+    @operation
     async def list_sessions(
         self,
         user_id: str | None,
@@ -140,6 +146,7 @@ class ListingOperations:
                     row.state = merged
         return Page[Session](items=rows, next_cursor=next_cursor)
 
+    @operation
     async def list_users(self, *, limit: int = 50, cursor: str | None = None) -> Page[str]:
         """List the ids of the app's users (with sessions or user state), ascending.
 
@@ -148,6 +155,7 @@ class ListingOperations:
         """
         return await self._names("user", "list_users", limit, cursor)
 
+    @operation
     async def list_apps(self, *, limit: int = 50, cursor: str | None = None) -> Page[str]:
         """List the names of the apps the store holds (sessions or state), ascending.
 

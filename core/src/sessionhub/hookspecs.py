@@ -10,6 +10,8 @@ before it finished, awaited if it is a coroutine. They cannot be
 ``wrapper=True`` / ``hookwrapper=True`` implementations (a wrapper could not
 wait for them), nor can ``sessionhub_wrap_backend``'s; a plugin that tries is
 refused when it is registered, with an error naming it and the hook.
+``sessionhub_operation_wrapper`` is synchronous and returns a function the
+service calls as each operation starts; it refuses wrappers and ``async def`` too.
 
 Implement a hook with the marker::
 
@@ -22,18 +24,30 @@ Implement a hook with the marker::
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Sequence
+import functools
+import inspect
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 if TYPE_CHECKING:
     from sessionhub.backend import Backend, BackendInfo
     from sessionhub.models import Event, Session
+    from sessionhub.service import SessionHistoryService
     from sessionhub.settings import SessionHubSettings
 
-__all__ = ["PROJECT_NAME", "AWAITED_HOOKS", "hookspec", "hookimpl", "AppendContext"]
+__all__ = [
+    "PROJECT_NAME",
+    "AWAITED_HOOKS",
+    "hookspec",
+    "hookimpl",
+    "AppendContext",
+    "Operation",
+]
 
 PROJECT_NAME = "sessionhub"
 """The pluggy project name and the entry point group plugins register under."""
@@ -68,6 +82,80 @@ class AppendContext:
     """The events about to be stored, in order; ids and timestamps are already set."""
 
 
+class Operation:
+    """A service operation, as an ``sessionhub_operation_wrapper`` function sees it.
+
+    One is made per call of a public operation of ``SessionHistoryService``
+    while some plugin implements that hook. ``arguments`` are the caller's,
+    as given (event content included): an observer that exports what it sees
+    should pick what it needs and leave content out.
+    """
+
+    __slots__ = ("_arguments", "_method", "args", "kwargs", "name", "result", "service")
+
+    def __init__(
+        self,
+        name: str,
+        service: SessionHistoryService,
+        method: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> None:
+        self.name: str = name
+        """The operation: the service method's name (``"append"``, ``"get_session"``...)."""
+        self.service: SessionHistoryService = service
+        """The service running it: its ``app_name``, ``backend`` and ``settings``."""
+        self.args: tuple[Any, ...] = args
+        """The positional arguments as the caller passed them."""
+        self.kwargs: dict[str, Any] = kwargs
+        """The keyword arguments as the caller passed them."""
+        self.result: Any = None
+        """What the operation returned; set just before the context managers exit
+        (``None`` until then, and when it raised)."""
+        self._method = method
+        self._arguments: Mapping[str, Any] | None = None
+
+    @property
+    def arguments(self) -> Mapping[str, Any]:
+        """Every argument by parameter name, defaults filled in (read-only, computed once)."""
+        if self._arguments is None:
+            positional, defaults, names, var_keyword = _parameters(self._method)
+            values = dict(defaults)
+            values.update(zip(positional, self.args, strict=False))
+            extra = {}
+            for key, value in self.kwargs.items():
+                if key in names:
+                    values[key] = value
+                else:
+                    extra[key] = value
+            if var_keyword is not None:
+                values[var_keyword] = extra
+            self._arguments = MappingProxyType(values)
+        return self._arguments
+
+    def __repr__(self) -> str:
+        return f"<Operation {self.name} app={self.service.app_name!r}>"
+
+
+@functools.cache
+def _parameters(
+    method: Callable[..., Any],
+) -> tuple[tuple[str, ...], dict[str, Any], frozenset[str], str | None]:
+    """A service method's positional names, defaults, named parameters and ``**`` name.
+
+    ``self`` is left out. ``inspect.Signature.bind`` would do, at ten times the cost.
+    """
+    kinds = inspect.Parameter
+    parameters = list(inspect.signature(method).parameters.values())[1:]
+    positional = tuple(
+        p.name for p in parameters if p.kind in (kinds.POSITIONAL_ONLY, kinds.POSITIONAL_OR_KEYWORD)
+    )
+    defaults = {p.name: p.default for p in parameters if p.default is not kinds.empty}
+    names = frozenset(p.name for p in parameters if p.kind is not kinds.VAR_KEYWORD)
+    var_keyword = next((p.name for p in parameters if p.kind is kinds.VAR_KEYWORD), None)
+    return positional, defaults, names, var_keyword
+
+
 # --- registration -------------------------------------------------------------
 
 
@@ -99,6 +187,39 @@ def sessionhub_wrap_backend(backend: Backend, settings: SessionHubSettings) -> B
 
 
 # --- around operations --------------------------------------------------------
+
+
+@hookspec
+def sessionhub_operation_wrapper(
+    service: SessionHistoryService,
+) -> Callable[[Operation], AbstractContextManager[Any] | None] | None:
+    """Return a function to call as each operation of ``service`` starts (tracing, metrics).
+
+    Called through pluggy when ``service`` runs its first operation, and again
+    if the hook's implementations change (each ``for_app`` view is a service of
+    its own). The function returned is called with the ``Operation`` when each
+    public operation starts (every name in ``sessionhub.OPERATIONS``), before
+    its input is checked. It returns a context manager to run around the
+    operation, or ``None`` to leave it alone; it runs on every operation, so it
+    must be cheap when it has nothing to do.
+
+    The context managers are entered at once, in call order, and exited in
+    reverse order when the operation returns (``operation.result`` is set
+    first) or raises (the exception is passed to ``__exit__``, which cannot
+    suppress it: its return value is ignored). Everything runs in the caller's
+    task and context, so a context variable set on entering (the current span)
+    is seen by the backend and by the operations an operation is built from
+    (``clear_events`` runs ``replace_events``, ``delete_session`` runs
+    ``list_sessions``): theirs nest inside it.
+
+    An implementation with nothing to do yet (an observer whose application set
+    no provider) returns ``None``: while every implementation does, the hook is
+    asked again at most every ``sessionhub.ASK_AGAIN`` seconds (1), and an
+    operation costs one clock read. A function once returned is kept.
+
+    :param service: The service whose operations the function will see.
+    :returns: A function of one ``Operation``, or ``None`` to see none for now.
+    """
 
 
 @hookspec

@@ -54,6 +54,10 @@ WRAPPERS_REFUSED: dict[str, str] = {
     "sessionhub_wrap_backend": (
         "the hook wraps already: return a Backend that wraps the one it receives"
     ),
+    "sessionhub_operation_wrapper": (
+        "the hook wraps already: return a function that returns a context manager, which "
+        "the service runs around each operation"
+    ),
 }
 """Hooks that refuse ``wrapper=True`` / ``hookwrapper=True`` implementations, and why.
 
@@ -269,6 +273,17 @@ def _check_plugin(pm: pluggy.PluginManager, plugin: object, plugin_name: str) ->
         for impl in caller.get_hookimpls():
             if impl.plugin is plugin and (impl.wrapper or impl.hookwrapper):
                 raise _wrapper_error(impl.plugin_name, caller.name)
+            if (
+                impl.plugin is plugin
+                and caller.name not in hookspecs.AWAITED_HOOKS
+                and inspect.iscoroutinefunction(impl.function)
+            ):
+                raise PluginLoadError(
+                    f"The sessionhub plugin {impl.plugin_name!r} implements {caller.name} "
+                    "with async def, but that hook is synchronous: its result is used "
+                    "at once. Use a plain def, or disable the plugin with "
+                    f"SESSIONHUB_DISABLE_PLUGINS={impl.plugin_name}."
+                )
 
 
 def _check_hashable(plugin: object, plugin_name: str) -> None:

@@ -14,7 +14,7 @@ import logging
 import os
 import time
 import warnings
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +24,7 @@ from sessionhub._conversation import Conversation, StateModule, restore_modules,
 from sessionhub._history import EventInput, HistoryOperations
 from sessionhub._lifecycle import BackendRunner, build_backend, wrap_backend
 from sessionhub._listing import MAX_PAGE_SIZE, ListingOperations
+from sessionhub._operations import operation
 from sessionhub.backend import (
     Backend,
     EventWindow,
@@ -51,6 +52,7 @@ if TYPE_CHECKING:
     from types import TracebackType
 
     import pluggy
+    from pluggy import HookImpl
     from typing_extensions import Self
 
 __all__ = ["SessionHistoryService", "Conversation", "StateModule", "Clock", "EventInput"]
@@ -128,6 +130,9 @@ class SessionHistoryService(HistoryOperations, ListingOperations):
             self.backend, repr(self), self._sweep_interval(), self.purge_expired
         )
         self._apps: dict[str, SessionHistoryService] = {self.app_name: self}
+        self._operation_wrappers: (
+            tuple[list[HookImpl], Sequence[Callable[..., Any]], float] | None
+        ) = None
 
     @classmethod
     def from_settings(
@@ -153,6 +158,7 @@ class SessionHistoryService(HistoryOperations, ListingOperations):
             view.app_name = app_name
             view.settings = self.settings.model_copy(update={"app_name": app_name})
             view._owns_backend = False  # the service it came from owns the connections
+            view._operation_wrappers = None  # the hook is asked again, for the view
             self._apps[app_name] = view
         return view
 
@@ -202,6 +208,7 @@ class SessionHistoryService(HistoryOperations, ListingOperations):
     ) -> None:
         await self.stop()
 
+    @operation
     async def health(self) -> HealthStatus:
         """Ping the backend and report whether it answered and how fast."""
         began = time.perf_counter()
@@ -226,6 +233,7 @@ class SessionHistoryService(HistoryOperations, ListingOperations):
 
     # --- sessions --------------------------------------------------------------
 
+    @operation
     async def create_session(
         self,
         user_id: str,
@@ -267,6 +275,7 @@ class SessionHistoryService(HistoryOperations, ListingOperations):
         await call_hook(self.plugin_manager, "sessionhub_session_created", session=created)
         return created
 
+    @operation
     async def spawn_child(
         self,
         parent: Session,
@@ -280,6 +289,7 @@ class SessionHistoryService(HistoryOperations, ListingOperations):
             parent.user_id, session_id, state=state, metadata=metadata, parent=parent
         )
 
+    @operation
     async def get_session(
         self,
         user_id: str,
@@ -311,6 +321,7 @@ class SessionHistoryService(HistoryOperations, ListingOperations):
         )
         return None if stored is None else self._merged(stored)
 
+    @operation
     async def update_session(
         self,
         user_id: str,
@@ -332,6 +343,7 @@ class SessionHistoryService(HistoryOperations, ListingOperations):
         stored = await self.backend.update_session(key, deltas, meta, self._expiry(self._clock()))
         return self._merged(stored)
 
+    @operation
     async def delete_session(self, user_id: str, session_id: str, *, cascade: bool = True) -> bool:
         """Delete a session and its events; with ``cascade``, its descendants too.
 
@@ -378,6 +390,7 @@ class SessionHistoryService(HistoryOperations, ListingOperations):
 
     # --- state -----------------------------------------------------------------
 
+    @operation
     async def get_app_state(self) -> dict[str, Any]:
         """Return the app state (keys without the ``app:`` prefix)."""
         await self._ready()
@@ -385,6 +398,7 @@ class SessionHistoryService(HistoryOperations, ListingOperations):
             StateKey.app(self.app_name), self._expiry(self._clock()), refresh=self._sliding
         )
 
+    @operation
     async def get_user_state(self, user_id: str) -> dict[str, Any]:
         """Return a user's state (keys without the ``user:`` prefix)."""
         user_id = self._user(user_id)
@@ -395,6 +409,7 @@ class SessionHistoryService(HistoryOperations, ListingOperations):
             refresh=self._sliding,
         )
 
+    @operation
     async def update_app_state(self, delta: Mapping[str, Any]) -> dict[str, Any]:
         """Apply a delta to the app state atomically (``None`` deletes); return the new state."""
         clean = _validate.scope_delta(delta, APP_PREFIX)
@@ -403,6 +418,7 @@ class SessionHistoryService(HistoryOperations, ListingOperations):
             StateKey.app(self.app_name), clean, self._expiry(self._clock())
         )
 
+    @operation
     async def update_user_state(self, user_id: str, delta: Mapping[str, Any]) -> dict[str, Any]:
         """Apply a delta to a user's state atomically (``None`` deletes); return the new state."""
         user_id = self._user(user_id)
@@ -414,7 +430,8 @@ class SessionHistoryService(HistoryOperations, ListingOperations):
 
     # --- agent snapshots (AgentScope's StateModule protocol) ---------------------
 
-    async def save_state(self, user_id: str, session_id: str, **modules: StateModule) -> None:
+    @operation
+    async def save_state(self, /, user_id: str, session_id: str, **modules: StateModule) -> None:
         """Store each module's ``state_dict()`` in the session (created if missing).
 
         Each module is kept under the session state key ``snapshot:<name>``;
@@ -426,8 +443,15 @@ class SessionHistoryService(HistoryOperations, ListingOperations):
         except SessionNotFound:
             await self.create_session(user_id, session_id, state=delta)
 
+    @operation
     async def load_state(
-        self, user_id: str, session_id: str, *, allow_not_exist: bool = True, **modules: StateModule
+        self,
+        /,
+        user_id: str,
+        session_id: str,
+        *,
+        allow_not_exist: bool = True,
+        **modules: StateModule,
     ) -> None:
         """Restore modules saved by ``save_state`` with ``load_state_dict``.
 
@@ -461,6 +485,7 @@ class SessionHistoryService(HistoryOperations, ListingOperations):
 
     # --- maintenance -------------------------------------------------------------
 
+    @operation
     async def purge_expired(self) -> int:
         """Reclaim the storage of expired sessions and states now; return how many went."""
         await self._ready()

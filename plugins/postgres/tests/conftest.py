@@ -22,6 +22,7 @@ import pytest_asyncio
 from sessionhub import SessionHistoryService
 from sessionhub.plugins import get_plugin_manager
 from sessionhub.settings import SessionHubSettings
+from sessionhub.testing.servers import missing
 from sessionhub_postgres._settings import driver_dsn
 from sessionhub_postgres.backend import PostgresBackend, PostgresSettings
 from sessionhub_postgres.testing import (
@@ -32,16 +33,6 @@ from sessionhub_postgres.testing import (
     postgres_server,
     scratch_schema,
 )
-
-IN_CI = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
-
-
-def missing(reason: str) -> None:
-    """Skip the test for lack of a server, or fail it in CI."""
-    if IN_CI:
-        pytest.fail(f"CI=true but {reason}", pytrace=False)
-    pytest.skip(reason)
-
 
 # Only this run's scratch schemas, and sessionhub tables in public: the server is shared,
 # and other processes' schemas come and go while the tests run.

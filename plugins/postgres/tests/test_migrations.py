@@ -1,4 +1,4 @@
-"""Schema versions: a version-1 deployment upgrades in place, keeps its data, and only once."""
+"""Schema versions: every older deployment upgrades in place, keeps its data, and only once."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from sessionhub import BackendError, ConfigError
+from sessionhub import BackendError, ConfigError, ConflictError, Event
+from sessionhub_postgres._functions import APPEND_ARGUMENTS
 from sessionhub_postgres._schema import SCHEMA_VERSION
 from sessionhub_postgres.backend import PostgresBackend
 from sessionhub_postgres.testing import drop_schema, scratch_schema
@@ -16,8 +17,19 @@ pytestmark = pytest.mark.asyncio
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
-async def _load_v1(raw, schema: str) -> None:
-    await raw.execute((FIXTURES / "schema_v1.sql").read_text().replace("@SCHEMA@", schema))
+OLDER_VERSIONS = list(range(1, SCHEMA_VERSION))
+"""Each has a frozen fixture, ``fixtures/schema_v<N>.sql``, holding the same data."""
+
+
+async def _load(raw, schema: str, version: int) -> None:
+    fixture = FIXTURES / f"schema_v{version}.sql"
+    await raw.execute(fixture.read_text().replace("@SCHEMA@", schema))
+
+
+async def test_every_older_version_has_a_frozen_fixture():
+    assert sorted(FIXTURES.glob("schema_v*.sql")) == [
+        FIXTURES / f"schema_v{version}.sql" for version in OLDER_VERSIONS
+    ]
 
 
 async def _shape(raw, schema: str) -> dict[str, object]:
@@ -61,8 +73,12 @@ async def _versions(raw, schema: str) -> list[int]:
     return [row[0] for row in rows]
 
 
-async def test_version_1_upgrades_and_keeps_data(raw, schema, pg_settings, make_service):
-    await _load_v1(raw, schema)
+@pytest.mark.parametrize("version", OLDER_VERSIONS)
+async def test_an_older_version_upgrades_and_keeps_data(
+    raw, schema, pg_settings, make_service, version
+):
+    await _load(raw, schema, version)
+    assert await _versions(raw, schema) == list(range(1, version + 1))
     async with make_service(PostgresBackend(pg_settings())) as svc:
         chat = await svc.get_session("alice", "chat")
         assert chat is not None
@@ -84,6 +100,11 @@ async def test_version_1_upgrades_and_keeps_data(raw, schema, pg_settings, make_
         assert [s.id for s in children.items] == ["child"]
         stored = await svc.append(("alice", "chat"), "And tomorrow?")
         assert stored[0].seq == 4
+        # The current append, conflicts included: a reused id writes nothing of its batch.
+        with pytest.raises(ConflictError, match="'e3'"):
+            await svc.append(("alice", "chat"), ["Then?", Event(id="e3", role="user")])
+        again = await svc.get_session("alice", "chat")
+        assert again is not None and (again.event_count, again.last_seq) == (3, 4)
 
     assert await _versions(raw, schema) == list(range(1, SCHEMA_VERSION + 1))
     indexes = {
@@ -99,11 +120,13 @@ async def test_version_1_upgrades_and_keeps_data(raw, schema, pg_settings, make_
             schema,
         )
     ]
-    assert len(signatures) == 1 and "text, text)" not in signatures[0]  # v1's is gone
+    # Only the current append is left: the older one, with its other signature, is gone.
+    assert len(signatures) == 1 and signatures[0].count(",") + 1 == APPEND_ARGUMENTS
 
 
-async def test_migrating_twice_is_a_no_op(raw, schema, pg_settings):
-    await _load_v1(raw, schema)
+@pytest.mark.parametrize("version", OLDER_VERSIONS)
+async def test_migrating_twice_is_a_no_op(raw, schema, pg_settings, version):
+    await _load(raw, schema, version)
     async with PostgresBackend(pg_settings()):
         pass
     once = await _shape(raw, schema)
@@ -114,10 +137,11 @@ async def test_migrating_twice_is_a_no_op(raw, schema, pg_settings):
     assert await raw.fetch(f'SELECT * FROM "{schema}".sessionhub_schema_version') == versions
 
 
+@pytest.mark.parametrize("version", OLDER_VERSIONS)
 async def test_new_deployment_gets_the_same_schema_as_a_migrated_one(
-    raw, schema, pg_settings, postgres_url
+    raw, schema, pg_settings, postgres_url, version
 ):
-    await _load_v1(raw, schema)
+    await _load(raw, schema, version)
     async with PostgresBackend(pg_settings()):
         pass
     fresh = scratch_schema()
@@ -143,7 +167,7 @@ async def test_a_newer_schema_is_refused_in_one_line(raw, schema, pg_settings):
 
 
 async def test_failed_migration_leaves_version_1_intact(raw, schema, pg_settings):
-    await _load_v1(raw, schema)
+    await _load(raw, schema, 1)
     # A table with the name of an index migration 2 creates makes it fail half-way through.
     await raw.execute(f'CREATE TABLE "{schema}".sessionhub_sessions_by_expiry (x int)')
     before = await _shape(raw, schema)

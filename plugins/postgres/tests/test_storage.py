@@ -106,7 +106,11 @@ async def test_no_primitive_scans_a_table(backend, make_service, raw, schema):
     everyone = await plan(sql.list_app_sessions[True], "default", now, now, "u05", "s1", 5)
     assert "sessionhub_sessions_by_app" in everyone
     apps = await plan(sql.list_apps, "", 10)
-    for text in (window, listing, users, purge, everyone, apps):
+    append = await plan(
+        sql.append_plain, "default", "u03", "s4", now, now, None, ["x"], [now], ["{}"], [], "{}"
+    )
+    assert "sessionhub_sessions_app_name_user_id_session_id_key" in append
+    for text in (window, listing, users, purge, everyone, apps, append):
         assert "Seq Scan" not in text, text
 
 

@@ -24,6 +24,7 @@ from redis.asyncio import Redis
 from sessionhub import SessionHistoryService
 from sessionhub.plugins import get_plugin_manager
 from sessionhub.settings import SessionHubSettings
+from sessionhub.testing.servers import missing
 from sessionhub_redis.backend import RedisBackend, RedisSettings
 from sessionhub_redis.testing import (
     CLUSTER_NODE,
@@ -35,14 +36,6 @@ from sessionhub_redis.testing import (
     start_cluster,
 )
 
-IN_CI = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
-
-
-def _missing(reason: str) -> None:
-    if IN_CI:
-        pytest.fail(f"CI=true but {reason}", pytrace=False)
-    pytest.skip(reason)
-
 
 @pytest.fixture(scope="session")
 def redis_server_factory(
@@ -50,7 +43,7 @@ def redis_server_factory(
 ) -> Iterator[Callable[..., RedisServer]]:
     """Start private redis-servers (``config`` lines appended); all are stopped at the end."""
     if REDIS_SERVER is None:
-        _missing("redis-server is not on PATH (apt-get install redis-server)")
+        missing("redis-server is not on PATH (apt-get install redis-server)")
     started: list[RedisServer] = []
 
     def start(config: str = "", *, name: str = "redis", sentinel: bool = False) -> RedisServer:
@@ -77,7 +70,7 @@ def redis_url(request: pytest.FixtureRequest) -> Iterator[str]:
             yield url
         return
     if REDIS_SERVER is None:
-        _missing(
+        missing(
             "no Redis for the tests: set SESSIONHUB_TEST_REDIS_URL, run a Docker engine, "
             "or put redis-server on PATH"
         )
@@ -95,7 +88,7 @@ def redis_cluster_url(redis_server_factory: Callable[..., RedisServer]) -> str:
     try:
         return start_cluster(nodes)
     except ServerUnavailable as exc:
-        _missing(str(exc))
+        missing(str(exc))
         raise
 
 

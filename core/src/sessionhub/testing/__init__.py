@@ -32,7 +32,7 @@ from sessionhub.testing._suite.data import DataTests
 from sessionhub.testing._suite.events import EventTests
 from sessionhub.testing._suite.history import HistoryTests
 from sessionhub.testing._suite.inputs import InputTests
-from sessionhub.testing._suite.isolation import IsolationTests
+from sessionhub.testing._suite.isolation import CallerObjectTests, IsolationTests
 from sessionhub.testing._suite.lifecycle import LifecycleTests
 from sessionhub.testing._suite.limits import LimitTests
 from sessionhub.testing._suite.listing import ListingTests
@@ -60,6 +60,7 @@ class BackendConformance(
     TTLTests,
     LimitTests,
     IsolationTests,
+    CallerObjectTests,
     InputTests,
     ConcurrencyTests,
     DataTests,

@@ -1,7 +1,11 @@
-"""The memory backend: sessions, events and state in Python dicts, stored as JSON text.
+"""The memory backend: sessions, events and state in Python dicts.
 
-Events and state are kept as JSON text, exactly as a real store keeps them, so
-callers can never change stored data through an object they hold. Every
+Events are kept as snapshots only this module holds (``_snapshots``): a copy
+is made when an event is stored and for each event a read returns, and state
+is kept as JSON text, so callers can never change stored data through an
+object they hold. Reads cost the window they return: ``last_n`` and
+``after_seq`` slice the history, ``after_time`` bisects it while timestamps
+rise with seqs (the usual case; else it scans). Every
 primitive runs without awaiting, so asyncio cannot interleave two of them:
 each is atomic within the process without a lock. ``memory://name`` shares one
 store between the backends of a process that use the same name; ``memory://``
@@ -12,7 +16,7 @@ from __future__ import annotations
 
 import bisect
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
@@ -43,10 +47,9 @@ from sessionhub.backend_tools import (
     check_restorable,
     check_retry,
     dump_json,
-    event_from_json,
-    event_to_json,
     stored_session,
 )
+from sessionhub_memory._snapshots import freeze, thaw
 
 __all__ = ["MemoryBackend", "MemorySettings", "MemoryStore"]
 
@@ -63,16 +66,24 @@ class MemorySettings(BackendSettings):
 class _Record:
     header: dict[str, Any]
     """The session's fields as JSON-ready values, state as JSON text."""
-    events: list[str] = field(default_factory=list)
-    """Stored events as JSON text, in seq order (gaps where events were popped or replaced)."""
-    seqs: list[int] = field(default_factory=list)
-    """The seq of each stored event, ascending, index for index with ``events``."""
+    events: list[Event] = field(default_factory=list)
+    """Snapshots of the stored events, in seq order (gaps where events were popped or replaced)."""
     by_id: dict[str, int] = field(default_factory=dict)
     """Event id -> seq."""
+    rising: bool = True
+    """Whether timestamps never fall from one event to the next (``after_time`` bisects)."""
 
     def index(self, seq: int) -> int:
         """The position of the stored event numbered ``seq``."""
-        return bisect.bisect_left(self.seqs, seq)
+        return bisect.bisect_left(self.events, seq, key=_seq)
+
+    def store(self, snapshots: Sequence[Event]) -> None:
+        """Add snapshots after the stored events (their seqs are higher)."""
+        if self.rising:
+            self.rising = _rising(self.events[-1:], snapshots)
+        self.events += snapshots
+        for snapshot in snapshots:
+            self.by_id[snapshot.id] = snapshot.seq
 
 
 @dataclass
@@ -171,7 +182,7 @@ class MemoryBackend(Backend):
             return None
         if refresh:
             record.header["expires_at"] = expiry.session
-        events = [event_from_json(text) for text in _window(record, window)]
+        events = [thaw(snapshot) for snapshot in _window(record, window)]
         app, user = self._scopes(key, expiry, refresh=refresh)
         return StoredSession(self._session(record, events), app, user)
 
@@ -214,32 +225,38 @@ class MemoryBackend(Backend):
         ):  # a retry of events all stored already is not a conflict
             raise ConflictError(_moved_on(key, expected, record))
         known = {
-            event.id: event_from_json(record.events[record.index(record.by_id[event.id])])
+            event.id: record.events[record.index(record.by_id[event.id])]
             for event in request.events
             if event.id in record.by_id
         }
         for event in request.events:  # an id reused for other content: nothing is written
             if event.id in known:
                 check_retry(event, known[event.id])
+        # Snapshots first: nothing is stored if one of them fails.
+        last_seq = record.header["last_seq"]
+        fresh = [event for event in request.events if event.id not in known]
+        snapshots = [freeze(event, seq) for seq, event in enumerate(fresh, start=last_seq + 1)]
         stored: list[Event] = []
-        fresh = False
-        session_state = _load(record.header["state"])
+        session_state: dict[str, Any] | None = None
         for event, delta in zip(request.events, request.deltas, strict=True):
             if event.id in known:
-                stored.append(known[event.id])
+                stored.append(thaw(known[event.id]))
                 continue
-            record.header["last_seq"] += 1
-            saved = event.model_copy(update={"seq": record.header["last_seq"]})
-            record.events.append(event_to_json(saved))
-            record.seqs.append(saved.seq)
-            record.by_id[saved.id] = saved.seq
-            apply_delta(session_state, delta.session)
-            self._update_scopes(key, StateDeltas(app=delta.app, user=delta.user), request.expiry)
-            stored.append(saved)
-            fresh = True
-        if fresh:  # an append of stored events only is a no-op: no times move
+            last_seq += 1
+            event.seq = last_seq  # the service's own copy: returned, never kept
+            stored.append(event)
+            if delta.session:
+                if session_state is None:
+                    session_state = _load(record.header["state"])
+                apply_delta(session_state, delta.session)
+            if delta.app or delta.user:
+                self._update_scopes(key, delta, request.expiry)
+        if snapshots:  # an append of stored events only is a no-op: no times move
+            record.store(snapshots)
+            record.header["last_seq"] = last_seq
             _trim(record, request.event_limit)
-            record.header["state"] = _dump(session_state)
+            if session_state is not None:
+                record.header["state"] = _dump(session_state)
             record.header["updated_at"] = request.expiry.now
             record.header["expires_at"] = request.expiry.session
         return _result(record, stored)
@@ -251,8 +268,7 @@ class MemoryBackend(Backend):
             raise SessionNotFound(*_parts(key))
         if not record.events:
             return None
-        event = event_from_json(record.events.pop())
-        record.seqs.pop()
+        event = record.events.pop()  # no longer stored: the caller may have the snapshot
         del record.by_id[event.id]
         record.header["updated_at"] = expiry.now
         record.header["expires_at"] = expiry.session
@@ -267,13 +283,13 @@ class MemoryBackend(Backend):
         if request.expected_last_seq not in (None, record.header["last_seq"]):
             raise ConflictError(_moved_on(key, request.expected_last_seq, record))
         first = record.header["last_seq"] + 1
-        saved = [
-            event.model_copy(update={"seq": seq})
-            for seq, event in enumerate(request.events, start=first)
-        ]
-        record.events = [event_to_json(event) for event in saved]
-        record.seqs = [event.seq for event in saved]
-        record.by_id = {event.id: event.seq for event in saved}
+        snapshots = [freeze(event, seq) for seq, event in enumerate(request.events, start=first)]
+        saved = []
+        for snapshot, event in zip(snapshots, request.events, strict=True):
+            event.seq = snapshot.seq  # the service's own copy: returned, never kept
+            saved.append(event)
+        record.events, record.by_id, record.rising = [], {}, True
+        record.store(snapshots)
         record.header["last_seq"] += len(saved)
         _trim(record, request.event_limit)
         record.header["updated_at"] = request.expiry.now
@@ -353,12 +369,8 @@ class MemoryBackend(Backend):
         header = session.model_dump(exclude={"events", "event_count"})
         header["state"] = dump_json(session.state)
         header["metadata"] = dump_json(session.metadata)
-        record = _Record(
-            header=header,
-            events=[event_to_json(event) for event in events],
-            seqs=[event.seq for event in events],
-            by_id={event.id: event.seq for event in events},
-        )
+        record = _Record(header=header)
+        record.store([freeze(event, event.seq) for event in events])
         self._index(key, record)
 
     # --- app and user state ----------------------------------------------------------
@@ -408,22 +420,55 @@ class MemoryBackend(Backend):
         return len(doomed) + len(stale)
 
 
-def _window(record: _Record, window: EventWindow) -> list[str]:
-    if window.last_n == 0 or not record.events:
+def _seq(event: Event) -> int:
+    return event.seq
+
+
+def _timestamp(event: Event) -> datetime:
+    return event.timestamp  # type: ignore[return-value]  # set on every stored event
+
+
+def _rising(before: Sequence[Event], events: Sequence[Event]) -> bool:
+    """Whether ``before`` then ``events`` have timestamps that never fall."""
+    previous = before[-1].timestamp if before else None
+    for event in events:
+        if event.timestamp is None or (previous is not None and event.timestamp < previous):
+            return False
+        previous = event.timestamp
+    return True
+
+
+def _window(record: _Record, window: EventWindow) -> list[Event]:
+    """The snapshots ``window`` selects, oldest first; costs the window, not the history."""
+    events = record.events
+    if window.last_n == 0 or not events:
         return []
     start = 0
     if window.after_seq is not None:
-        start = bisect.bisect_right(record.seqs, window.after_seq)
-    if window.after_time is None and window.last_n is not None:
-        # Slice only the newest last_n: the read costs the window, not the history.
-        start = max(start, len(record.events) - window.last_n)
-    texts = record.events[start:]
-    if window.after_time is not None:
-        after = window.after_time
-        texts = [t for t in texts if event_from_json(t).timestamp > after]  # type: ignore[operator]
+        start = bisect.bisect_right(events, window.after_seq, key=_seq)
+    after = window.after_time
+    if after is not None and not record.rising:
+        return _newest_after(events, start, after, window.last_n)
+    if after is not None:
+        start = bisect.bisect_right(events, after, lo=start, key=_timestamp)
     if window.last_n is not None:
-        texts = texts[-window.last_n :]
-    return texts
+        start = max(start, len(events) - window.last_n)
+    return events[start:]
+
+
+def _newest_after(
+    events: list[Event], start: int, after: datetime, last_n: int | None
+) -> list[Event]:
+    """The newest ``last_n`` events from ``start`` on stamped after ``after``, by a scan."""
+    picked: list[Event] = []
+    for index in range(len(events) - 1, start - 1, -1):
+        if last_n is not None and len(picked) == last_n:
+            break
+        timestamp = events[index].timestamp
+        if timestamp is not None and timestamp > after:
+            picked.append(events[index])
+    picked.reverse()
+    return picked
 
 
 def _result(record: _Record, events: list[Event]) -> AppendResult:
@@ -452,10 +497,9 @@ def _state_slot(key: StateKey) -> tuple[str, str, str | None]:
 
 def _trim(record: _Record, limit: int | None) -> None:
     if limit is not None and len(record.events) > limit:
-        for text in record.events[:-limit]:
-            del record.by_id[json.loads(text)["id"]]
+        for snapshot in record.events[:-limit]:
+            del record.by_id[snapshot.id]
         del record.events[:-limit]
-        del record.seqs[:-limit]
 
 
 def _moved_on(key: SessionKey, expected: int | None, record: _Record) -> str:

@@ -14,14 +14,13 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sessionhub import AppendRequest, Event, Session, SessionKey
+from sessionhub import Event, Session, SessionKey
 from sessionhub.backend_tools import dump_json, event_from_json, event_to_json, stored_session
 
 __all__ = [
     "encode_object",
     "encode_delta",
     "decode_object",
-    "flatten_deltas",
     "event_columns",
     "session_columns",
     "decode_events",
@@ -53,30 +52,6 @@ def decode_object(text: str | None) -> dict[str, Any]:
         return {}
     stored: dict[str, str] = json.loads(text)
     return {json.loads(key): json.loads(value) for key, value in stored.items()}
-
-
-_SCOPES = (("s", "session"), ("u", "user"), ("a", "app"))
-
-
-def flatten_deltas(
-    request: AppendRequest,
-) -> tuple[list[int], list[str], list[str], list[str | None]]:
-    """Every event's deltas as parallel arrays: event position (from 1), scope, key, value.
-
-    The append function applies the deltas of the events it stored, in order.
-    """
-    positions: list[int] = []
-    scopes: list[str] = []
-    keys: list[str] = []
-    values: list[str | None] = []
-    for position, deltas in enumerate(request.deltas, start=1):
-        for scope, name in _SCOPES:
-            for key, value in getattr(deltas, name).items():
-                positions.append(position)
-                scopes.append(scope)
-                keys.append(dump_json(key))
-                values.append(None if value is None else dump_json(value))
-    return positions, scopes, keys, values
 
 
 def event_columns(

@@ -1,4 +1,7 @@
-"""The server-side functions: each write primitive is one call, one round trip, one transaction.
+"""The server-side functions: a write primitive is one call, one round trip, one transaction.
+
+The usual append is a plain statement instead (``_statements.append_plain``); the
+``append`` function takes every other batch.
 
 Templates for :meth:`Names.fill <sessionhub_postgres._schema.Names.fill>`:
 ``{sessions}`` and the like become qualified table or function names, ``{{``
@@ -6,8 +9,9 @@ and ``}}`` stand for literal braces. Output columns are named ``r_*`` so that
 they never shadow a table column inside a PL/pgSQL body.
 
 Locks, always taken in this order so that no two primitives deadlock: the
-session row (``FOR UPDATE``: it serialises the seq allocation of one session,
-and nothing else), then the user state row, then the app state row. A state or
+session row (its ``UPDATE`` in ``append``, ``FOR UPDATE`` elsewhere: it serialises
+the seq allocation of one session, and nothing else), then the user state row,
+then the app state row. A state or
 metadata delta arrives as the keys it touches (``p_*_keys``, the JSON text of
 each) and a ``jsonb`` object of the values it sets (``p_*_set``): the new object
 is ``(old - keys) || set``.
@@ -15,7 +19,7 @@ is ``(old - keys) || set``.
 
 from __future__ import annotations
 
-__all__ = ["NAMES", "SOURCES", "SESSION_COLUMNS", "KEY"]
+__all__ = ["NAMES", "SOURCES", "SESSION_COLUMNS", "KEY", "STORED_IDS", "APPEND_ARGUMENTS"]
 
 SESSION_COLUMNS = (
     "r_pk bigint, r_parent_id text, r_root_id text, r_depth integer, r_created_at timestamptz, "
@@ -142,107 +146,119 @@ BEGIN
 END $$
 """
 
+APPEND_ARGUMENTS = 21
+"""How many parameters the ``append`` function takes."""
+
+STORED_IDS = "SH409"
+"""The SQLSTATE ``append`` raises when its fast path met an id already stored (rolled back)."""
+
+# Raising STORED_IDS from an ON CONFLICT clause rolls back the statement that met an id
+# stored already, whatever it wrote before (see _statements.append_plain).
+_STORED_ID = """
+CREATE FUNCTION {stored_id}() RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'the batch holds an event id stored already' USING ERRCODE = 'SH409';
+END $$
+"""
+
+# The batch's session update, which takes the row lock and allocates the seqs, then one
+# insert of every event. A batch reusing a stored id is rare (a retry after a lost
+# answer): the fast path raises STORED_IDS, which rolls back everything, and the backend
+# calls again with p_check, which locks the row first, looks the batch's ids up and
+# writes only if the caller has compared the stored events (p_stored: their positions
+# and seqs as the caller saw them).
 _APPEND = """
 CREATE FUNCTION {append}(
     p_app text, p_user text, p_sid text, p_now timestamptz, p_session_exp timestamptz,
     p_user_exp timestamptz, p_app_exp timestamptz, p_ids text[], p_ts timestamptz[],
-    p_data text[], p_d_event integer[], p_d_scope text[], p_d_key text[], p_d_value text[],
-    p_limit bigint, p_expected bigint,
+    p_data text[], p_s_keys text[], p_s_set jsonb, p_u_keys text[], p_u_set jsonb,
+    p_a_keys text[], p_a_set jsonb, p_limit bigint, p_expected bigint, p_check boolean,
+    p_stored integer[], p_stored_seqs bigint[],
     OUT r_status integer, OUT r_last_seq bigint, OUT r_event_count bigint,
     OUT r_updated_at timestamptz, OUT r_expires_at timestamptz,
     OUT r_old_pos integer[], OUT r_old_seq bigint[], OUT r_old_data text[])
 LANGUAGE plpgsql AS $$
 DECLARE
+    n integer := cardinality(p_ids);
+    v_pk bigint;
     s record;
-    old record;
-    v_seq bigint;
-    v_count bigint;
-    v_new integer[] := '{{}}';
-    s_keys text[] := '{{}}'; s_set jsonb := '{{}}';
-    u_keys text[] := '{{}}'; u_set jsonb := '{{}}';
-    a_keys text[] := '{{}}'; a_set jsonb := '{{}}';
 BEGIN
     r_old_pos := '{{}}'; r_old_seq := '{{}}'; r_old_data := '{{}}';
-    SELECT pk, expires_at, last_seq, event_count, updated_at INTO s FROM {sessions}
-    WHERE {key} FOR UPDATE;
-    IF NOT FOUND OR s.expires_at <= p_now THEN
-        r_status := 1;  -- no such live session
-        RETURN;
-    END IF;
-    IF p_expected IS NOT NULL AND p_expected <> s.last_seq AND EXISTS (
-        SELECT 1 FROM unnest(p_ids) AS x(id) WHERE NOT EXISTS (
-            SELECT 1 FROM {events} e WHERE e.session_pk = s.pk AND e.event_id = x.id)
-    ) THEN
-        r_status := 2;  -- moved on (a retry whose events are all stored is no conflict)
-        r_last_seq := s.last_seq;
-        RETURN;
-    END IF;
-    v_seq := s.last_seq;
-    v_count := s.event_count;
-    FOR i IN 1 .. cardinality(p_ids) LOOP
-        INSERT INTO {events} (session_pk, seq, event_id, ts, data)
-        VALUES (s.pk, v_seq + 1, p_ids[i], p_ts[i], p_data[i])
-        ON CONFLICT (session_pk, event_id) DO NOTHING;
+    IF NOT p_check THEN
+        UPDATE {sessions} SET last_seq = last_seq + n, event_count = event_count + n,
+            updated_at = p_now, expires_at = p_session_exp,
+            state = CASE WHEN cardinality(p_s_keys) = 0 THEN state
+                         ELSE (state - p_s_keys) || p_s_set END
+        WHERE {key} AND (expires_at IS NULL OR expires_at > p_now)
+          AND (p_expected IS NULL OR last_seq = p_expected)
+        RETURNING pk, last_seq, event_count INTO v_pk, r_last_seq, r_event_count;
         IF FOUND THEN
-            v_seq := v_seq + 1;
-            v_count := v_count + 1;
-            v_new := v_new || i;
-        ELSE
-            SELECT seq, data INTO old FROM {events}
-            WHERE session_pk = s.pk AND event_id = p_ids[i];
-            r_old_pos := r_old_pos || i;
-            r_old_seq := r_old_seq || old.seq;
-            r_old_data := r_old_data || old.data;
+            INSERT INTO {events} (session_pk, seq, event_id, ts, data)
+            SELECT v_pk, r_last_seq - n + x.ord, x.id, x.ts, x.data
+            FROM unnest(p_ids, p_ts, p_data) WITH ORDINALITY AS x(id, ts, data, ord)
+            ON CONFLICT (session_pk, event_id) DO UPDATE SET data = {stored_id}();
         END IF;
-    END LOOP;
-    r_status := 0;
-    r_last_seq := v_seq;
-    IF cardinality(v_new) = 0 THEN
-        -- Every event was stored already: a no-op, no time moves.
-        r_event_count := v_count;
-        r_updated_at := s.updated_at;
-        r_expires_at := s.expires_at;
-        RETURN;
     END IF;
-    IF p_limit IS NOT NULL AND v_count > p_limit THEN
+    IF v_pk IS NULL THEN
+        -- Absent, expired, moved on, or a batch holding stored ids: look under the lock.
+        SELECT pk, expires_at, last_seq, event_count, updated_at INTO s FROM {sessions}
+        WHERE {key} FOR UPDATE;
+        IF NOT FOUND OR s.expires_at <= p_now THEN
+            r_status := 1;  -- no such live session
+            RETURN;
+        END IF;
+        SELECT coalesce(array_agg(x.ord ORDER BY x.ord), '{{}}'),
+               coalesce(array_agg(e.seq ORDER BY x.ord), '{{}}'),
+               coalesce(array_agg(e.data ORDER BY x.ord), '{{}}')
+        INTO r_old_pos, r_old_seq, r_old_data
+        FROM unnest(p_ids) WITH ORDINALITY AS x(id, ord)
+        JOIN {events} e ON e.session_pk = s.pk AND e.event_id = x.id;
+        r_last_seq := s.last_seq;
+        IF p_expected IS NOT NULL AND p_expected <> s.last_seq
+           AND cardinality(r_old_pos) < n THEN
+            r_status := 2;  -- moved on (a retry whose events are all stored is no conflict)
+            RETURN;
+        END IF;
+        IF cardinality(r_old_pos) = n THEN
+            -- Every event was stored already: a no-op, no time moves.
+            r_status := 0;
+            r_event_count := s.event_count;
+            r_updated_at := s.updated_at;
+            r_expires_at := s.expires_at;
+            RETURN;
+        END IF;
+        IF r_old_pos <> p_stored OR r_old_seq <> p_stored_seqs THEN
+            r_status := 3;  -- compare these with the batch first: nothing is written
+            RETURN;
+        END IF;
+        v_pk := s.pk;
+        n := n - cardinality(p_stored);
+        INSERT INTO {events} (session_pk, seq, event_id, ts, data)
+        SELECT v_pk, s.last_seq + row_number() OVER (ORDER BY x.ord), x.id, x.ts, x.data
+        FROM unnest(p_ids, p_ts, p_data) WITH ORDINALITY AS x(id, ts, data, ord)
+        WHERE x.ord <> ALL (p_stored);
+        UPDATE {sessions} SET last_seq = last_seq + n, event_count = event_count + n,
+            updated_at = p_now, expires_at = p_session_exp,
+            state = CASE WHEN cardinality(p_s_keys) = 0 THEN state
+                         ELSE (state - p_s_keys) || p_s_set END
+        WHERE pk = v_pk
+        RETURNING last_seq, event_count INTO r_last_seq, r_event_count;
+    END IF;
+    IF p_limit IS NOT NULL AND r_event_count > p_limit THEN
         -- Seqs have gaps after a pop or a replace: the oldest are counted, never computed.
-        DELETE FROM {events} WHERE session_pk = s.pk AND seq IN (
-            SELECT seq FROM {events} WHERE session_pk = s.pk ORDER BY seq LIMIT v_count - p_limit);
-        v_count := p_limit;
+        DELETE FROM {events} WHERE session_pk = v_pk AND seq IN (
+            SELECT seq FROM {events} WHERE session_pk = v_pk
+            ORDER BY seq LIMIT r_event_count - p_limit);
+        UPDATE {sessions} SET event_count = p_limit WHERE pk = v_pk;
+        r_event_count := p_limit;
     END IF;
-    IF cardinality(p_d_key) > 0 THEN
-        -- The deltas of the new events only; a later event's value for a key wins.
-        WITH d AS (
-            SELECT x.scope, x.k, x.v, x.ord
-            FROM unnest(p_d_event, p_d_scope, p_d_key, p_d_value) WITH ORDINALITY
-                 AS x(ev, scope, k, v, ord)
-            WHERE x.ev = ANY (v_new)
-        ), latest AS (
-            SELECT DISTINCT ON (scope, k) scope, k, v FROM d ORDER BY scope, k, ord DESC
-        )
-        SELECT coalesce(array_agg(k) FILTER (WHERE scope = 's'), '{{}}'),
-               coalesce(jsonb_object_agg(k, v) FILTER (WHERE scope = 's' AND v IS NOT NULL),
-                        '{{}}'),
-               coalesce(array_agg(k) FILTER (WHERE scope = 'u'), '{{}}'),
-               coalesce(jsonb_object_agg(k, v) FILTER (WHERE scope = 'u' AND v IS NOT NULL),
-                        '{{}}'),
-               coalesce(array_agg(k) FILTER (WHERE scope = 'a'), '{{}}'),
-               coalesce(jsonb_object_agg(k, v) FILTER (WHERE scope = 'a' AND v IS NOT NULL),
-                        '{{}}')
-        INTO s_keys, s_set, u_keys, u_set, a_keys, a_set
-        FROM latest;
+    IF cardinality(p_u_keys) > 0 THEN
+        PERFORM {put_state}(p_app, p_user, p_u_keys, p_u_set, p_user_exp, p_now);
     END IF;
-    UPDATE {sessions} SET
-        state = CASE WHEN cardinality(s_keys) = 0 THEN state ELSE (state - s_keys) || s_set END,
-        last_seq = v_seq, event_count = v_count, updated_at = p_now, expires_at = p_session_exp
-    WHERE pk = s.pk;
-    IF cardinality(u_keys) > 0 THEN
-        PERFORM {put_state}(p_app, p_user, u_keys, u_set, p_user_exp, p_now);
+    IF cardinality(p_a_keys) > 0 THEN
+        PERFORM {put_state}(p_app, NULL, p_a_keys, p_a_set, p_app_exp, p_now);
     END IF;
-    IF cardinality(a_keys) > 0 THEN
-        PERFORM {put_state}(p_app, NULL, a_keys, a_set, p_app_exp, p_now);
-    END IF;
-    r_event_count := v_count;
+    r_status := 0;
     r_updated_at := p_now;
     r_expires_at := p_session_exp;
 END $$
@@ -357,6 +373,7 @@ END $$
 """
 
 SOURCES = (
+    _STORED_ID,
     _PUT_STATE,
     _READ_SESSION,
     _READ_SESSION_REFRESH,
@@ -370,6 +387,7 @@ SOURCES = (
 """Every function's ``CREATE FUNCTION`` template, callees first."""
 
 NAMES = (
+    "stored_id",
     "put_state",
     "read_session",
     "read_session_refresh",

@@ -124,9 +124,15 @@ _MIGRATION_2 = (
     "WHERE expires_at IS NOT NULL",
 )
 
+# Version 3 changes only a function: append updates the session row first (its lock
+# allocates the seqs), inserts a batch in one statement, and writes nothing of a batch
+# reusing a stored id until the backend has compared the stored events.
+_MIGRATION_3: tuple[str, ...] = ()
+
 MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
     (1, _MIGRATION_1),
     (2, _MIGRATION_2),
+    (3, _MIGRATION_3),
 )
 """Every migration, in order: the version it produces and its statements."""
 

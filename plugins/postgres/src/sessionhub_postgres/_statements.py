@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sessionhub_postgres._functions import APPEND_ARGUMENTS
 from sessionhub_postgres._schema import Names
 
 __all__ = ["Statements"]
@@ -40,6 +41,8 @@ class Statements:
     read_session_refresh: str
     create_session: str
     append: str
+    append_plain: str
+    """A batch without a trim or user and app deltas: one statement, no function call."""
     update_session: str
     pop_event: str
     replace_events: str
@@ -68,7 +71,8 @@ class Statements:
             read_session=_call(names.read_session, 7),
             read_session_refresh=_call(names.read_session_refresh, 11),
             create_session=_call(names.create_session, 18),
-            append=_call(names.append, 16),
+            append=_call(names.append, APPEND_ARGUMENTS),
+            append_plain=_append_plain(names),
             update_session=_call(names.update_session, 15),
             pop_event=_call(names.pop_event, 5),
             replace_events=_call(names.replace_events, 10),
@@ -130,6 +134,34 @@ class Statements:
                 "FOR UPDATE SKIP LOCKED) AND expires_at <= $1"
             ),
         )
+
+
+def _append_plain(names: Names) -> str:
+    """The usual append as one statement: the session update, then every event inserted.
+
+    The update takes the session's row lock (a writer of the same session waits, then
+    sees its new ``last_seq``) and allocates the seqs. An id stored already calls
+    ``stored_id``, which raises: nothing of the statement stays. No row comes back
+    when the session is absent, expired or moved on (``$6``, the expected ``last_seq``).
+    Parameters: app, user, session, now, session expiry, expected, ids, times, texts,
+    session delta keys and set values.
+    """
+    return (
+        f"WITH s AS (UPDATE {names.sessions} SET "
+        "last_seq = last_seq + cardinality($7::text[]), "
+        "event_count = event_count + cardinality($7::text[]), updated_at = $4, expires_at = $5, "
+        "state = CASE WHEN cardinality($10::text[]) = 0 THEN state "
+        "ELSE (state - $10::text[]) || $11::jsonb END "
+        "WHERE app_name = $1 AND user_id = $2 AND session_id = $3 AND "
+        + _LIVE.format(now="$4")
+        + " AND ($6::bigint IS NULL OR last_seq = $6) RETURNING pk, last_seq, event_count), "
+        f"inserted AS (INSERT INTO {names.events} (session_pk, seq, event_id, ts, data) "
+        "SELECT s.pk, s.last_seq - cardinality($7::text[]) + x.ord, x.id, x.ts, x.data "
+        "FROM s, unnest($7::text[], $8::timestamptz[], $9::text[]) WITH ORDINALITY "
+        "AS x(id, ts, data, ord) "
+        f"ON CONFLICT (session_pk, event_id) DO UPDATE SET data = {names.stored_id}()) "
+        "SELECT last_seq, event_count FROM s"
+    )
 
 
 def _list_sessions(sessions: str, *, parent: bool, cursor: bool) -> str:

@@ -1,10 +1,11 @@
 """The PostgreSQL backend: an asyncpg pool, one statement (one round trip) per primitive.
 
-Each write primitive is one call of a server-side function
-(:mod:`sessionhub_postgres._functions`) sent in autocommit mode: one round trip
-and one transaction. A session's seqs are allocated under a row lock on its
-session row, so any number of writers in any number of processes and hosts
-append safely, and writers of different sessions never wait for each other.
+Each write primitive is one statement sent in autocommit mode, one round trip and
+one transaction: the usual append a plain statement (:mod:`._append`), every other
+write a call of a server-side function (:mod:`sessionhub_postgres._functions`).
+A session's seqs are allocated under a row lock on its session row, so any number
+of writers in any number of processes and hosts append safely, and writers of
+different sessions never wait for each other.
 Reads that write nothing are single statements, one snapshot.
 
 Durability is the server's: an acknowledged primitive has committed with the
@@ -43,15 +44,17 @@ from sessionhub import (
     StoredSession,
 )
 from sessionhub.backend_tools import check_restorable, event_from_json, mask_url
+from sessionhub_postgres._append import STORED_MET, moved_on
+from sessionhub_postgres._append import append as append_batch
 from sessionhub_postgres._codec import (
     decode_object,
     encode_delta,
     event_columns,
-    flatten_deltas,
     session_columns,
     session_from_row,
 )
 from sessionhub_postgres._errors import is_connection_error, storage_error
+from sessionhub_postgres._functions import STORED_IDS
 from sessionhub_postgres._pool import acquire, keep_session
 from sessionhub_postgres._schema import SCHEMA_VERSION, Names, SchemaTooNew, migrate
 from sessionhub_postgres._settings import DEFAULT_URL, PostgresSettings, driver_dsn
@@ -66,7 +69,7 @@ Work = Callable[[Connection], Awaitable[T]]
 PURGE_BATCH = 500
 """Sessions (or states) one purge statement deletes at most; purge repeats until done."""
 
-_NOT_FOUND, _CONFLICT = 1, 2  # the functions' r_status besides 0
+_NOT_FOUND, _CONFLICT = 1, 2  # pop_event's and replace_events's r_status besides 0
 
 
 def app_refresh_step(expiry: Expiry) -> timedelta:
@@ -92,7 +95,11 @@ class PostgresBackend(Backend):
 
     name: ClassVar[str] = "postgres"
     capabilities: ClassVar[Capabilities] = Capabilities(
-        persistent=True, shared_store=True, multi_process=True, compare_and_set=True
+        persistent=True,
+        shared_store=True,
+        multi_process=True,
+        compare_and_set=True,
+        atomic_conflicts=True,
     )
 
     def __init__(self, settings: PostgresSettings | None = None, *, pool: Any = None) -> None:
@@ -356,57 +363,26 @@ class PostgresBackend(Backend):
         return [row[0] for row in rows]
 
     async def append(self, request: AppendRequest) -> AppendResult:
-        """Store events, their deltas, the trim and the new times in one function call."""
-        key, expiry = request.key, request.expiry
-        ids, times, texts = event_columns(request.events, expiry.now)
-        positions, scopes, keys, values = flatten_deltas(request)
-        row = await self._row(
-            self._sql.append,
-            key.app_name,
-            key.user_id,
-            key.session_id,
-            expiry.now,
-            expiry.session,
-            expiry.user,
-            expiry.app,
-            ids,
-            times,
-            texts,
-            positions,
-            scopes,
-            keys,
-            values,
-            request.event_limit,
-            request.expected_last_seq,
-            # A repeat stores nothing twice: stored ids are skipped, their deltas too.
-            retry=True,
-        )
-        status, last_seq, event_count, updated_at, expires_at, old_pos, old_seq, old_data = row
-        if status == _NOT_FOUND:
-            raise SessionNotFound(key.app_name, key.user_id, key.session_id)
-        if status == _CONFLICT:
-            raise ConflictError(_moved_on(key, request.expected_last_seq, last_seq))
-        stored_before = {
-            pos: (seq, data) for pos, seq, data in zip(old_pos, old_seq, old_data, strict=True)
-        }
-        next_seq = last_seq - (len(ids) - len(stored_before)) + 1
-        events: list[Event] = []
-        for position, event in enumerate(request.events, start=1):
-            found = stored_before.get(position)
-            if found is None:
-                event.seq = next_seq
-                next_seq += 1
-            else:
-                event = event_from_json(found[1])
-                event.seq = found[0]
-            events.append(event)
-        return AppendResult(
-            events=events,
-            last_seq=last_seq,
-            event_count=event_count,
-            updated_at=updated_at,
-            expires_at=expires_at,
-        )
+        """Store events, their deltas, the trim and the new times in one statement.
+
+        A batch reusing a stored id takes more (see :mod:`._append`): its stored events
+        are compared before anything is written.
+        """
+        return await append_batch(self._send_append, self._sql, request)
+
+    async def _send_append(self, query: str, args: tuple[Any, ...]) -> Any:
+        """Send an append statement; ``STORED_MET`` if it met a stored id (and wrote nothing)."""
+
+        async def call(conn: Connection) -> Any:
+            try:
+                return await conn.fetchrow(query, *args)
+            except asyncpg.PostgresError as exc:
+                if exc.sqlstate == STORED_IDS:
+                    return STORED_MET  # rolled back: nothing of the batch was written
+                raise
+
+        # A repeat stores nothing twice: a stored id sends the batch to the check.
+        return await self._run(call, retry=True)
 
     async def pop_event(self, key: SessionKey, expiry: Expiry) -> Event | None:
         """Delete and return the newest event in one call; ``last_seq`` stays."""
@@ -448,7 +424,7 @@ class PostgresBackend(Backend):
         if status == _NOT_FOUND:
             raise SessionNotFound(key.app_name, key.user_id, key.session_id)
         if status == _CONFLICT:
-            raise ConflictError(_moved_on(key, request.expected_last_seq, last_seq))
+            raise ConflictError(moved_on(key, request.expected_last_seq, last_seq))
         first = last_seq - len(request.events) + 1
         saved = [
             event.model_copy(update={"seq": seq})
@@ -588,10 +564,3 @@ class PostgresBackend(Backend):
 async def _purge(query: str, now: datetime, conn: Connection) -> int:
     status: str = await conn.execute(query, now, PURGE_BATCH)
     return int(status.rpartition(" ")[2])  # "DELETE n"
-
-
-def _moved_on(key: SessionKey, expected: int | None, last_seq: int) -> str:
-    return (
-        f"session {key.session_id!r} of user {key.user_id!r} moved on: expected last_seq "
-        f"{expected}, it is {last_seq}. Re-read it and retry."
-    )

@@ -20,9 +20,11 @@ import socket
 import subprocess
 import tempfile
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, nullcontext, suppress
 from pathlib import Path
+from typing import Any
+
+from sessionhub.testing.servers import ServerUnavailable, docker_answers, find_server
 
 __all__ = [
     "ServerUnavailable",
@@ -41,24 +43,6 @@ LOCAL_URL = "postgresql://postgres@127.0.0.1:5432/test"
 START_TIMEOUT = 60
 
 
-class ServerUnavailable(RuntimeError):
-    """No PostgreSQL can be had for the tests; the message says what to install or set."""
-
-
-def docker_answers() -> bool:
-    """Whether a Docker engine answers (so testcontainers can start a PostgreSQL)."""
-    if not (os.environ.get("DOCKER_HOST") or Path("/var/run/docker.sock").exists()):
-        return False
-    docker = shutil.which("docker")
-    if docker is None:
-        return True  # a socket without the CLI: let testcontainers try
-    try:
-        done = subprocess.run([docker, "info"], capture_output=True, timeout=5, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return done.returncode == 0
-
-
 def _answers(host: str, port: int) -> bool:
     try:
         with socket.create_connection((host, port), timeout=1.0):
@@ -67,29 +51,26 @@ def _answers(host: str, port: int) -> bool:
         return False
 
 
-@contextmanager
-def postgres_server() -> Iterator[str]:
+def _container() -> Any:
+    from testcontainers.postgres import PostgresContainer
+
+    return PostgresContainer("postgres:16-alpine", driver=None)
+
+
+def _local() -> AbstractContextManager[str] | None:
+    return nullcontext(LOCAL_URL) if _answers("127.0.0.1", 5432) else None
+
+
+def postgres_server() -> AbstractContextManager[str]:
     """Yield the URL of a PostgreSQL to test against (see the module docstring)."""
-    url = os.environ.get("SESSIONHUB_TEST_POSTGRES_URL")
-    if url:
-        yield url
-        return
-    if docker_answers():
-        try:
-            from testcontainers.postgres import PostgresContainer
-        except ImportError:
-            pass
-        else:
-            with PostgresContainer("postgres:16-alpine", driver=None) as container:
-                yield container.get_connection_url()
-            return
-    if _answers("127.0.0.1", 5432):
-        yield LOCAL_URL
-        return
-    raise ServerUnavailable(
-        "no PostgreSQL for the tests: set SESSIONHUB_TEST_POSTGRES_URL, run a Docker engine, "
-        "or run a local server on 127.0.0.1:5432 (apt-get install postgresql) with a "
-        "database 'test' that user postgres may use"
+    return find_server(
+        env="SESSIONHUB_TEST_POSTGRES_URL",
+        container=_container,
+        container_url=lambda started: started.get_connection_url(),
+        local=_local,
+        unavailable="no PostgreSQL for the tests: set SESSIONHUB_TEST_POSTGRES_URL, run a "
+        "Docker engine, or run a local server on 127.0.0.1:5432 (apt-get install postgresql) "
+        "with a database 'test' that user postgres may use",
     )
 
 

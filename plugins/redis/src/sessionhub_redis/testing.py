@@ -19,8 +19,11 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+from typing import Any
+
+from sessionhub.testing.servers import ServerUnavailable, docker_answers, find_server
 
 __all__ = [
     "ServerUnavailable",
@@ -37,10 +40,6 @@ REDIS_CLI = shutil.which("redis-cli")
 START_TIMEOUT = 20.0
 SHARED_PORT = 6379
 """The port of a shared Redis on this host: never used for tests."""
-
-
-class ServerUnavailable(RuntimeError):
-    """No Redis can be had for the tests; the message says what to install or set."""
 
 
 def _port_is_free(port: int) -> bool:
@@ -161,20 +160,6 @@ class RedisServer:
             self.kill()
 
 
-def docker_answers() -> bool:
-    """Whether a Docker engine answers (so testcontainers can start a Redis)."""
-    if not (os.environ.get("DOCKER_HOST") or Path("/var/run/docker.sock").exists()):
-        return False
-    docker = shutil.which("docker")
-    if docker is None:
-        return True  # a socket without the CLI: let testcontainers try
-    try:
-        done = subprocess.run([docker, "info"], capture_output=True, timeout=5, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return done.returncode == 0
-
-
 def _info(port: int) -> str:
     with socket.create_connection(("127.0.0.1", port), timeout=1.0) as conn:
         conn.sendall(b"CLUSTER INFO\r\n")
@@ -207,34 +192,36 @@ CLUSTER_NODE = "cluster-enabled yes\ncluster-config-file nodes.conf\ncluster-nod
 """Configuration lines of a Cluster node."""
 
 
+def _container() -> Any:
+    from testcontainers.redis import RedisContainer
+
+    return RedisContainer("redis:7-alpine")
+
+
+def _container_url(started: Any) -> str:
+    return f"redis://{started.get_container_host_ip()}:{started.get_exposed_port(6379)}/0"
+
+
 @contextmanager
-def redis_server() -> Iterator[str]:
-    """Yield the URL of a Redis to test against (see the module docstring); clean up after."""
-    url = os.environ.get("SESSIONHUB_TEST_REDIS_URL")
-    if url:
-        yield url
-        return
-    if docker_answers():
-        try:
-            from testcontainers.redis import RedisContainer
-        except ImportError:
-            pass
-        else:
-            with RedisContainer("redis:7-alpine") as container:
-                host = container.get_container_host_ip()
-                yield f"redis://{host}:{container.get_exposed_port(6379)}/0"
-            return
-    if REDIS_SERVER is None:
-        raise ServerUnavailable(
-            "no Redis for the tests: set SESSIONHUB_TEST_REDIS_URL, run a Docker engine, "
-            "or put redis-server on PATH (apt-get install redis-server)"
-        )
+def _private() -> Iterator[str]:
     with tempfile.TemporaryDirectory(prefix="sessionhub-redis-") as directory:
         server = RedisServer(Path(directory)).start()
         try:
             yield server.url
         finally:
             server.stop()
+
+
+def redis_server() -> AbstractContextManager[str]:
+    """Yield the URL of a Redis to test against (see the module docstring); clean up after."""
+    return find_server(
+        env="SESSIONHUB_TEST_REDIS_URL",
+        container=_container,
+        container_url=_container_url,
+        local=lambda: None if REDIS_SERVER is None else _private(),
+        unavailable="no Redis for the tests: set SESSIONHUB_TEST_REDIS_URL, run a Docker "
+        "engine, or put redis-server on PATH (apt-get install redis-server)",
+    )
 
 
 @contextmanager

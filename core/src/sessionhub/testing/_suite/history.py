@@ -174,13 +174,14 @@ class HistoryTests:
         for round_number in range(10):
             session = await service.get_session("alice", "s1", last_n=0)
             assert session is not None
-            append, replace = await asyncio.gather(
+            raced: tuple[list[Event] | BaseException, ...] = await asyncio.gather(
                 service.append(("alice", "s1"), f"raced {round_number}"),
                 service.replace_events(
                     "alice", "s1", [f"summary {round_number}"], expected_last_seq=session.last_seq
                 ),
                 return_exceptions=True,
             )
+            append, replace = raced
             assert isinstance(append, list), append
             assert isinstance(replace, (list, ConflictError)), replace
             after = await service.get_session("alice", "s1")

@@ -1,12 +1,71 @@
-"""Isolation: a session is keyed by (app, user, session id); nobody sees another's data."""
+"""Isolation: a session is keyed by (app, user, session id); nobody sees another's data.
+
+Nor does anybody change stored data through an object they hold: an event, a
+state or metadata dict passed in or got back is the caller's, and changing it,
+down to a list inside a tool call's arguments, changes nothing stored.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
+from sessionhub.backend import Backend, Expiry
 from sessionhub.errors import InvalidInput, SessionNotFound
+from sessionhub.models import DataPart, Event, TextPart, ToolCallPart, ToolResultPart
 from sessionhub.service import SessionHistoryService
-from sessionhub.testing._base import MakeService
+from sessionhub.testing._base import FakeClock, MakeService, requires
+
+
+def _rich_event(event_id: str, *, delta: bool = True) -> Event:
+    """An event with something mutable in every field that can hold it."""
+    return Event(
+        id=event_id,
+        role="assistant",
+        content=[
+            TextPart(text="hello"),
+            ToolCallPart(id="c1", name="search", arguments={"q": [1, {"deep": [2]}]}),
+            ToolResultPart(call_id="c1", output={"rows": [[1, 2]]}),
+            DataPart(data=[{"x": {"y": [3]}}]),
+        ],
+        state_delta={"plan": {"steps": [1]}} if delta else {},
+        metadata={"tags": ["a"], "nested": {"k": ["v"]}},
+    )
+
+
+def _scramble(value: Any) -> None:
+    """Change every dict and list inside ``value`` in place."""
+    if isinstance(value, dict):
+        for item in list(value.values()):
+            _scramble(item)
+        value["scrambled"] = True
+    elif isinstance(value, list):
+        for item in value:
+            _scramble(item)
+        value.append("scrambled")
+
+
+def _scribble(event: Event) -> None:
+    """Change everything an event holds, in place: fields, parts, and what is inside them."""
+    for part in event.content:
+        if isinstance(part, TextPart):
+            part.text = "changed"
+        elif isinstance(part, ToolCallPart):
+            part.name = "changed"
+            _scramble(part.arguments)
+        elif isinstance(part, ToolResultPart):
+            _scramble(part.output)
+        elif isinstance(part, DataPart):
+            _scramble(part.data)
+    event.content.append(TextPart(text="added"))
+    event.role = "changed"
+    _scramble(event.state_delta)
+    _scramble(event.metadata)
+
+
+def _dumps(events: list[Event]) -> list[dict[str, Any]]:
+    return [event.model_dump() for event in events]
 
 
 class IsolationTests:
@@ -70,3 +129,110 @@ class IsolationTests:
             service.for_app("")
         with pytest.raises(InvalidInput):  # a Session belongs to the app it was read from
             await service.append(theirs, "crossing apps")
+
+
+class CallerObjectTests:
+    """A caller's objects are its own: changing them never changes what is stored."""
+
+    pytestmark = pytest.mark.asyncio
+
+    async def test_changing_an_appended_event_changes_nothing_stored(
+        self, service: SessionHistoryService
+    ) -> None:
+        """The event (and its parts, dicts and lists) passed to append stay the caller's."""
+        await service.create_session("alice", "s1")
+        event = _rich_event("e1")
+        stored = _dumps(await service.append(("alice", "s1"), event))
+        _scribble(event)
+        got = await service.get_session("alice", "s1")
+        assert got is not None and _dumps(got.events) == stored
+        assert got.state == {"plan": {"steps": [1]}}
+
+    async def test_changing_returned_events_changes_nothing_stored(
+        self, service: SessionHistoryService
+    ) -> None:
+        """Events got back from append, a read, a window or a retry are copies."""
+        await service.create_session("alice", "s1")
+        returned = await service.append(("alice", "s1"), [_rich_event("e1"), _rich_event("e2")])
+        stored = _dumps(returned)
+        for event in returned:
+            _scribble(event)
+        for last_n, after_seq in ((None, None), (1, None), (None, 1)):
+            got = await service.get_session("alice", "s1", last_n=last_n, after_seq=after_seq)
+            assert got is not None
+            for event in got.events:
+                _scribble(event)
+            got.events.clear()
+        [retried] = await service.append(("alice", "s1"), _rich_event("e1"))  # a retry
+        _scribble(retried)
+        got = await service.get_session("alice", "s1")
+        assert got is not None and _dumps(got.events) == stored
+
+    @requires("replace_events")
+    async def test_changing_replaced_events_changes_nothing_stored(
+        self, service: SessionHistoryService
+    ) -> None:
+        """Events passed to or returned by replace_events stay the caller's."""
+        await service.create_session("alice", "s1")
+        await service.append(("alice", "s1"), "old")
+        given = [_rich_event("r1", delta=False), _rich_event("r2", delta=False)]
+        returned = await service.replace_events("alice", "s1", given)
+        stored = _dumps(returned)
+        for event in [*given, *returned]:
+            _scribble(event)
+        got = await service.get_session("alice", "s1")
+        assert got is not None and _dumps(got.events) == stored
+
+    @requires("restore_session")
+    async def test_changing_restored_objects_changes_nothing_stored(
+        self, service: SessionHistoryService, backend: Backend, clock: FakeClock
+    ) -> None:
+        """The session and events given to restore_session stay the caller's."""
+        await service.create_session("alice", "source")
+        await service.append(("alice", "source"), [_rich_event("e1"), _rich_event("e2")])
+        source = await service.get_session("alice", "source")
+        assert source is not None
+        session = source.model_copy(update={"id": "copy", "root_id": "copy"})
+        stored = _dumps(source.events)
+        await backend.restore_session(session, source.events, Expiry(now=clock.now))
+        for event in source.events:
+            _scribble(event)
+        _scramble(session.state)
+        _scramble(session.metadata)
+        got = await service.get_session("alice", "copy")
+        assert got is not None and _dumps(got.events) == stored
+        assert got.state == {"plan": {"steps": [1]}} and got.metadata == {}
+
+    async def test_changing_state_dicts_changes_nothing_stored(
+        self, service: SessionHistoryService
+    ) -> None:
+        """State and metadata dicts passed in or got back, at every scope, are copies."""
+        state = {"plan": {"steps": [1]}, "app:shared": {"a": [1]}, "user:prefs": {"b": [1]}}
+        metadata = {"tags": ["x"]}
+        created = await service.create_session("alice", "s1", state=state, metadata=metadata)
+        held: list[Any] = [state, metadata, created.state, created.metadata]
+        got = await service.get_session("alice", "s1")
+        assert got is not None
+        held += [got.state, got.metadata]
+        delta, metadata_delta = {"more": {"n": [2]}}, {"extra": [1]}
+        updated = await service.update_session("alice", "s1", state=delta, metadata=metadata_delta)
+        held += [delta, metadata_delta, updated.state, updated.metadata]
+        app_delta, user_delta = {"k": [1]}, {"k": [2]}
+        held += [app_delta, await service.update_app_state(app_delta)]
+        held += [user_delta, await service.update_user_state("alice", user_delta)]
+        held += [await service.get_app_state(), await service.get_user_state("alice")]
+        for value in held:
+            _scramble(value)
+        got = await service.get_session("alice", "s1")
+        assert got is not None
+        assert got.state == {
+            "plan": {"steps": [1]},
+            "more": {"n": [2]},
+            "app:shared": {"a": [1]},
+            "app:k": [1],
+            "user:prefs": {"b": [1]},
+            "user:k": [2],
+        }
+        assert got.metadata == {"tags": ["x"], "extra": [1]}
+        assert await service.get_app_state() == {"shared": {"a": [1]}, "k": [1]}
+        assert await service.get_user_state("alice") == {"prefs": {"b": [1]}, "k": [2]}
