@@ -269,6 +269,26 @@ async def test_agentscope_json_session_files():
 
 
 @pytest.mark.asyncio
+async def test_agentscope_1_0_21_files_with_marked_memory_and_a_user_prefix():
+    """A ReActAgent's file as JSONSession 1.0.21 writes it: memory holds [message, marks] pairs."""
+    svc = service(MemoryBackend())
+    paths = sorted((FIXTURES / "agentscope-1.0.21").glob("*.json"))
+    report = await import_records(svc, read_agentscope_sessions(paths, user_id="alice"))
+    assert report.sessions == 1
+    chat = await svc.get_session("alice", "chat-7")  # alice_chat-7.json: the user prefix goes
+    assert [e.role for e in chat.events] == ["user", "assistant", "system", "assistant"]
+    assert chat.events[0].text == "2+3?"
+    assert chat.events[1].tool_calls[0].arguments == {"a": 2, "b": 3}
+    assert chat.events[2].content[0].call_id == "call-1"
+    assert chat.events[3].text == "5" and chat.events[3].metadata["name"] == "Friday"
+    saved = json.loads((FIXTURES / "agentscope-1.0.21" / "alice_chat-7.json").read_text())
+    assert chat.state["snapshot:agent"] == saved["agent"]
+    bobs = service(MemoryBackend())
+    await import_records(bobs, read_agentscope_sessions(paths, user_id="bob"))
+    assert await bobs.get_session("bob", "alice_chat-7") is not None  # not bob's prefix: kept
+
+
+@pytest.mark.asyncio
 async def test_history_list_files():
     svc = service(MemoryBackend())
     report = await import_records(

@@ -110,7 +110,9 @@ def read_agentscope_sessions(paths: Iterable[Path], *, user_id: str) -> Iterator
 
     Each module's state is kept under the session state key ``snapshot:<name>``
     (what ``save_state`` writes, so ``load_state`` restores it); messages found
-    in a module's ``memory.content`` become the session's events.
+    in a module's ``memory.content`` become the session's events. A file
+    ``JSONSession`` saved with a user id is named ``<user_id>_<session_id>.json``:
+    for ``user_id``'s own files, the session id drops that prefix.
     """
     for path in paths:
         try:
@@ -137,9 +139,20 @@ def read_agentscope_sessions(paths: Iterable[Path], *, user_id: str) -> Iterator
             for seq, (event, source) in enumerate(zip(messages, sources, strict=True), start=1)
         ]
         session = _session_dict(
-            path.stem, user_id, stamp, stamp, {SNAPSHOT_PREFIX + k: v for k, v in data.items()}, {}
+            _agentscope_session_id(path.stem, user_id),
+            user_id,
+            stamp,
+            stamp,
+            {SNAPSHOT_PREFIX + k: v for k, v in data.items()},
+            {},
         )
         yield Located(_session_record(session, events), str(path))
+
+
+def _agentscope_session_id(stem: str, user_id: str) -> str:
+    """``JSONSession``'s file stem without its ``<user_id>_`` prefix, if it has one."""
+    prefix = f"{user_id}_"
+    return stem[len(prefix) :] if stem.startswith(prefix) and len(stem) > len(prefix) else stem
 
 
 def _memory_messages(module: Any) -> list[Any]:
@@ -147,8 +160,15 @@ def _memory_messages(module: Any) -> list[Any]:
         return []
     memory = module.get("memory")
     if isinstance(memory, dict) and isinstance(memory.get("content"), list):
-        return list(memory["content"])
+        return [_unmarked(entry) for entry in memory["content"]]
     return []
+
+
+def _unmarked(entry: Any) -> Any:
+    """A memory entry's message: ``InMemoryMemory`` stores ``[message, marks]`` pairs since 1.0."""
+    if isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], dict):
+        return entry[0]
+    return entry
 
 
 def read_history_files(paths: Iterable[Path]) -> Iterator[Located]:
