@@ -290,3 +290,14 @@ def test_uris_name_a_sessionhub_url():
         sessionhub_url("sessions.db")
     with pytest.raises(ValueError, match="takes nothing after it"):
         sessionhub_url("sessionhub://sessions.db")
+
+
+@pytest.mark.asyncio
+async def test_url_is_accepted_as_uri_is(tmp_path):
+    path = tmp_path / "sessions.db"
+    async with SessionHubSessionService(url=f"sqlite:///{path}") as by_url:
+        await by_url.create_session(app_name=APP, user_id="u1", session_id="s1")
+    async with SessionHubSessionService(uri=f"sessionhub+sqlite:///{path}") as by_uri:
+        assert await by_uri.get_session(app_name=APP, user_id="u1", session_id="s1")
+    with pytest.raises(ValueError, match="not both"):
+        SessionHubSessionService(uri="sessionhub://", url="memory://")

@@ -140,6 +140,7 @@ class SessionHubSessionService(BaseSessionService):
     :param service: The sessionhub service to store with; its app name is not used
         (each ADK call names its app).
     :param uri: An ADK session-service URI or a sessionhub storage URL.
+    :param url: The same as ``uri``, named as the other adapters and sessionhub name it.
     :param settings: Other sessionhub settings (``event_limit=...``, ``session_ttl=...``).
     """
 
@@ -148,9 +149,13 @@ class SessionHubSessionService(BaseSessionService):
         service: SessionHistoryService | None = None,
         *,
         uri: str | None = None,
+        url: str | None = None,
         **settings: Any,
     ) -> None:
         settings.pop("agents_dir", None)  # what ADK's CLI hands every service factory
+        if uri is not None and url is not None:
+            raise ValueError("pass uri or url (the same thing), not both")
+        uri = uri if uri is not None else url
         if service is not None and (uri is not None or settings):
             raise ValueError("pass either a SessionHistoryService or uri/settings, not both")
         if service is None:
