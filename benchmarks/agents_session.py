@@ -66,11 +66,13 @@ def turn_key(length: int) -> str:
     return f"turn@{length}"
 
 
-def agents_subjects(redis: Server, mongodb: Server, run_id: str) -> list[Subject | Unavailable]:
+def agents_subjects(
+    redis: Server, mongodb: Server, run_id: str, postgres: Server | None = None
+) -> list[Subject | Unavailable]:
     """The adapter on each sessionhub backend, then the SDK's sessions ([]: SDK not installed)."""
     if not (_importable("agents") and _importable("sessionhub_openai_agents")):
         return []
-    found = discover(redis, mongodb, f"{run_id}w6", peers=True)
+    found = discover(redis, mongodb, f"{run_id}w6", peers=True, postgres=postgres)
     return [
         subject
         for subject in found

@@ -259,7 +259,7 @@ def execute(
         postgres = Server(None, "not needed")
         postgres_users = ["sessionhub postgres"]
         if peers != "none":
-            postgres_users.append("ADK DatabaseSessionService (postgresql")
+            postgres_users += [W6_NAME, "ADK DatabaseSessionService (postgresql"]
         if any(_wanted(only, name) for name in postgres_users):
             progress("starting PostgreSQL")
             postgres = start_postgres(stack)
@@ -281,7 +281,7 @@ def execute(
         results = asyncio.run(_run_all(plan, found, floors, turns, workdir, progress, profile))
         agents: list[Subject | Unavailable] = []
         if peers != "none":
-            agents = agents_subjects(redis, mongodb, run_id)
+            agents = agents_subjects(redis, mongodb, run_id, postgres)
             agents = [
                 subject
                 for subject in agents
