@@ -86,3 +86,18 @@ async def test_append_rejects_a_session_of_another_app():
         )
         with pytest.raises(InvalidInput, match="belongs to app 'one'"):
             await two.append(s, "x")
+
+
+@pytest.mark.asyncio
+async def test_listing_pages_reuse_one_page_class():
+    """Each page is of one class kept for the process, not a class pydantic builds again."""
+    import gc
+    import weakref
+
+    async with SessionHistoryService(backend="memory") as svc:
+        await svc.create_session("alice", "s1")
+        sessions = weakref.ref(type(await svc.list_sessions("alice")))
+        users = weakref.ref(type(await svc.list_users()))
+        gc.collect()  # a parametrized model nothing refers to is freed here
+        assert sessions() is type(await svc.list_sessions("alice"))
+        assert users() is type(await svc.list_users())
