@@ -24,6 +24,8 @@ PyMongo ``find`` sorted on an index, ``to_list``; one asyncpg ``fetch``).
 A ``last_n`` read fetches the newest ``last_n`` the same way, through the
 index, newest first, then put oldest first (on MongoDB, as the seq range
 above ``length - last_n``, which is what the mongodb backend asks for too).
+
+Each floor is also a listing floor (:mod:`benchmarks.list_floors`).
 """
 
 from __future__ import annotations
@@ -34,6 +36,14 @@ import importlib.util
 from pathlib import Path
 from typing import Any, ClassVar
 
+from benchmarks.list_floors import (
+    Keyset,
+    MemoryRows,
+    MongoRows,
+    PostgresRows,
+    RedisRows,
+    SQLiteRows,
+)
 from benchmarks.payload import Turn
 from benchmarks.servers import Server
 
@@ -77,6 +87,7 @@ class Floor(abc.ABC):
         self.row = row
         """The event JSON each sample stores."""
         self._filled: set[int] = set()
+        self._filled_sessions: set[int] = set()
 
     async def prepare_reads(self, length: int) -> None:
         """Store ``length`` rows for :meth:`read`, once per length (subjects share a floor)."""
@@ -107,8 +118,30 @@ class Floor(abc.ABC):
     async def read(self, length: int, last_n: int | None) -> int:
         """Fetch the ``length`` rows of :meth:`fill` (the newest ``last_n``); return how many."""
 
+    async def prepare_listing(self, count: int) -> bool:
+        """Store ``count`` session rows for :meth:`list_page` once; False: no listing floor."""
+        if count not in self._filled_sessions:
+            await self.fill_sessions(count)
+            self._filled_sessions.add(count)
+        return True
 
-class ListAppendFloor(Floor):
+    async def fill_sessions(self, count: int) -> None:
+        """Store ``count`` session rows of :data:`LIST_USER`, ``updated_at`` 1..count."""
+        raise NotImplementedError
+
+    async def list_page(self, count: int, limit: int, after: Keyset | None) -> Keyset | None:
+        """Fetch one keyset page of the ``count`` rows, newest first; the next keyset or None."""
+        raise NotImplementedError
+
+    async def list_walk(self, count: int, limit: int) -> int:
+        """Fetch every page of the ``count`` rows; return how many pages."""
+        pages, after = 1, await self.list_page(count, limit, None)
+        while after is not None:
+            pages, after = pages + 1, await self.list_page(count, limit, after)
+        return pages
+
+
+class ListAppendFloor(MemoryRows, Floor):
     """A Python ``list.append`` of the event JSON: the floor for the memory backend."""
 
     storage = "memory"
@@ -146,7 +179,7 @@ def sqlite_default_synchronous() -> str:
     return str(SQLiteSettings().synchronous)
 
 
-class SQLiteInsertFloor(Floor):
+class SQLiteInsertFloor(SQLiteRows, Floor):
     """``BEGIN IMMEDIATE; INSERT; COMMIT`` through aiosqlite on a WAL file of its own."""
 
     storage = "sqlite"
@@ -213,7 +246,7 @@ class SQLiteInsertFloor(Floor):
         return len(rows)
 
 
-class RedisPushFloor(Floor):
+class RedisPushFloor(RedisRows, Floor):
     """One redis-py ``RPUSH`` round trip."""
 
     storage = "redis"
@@ -241,6 +274,7 @@ class RedisPushFloor(Floor):
         """Delete the lists and disconnect."""
         if self._client is not None:
             await self._client.delete(self.key, *(self._history(n) for n in self._lengths))
+            await self.delete_sessions()
             await self._client.aclose()
 
     async def once(self, index: int) -> None:
@@ -283,7 +317,7 @@ def mongodb_default_write_concern() -> tuple[str | int, bool]:
     return w, journal
 
 
-class MongoInsertFloor(Floor):
+class MongoInsertFloor(MongoRows, Floor):
     """One PyMongo async ``insert_one`` with the backend's default write concern."""
 
     storage = "mongodb"
@@ -344,7 +378,7 @@ class MongoInsertFloor(Floor):
         return len(await cursor.to_list(None))
 
 
-class PostgresInsertFloor(Floor):
+class PostgresInsertFloor(PostgresRows, Floor):
     """One asyncpg ``INSERT`` committed on its own, into a table with a primary key."""
 
     storage = "postgres"

@@ -11,7 +11,9 @@
 - W2 ``get_session`` with every event, and with ``last_n``, at several lengths, each
   sample beside a read-floor sample (the same rows through the raw driver).
 - W3 ``list_sessions``: the first page, and a full walk following the cursor,
-  for a user owning many sessions among several users.
+  for a user owning many sessions among several users; a sessionhub subject's
+  samples each beside a listing-floor sample (as many session rows, read page
+  by page through the raw driver).
 - W4 concurrent writers appending to one session: the wall time, and a check
   that every event is stored once (and, where there are seqs, that they run
   1..N without a gap).
@@ -435,17 +437,47 @@ class _Run:
 
         count, budget, minimum = plan.list_samples, plan.list_budget, plan.list_minimum
         first_size, _ = await self.subject.list_page(target, plan.page_size, None)
-        first = await measure(
-            lambda i: self.subject.list_page(target, plan.page_size, None),
-            count=count,
-            budget=budget,
-            minimum=minimum,
-        )
         total, pages = await walk()
-        walked = await measure(lambda i: walk(), count=count, budget=budget, minimum=minimum)
+        pages_like_floor = (
+            self.subject.family == "sessionhub" and "paging" not in self.subject.missing
+        )
+        floor = self.floor if pages_like_floor else None
+        first_floor: Samples | None = None
+        walk_floor: Samples | None = None
+        if floor is not None and await self._listing_floor(floor):
+            sessions = plan.list_sessions
+            first, first_floor = await measure_paired(
+                lambda i: self.subject.list_page(target, plan.page_size, None),
+                lambda i: floor.list_page(sessions, plan.page_size, None),
+                count=count,
+                budget=budget,
+                minimum=minimum,
+            )
+            walked, walk_floor = await measure_paired(
+                lambda i: walk(),
+                lambda i: floor.list_walk(sessions, plan.page_size),
+                count=count,
+                budget=budget,
+                minimum=minimum,
+            )
+        else:
+            first = await measure(
+                lambda i: self.subject.list_page(target, plan.page_size, None),
+                count=count,
+                budget=budget,
+                minimum=minimum,
+            )
+            walked = await measure(lambda i: walk(), count=count, budget=budget, minimum=minimum)
         paging = self.subject.missing.get("paging")
-        first_cell = Cell(samples=first, wanted=plan.list_samples, detail=f"{first_size:,}")
-        walk_cell = Cell(samples=walked, wanted=plan.list_samples, detail=f"{total:,} in {pages}")
+        first_cell = Cell(
+            samples=first, floor=first_floor, wanted=plan.list_samples, detail=f"{first_size:,}"
+        )
+        walk_cell = Cell(
+            samples=walked,
+            floor=walk_floor,
+            wanted=plan.list_samples,
+            detail=f"{total:,} in {pages}",
+        )
         if paging is not None:
             first_cell.detail = f"all {first_size:,} at once ({paging.split(':')[0]})"
             walk_cell.detail += " call"
@@ -458,6 +490,14 @@ class _Run:
             walk_cell.failed = True
             walk_cell.detail += f", expected {plan.list_sessions:,}"
         self.cells[LIST_FIRST], self.cells[LIST_WALK] = first_cell, walk_cell
+
+    async def _listing_floor(self, floor: Floor) -> bool:
+        """Fill the floor's session rows (once per floor); False if it has no listing floor."""
+        try:
+            await floor.prepare_listing(self.plan.list_sessions)
+        except NotImplementedError:
+            return False
+        return True
 
     # --- W4 -----------------------------------------------------------------------
 
