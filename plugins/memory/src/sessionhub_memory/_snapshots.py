@@ -101,25 +101,23 @@ def thaw(snapshot: Event) -> Event:
         kind = part.__class__
         fields = part.__dict__.copy()
         name = _JSON_FIELD.get(kind)
-        if name is not None and fields[name].__class__ in _CONTAINERS:
-            fields[name] = _copy(fields[name])
+        if name is not None:
+            value = fields[name]
+            if value.__class__ in _CONTAINERS:
+                fields[name] = _copy(value)
         copied = _new(kind)
         _set_dict(copied, fields)
         _set_fields_set(copied, part.__pydantic_fields_set__.copy())
         extra = part.__pydantic_extra__  # an unknown part keeps its fields as extras
-        _set_extra(copied, None if extra is None else _copy(extra))
+        _set_extra(copied, extra if extra is None else _copy(extra))
         _set_private(copied, None)
         content.append(copied)
     fields = snapshot.__dict__.copy()
     fields["content"] = content
-    if fields["state_delta"]:
-        fields["state_delta"] = _copy(fields["state_delta"])
-    else:
-        fields["state_delta"] = {}
-    if fields["metadata"]:
-        fields["metadata"] = _copy(fields["metadata"])
-    else:
-        fields["metadata"] = {}
+    delta = fields["state_delta"]
+    fields["state_delta"] = _copy(delta) if delta else {}
+    metadata = fields["metadata"]
+    fields["metadata"] = _copy(metadata) if metadata else {}
     event = _new(Event)
     _set_dict(event, fields)
     _set_fields_set(event, snapshot.__pydantic_fields_set__.copy())
@@ -131,10 +129,11 @@ def thaw(snapshot: Event) -> Event:
 def _copy(value: Any) -> Any:
     """A deep copy of a plain JSON value (what a snapshot holds)."""
     if value.__class__ is dict:
-        return {
-            key: item if item.__class__ not in _CONTAINERS else _copy(item)
-            for key, item in value.items()
-        }
+        copied = value.copy()
+        for key, item in copied.items():
+            if item.__class__ in _CONTAINERS:
+                copied[key] = _copy(item)
+        return copied
     if value.__class__ is list:
         return [item if item.__class__ not in _CONTAINERS else _copy(item) for item in value]
     return value
@@ -186,6 +185,23 @@ def _plain_part(part: Any) -> Any:
         ):
             raise _NotPlain
         return _model(TextPart, {"type": "text", "text": text})
+    if kind is ToolCallPart:  # the usual tool call, checked without the table
+        if not (
+            given["type"].__class__ is str
+            and given["type"] == "tool_call"
+            and given["id"].__class__ is str
+            and given["name"].__class__ is str
+        ):
+            raise _NotPlain
+        return _model(
+            ToolCallPart,
+            {
+                "type": "tool_call",
+                "id": given["id"],
+                "name": given["name"],
+                "arguments": _plain(given["arguments"]),
+            },
+        )
     spec = _PART_FIELDS.get(kind)
     kind_name = given.get("type")
     if spec is None or kind_name.__class__ is not str or kind_name != _PART_TYPES[kind]:
