@@ -100,18 +100,21 @@ def thaw(snapshot: Event) -> Event:
     for part in snapshot.__dict__["content"]:
         kind = part.__class__
         fields = part.__dict__.copy()
+        copied = _new(kind)
+        _set_dict(copied, fields)
+        _set_fields_set(copied, part.__pydantic_fields_set__.copy())
+        _set_private(copied, None)
+        content.append(copied)
+        if kind is TextPart:  # the usual part: text only
+            _set_extra(copied, None)
+            continue
         name = _JSON_FIELD.get(kind)
         if name is not None:
             value = fields[name]
             if value.__class__ in _CONTAINERS:
                 fields[name] = _copy(value)
-        copied = _new(kind)
-        _set_dict(copied, fields)
-        _set_fields_set(copied, part.__pydantic_fields_set__.copy())
         extra = part.__pydantic_extra__  # an unknown part keeps its fields as extras
         _set_extra(copied, extra if extra is None else _copy(extra))
-        _set_private(copied, None)
-        content.append(copied)
     fields = snapshot.__dict__.copy()
     fields["content"] = content
     delta = fields["state_delta"]
