@@ -142,7 +142,7 @@ def _copy(value: Any) -> Any:
     return value
 
 
-_CONTAINERS = frozenset({dict, list})
+_CONTAINERS: frozenset[type[Any]] = frozenset({dict, list})
 
 
 def _plain_event(event: Event, seq: int) -> Event:
