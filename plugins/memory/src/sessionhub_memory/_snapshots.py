@@ -76,9 +76,10 @@ _JSON_FIELD: dict[type[Any], str] = {
 }
 """The one field of each known part that may hold a dict or a list (parts without one: none)."""
 _MODELS: list[type[Any]] = [Event, *_PART_FIELDS]
-_FIELD_NAMES: dict[type[Any], frozenset[str]] = {
-    model: frozenset(model.model_fields) for model in _MODELS
-}
+_FIELDS_SET: dict[type[Any], set[str]] = {model: set(model.model_fields) for model in _MODELS}
+"""Each model's field names, the one set object every plain snapshot of it holds: a
+snapshot is never changed, and ``thaw`` gives each copy a set of its own. (A set per
+snapshot would be three more objects per stored event for the garbage collector.)"""
 
 
 class _NotPlain(Exception):
@@ -228,7 +229,7 @@ def _model(kind: type[_Model], fields: dict[str, Any]) -> _Model:
     """A model of ``kind`` holding ``fields``, every field counted as set (as JSON gives)."""
     model = _new(kind)
     _set_dict(model, fields)
-    _set_fields_set(model, set(_FIELD_NAMES[kind]))
+    _set_fields_set(model, _FIELDS_SET[kind])
     _set_extra(model, None)
     _set_private(model, None)
     return model
