@@ -106,7 +106,13 @@ def thaw(snapshot: Event) -> Event:
         _set_fields_set(copied, part.__pydantic_fields_set__.copy())
         _set_private(copied, None)
         content.append(copied)
-        if kind is TextPart:  # the usual part: text only
+        if kind is TextPart:  # the usual parts: known, so without extras
+            _set_extra(copied, None)
+            continue
+        if kind is ToolCallPart:
+            arguments = fields["arguments"]
+            if arguments.__class__ in _CONTAINERS:
+                fields["arguments"] = _copy(arguments)
             _set_extra(copied, None)
             continue
         name = _JSON_FIELD.get(kind)
