@@ -21,6 +21,7 @@ import logging
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any, Literal
 
 import pluggy
@@ -123,7 +124,7 @@ class SessionHubPluginManager(pluggy.PluginManager):
         finally:
             self._changed()
 
-    def add_hookspecs(self, module_or_class: object) -> None:
+    def add_hookspecs(self, module_or_class: ModuleType | type) -> None:
         """Add hook specifications as pluggy does (the cached hook lookups start again)."""
         super().add_hookspecs(module_or_class)
         self._changed()
