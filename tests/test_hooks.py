@@ -190,6 +190,27 @@ async def test_a_hook_can_reject_an_append():
 
 
 @pytest.mark.asyncio
+async def test_hooks_registered_or_unregistered_after_use_are_seen_at_once():
+    """The service's cached hook look-ups follow every register and unregister."""
+    seen = []
+
+    class Observer:
+        @hookimpl
+        def sessionhub_before_append(self, ctx):
+            seen.append([e.text for e in ctx.events])
+
+    observer = Observer()
+    async with service_with() as svc:
+        await svc.create_session("alice", "s1")
+        await svc.append(("alice", "s1"), "before")
+        svc.plugin_manager.register(observer)
+        await svc.append(("alice", "s1"), "during")
+        svc.plugin_manager.unregister(observer)
+        await svc.append(("alice", "s1"), "after")
+    assert seen == [["during"]]
+
+
+@pytest.mark.asyncio
 async def test_after_append_gets_the_session_when_given_ids():
     seen = []
 

@@ -31,7 +31,7 @@ from sessionhub.backend import (
 from sessionhub.errors import InvalidInput
 from sessionhub.hookspecs import AppendContext
 from sessionhub.models import Event, Session
-from sessionhub.plugins import call_hook
+from sessionhub.plugins import call_hook, has_implementations
 
 if TYPE_CHECKING:
     import pluggy
@@ -122,7 +122,7 @@ class HistoryOperations:
         check_retries(batch, result.events)
         if isinstance(session, Session):
             update_in_place(session, result.events, deltas, result)
-        if self.plugin_manager.hook.sessionhub_after_append.get_hookimpls():
+        if has_implementations(self.plugin_manager, "sessionhub_after_append"):
             observed = session if isinstance(session, Session) else await self._header(key)
             if observed is not None:
                 await call_hook(
@@ -200,7 +200,7 @@ class HistoryOperations:
         if not batch:
             return [], []
         stamp(batch, now)
-        if self.plugin_manager.hook.sessionhub_before_append.get_hookimpls():
+        if has_implementations(self.plugin_manager, "sessionhub_before_append"):
             # A hook may edit events in place: it gets copies of the caller's parts and dicts.
             ctx = AppendContext(
                 self.app_name,

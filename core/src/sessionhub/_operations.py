@@ -3,7 +3,7 @@
 ``@operation`` marks a service method as an operation. The hook is called
 through pluggy once per service (again if its implementations change), and the
 functions it returns are kept on the service. While there are none, an
-operation costs one look at pluggy's list of implementations; otherwise each
+operation costs one cached look-up (``has_implementations``); otherwise each
 function gets the ``Operation`` and may return a context manager to run
 around it.
 """
@@ -15,15 +15,11 @@ import functools
 import inspect
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from sessionhub.errors import ConfigError
 from sessionhub.hookspecs import Operation
-from sessionhub.plugins import each_implementation
-
-if TYPE_CHECKING:
-    from pluggy import HookImpl
-
+from sessionhub.plugins import each_implementation, has_implementations
 
 __all__ = ["ASK_AGAIN", "OPERATIONS", "operation"]
 
@@ -105,11 +101,15 @@ def _wrappers(service: Any) -> Sequence[_Wrapper]:
     ``SessionHistoryService`` (typed ``Any``: the operations are defined on its
     base classes, and a ``cast`` on this path would cost a call per operation).
     """
-    impls = getattr(service.plugin_manager.hook, _HOOK).get_hookimpls()
-    if not impls:
+    pm = service.plugin_manager
+    if not has_implementations(pm, _HOOK):
         return ()
-    known: tuple[list[HookImpl], Sequence[_Wrapper], float] | None = service._operation_wrappers
-    if known is not None and known[0] == impls and (known[1] or time.monotonic() < known[2]):
+    # What the functions were asked for with: the manager's change count, else its list.
+    asked: object = getattr(pm, "changes", None)
+    if asked is None:
+        asked = getattr(pm.hook, _HOOK).get_hookimpls()
+    known: tuple[object, Sequence[_Wrapper], float] | None = service._operation_wrappers
+    if known is not None and known[0] == asked and (known[1] or time.monotonic() < known[2]):
         return known[1]
     wrappers: list[_Wrapper] = []
     for plugin_name, call in each_implementation(service.plugin_manager, _HOOK):
@@ -121,7 +121,7 @@ def _wrappers(service: Any) -> Sequence[_Wrapper]:
                     f"disable it with SESSIONHUB_DISABLE_PLUGINS={plugin_name}."
                 )
             wrappers.append(wrapper)
-    service._operation_wrappers = (impls, wrappers, time.monotonic() + ASK_AGAIN)
+    service._operation_wrappers = (asked, wrappers, time.monotonic() + ASK_AGAIN)
     return wrappers
 
 

@@ -96,13 +96,29 @@ def is_json(value: Any, depth: int = 0) -> bool:
         return math.isfinite(value)
     if depth >= _MAX_DEPTH:
         return False
+    # Atoms inside a container are checked in line: most values are flat.
     if kind is dict:
-        return all(
-            type(key) is str and (key.isascii() or _encodable(key)) and is_json(item, depth + 1)
-            for key, item in value.items()
-        )
+        for key, item in value.items():
+            if type(key) is not str or not (key.isascii() or _encodable(key)):
+                return False
+            if type(item) is str:
+                if not (item.isascii() or _encodable(item)):
+                    return False
+            elif not (
+                type(item) is int or type(item) is bool or item is None or is_json(item, depth + 1)
+            ):
+                return False
+        return True
     if kind is list or kind is tuple:
-        return all(is_json(item, depth + 1) for item in value)
+        for item in value:
+            if type(item) is str:
+                if not (item.isascii() or _encodable(item)):
+                    return False
+            elif not (
+                type(item) is int or type(item) is bool or item is None or is_json(item, depth + 1)
+            ):
+                return False
+        return True
     return False  # subclasses and everything else: let check_json decide and explain
 
 

@@ -21,6 +21,7 @@ import logging
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any, Literal
 
 import pluggy
@@ -36,6 +37,7 @@ __all__ = [
     "parse_name_list",
     "call_hook",
     "each_implementation",
+    "has_implementations",
     "BUILTIN_PLUGINS",
     "WRAPPERS_REFUSED",
 ]
@@ -79,6 +81,9 @@ class SessionHubPluginManager(pluggy.PluginManager):
     """A pluggy manager that also remembers distributions and plugins that failed to load."""
 
     def __init__(self) -> None:
+        self.changes = 0
+        """Counts the plugins registered and unregistered: what a cached hook lookup depends on."""
+        self._implemented: dict[str, bool] = {}
         super().__init__(hookspecs.PROJECT_NAME)
         self.add_hookspecs(hookspecs)
         self.records: dict[str, PluginRecord] = {}
@@ -100,7 +105,10 @@ class SessionHubPluginManager(pluggy.PluginManager):
         ``wrapper=True`` or ``hookwrapper=True``; the plugin is then left
         unregistered.
         """
-        plugin_name = super().register(plugin, name)
+        try:
+            plugin_name = super().register(plugin, name)
+        finally:
+            self._changed()  # pluggy may have added implementations before raising
         if plugin_name is not None:
             try:
                 _check_plugin(self, plugin, plugin_name)
@@ -108,6 +116,22 @@ class SessionHubPluginManager(pluggy.PluginManager):
                 self.unregister(plugin)
                 raise
         return plugin_name
+
+    def unregister(self, plugin: object | None = None, name: str | None = None) -> Any | None:
+        """Unregister a plugin as pluggy does (the cached hook lookups start again)."""
+        try:
+            return super().unregister(plugin, name)
+        finally:
+            self._changed()
+
+    def add_hookspecs(self, module_or_class: ModuleType | type) -> None:
+        """Add hook specifications as pluggy does (the cached hook lookups start again)."""
+        super().add_hookspecs(module_or_class)
+        self._changed()
+
+    def _changed(self) -> None:
+        self.changes += 1
+        self._implemented.clear()
 
 
 def parse_name_list(raw: str | Iterable[str] | None) -> list[str] | None:
@@ -359,6 +383,22 @@ def each_implementation(
     plain = [i for i in impls if not (i.wrapper or i.hookwrapper)]
     callers = _runs(pm, hook_name, "each") if plain else []
     return [(impl.plugin_name, caller) for impl, caller in zip(plain, callers, strict=True)]
+
+
+def has_implementations(pm: pluggy.PluginManager, hook_name: str) -> bool:
+    """Whether any plugin implements the hook.
+
+    On a ``SessionHubPluginManager`` the answer is kept until a plugin is registered
+    or unregistered, so an operation with no hooks to run costs a dict look-up, not a
+    copy of pluggy's list of implementations; another manager is asked each time.
+    """
+    cache: dict[str, bool] | None = getattr(pm, "_implemented", None)
+    if cache is None:
+        return bool(getattr(pm.hook, hook_name).get_hookimpls())
+    found = cache.get(hook_name)
+    if found is None:
+        found = cache[hook_name] = bool(getattr(pm.hook, hook_name).get_hookimpls())
+    return found
 
 
 async def call_hook(pm: pluggy.PluginManager, hook_name: str, **kwargs: Any) -> list[Any]:

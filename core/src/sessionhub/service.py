@@ -52,7 +52,6 @@ if TYPE_CHECKING:
     from types import TracebackType
 
     import pluggy
-    from pluggy import HookImpl
     from typing_extensions import Self
 
 __all__ = ["SessionHistoryService", "Conversation", "StateModule", "Clock", "EventInput"]
@@ -130,9 +129,7 @@ class SessionHistoryService(HistoryOperations, ListingOperations):
             self.backend, repr(self), self._sweep_interval(), self.purge_expired
         )
         self._apps: dict[str, SessionHistoryService] = {self.app_name: self}
-        self._operation_wrappers: (
-            tuple[list[HookImpl], Sequence[Callable[..., Any]], float] | None
-        ) = None
+        self._operation_wrappers: tuple[object, Sequence[Callable[..., Any]], float] | None = None
 
     @classmethod
     def from_settings(

@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import enum
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 
-from sessionhub import DataPart, Event, FilePart, TextPart, ToolCallPart, ToolResultPart
+from sessionhub import (
+    DataPart,
+    Event,
+    FilePart,
+    SessionHistoryService,
+    TextPart,
+    ToolCallPart,
+    ToolResultPart,
+)
 from sessionhub.backend_tools import event_from_json, event_to_json
 from sessionhub_memory._snapshots import freeze, thaw
+from sessionhub_memory.backend import MemoryBackend
 
 NOW = datetime(2026, 11, 27, 12, 30, 45, 123456, tzinfo=timezone.utc)
 
@@ -159,3 +169,37 @@ def test_plain_events_take_no_json_trip(monkeypatch: pytest.MonkeyPatch) -> None
     for name in ("str enum", "int enum", "unknown part"):
         freeze(EVENTS[name], 1)
     assert len(trips) == 3
+
+
+def _unset_everything(event: Event) -> None:
+    for model in _models(event):
+        model.model_fields_set.clear()
+
+
+def _all_set(event: Event) -> bool:
+    return all(model.model_fields_set == set(type(model).model_fields) for model in _models(event))
+
+
+def test_each_copy_has_its_own_sets_of_field_names() -> None:
+    """Snapshots share one set of field names per model; a copy's sets are its own."""
+    snapshots = [freeze(EVENTS["plain"], 1), freeze(EVENTS["empty"], 2)]
+    _unset_everything(thaw(snapshots[0]))
+    assert all(_all_set(thaw(snapshot)) for snapshot in snapshots)
+
+
+def test_a_popped_event_is_the_callers() -> None:
+    """``pop_event`` hands out a copy: clearing its field names changes no stored event."""
+
+    async def scenario() -> None:
+        service = SessionHistoryService(backend=MemoryBackend())
+        async with service:
+            await service.create_session("alice", "s1")
+            await service.append(("alice", "s1"), [EVENTS["plain"], EVENTS["empty"]])
+            popped = await service.pop_event("alice", "s1")
+            assert popped is not None
+            _unset_everything(popped)
+            session = await service.get_session("alice", "s1")
+            assert session is not None and [e.id for e in session.events] == ["e1"]
+            assert _all_set(session.events[0])
+
+    asyncio.run(scenario())

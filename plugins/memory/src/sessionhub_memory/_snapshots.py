@@ -76,9 +76,10 @@ _JSON_FIELD: dict[type[Any], str] = {
 }
 """The one field of each known part that may hold a dict or a list (parts without one: none)."""
 _MODELS: list[type[Any]] = [Event, *_PART_FIELDS]
-_FIELD_NAMES: dict[type[Any], frozenset[str]] = {
-    model: frozenset(model.model_fields) for model in _MODELS
-}
+_FIELDS_SET: dict[type[Any], set[str]] = {model: set(model.model_fields) for model in _MODELS}
+"""Each model's field names, the one set object every plain snapshot of it holds: a
+snapshot is never changed, and ``thaw`` gives each copy a set of its own. (A set per
+snapshot would be three more objects per stored event for the garbage collector.)"""
 
 
 class _NotPlain(Exception):
@@ -100,26 +101,33 @@ def thaw(snapshot: Event) -> Event:
     for part in snapshot.__dict__["content"]:
         kind = part.__class__
         fields = part.__dict__.copy()
-        name = _JSON_FIELD.get(kind)
-        if name is not None and fields[name].__class__ in _CONTAINERS:
-            fields[name] = _copy(fields[name])
         copied = _new(kind)
         _set_dict(copied, fields)
         _set_fields_set(copied, part.__pydantic_fields_set__.copy())
-        extra = part.__pydantic_extra__  # an unknown part keeps its fields as extras
-        _set_extra(copied, None if extra is None else _copy(extra))
         _set_private(copied, None)
         content.append(copied)
+        if kind is TextPart:  # the usual parts: known, so without extras
+            _set_extra(copied, None)
+            continue
+        if kind is ToolCallPart:
+            arguments = fields["arguments"]
+            if arguments.__class__ in _CONTAINERS:
+                fields["arguments"] = _copy(arguments)
+            _set_extra(copied, None)
+            continue
+        name = _JSON_FIELD.get(kind)
+        if name is not None:
+            value = fields[name]
+            if value.__class__ in _CONTAINERS:
+                fields[name] = _copy(value)
+        extra = part.__pydantic_extra__  # an unknown part keeps its fields as extras
+        _set_extra(copied, extra if extra is None else _copy(extra))
     fields = snapshot.__dict__.copy()
     fields["content"] = content
-    if fields["state_delta"]:
-        fields["state_delta"] = _copy(fields["state_delta"])
-    else:
-        fields["state_delta"] = {}
-    if fields["metadata"]:
-        fields["metadata"] = _copy(fields["metadata"])
-    else:
-        fields["metadata"] = {}
+    delta = fields["state_delta"]
+    fields["state_delta"] = _copy(delta) if delta else {}
+    metadata = fields["metadata"]
+    fields["metadata"] = _copy(metadata) if metadata else {}
     event = _new(Event)
     _set_dict(event, fields)
     _set_fields_set(event, snapshot.__pydantic_fields_set__.copy())
@@ -131,16 +139,17 @@ def thaw(snapshot: Event) -> Event:
 def _copy(value: Any) -> Any:
     """A deep copy of a plain JSON value (what a snapshot holds)."""
     if value.__class__ is dict:
-        return {
-            key: item if item.__class__ not in _CONTAINERS else _copy(item)
-            for key, item in value.items()
-        }
+        copied = value.copy()
+        for key, item in copied.items():
+            if item.__class__ in _CONTAINERS:
+                copied[key] = _copy(item)
+        return copied
     if value.__class__ is list:
         return [item if item.__class__ not in _CONTAINERS else _copy(item) for item in value]
     return value
 
 
-_CONTAINERS = frozenset({dict, list})
+_CONTAINERS: frozenset[type[Any]] = frozenset({dict, list})
 
 
 def _plain_event(event: Event, seq: int) -> Event:
@@ -186,6 +195,23 @@ def _plain_part(part: Any) -> Any:
         ):
             raise _NotPlain
         return _model(TextPart, {"type": "text", "text": text})
+    if kind is ToolCallPart:  # the usual tool call, checked without the table
+        if not (
+            given["type"].__class__ is str
+            and given["type"] == "tool_call"
+            and given["id"].__class__ is str
+            and given["name"].__class__ is str
+        ):
+            raise _NotPlain
+        return _model(
+            ToolCallPart,
+            {
+                "type": "tool_call",
+                "id": given["id"],
+                "name": given["name"],
+                "arguments": _plain(given["arguments"]),
+            },
+        )
     spec = _PART_FIELDS.get(kind)
     kind_name = given.get("type")
     if spec is None or kind_name.__class__ is not str or kind_name != _PART_TYPES[kind]:
@@ -209,7 +235,7 @@ def _model(kind: type[_Model], fields: dict[str, Any]) -> _Model:
     """A model of ``kind`` holding ``fields``, every field counted as set (as JSON gives)."""
     model = _new(kind)
     _set_dict(model, fields)
-    _set_fields_set(model, set(_FIELD_NAMES[kind]))
+    _set_fields_set(model, _FIELDS_SET[kind])
     _set_extra(model, None)
     _set_private(model, None)
     return model

@@ -224,17 +224,15 @@ class MemoryBackend(Backend):
             event.id not in record.by_id for event in request.events
         ):  # a retry of events all stored already is not a conflict
             raise ConflictError(_moved_on(key, expected, record))
-        known = {
-            event.id: record.events[record.index(record.by_id[event.id])]
-            for event in request.events
-            if event.id in record.by_id
-        }
-        for event in request.events:  # an id reused for other content: nothing is written
-            if event.id in known:
+        known: dict[str, Event] = {}
+        for event in request.events:
+            if event.id in record.by_id:
+                known[event.id] = record.events[record.index(record.by_id[event.id])]
+                # an id reused for other content: nothing is written
                 check_retry(event, known[event.id])
         # Snapshots first: nothing is stored if one of them fails.
         last_seq = record.header["last_seq"]
-        fresh = [event for event in request.events if event.id not in known]
+        fresh = [e for e in request.events if e.id not in known] if known else request.events
         snapshots = [freeze(event, seq) for seq, event in enumerate(fresh, start=last_seq + 1)]
         stored: list[Event] = []
         session_state: dict[str, Any] | None = None
@@ -268,11 +266,11 @@ class MemoryBackend(Backend):
             raise SessionNotFound(*_parts(key))
         if not record.events:
             return None
-        event = record.events.pop()  # no longer stored: the caller may have the snapshot
-        del record.by_id[event.id]
+        snapshot = record.events.pop()
+        del record.by_id[snapshot.id]
         record.header["updated_at"] = expiry.now
         record.header["expires_at"] = expiry.session
-        return event
+        return thaw(snapshot)  # snapshots share their field-name sets
 
     async def replace_events(self, request: ReplaceRequest) -> AppendResult:
         """Swap the history in one step: nothing else runs in between."""
