@@ -44,6 +44,8 @@ def test_another_scheme_is_a_one_line_error_without_the_password():
     [
         ("schema", "bad-name"),
         ("schema", "1st"),
+        ("schema", "pg_sessions"),  # PostgreSQL refuses to create it
+        ("schema", "s" * 64),  # PostgreSQL would cut it to 63
         ("table_prefix", "a b"),
         ("table_prefix", "x" * 50),
     ],

@@ -58,7 +58,8 @@ class PostgresSettings(BackendSettings):
         default="public",
         alias="schema",
         max_length=_IDENTIFIER_BYTES,
-        description="The schema holding the tables and functions (created if missing).",
+        description="The schema holding the tables and functions (created if missing); a plain "
+        "SQL name, not starting with pg_.",
     )
     table_prefix: str = Field(
         default="sessionhub_",
@@ -101,6 +102,11 @@ class PostgresSettings(BackendSettings):
             raise ValueError(
                 f"{value!r} is not a plain SQL name: use letters, digits and '_', not starting "
                 "with a digit (e.g. 'public' or 'sessionhub')"
+            )
+        if value.startswith("pg_"):
+            raise ValueError(
+                f"{value!r} starts with 'pg_', which PostgreSQL keeps for its own schemas: "
+                "choose another name (e.g. 'sessionhub')"
             )
         return value
 
