@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from datetime import datetime, timedelta, timezone
 
@@ -11,14 +12,19 @@ import pytest_asyncio
 from pymongo import AsyncMongoClient, monitoring
 
 from sessionhub import (
+    AppendRequest,
     BackendUnavailable,
     Event,
+    Expiry,
     InvalidInput,
     SessionHistoryService,
+    SessionKey,
+    StateDeltas,
     TextPart,
 )
 from sessionhub.plugins import get_plugin_manager
 from sessionhub.settings import SessionHubSettings
+from sessionhub_mongodb._append_optimistic import append_optimistic
 from sessionhub_mongodb.backend import MongoBackend, MongoSettings
 
 pytestmark = pytest.mark.asyncio
@@ -296,6 +302,42 @@ async def test_an_append_is_one_command(target):
         await client.close()
 
 
+async def test_an_optimistic_publish_on_a_stale_head_changes_nothing(target):
+    """The publish filters on ``_id`` alone and evaluates its condition in the update:
+    on a stale head the session document stays exactly as it was (state sets and
+    unsets included) and the writer takes its events back; on the current head it
+    publishes, leaving no trace of the condition in the document."""
+    async with MongoBackend(target.settings()) as backend:
+        service = _service(backend)
+        await service.create_session("alice", "s1", state={"a": 1})
+        await service.append(("alice", "s1"), "one")
+        store = backend._store()
+        key = SessionKey(service.app_name, "alice", "s1")
+        head = store.heads.get(key)
+        assert head is not None
+        now = datetime.now(timezone.utc)
+        event = Event(role="user", content=[TextPart(text="two")], timestamp=now)
+        request = AppendRequest(
+            key, [event], [StateDeltas(session={"b": 2, "a": None})], Expiry(now=now)
+        )
+        before = await backend._sessions.find_one({"sid": "s1"})
+        for stale in (
+            dataclasses.replace(head, version=head.version + 1),
+            dataclasses.replace(head, event_count=head.event_count + 1),
+        ):
+            assert await append_optimistic(store, request, stale) is None
+            assert await backend._sessions.find_one({"sid": "s1"}) == before
+            assert await backend._events.count_documents({}) == 1
+        appended = await append_optimistic(store, request, head)
+        assert appended is not None and appended.last_seq == 2
+        after = await backend._sessions.find_one({"sid": "s1"})
+        assert "_publish" not in after
+        assert (after["last_seq"], after["event_count"]) == (2, 2)
+        got = await service.get_session("alice", "s1")
+        assert got is not None and got.state == {"b": 2}
+        assert [e.seq for e in got.events] == [1, 2]
+
+
 async def test_concurrent_appends_from_two_backends_stay_contiguous(target):
     """Two backends (two pools, as two processes would be) x 4 tasks: seqs 1..200."""
     async with (
@@ -313,6 +355,7 @@ async def test_concurrent_appends_from_two_backends_stay_contiguous(target):
         got = await services[1].get_session("alice", "s1")
         assert got is not None and [e.seq for e in got.events] == list(range(1, 201))
         assert await one._events.count_documents({}) == 200
+        assert await one._sessions.count_documents({"_publish": {"$exists": True}}) == 0
 
 
 async def test_events_expire_with_their_session(backend):
