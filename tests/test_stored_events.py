@@ -19,7 +19,7 @@ from sessionhub import (
     ToolResultPart,
     UnknownPart,
 )
-from sessionhub.backend_tools import event_from_json, event_to_json, events_from_json
+from sessionhub.backend_tools import built_all, event_from_json, event_to_json, events_from_json
 
 NESTED = {
     "big": 2**63,
@@ -152,6 +152,13 @@ def test_a_long_batch_leaves_the_garbage_collector_as_it_found_it() -> None:
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_built_all_pauses_the_collector_for_a_long_batch_only() -> None:
+    seen = built_all(range(100), lambda item: (item, gc.isenabled()))
+    assert [item for item, _ in seen] == list(range(100))
+    assert not any(enabled for _, enabled in seen) and gc.isenabled()
+    assert all(enabled for _, enabled in built_all(range(3), lambda item: (item, gc.isenabled())))
 
 
 def test_batches_in_threads_restart_the_collector_when_the_last_ends() -> None:

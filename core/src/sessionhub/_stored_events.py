@@ -28,10 +28,10 @@ from __future__ import annotations
 import gc
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 from pydantic_core import from_json
@@ -46,7 +46,10 @@ from sessionhub.models import (
     UnknownPart,
 )
 
-__all__ = ["event_from_json", "events_from_json"]
+__all__ = ["built_all", "event_from_json", "events_from_json"]
+
+_Item = TypeVar("_Item")
+_Built = TypeVar("_Built")
 
 _new = object.__new__
 _set_dict = object.__setattr__
@@ -194,7 +197,16 @@ def events_from_json(texts: Sequence[str | bytes]) -> list[Event]:
     long batch pauses the cyclic garbage collector while it builds (see the
     module's docstring).
     """
-    if len(texts) < _PAUSE_FROM:
-        return [event_from_json(text) for text in texts]
+    return built_all(texts, event_from_json)
+
+
+def built_all(items: Sequence[_Item], build: Callable[[_Item], _Built]) -> list[_Built]:
+    """``[build(item) for item in items]``, the collector paused while a long batch builds.
+
+    For a backend that makes many new objects at once (a whole history), as
+    ``events_from_json`` does: see the module's docstring for why it pays.
+    """
+    if len(items) < _PAUSE_FROM:
+        return [build(item) for item in items]
     with _collector_paused():
-        return [event_from_json(text) for text in texts]
+        return [build(item) for item in items]

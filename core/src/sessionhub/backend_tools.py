@@ -3,7 +3,8 @@
 A backend stores JSON values as the text ``dump_json`` makes (so every value
 round-trips exactly), events as the text ``event_to_json`` makes (and rebuilds them with
 ``event_from_json``, or ``events_from_json`` for many, without re-validating
-what it wrote itself), and times it
+what it wrote itself; ``built_all`` builds any other long batch of objects the
+same way, the garbage collector paused), and times it
 indexes or compares as integer microseconds (``to_micros`` / ``from_micros``).
 It rebuilds the sessions it lists or reads with ``stored_session`` (no
 re-validation of what it wrote itself), applies deltas with ``apply_delta``, checks a restore with
@@ -23,12 +24,13 @@ from typing import Any
 from sessionhub import _validate
 from sessionhub._retries import check_retry
 from sessionhub._secrets import mask_url
-from sessionhub._stored_events import event_from_json, events_from_json
+from sessionhub._stored_events import built_all, event_from_json, events_from_json
 from sessionhub.errors import InvalidInput
 from sessionhub.models import Event, Session
 
 __all__ = [
     "apply_delta",
+    "built_all",
     "check_restorable",
     "check_retry",
     "dump_json",

@@ -44,6 +44,7 @@ from sessionhub import (
 )
 from sessionhub.backend_tools import (
     apply_delta,
+    built_all,
     check_restorable,
     check_retry,
     dump_json,
@@ -182,7 +183,7 @@ class MemoryBackend(Backend):
             return None
         if refresh:
             record.header["expires_at"] = expiry.session
-        events = [thaw(snapshot) for snapshot in _window(record, window)]
+        events = built_all(_window(record, window), thaw)
         app, user = self._scopes(key, expiry, refresh=refresh)
         return StoredSession(self._session(record, events), app, user)
 
