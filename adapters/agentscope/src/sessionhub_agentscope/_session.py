@@ -1,42 +1,83 @@
 """``SessionHubSession``: AgentScope 1.x's ``SessionBase`` on any sessionhub backend.
 
-A save stores what ``JSONSession`` writes to its file, ``{module name:
-state_dict()}`` as JSON text, in one session state value (``STATE_KEY``): one
-atomic write that replaces the whole snapshot, so concurrent saves never mix
-and the last one applied wins. Kept as text, the snapshot is stored and read
-back without sessionhub walking every message in it (a 5,000-message memory
-saves several times faster than as a nested value). Sessions that hold
-per-module ``snapshot:<name>`` values instead (``sessionhub import --format
-agentscope``, ``SessionHistoryService.save_state``) load too.
+A save costs what is new since the last one, not the whole history: the
+entries of every ``InMemoryMemory`` among the saved modules are sessionhub
+events, one per entry, tagged with the memory's path (``"agent.memory"``); the
+rest of ``{module name: state_dict()}`` is JSON text in the state value
+``STATE_KEY``, beside an index of the memories (``MEMORIES_KEY``). Each save is
+one atomic ``append`` with compare-and-set: the entries added since the last
+save (or, when an earlier entry changed, a reset of that memory and all its
+entries), the last event carrying the new state. So concurrent saves never
+mix, and the last one applied wins. Each object remembers, for its 64 most
+recently saved sessions, the last seq and the entries it stored; on a first
+save, or when another writer moved the session on, it reads them back. After
+conflicts that keep recurring, a save appends every entry after a reset,
+without compare-and-set, which is right whatever came before. The layout of
+the stored values and events is ``sessionhub_agentscope._memory_log``'s.
+
+Sessions saved before memories were events (the whole snapshot in
+``STATE_KEY``) and those holding per-module ``snapshot:<name>`` values
+(``sessionhub import --format agentscope``, ``SessionHistoryService.save_state``)
+load too.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Any
 
 from agentscope.module import StateModule
 from agentscope.session import SessionBase
 
-from sessionhub import InvalidInput, SessionNotFound
-from sessionhub_agentscope._store import ServiceStore, write_state
+from sessionhub import (
+    BackendError,
+    ConflictError,
+    InvalidInput,
+    SessionExists,
+    SessionHistoryService,
+    SessionNotFound,
+)
+from sessionhub_agentscope._memory_log import (
+    MEMORIES_KEY,
+    STATE_KEY,
+    Split,
+    entry_events,
+    index_counts,
+    json_copy,
+    memory_entries,
+    reset_event,
+    restore_memories,
+    save_event,
+    split_snapshot,
+)
+from sessionhub_agentscope._store import ServiceStore
 
 __all__ = [
     "SessionHubSession",
     "SessionStateNotFound",
     "DEFAULT_USER_ID",
     "STATE_KEY",
+    "MEMORIES_KEY",
     "SNAPSHOT_PREFIX",
 ]
 
 DEFAULT_USER_ID = "default"
 """The sessionhub user of a save or load with AgentScope's default ``user_id=""``."""
 
-STATE_KEY = "agentscope_session"
-"""The session state key holding the saved modules' states as JSON text."""
-
 SNAPSHOT_PREFIX = "snapshot:"
 """Per-module snapshot keys (imported files, ``save_state``), read without ``STATE_KEY``."""
+
+_TRIES = 5
+"""Compare-and-set appends a save tries before it appends every entry without it."""
+_REMEMBERED = 64
+"""Sessions whose last save an object remembers (least recently saved forgotten first)."""
+_COMPACT_AFTER = 32
+"""Events that hold no live entry a session may gather beyond its live ones before compaction."""
+_LOAD_READS = 3
+"""Reads a load makes before an index that its events do not match is an error."""
 
 
 class SessionStateNotFound(SessionNotFound, ValueError):
@@ -51,6 +92,15 @@ class SessionStateNotFound(SessionNotFound, ValueError):
             f"Failed to load session state: no session {self.session_id!r} for user "
             f"{self.user_id!r} in app {self.app_name!r} (save_session_state creates it)"
         )
+
+
+@dataclass(frozen=True)
+class _Saved:
+    """What a session holds after a save: its last seq and each memory's entries."""
+
+    last_seq: int
+    memories: dict[str, list[Any]]  # JSON copies, never changed nor handed out
+    dead: int  # events that hold no live entry (markers, resets, replaced entries)
 
 
 class SessionHubSession(ServiceStore, SessionBase):
@@ -68,6 +118,10 @@ class SessionHubSession(ServiceStore, SessionBase):
     ``JSONSession``), else ``InvalidInput`` names the module and nothing is saved.
     """
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._saved: OrderedDict[tuple[str, str], _Saved] = OrderedDict()
+
     async def save_session_state(
         self,
         session_id: str,
@@ -76,19 +130,39 @@ class SessionHubSession(ServiceStore, SessionBase):
     ) -> None:
         """Save each module's ``state_dict()`` as the session's snapshot, replacing the last.
 
-        One atomic state write (the session is created on first save): a
-        concurrent load sees the previous snapshot or this one, never a mix.
-        Modules saved before but not named now are gone, as ``JSONSession``
-        rewrites its file.
+        One atomic append (the session is created on first save): a concurrent
+        load sees the previous snapshot or this one, never a mix. Modules saved
+        before but not named now are gone, as ``JSONSession`` rewrites its file.
         """
         service = self._open()
         user = _user(user_id)
-        entries = [  # what JSONSession writes: json.dumps of {name: state_dict()}
-            f"{json.dumps(_module_name(name), ensure_ascii=False)}: {_state_json(name, module)}"
-            for name, module in state_modules_mapping.items()
-        ]
-        snapshot = "{" + ", ".join(entries) + "}"
-        await write_state(service, user, session_id, {STATE_KEY: snapshot})
+        if service.settings.event_limit is not None:
+            raise InvalidInput(
+                "event_limit",
+                "SessionHubSession keeps memories as events, which event_limit would drop: "
+                "use a service without event_limit",
+            )
+        split = split_snapshot(state_modules_mapping)
+        key = (user, session_id)
+        if _capable(service, "compare_and_set"):
+            for _ in range(_TRIES):
+                saved = self._saved.get(key) or await _read_saved(service, user, session_id)
+                events, memories, dead = _planned(saved, split)
+                try:
+                    stored = await service.append(key, events, expected_last_seq=saved.last_seq)
+                except (ConflictError, SessionNotFound):  # another writer moved it on: re-read
+                    self._saved.pop(key, None)
+                    continue
+                await self._saved_as(service, key, _Saved(stored[-1].seq, memories, dead))
+                return
+        # Every memory reset and rewritten: right after whatever the session holds.
+        events, memories, _ = _planned(_Saved(0, {}, 0), split)
+        try:
+            await service.append(key, events)
+        except SessionNotFound:
+            await _created(service, user, session_id)
+            await service.append(key, events)
+        self._saved.pop(key, None)  # what came before is unknown: the next save re-reads
 
     async def load_session_state(
         self,
@@ -99,21 +173,115 @@ class SessionHubSession(ServiceStore, SessionBase):
     ) -> None:
         """Load each named module from the saved snapshot with ``load_state_dict``.
 
-        A module with nothing saved under its name is left as it is. A missing
-        session is skipped when ``allow_not_exist`` (the default), else
-        ``SessionStateNotFound`` (a ``ValueError``, as ``JSONSession`` raises).
+        One read of the session and its events. A module with nothing saved
+        under its name is left as it is. A missing session is skipped when
+        ``allow_not_exist`` (the default), else ``SessionStateNotFound`` (a
+        ``ValueError``, as ``JSONSession`` raises).
         """
         service = self._open()
         user = _user(user_id)
-        session = await service.get_session(user, session_id, last_n=0)
-        if session is None:
-            if allow_not_exist:
-                return
-            raise SessionStateNotFound(service.app_name, user, session_id)
-        states = _saved_states(session.state)
+        for _ in range(_LOAD_READS):
+            session = await service.get_session(user, session_id)
+            if session is None:
+                if allow_not_exist:
+                    return
+                raise SessionStateNotFound(service.app_name, user, session_id)
+            states = _saved_states(session.state)
+            index = session.state.get(MEMORIES_KEY)
+            counts = index_counts(index) if isinstance(session.state.get(STATE_KEY), str) else None
+            if counts is None or index is None:  # no memory kept as events: all in the snapshot
+                break
+            entries, _ = memory_entries(session.events)
+            if all(len(entries.get(path, ())) == count for path, count in counts.items()):
+                restore_memories(states, index, entries)
+                break
+        else:
+            raise BackendError(
+                f"session {session_id!r} of user {user!r}: the stored memories do not match "
+                "their index (events removed outside SessionHubSession?); save it again"
+            )
         for name, module in state_modules_mapping.items():
             if name in states:
                 module.load_state_dict(states[name])
+
+    async def _saved_as(
+        self, service: SessionHistoryService, key: tuple[str, str], saved: _Saved
+    ) -> None:
+        """Remember ``saved``; compact the history first if it gathered enough dead events."""
+        live = sum(len(entries) for entries in saved.memories.values())
+        if saved.dead > max(_COMPACT_AFTER, live) and _capable(service, "replace_events"):
+            events = [
+                event
+                for path, entries in saved.memories.items()
+                for event in [reset_event(path), *entry_events(path, entries)]
+            ]
+            try:
+                stored = await service.replace_events(
+                    *key, events, expected_last_seq=saved.last_seq
+                )
+            except (ConflictError, SessionNotFound):  # a racing save won; it compacts later
+                self._saved.pop(key, None)
+                return
+            last_seq = stored[-1].seq if stored else saved.last_seq
+            saved = _Saved(last_seq, saved.memories, len(saved.memories))
+        current = self._saved.get(key)
+        if current is None or current.last_seq < saved.last_seq:
+            self._saved[key] = saved
+            self._saved.move_to_end(key)
+            while len(self._saved) > _REMEMBERED:
+                self._saved.popitem(last=False)
+
+
+def _planned(saved: _Saved, split: Split) -> tuple[list[dict[str, Any]], dict[str, list[Any]], int]:
+    """The events of a save after ``saved``, the entries stored then, and the dead events."""
+    events: list[dict[str, Any]] = []
+    memories: dict[str, list[Any]] = {}
+    dead = saved.dead + sum(
+        len(entries) for path, entries in saved.memories.items() if path not in split.memories
+    )
+    for path, (_, entries) in split.memories.items():
+        old = saved.memories.get(path)
+        if old is not None and len(entries) >= len(old) and entries[: len(old)] == old:
+            fresh = json_copy(entries[len(old) :], path)
+            memories[path] = [*old, *fresh] if fresh else old
+        else:  # new here, or an earlier entry changed: this path starts again
+            events.append(reset_event(path))
+            dead += 1 + (len(old) if old else 0)
+            fresh = json_copy(entries, path)
+            memories[path] = fresh
+        events.extend(entry_events(path, fresh))
+    delta = {STATE_KEY: split.text, MEMORIES_KEY: split.index()}
+    if not events:
+        events.append(save_event())
+        dead += 1
+    events[-1]["state_delta"] = delta
+    return events, memories, dead
+
+
+async def _read_saved(service: SessionHistoryService, user: str, session_id: str) -> _Saved:
+    """What the session holds now (created empty if it is new)."""
+    session = await service.get_session(user, session_id)
+    if session is None:
+        await _created(service, user, session_id)
+        return _Saved(0, {}, 0)
+    counts = index_counts(session.state.get(MEMORIES_KEY)) or {}
+    entries, _ = memory_entries(session.events)
+    memories = {
+        path: json_copy(found, path)  # events' metadata are the service's objects: copy
+        for path, found in entries.items()
+        if counts.get(path) == len(found)
+    }
+    dead = len(session.events) - sum(len(found) for found in memories.values())
+    return _Saved(session.last_seq, memories, dead)
+
+
+async def _created(service: SessionHistoryService, user: str, session_id: str) -> None:
+    with contextlib.suppress(SessionExists):  # a concurrent writer created it first
+        await service.create_session(user, session_id)
+
+
+def _capable(service: SessionHistoryService, capability: str) -> bool:
+    return bool(getattr(service.backend.capabilities, capability, False))
 
 
 def _saved_states(state: dict[str, Any]) -> dict[str, Any]:
@@ -129,22 +297,7 @@ def _saved_states(state: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _state_json(name: str, module: StateModule) -> str:
-    try:
-        return json.dumps(module.state_dict(), ensure_ascii=False)
-    except (TypeError, ValueError) as exc:
-        raise InvalidInput(
-            f"{name}.state_dict()", f"must be JSON to be saved, as for JSONSession: {exc}"
-        ) from exc
-
-
 def _user(user_id: str) -> str:
     if not isinstance(user_id, str):
         raise InvalidInput("user_id", f"must be a string, got {type(user_id).__name__}")
     return user_id or DEFAULT_USER_ID
-
-
-def _module_name(name: str) -> str:
-    if not name:
-        raise InvalidInput("state_modules_mapping", "a state module needs a non-empty name")
-    return name

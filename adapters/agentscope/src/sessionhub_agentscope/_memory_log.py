@@ -1,0 +1,211 @@
+"""The storage format of ``SessionHubSession``: memories as events, the rest as JSON text.
+
+A save splits the modules' states: the entries of every ``InMemoryMemory``
+among them (top-level or a registered sub-module, e.g. a ReActAgent's
+``memory``) become sessionhub events, one per entry, tagged with the memory's
+path (``"agent.memory"``); the states with those memories' ``content`` emptied
+are the snapshot text (``STATE_KEY``), and ``MEMORIES_KEY`` indexes each path
+(its keys and entry count). A ``reset`` event of a path drops that path's
+earlier events: a memory is its path's entries after the last reset. This
+module builds those events and puts the entries back for a load; when and how
+they are appended is ``sessionhub_agentscope._session``'s job.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from agentscope.memory import InMemoryMemory
+from agentscope.module import StateModule
+
+from sessionhub import Event, InvalidInput
+
+__all__ = [
+    "STATE_KEY",
+    "MEMORIES_KEY",
+    "PATH_KEY",
+    "ENTRY_KEY",
+    "RESET_KEY",
+    "Split",
+    "split_snapshot",
+    "entry_events",
+    "reset_event",
+    "save_event",
+    "memory_entries",
+    "index_counts",
+    "restore_memories",
+    "json_copy",
+]
+
+STATE_KEY = "agentscope_session"
+"""The session state key holding the saved modules' states as JSON text."""
+
+MEMORIES_KEY = "agentscope_memories"
+"""The session state key indexing the memories kept as events: path -> keys and count."""
+
+PATH_KEY = "agentscope_memory"
+"""Event metadata: the path of the memory an entry or reset belongs to."""
+
+ENTRY_KEY = "agentscope_entry"
+"""Event metadata: the memory entry as ``state_dict()`` gives it (``[msg, marks]``)."""
+
+RESET_KEY = "agentscope_reset"
+"""Event metadata: ``True`` on a reset, after which the path's earlier events are dropped."""
+
+SAVE_KEY = "agentscope_save"
+"""Event metadata: ``True`` on the marker of a save that added no entry."""
+
+_MARKER_ROLE = "agentscope"
+
+
+@dataclass
+class Split:
+    """One save's modules split into the snapshot text and each memory's entries."""
+
+    text: str
+    """``{name: state}`` as JSON text, each indexed memory's ``content`` emptied."""
+    memories: dict[str, tuple[list[str], list[Any]]]
+    """Memory path -> (keys from the snapshot's top, entries as ``state_dict()`` gives them)."""
+
+    def index(self, counts: Mapping[str, int] | None = None) -> dict[str, Any]:
+        """The ``MEMORIES_KEY`` value: each path's keys and entry count."""
+        return {
+            path: {"keys": keys, "count": len(entries) if counts is None else counts[path]}
+            for path, (keys, entries) in self.memories.items()
+        }
+
+
+def split_snapshot(modules: Mapping[str, StateModule]) -> Split:
+    """Each module's ``state_dict()`` once, its memories' entries taken out of the text.
+
+    Raises ``InvalidInput`` naming a module whose state is not JSON (entries
+    are checked when they are copied, see ``json_copy``).
+    """
+    parts: list[str] = []
+    memories: dict[str, tuple[list[str], list[Any]]] = {}
+    for name, module in modules.items():
+        if not name:
+            raise InvalidInput("state_modules_mapping", "a state module needs a non-empty name")
+        state = module.state_dict()
+        for keys in _memory_keys(module, [name], set()):
+            state, entries = _taken(state, keys[1:])
+            if entries is not None:
+                memories[".".join(keys)] = (keys, entries)
+        try:
+            text = json.dumps(state, ensure_ascii=False)
+        except (TypeError, ValueError) as exc:
+            raise InvalidInput(
+                f"{name}.state_dict()", f"must be JSON to be saved, as for JSONSession: {exc}"
+            ) from exc
+        parts.append(f"{json.dumps(name, ensure_ascii=False)}: {text}")
+    return Split("{" + ", ".join(parts) + "}", memories)
+
+
+def _memory_keys(module: Any, keys: list[str], seen: set[int]) -> Iterable[list[str]]:
+    """The key paths of the ``InMemoryMemory`` modules in ``module`` (itself included)."""
+    if id(module) in seen or not isinstance(module, StateModule):
+        return
+    seen.add(id(module))
+    if isinstance(module, InMemoryMemory):
+        yield keys
+        return
+    for key in getattr(module, "_module_dict", {}):  # StateModule's registered sub-modules
+        yield from _memory_keys(getattr(module, key, None), [*keys, key], seen)
+
+
+def _taken(state: Any, keys: Sequence[str]) -> tuple[Any, list[Any] | None]:
+    """``state`` with the ``content`` at ``keys`` emptied (copies along the path), and it."""
+    if not keys:
+        if isinstance(state, dict) and isinstance(state.get("content"), list):
+            return {**state, "content": []}, state["content"]
+        return state, None  # a subclass saving another shape stays in the text
+    if not isinstance(state, dict) or keys[0] not in state:
+        return state, None
+    inner, entries = _taken(state[keys[0]], keys[1:])
+    return ({**state, keys[0]: inner} if entries is not None else state), entries
+
+
+def json_copy(entries: Sequence[Any], path: str) -> list[Any]:
+    """What a store and load give back for ``entries``: their JSON round trip."""
+    try:
+        copied: list[Any] = json.loads(json.dumps(list(entries), ensure_ascii=False))
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(
+            f"{path}.content", f"must be JSON to be saved, as for JSONSession: {exc}"
+        ) from exc
+    return copied
+
+
+def entry_events(path: str, entries: Sequence[Any]) -> list[dict[str, Any]]:
+    """One event per memory entry: the entry in metadata, its message readable as the event.
+
+    Events are ``append`` inputs without ids, so each gets a new one: a message
+    saved again after a reset is a new event, never taken for a retry.
+    """
+    return [_entry_event(path, entry) for entry in entries]
+
+
+def _entry_event(path: str, entry: Any) -> dict[str, Any]:
+    metadata = {PATH_KEY: path, ENTRY_KEY: entry}
+    message = entry[0] if isinstance(entry, list) and entry else entry
+    if isinstance(message, dict) and isinstance(message.get("role"), str) and message["role"]:
+        event = {"role": message["role"], "content": message.get("content"), "metadata": metadata}
+        if isinstance(message.get("name"), str):
+            event["name"] = message["name"]  # the core keeps it as metadata "name"
+        return event
+    return {"role": _MARKER_ROLE, "metadata": metadata}
+
+
+def reset_event(path: str) -> dict[str, Any]:
+    """The event dropping ``path``'s earlier entries."""
+    return {"role": _MARKER_ROLE, "metadata": {PATH_KEY: path, RESET_KEY: True}}
+
+
+def save_event() -> dict[str, Any]:
+    """The event of a save that adds no entry: it carries the save's state delta."""
+    return {"role": _MARKER_ROLE, "metadata": {SAVE_KEY: True}}
+
+
+def memory_entries(events: Iterable[Event]) -> tuple[dict[str, list[Any]], int]:
+    """Each path's entries after its last reset, and how many events are no entry of those."""
+    found: dict[str, list[Any]] = {}
+    total = 0
+    for event in events:
+        total += 1
+        path = event.metadata.get(PATH_KEY)
+        if not isinstance(path, str):
+            continue
+        if event.metadata.get(RESET_KEY):
+            found[path] = []
+        elif ENTRY_KEY in event.metadata:
+            found.setdefault(path, []).append(event.metadata[ENTRY_KEY])
+    return found, total - sum(len(entries) for entries in found.values())
+
+
+def index_counts(index: Any) -> dict[str, int] | None:
+    """``{path: count}`` of a stored ``MEMORIES_KEY`` value; ``None`` if it is not one."""
+    if not isinstance(index, dict):
+        return None
+    counts: dict[str, int] = {}
+    for path, info in index.items():
+        if not isinstance(info, dict) or not isinstance(info.get("count"), int):
+            return None
+        counts[path] = info["count"]
+    return counts
+
+
+def restore_memories(
+    states: dict[str, Any], index: Mapping[str, Any], entries: Mapping[str, list[Any]]
+) -> dict[str, Any]:
+    """``states`` with each indexed memory's ``content`` put back from ``entries``."""
+    for path, info in index.items():
+        keys = info["keys"]
+        target: Any = states
+        for key in keys:
+            target = target.get(key) if isinstance(target, dict) else None
+        if isinstance(target, dict):
+            target["content"] = entries.get(path, [])
+    return states
