@@ -23,6 +23,7 @@ load too.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 from collections import OrderedDict
@@ -121,6 +122,7 @@ class SessionHubSession(ServiceStore, SessionBase):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._saved: OrderedDict[tuple[str, str], _Saved] = OrderedDict()
+        self._locks: dict[tuple[str, str], tuple[asyncio.Lock, asyncio.AbstractEventLoop]] = {}
 
     async def save_session_state(
         self,
@@ -142,11 +144,32 @@ class SessionHubSession(ServiceStore, SessionBase):
                 "SessionHubSession keeps memories as events, which event_limit would drop: "
                 "use a service without event_limit",
             )
-        split = split_snapshot(state_modules_mapping)
+        split = split_snapshot(state_modules_mapping)  # the modules as they are when called
         key = (user, session_id)
+        async with self._lock(key):  # this object's saves of a session wait for each other
+            await self._save(service, key, split)
+
+    def _lock(self, key: tuple[str, str]) -> asyncio.Lock:
+        """The lock of ``key``'s saves in the running event loop.
+
+        Forgetting a lock in use costs only a retry: saves stay compare-and-set.
+        """
+        loop = asyncio.get_running_loop()
+        held = self._locks.get(key)
+        if held is not None and held[1] is loop:
+            return held[0]
+        if len(self._locks) >= 2 * _REMEMBERED:  # forget the idle ones
+            self._locks = {k: v for k, v in self._locks.items() if v[0].locked()}
+        lock = asyncio.Lock()
+        self._locks[key] = (lock, loop)
+        return lock
+
+    async def _save(
+        self, service: SessionHistoryService, key: tuple[str, str], split: Split
+    ) -> None:
         if _capable(service, "compare_and_set"):
             for _ in range(_TRIES):
-                saved = self._saved.get(key) or await _read_saved(service, user, session_id)
+                saved = self._saved.get(key) or await _read_saved(service, *key)
                 events, memories, dead = _planned(saved, split)
                 try:
                     stored = await service.append(key, events, expected_last_seq=saved.last_seq)
@@ -160,7 +183,7 @@ class SessionHubSession(ServiceStore, SessionBase):
         try:
             await service.append(key, events)
         except SessionNotFound:
-            await _created(service, user, session_id)
+            await _created(service, *key)
             await service.append(key, events)
         self._saved.pop(key, None)  # what came before is unknown: the next save re-reads
 
