@@ -39,6 +39,7 @@ from sessionhub import (
     InvalidInput,
     SessionExists,
     SessionHistoryService,
+    SessionHubSettings,
     SessionNotFound,
 )
 from sessionhub_agentscope._memory_log import (
@@ -119,8 +120,16 @@ class SessionHubSession(ServiceStore, SessionBase):
     ``JSONSession``), else ``InvalidInput`` names the module and nothing is saved.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(
+        self,
+        service: SessionHistoryService | None = None,
+        *,
+        url: str | None = None,
+        settings: SessionHubSettings | None = None,
+        app_name: str | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(service, url=url, settings=settings, app_name=app_name, **options)
         self._saved: OrderedDict[tuple[str, str], _Saved] = OrderedDict()
         self._locks: dict[tuple[str, str], tuple[asyncio.Lock, asyncio.AbstractEventLoop]] = {}
 
@@ -212,11 +221,11 @@ class SessionHubSession(ServiceStore, SessionBase):
             states = _saved_states(session.state)
             index = session.state.get(MEMORIES_KEY)
             counts = index_counts(index) if isinstance(session.state.get(STATE_KEY), str) else None
-            if counts is None or index is None:  # no memory kept as events: all in the snapshot
+            if counts is None:  # no memory kept as events: the snapshot holds everything
                 break
             entries, _ = memory_entries(session.events)
             if all(len(entries.get(path, ())) == count for path, count in counts.items()):
-                restore_memories(states, index, entries)
+                restore_memories(states, session.state[MEMORIES_KEY], entries)
                 break
         else:
             raise BackendError(
