@@ -66,13 +66,13 @@ async def test_each_save_appends_only_the_entries_added_since_the_last(session, 
     holder = await holder_with(3)
     await session.save_session_state("s", holder=holder)
     first = (await stored(service)).last_seq
-    assert first == 4  # a reset of the new memory, then its three entries
+    assert first == 5  # a reset of the new memory, its three entries, the state's marker
     await holder.memory.add([Msg("assistant", "a", "assistant"), Msg("user", "b", "user")])
     await session.save_session_state("s", holder=holder)
-    assert (await stored(service)).last_seq == first + 2
-    await session.save_session_state("s", holder=holder)  # nothing new: one marker event
+    assert (await stored(service)).last_seq == first + 3
+    await session.save_session_state("s", holder=holder)  # nothing new: the marker alone
     after = await stored(service)
-    assert after.last_seq == first + 3
+    assert after.last_seq == first + 4
     assert [e.text for e in after.events if "agentscope_entry" in e.metadata] == [
         "m0",
         "m1",
@@ -89,11 +89,11 @@ async def test_a_second_object_continues_a_session_another_saved(session, servic
     other = SessionHubSession(service)  # remembers nothing: reads the session first
     await holder.memory.add(Msg("user", "from other", "user"))
     await other.save_session_state("s", holder=holder)
-    assert (await stored(service)).last_seq == 4  # one entry appended, not all three
+    assert (await stored(service)).last_seq == 4 + 2  # one entry and a marker, not all three
     await holder.memory.add(Msg("user", "back", "user"))
     await session.save_session_state("s", holder=holder)  # its seq is stale: re-reads, appends
     assert saved_form(await loaded(other)) == saved_form(holder)
-    assert (await stored(service)).last_seq == 5
+    assert (await stored(service)).last_seq == 6 + 2
 
 
 @pytest.mark.parametrize("change", ["delete", "edit", "marks", "clear", "reorder"])
@@ -130,7 +130,7 @@ async def test_resets_and_idle_saves_are_compacted_and_still_load(session, servi
         await session.save_session_state("s", holder=holder)  # an idle save: a marker event
     after = await stored(service)
     assert after.last_seq > 100  # 40 resets of 3 entries and 40 markers were written ...
-    assert len(after.events) <= 3 + 1 + 33  # ... but only live entries, a reset and few more stay
+    assert len(after.events) <= 3 + 1 + 33  # ... but only live entries, a reset and a few stay
     assert saved_form(await loaded(SessionHubSession(service))) == saved_form(holder)
     await holder.memory.add(Msg("user", "next", "user"))
     await session.save_session_state("s", holder=holder)
@@ -202,7 +202,7 @@ async def test_saves_without_compare_and_set_rewrite_every_entry_and_stay_right(
     await session.save_session_state("s", holder=holder)
     await holder.memory.add(Msg("user", "x", "user"))
     await session.save_session_state("s", holder=holder)
-    assert (await stored(service)).last_seq == 4 + 5  # each save: a reset and every entry
+    assert (await stored(service)).last_seq == 5 + 6  # each: a reset, every entry, a marker
     monkeypatch.setattr(_session, "_TRIES", 5)
     await holder.memory.add(Msg("user", "y", "user"))
     await session.save_session_state("s", holder=holder)

@@ -7,7 +7,7 @@ rest of ``{module name: state_dict()}`` is JSON text in the state value
 ``STATE_KEY``, beside an index of the memories (``MEMORIES_KEY``). Each save is
 one atomic ``append`` with compare-and-set: the entries added since the last
 save (or, when an earlier entry changed, a reset of that memory and all its
-entries), the last event carrying the new state. So concurrent saves never
+entries), then a marker event carrying the new state. So concurrent saves never
 mix, and the last one applied wins. Each object remembers, for its 64 most
 recently saved sessions, the last seq and the entries it stored; on a first
 save, or when another writer moved the session on, it reads them back. After
@@ -77,7 +77,8 @@ _TRIES = 5
 _REMEMBERED = 64
 """Sessions whose last save an object remembers (least recently saved forgotten first)."""
 _COMPACT_AFTER = 32
-"""Events that hold no live entry a session may gather beyond its live ones before compaction."""
+"""Events holding no live entry (markers, resets, replaced entries) a session may gather,
+beyond a sixteenth of its live entries, before a save compacts its history."""
 _LOAD_READS = 3
 """Reads a load makes before an index that its events do not match is an error."""
 
@@ -241,7 +242,7 @@ class SessionHubSession(ServiceStore, SessionBase):
     ) -> None:
         """Remember ``saved``; compact the history first if it gathered enough dead events."""
         live = sum(len(entries) for entries in saved.memories.values())
-        if saved.dead > max(_COMPACT_AFTER, live) and _capable(service, "replace_events"):
+        if saved.dead > _COMPACT_AFTER + live // 16 and _capable(service, "replace_events"):
             events = [
                 event
                 for path, entries in saved.memories.items()
@@ -282,12 +283,11 @@ def _planned(saved: _Saved, split: Split) -> tuple[list[dict[str, Any]], dict[st
             fresh = json_copy(entries, path)
             memories[path] = fresh
         events.extend(entry_events(path, fresh))
-    delta = {STATE_KEY: split.text, MEMORIES_KEY: split.index()}
-    if not events:
-        events.append(save_event())
-        dead += 1
-    events[-1]["state_delta"] = delta
-    return events, memories, dead
+    # The state rides on a marker of its own: entries stay small, compaction drops markers.
+    events.append(
+        {**save_event(), "state_delta": {STATE_KEY: split.text, MEMORIES_KEY: split.index()}}
+    )
+    return events, memories, dead + 1
 
 
 async def _read_saved(service: SessionHistoryService, user: str, session_id: str) -> _Saved:
