@@ -96,6 +96,23 @@ async def test_a_second_object_continues_a_session_another_saved(session, servic
     assert (await stored(service)).last_seq == 6 + 2
 
 
+async def test_a_writer_behind_another_that_reset_the_memory_reads_on_and_wins(session, service):
+    mine = await holder_with(5)
+    await session.save_session_state("s", holder=mine)
+    theirs = await loaded(SessionHubSession(service))
+    other = SessionHubSession(service)
+    await other.save_session_state("s", holder=theirs)  # a marker only: nothing new
+    await theirs.memory.delete([theirs.memory.content[1][0].id])
+    await other.save_session_state("s", holder=theirs)  # a reset and four entries
+    assert saved_form(await loaded(session)) == saved_form(theirs)
+    await mine.memory.add(Msg("user", "mine", "user"))
+    await session.save_session_state("s", holder=mine)  # behind by two saves: reads them
+    assert saved_form(await loaded(SessionHubSession(service))) == saved_form(mine)
+    await theirs.memory.add(Msg("user", "theirs", "user"))
+    await other.save_session_state("s", holder=theirs)
+    assert saved_form(await loaded(session)) == saved_form(theirs)
+
+
 @pytest.mark.parametrize("change", ["delete", "edit", "marks", "clear", "reorder"])
 async def test_an_earlier_entry_changed_resets_that_memory(session, service, change):
     holder = await holder_with(5)

@@ -169,20 +169,35 @@ def save_event() -> dict[str, Any]:
     return {"role": _MARKER_ROLE, "metadata": {SAVE_KEY: True}}
 
 
-def memory_entries(events: Iterable[Event]) -> tuple[dict[str, list[Any]], int]:
-    """Each path's entries after its last reset, and how many events are no entry of those."""
-    found: dict[str, list[Any]] = {}
-    total = 0
+def memory_entries(
+    events: Iterable[Event], known: Mapping[str, list[Any]] | None = None
+) -> tuple[dict[str, list[Any]], int]:
+    """Each path's entries after its last reset, and the events that hold no such entry.
+
+    With ``known`` (the entries before ``events``), the events continue them:
+    a path without a reset among ``events`` extends its known entries (new
+    lists; ``known``'s are never changed), and entries a reset drops count as
+    dead events.
+    """
+    found: dict[str, list[Any]] = dict(known or {})
+    fresh: set[str] = set()  # paths whose list is this call's own
+    dead = 0
     for event in events:
-        total += 1
         path = event.metadata.get(PATH_KEY)
         if not isinstance(path, str):
-            continue
-        if event.metadata.get(RESET_KEY):
+            dead += 1
+        elif event.metadata.get(RESET_KEY):
+            dead += 1 + len(found.get(path, ()))
             found[path] = []
+            fresh.add(path)
         elif ENTRY_KEY in event.metadata:
-            found.setdefault(path, []).append(event.metadata[ENTRY_KEY])
-    return found, total - sum(len(entries) for entries in found.values())
+            if path not in fresh:
+                found[path] = list(found.get(path, ()))
+                fresh.add(path)
+            found[path].append(event.metadata[ENTRY_KEY])
+        else:
+            dead += 1
+    return found, dead
 
 
 def index_counts(index: Any) -> dict[str, int] | None:

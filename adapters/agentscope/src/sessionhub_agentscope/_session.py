@@ -10,7 +10,8 @@ save (or, when an earlier entry changed, a reset of that memory and all its
 entries), then a marker event carrying the new state. So concurrent saves never
 mix, and the last one applied wins. Each object remembers, for its 64 most
 recently saved sessions, the last seq and the entries it stored; on a first
-save, or when another writer moved the session on, it reads them back. After
+save it reads them back, and when another writer moved the session on, it
+reads the events added since. After
 conflicts that keep recurring, a save appends every entry after a reset,
 without compare-and-set, which is right whatever came before. The layout of
 the stored values and events is ``sessionhub_agentscope._memory_log``'s.
@@ -178,13 +179,14 @@ class SessionHubSession(ServiceStore, SessionBase):
         self, service: SessionHistoryService, key: tuple[str, str], split: Split
     ) -> None:
         if _capable(service, "compare_and_set"):
+            saved = self._saved.get(key) or await _read_saved(service, *key)
             for _ in range(_TRIES):
-                saved = self._saved.get(key) or await _read_saved(service, *key)
                 events, memories, dead = _planned(saved, split)
                 try:
                     stored = await service.append(key, events, expected_last_seq=saved.last_seq)
-                except (ConflictError, SessionNotFound):  # another writer moved it on: re-read
+                except (ConflictError, SessionNotFound):  # another writer moved it on
                     self._saved.pop(key, None)
+                    saved = await _read_saved(service, *key, saved)  # what it added
                     continue
                 await self._saved_as(service, key, _Saved(stored[-1].seq, memories, dead))
                 return
@@ -290,21 +292,30 @@ def _planned(saved: _Saved, split: Split) -> tuple[list[dict[str, Any]], dict[st
     return events, memories, dead + 1
 
 
-async def _read_saved(service: SessionHistoryService, user: str, session_id: str) -> _Saved:
-    """What the session holds now (created empty if it is new)."""
-    session = await service.get_session(user, session_id)
+async def _read_saved(
+    service: SessionHistoryService, user: str, session_id: str, known: _Saved | None = None
+) -> _Saved:
+    """What the session holds now (created empty if it is new).
+
+    With ``known`` (what this object saved before another writer moved the
+    session on), only the events after its seq are read, unless they do not
+    add up to the stored index (the session was replaced or rewritten).
+    """
+    after = known.last_seq if known is not None else None
+    session = await service.get_session(user, session_id, after_seq=after)
     if session is None:
         await _created(service, user, session_id)
         return _Saved(0, {}, 0)
+    if known is not None and session.last_seq < known.last_seq:
+        return await _read_saved(service, user, session_id)  # deleted and created again
+    # The service's events are decoded afresh on every read: their entries are ours to keep.
+    entries, dead = memory_entries(session.events, known.memories if known else None)
     counts = index_counts(session.state.get(MEMORIES_KEY)) or {}
-    entries, _ = memory_entries(session.events)
-    memories = {
-        path: json_copy(found, path)  # events' metadata are the service's objects: copy
-        for path, found in entries.items()
-        if counts.get(path) == len(found)
-    }
-    dead = len(session.events) - sum(len(found) for found in memories.values())
-    return _Saved(session.last_seq, memories, dead)
+    memories = {path: found for path, found in entries.items() if counts.get(path) == len(found)}
+    if known is not None and len(memories) != len(counts):
+        return await _read_saved(service, user, session_id)
+    dead += sum(len(found) for path, found in entries.items() if path not in memories)
+    return _Saved(session.last_seq, memories, dead + (known.dead if known else 0))
 
 
 async def _created(service: SessionHistoryService, user: str, session_id: str) -> None:
