@@ -70,10 +70,10 @@ class Split:
     memories: dict[str, tuple[list[str], list[Any]]]
     """Memory path -> (keys from the snapshot's top, entries as ``state_dict()`` gives them)."""
 
-    def index(self, counts: Mapping[str, int] | None = None) -> dict[str, Any]:
+    def index(self) -> dict[str, Any]:
         """The ``MEMORIES_KEY`` value: each path's keys and entry count."""
         return {
-            path: {"keys": keys, "count": len(entries) if counts is None else counts[path]}
+            path: {"keys": keys, "count": len(entries)}
             for path, (keys, entries) in self.memories.items()
         }
 
