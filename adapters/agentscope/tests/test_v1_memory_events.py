@@ -168,6 +168,20 @@ async def test_memories_top_level_nested_and_several_at_once(session, service):
     assert saved_form(again) == saved_form(memory) and saved_form(holder2) == saved_form(holder)
 
 
+async def test_module_names_with_dots_keep_their_memories_apart(session, service):
+    outer, dotted = Holder("outer"), await holder_with(2, name="dotted")
+    outer.inner = await holder_with(3, name="inner")  # registered: "a" -> "inner" -> "memory"
+    await outer.memory.add(Msg("user", "outer", "user"))
+    await session.save_session_state("s", **{"a": outer, "a.inner": dotted})
+    index = (await stored(service)).state[MEMORIES_KEY]
+    assert sorted(index) == ['["a.inner", "memory"]', "a.inner.memory", "a.memory"]
+    got_outer, got_dotted = Holder("?"), Holder("?")
+    got_outer.inner = Holder("?")
+    await session.load_session_state("s", **{"a": got_outer, "a.inner": got_dotted})
+    assert saved_form(got_outer) == saved_form(outer)
+    assert saved_form(got_dotted) == saved_form(dotted)
+
+
 async def test_a_module_dropped_then_saved_again_starts_fresh(session):
     holder, extra = await holder_with(2), await holder_with(3, name="extra")
     await session.save_session_state("s", holder=holder, extra=extra)

@@ -93,7 +93,8 @@ def split_snapshot(modules: Mapping[str, StateModule]) -> Split:
         for keys in _memory_keys(module, [name], set()):
             state, entries = _taken(state, keys[1:])
             if entries is not None:
-                memories[".".join(keys)] = (keys, entries)
+                path = ".".join(keys)  # readable; names with dots could make two alike
+                memories[json.dumps(keys) if path in memories else path] = (keys, entries)
         try:
             text = json.dumps(state, ensure_ascii=False)
         except (TypeError, ValueError) as exc:
