@@ -73,7 +73,10 @@ async def test_each_save_appends_only_the_entries_added_since_the_last(session, 
     await session.save_session_state("s", holder=holder)  # nothing new: the marker alone
     after = await stored(service)
     assert after.last_seq == first + 4
-    assert [e.text for e in after.events if "agentscope_entry" in e.metadata] == [
+    entries = [
+        e.metadata["agentscope_entry"] for e in after.events if e.metadata.get("agentscope_entry")
+    ]
+    assert [msg["content"] for msg, _ in entries] == [
         "m0",
         "m1",
         "m2",

@@ -141,10 +141,13 @@ def json_copy(entries: Sequence[Any], path: str) -> list[Any]:
 
 
 def entry_events(path: str, entries: Sequence[Any]) -> list[dict[str, Any]]:
-    """One event per memory entry: the entry in metadata, its message readable as the event.
+    """One event per memory entry: the entry in metadata, the message's role and name.
 
-    Events are ``append`` inputs without ids, so each gets a new one: a message
-    saved again after a reset is a new event, never taken for a retry.
+    The message's text and tool blocks are not copied into the event's content:
+    a load would decode them a second time beside the entry (a fifth of its
+    cost, measured), and the entry already holds them. Events are ``append``
+    inputs without ids, so each gets a new one: a message saved again after a
+    reset is a new event, never taken for a retry.
     """
     return [_entry_event(path, entry) for entry in entries]
 
@@ -153,7 +156,7 @@ def _entry_event(path: str, entry: Any) -> dict[str, Any]:
     metadata = {PATH_KEY: path, ENTRY_KEY: entry}
     message = entry[0] if isinstance(entry, list) and entry else entry
     if isinstance(message, dict) and isinstance(message.get("role"), str) and message["role"]:
-        event = {"role": message["role"], "content": message.get("content"), "metadata": metadata}
+        event = {"role": message["role"], "metadata": metadata}
         if isinstance(message.get("name"), str):
             event["name"] = message["name"]  # the core keeps it as metadata "name"
         return event

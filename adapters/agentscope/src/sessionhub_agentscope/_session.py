@@ -215,26 +215,13 @@ class SessionHubSession(ServiceStore, SessionBase):
         """
         service = self._open()
         user = _user(user_id)
-        for _ in range(_LOAD_READS):
-            session = await service.get_session(user, session_id)
-            if session is None:
-                if allow_not_exist:
-                    return
-                raise SessionStateNotFound(service.app_name, user, session_id)
-            states = _saved_states(session.state)
-            index = session.state.get(MEMORIES_KEY)
-            counts = index_counts(index) if isinstance(session.state.get(STATE_KEY), str) else None
-            if counts is None:  # no memory kept as events: the snapshot holds everything
-                break
-            entries, _ = memory_entries(session.events)
-            if all(len(entries.get(path, ())) == count for path, count in counts.items()):
-                restore_memories(states, session.state[MEMORIES_KEY], entries)
-                break
-        else:
-            raise BackendError(
-                f"session {session_id!r} of user {user!r}: the stored memories do not match "
-                "their index (events removed outside SessionHubSession?); save it again"
-            )
+        states = await _loaded_states(service, user, session_id)
+        if states is None:
+            if allow_not_exist:
+                return
+            raise SessionStateNotFound(service.app_name, user, session_id)
+        # The events are gone by now: the modules' loads, which build as many objects
+        # again, do not pay the collector's walks over them too.
         for name, module in state_modules_mapping.items():
             if name in states:
                 module.load_state_dict(states[name])
@@ -290,6 +277,28 @@ def _planned(saved: _Saved, split: Split) -> tuple[list[dict[str, Any]], dict[st
         {**save_event(), "state_delta": {STATE_KEY: split.text, MEMORIES_KEY: split.index()}}
     )
     return events, memories, dead + 1
+
+
+async def _loaded_states(
+    service: SessionHistoryService, user: str, session_id: str
+) -> dict[str, Any] | None:
+    """The saved module states with their memories' entries back; ``None`` if no session."""
+    for _ in range(_LOAD_READS):
+        session = await service.get_session(user, session_id)
+        if session is None:
+            return None
+        states = _saved_states(session.state)
+        index = session.state.get(MEMORIES_KEY)
+        counts = index_counts(index) if isinstance(session.state.get(STATE_KEY), str) else None
+        if counts is None:  # no memory kept as events: the snapshot holds everything
+            return states
+        entries, _ = memory_entries(session.events)
+        if all(len(entries.get(path, ())) == count for path, count in counts.items()):
+            return restore_memories(states, session.state[MEMORIES_KEY], entries)
+    raise BackendError(
+        f"session {session_id!r} of user {user!r}: the stored memories do not match "
+        "their index (events removed outside SessionHubSession?); save it again"
+    )
 
 
 async def _read_saved(
