@@ -21,6 +21,7 @@ from sessionhub_agentscope import (
     MEMORIES_KEY,
     STATE_KEY,
     SessionHubSession,
+    _memory_log,
     _session,
 )
 
@@ -66,15 +67,23 @@ async def test_each_save_appends_only_the_entries_added_since_the_last(session, 
     holder = await holder_with(3)
     await session.save_session_state("s", holder=holder)
     first = (await stored(service)).last_seq
-    assert first == 5  # a reset of the new memory, its three entries, the state's marker
+    assert first == 3  # a reset of the new memory, its three entries in a batch, the marker
     await holder.memory.add([Msg("assistant", "a", "assistant"), Msg("user", "b", "user")])
     await session.save_session_state("s", holder=holder)
     assert (await stored(service)).last_seq == first + 3
     await session.save_session_state("s", holder=holder)  # nothing new: the marker alone
     after = await stored(service)
     assert after.last_seq == first + 4
+    assert [len(e.metadata.get("agentscope_entries", ())) for e in after.events] == [
+        *(0, 3, 0),  # the first save: a reset, one batch, the marker
+        *(0, 0, 0),  # the second: an event per entry added, the marker
+        0,  # the third: a marker
+    ]
     entries = [
-        e.metadata["agentscope_entry"] for e in after.events if e.metadata.get("agentscope_entry")
+        entry
+        for e in after.events
+        for entry in e.metadata.get("agentscope_entries", [e.metadata.get("agentscope_entry")])
+        if entry
     ]
     assert [msg["content"] for msg, _ in entries] == [
         "m0",
@@ -92,11 +101,11 @@ async def test_a_second_object_continues_a_session_another_saved(session, servic
     other = SessionHubSession(service)  # remembers nothing: reads the session first
     await holder.memory.add(Msg("user", "from other", "user"))
     await other.save_session_state("s", holder=holder)
-    assert (await stored(service)).last_seq == 4 + 2  # one entry and a marker, not all three
+    assert (await stored(service)).last_seq == 3 + 2  # one entry and a marker, not all three
     await holder.memory.add(Msg("user", "back", "user"))
     await session.save_session_state("s", holder=holder)  # its seq is stale: re-reads, appends
     assert saved_form(await loaded(other)) == saved_form(holder)
-    assert (await stored(service)).last_seq == 6 + 2
+    assert (await stored(service)).last_seq == 5 + 2
 
 
 async def test_a_writer_behind_another_that_reset_the_memory_reads_on_and_wins(session, service):
@@ -236,7 +245,7 @@ async def test_saves_without_compare_and_set_rewrite_every_entry_and_stay_right(
     await session.save_session_state("s", holder=holder)
     await holder.memory.add(Msg("user", "x", "user"))
     await session.save_session_state("s", holder=holder)
-    assert (await stored(service)).last_seq == 5 + 6  # each: a reset, every entry, a marker
+    assert (await stored(service)).last_seq == 3 + 3  # each: a reset, a batch of all, a marker
     monkeypatch.setattr(_session, "_TRIES", 5)
     await holder.memory.add(Msg("user", "y", "user"))
     await session.save_session_state("s", holder=holder)
@@ -272,3 +281,22 @@ async def test_an_event_limit_is_refused_before_anything_is_written(tmp_path):
         with pytest.raises(InvalidInput, match="event_limit"):
             await session.save_session_state("s", holder=await holder_with(1))
         assert await session.service.get_session(DEFAULT_USER_ID, "s") is None
+
+
+async def test_a_memory_written_whole_goes_in_batches_under_the_size_budget(
+    session, service, monkeypatch
+):
+    monkeypatch.setattr(_memory_log, "BATCH_BYTES", 400)  # two short entries per batch
+    holder = await holder_with(5)
+    await holder.memory.add(Msg("user", "x" * 1000, "user"))  # over the budget: a batch alone
+    await session.save_session_state("s", holder=holder)
+    batches = [
+        [msg["content"] for msg, _ in e.metadata["agentscope_entries"]]
+        for e in (await stored(service)).events
+        if "agentscope_entries" in e.metadata
+    ]
+    assert batches == [["m0", "m1"], ["m2", "m3"], ["m4"], ["x" * 1000]]
+    assert saved_form(await loaded(SessionHubSession(service))) == saved_form(holder)
+    await holder.memory.delete([holder.memory.content[0][0].id])  # a reset: batches again
+    await session.save_session_state("s", holder=holder)
+    assert saved_form(await loaded(SessionHubSession(service))) == saved_form(holder)

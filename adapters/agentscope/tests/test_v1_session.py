@@ -222,9 +222,9 @@ async def test_a_save_stores_json_sessions_file_as_text_and_memory_entries_as_ev
     stored = await service.get_session("ada", "s")
     written = json.loads((tmp_path / "s.json").read_text())
     entries = {path: [] for path in ("agent.memory", "notes.memory")}
-    for event in stored.events:
-        if "agentscope_entry" in event.metadata:
-            entries[event.metadata["agentscope_memory"]].append(event.metadata["agentscope_entry"])
+    for event in stored.events:  # a first save writes each memory as a batch
+        if "agentscope_entries" in event.metadata:
+            entries[event.metadata["agentscope_memory"]] += event.metadata["agentscope_entries"]
     assert entries == {
         "agent.memory": written["agent"]["memory"]["content"],
         "notes.memory": written["notes"]["memory"]["content"],
@@ -236,10 +236,15 @@ async def test_a_save_stores_json_sessions_file_as_text_and_memory_entries_as_ev
         "agent.memory": {"keys": ["agent", "memory"], "count": 4},
         "notes.memory": {"keys": ["notes", "memory"], "count": 1},
     }
-    readable = [e for e in stored.events if "agentscope_entry" in e.metadata]
-    assert [e.role for e in readable] == ["user", "assistant", "system", "assistant", "user"]
-    assert readable[-1].metadata["name"] == "Alice"
-    assert all(e.content == [] for e in readable)  # the entry holds the blocks, once
+    await notes.memory.add(Msg("Bob", "Hello", "assistant"))
+    await session.save_session_state("s", user_id="ada", agent=agent, notes=notes)
+    added = [
+        e
+        for e in (await service.get_session("ada", "s")).events
+        if "agentscope_entry" in e.metadata
+    ]
+    assert [(e.role, e.metadata["name"]) for e in added] == [("assistant", "Bob")]
+    assert added[0].content == []  # the entry holds the blocks, once
 
 
 async def test_snapshots_saved_by_the_service_load_here(session, service):

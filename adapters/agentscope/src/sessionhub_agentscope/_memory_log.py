@@ -6,7 +6,11 @@ among them (top-level or a registered sub-module, e.g. a ReActAgent's
 path (``"agent.memory"``); the states with those memories' ``content`` emptied
 are the snapshot text (``STATE_KEY``), and ``MEMORIES_KEY`` indexes each path
 (its keys and entry count). A ``reset`` event of a path drops that path's
-earlier events: a memory is its path's entries after the last reset. This
+earlier events: a memory is its path's entries after the last reset. A save
+adding entries writes one event per entry; a path written whole (new, reset
+or compacted) is written in batches, one event per ``BATCH_BYTES`` of entries,
+so a load decodes a few long events rather than one short event per message
+(each event's read and decoding cost more than its entry's share of a batch). This
 module builds those events and puts the entries back for a load; when and how
 they are appended is ``sessionhub_agentscope._session``'s job.
 """
@@ -28,10 +32,14 @@ __all__ = [
     "MEMORIES_KEY",
     "PATH_KEY",
     "ENTRY_KEY",
+    "ENTRIES_KEY",
+    "BATCH_BYTES",
     "RESET_KEY",
     "Split",
+    "Entries",
     "split_snapshot",
     "entry_events",
+    "batch_events",
     "reset_event",
     "save_event",
     "memory_entries",
@@ -51,6 +59,12 @@ PATH_KEY = "agentscope_memory"
 
 ENTRY_KEY = "agentscope_entry"
 """Event metadata: the memory entry as ``state_dict()`` gives it (``[msg, marks]``)."""
+
+ENTRIES_KEY = "agentscope_entries"
+"""Event metadata: a batch of consecutive memory entries (a list of what ``ENTRY_KEY`` holds)."""
+
+BATCH_BYTES = 1 << 20
+"""The JSON size a batch event's entries stay under (a single larger entry is a batch alone)."""
 
 RESET_KEY = "agentscope_reset"
 """Event metadata: ``True`` on a reset, after which the path's earlier events are dropped."""
@@ -163,6 +177,25 @@ def _entry_event(path: str, entry: Any) -> dict[str, Any]:
     return {"role": _MARKER_ROLE, "metadata": metadata}
 
 
+def batch_events(path: str, entries: Sequence[Any]) -> list[dict[str, Any]]:
+    """``entries`` in as few events as keep each under ``BATCH_BYTES`` of JSON."""
+    events: list[dict[str, Any]] = []
+    start, size = 0, 0
+    for end, entry in enumerate(entries):
+        length = len(json.dumps(entry, ensure_ascii=False))
+        if size + length > BATCH_BYTES and end > start:
+            events.append(_batch_event(path, entries[start:end]))
+            start, size = end, 0
+        size += length
+    if start < len(entries):
+        events.append(_batch_event(path, entries[start:]))
+    return events
+
+
+def _batch_event(path: str, entries: Sequence[Any]) -> dict[str, Any]:
+    return {"role": _MARKER_ROLE, "metadata": {PATH_KEY: path, ENTRIES_KEY: list(entries)}}
+
+
 def reset_event(path: str) -> dict[str, Any]:
     """The event dropping ``path``'s earlier entries."""
     return {"role": _MARKER_ROLE, "metadata": {PATH_KEY: path, RESET_KEY: True}}
@@ -173,35 +206,54 @@ def save_event() -> dict[str, Any]:
     return {"role": _MARKER_ROLE, "metadata": {SAVE_KEY: True}}
 
 
-def memory_entries(
-    events: Iterable[Event], known: Mapping[str, list[Any]] | None = None
-) -> tuple[dict[str, list[Any]], int]:
-    """Each path's entries after its last reset, and the events that hold no such entry.
+@dataclass
+class Entries:
+    """Each path's live entries, the events holding them, and the events holding none."""
 
-    With ``known`` (the entries before ``events``), the events continue them:
-    a path without a reset among ``events`` extends its known entries (new
-    lists; ``known``'s are never changed), and entries a reset drops count as
-    dead events.
+    found: dict[str, list[Any]]
+    """Path -> its entries after its last reset."""
+    held: dict[str, int]
+    """Path -> the events holding those entries (one per entry, or per batch)."""
+    dead: int
+    """Events holding no live entry (markers, resets, replaced entries and batches)."""
+
+
+def memory_entries(events: Iterable[Event], known: Entries | None = None) -> Entries:
+    """Each path's entries after its last reset, the events holding them, and the others.
+
+    With ``known`` (what the events before ``events`` held), the events
+    continue it: a path without a reset among ``events`` extends its known
+    entries (new lists; ``known``'s are never changed), and the events a reset
+    drops count as dead.
     """
-    found: dict[str, list[Any]] = dict(known or {})
+    found: dict[str, list[Any]] = dict(known.found) if known else {}
+    held: dict[str, int] = dict(known.held) if known else {}
+    dead = known.dead if known else 0
     fresh: set[str] = set()  # paths whose list is this call's own
-    dead = 0
     for event in events:
-        path = event.metadata.get(PATH_KEY)
+        metadata = event.metadata
+        path = metadata.get(PATH_KEY)
         if not isinstance(path, str):
             dead += 1
-        elif event.metadata.get(RESET_KEY):
-            dead += 1 + len(found.get(path, ()))
-            found[path] = []
+            continue
+        if metadata.get(RESET_KEY):
+            dead += 1 + held.get(path, 0)
+            found[path], held[path] = [], 0
             fresh.add(path)
-        elif ENTRY_KEY in event.metadata:
-            if path not in fresh:
-                found[path] = list(found.get(path, ()))
-                fresh.add(path)
-            found[path].append(event.metadata[ENTRY_KEY])
+            continue
+        if ENTRY_KEY in metadata:
+            added = [metadata[ENTRY_KEY]]
+        elif isinstance(metadata.get(ENTRIES_KEY), list):
+            added = metadata[ENTRIES_KEY]
         else:
             dead += 1
-    return found, dead
+            continue
+        if path not in fresh:
+            found[path] = list(found.get(path, ()))
+            fresh.add(path)
+        found[path].extend(added)
+        held[path] = held.get(path, 0) + 1
+    return Entries(found, held, dead)
 
 
 def index_counts(index: Any) -> dict[str, int] | None:

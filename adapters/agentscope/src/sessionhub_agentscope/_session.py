@@ -2,12 +2,13 @@
 
 A save costs what is new since the last one, not the whole history: the
 entries of every ``InMemoryMemory`` among the saved modules are sessionhub
-events, one per entry, tagged with the memory's path (``"agent.memory"``); the
+events tagged with the memory's path (``"agent.memory"``), one per entry a
+save adds, batches of entries when a memory is written whole; the
 rest of ``{module name: state_dict()}`` is JSON text in the state value
 ``STATE_KEY``, beside an index of the memories (``MEMORIES_KEY``). Each save is
 one atomic ``append`` with compare-and-set: the entries added since the last
 save (or, when an earlier entry changed, a reset of that memory and all its
-entries), then a marker event carrying the new state. So concurrent saves never
+entries in batches), then a marker event carrying the new state. So concurrent saves never
 mix, and the last one applied wins. Each object remembers, for its 64 most
 recently saved sessions, the last seq and the entries it stored; on a first
 save it reads them back, and when another writer moved the session on, it
@@ -46,7 +47,9 @@ from sessionhub import (
 from sessionhub_agentscope._memory_log import (
     MEMORIES_KEY,
     STATE_KEY,
+    Entries,
     Split,
+    batch_events,
     entry_events,
     index_counts,
     json_copy,
@@ -103,8 +106,7 @@ class _Saved:
     """What a session holds after a save: its last seq and each memory's entries."""
 
     last_seq: int
-    memories: dict[str, list[Any]]  # JSON copies, never changed nor handed out
-    dead: int  # events that hold no live entry (markers, resets, replaced entries)
+    log: Entries  # JSON copies, never changed nor handed out
 
 
 class SessionHubSession(ServiceStore, SessionBase):
@@ -181,17 +183,17 @@ class SessionHubSession(ServiceStore, SessionBase):
         if _capable(service, "compare_and_set"):
             saved = self._saved.get(key) or await _read_saved(service, *key)
             for _ in range(_TRIES):
-                events, memories, dead = _planned(saved, split)
+                events, log = _planned(saved.log, split)
                 try:
                     stored = await service.append(key, events, expected_last_seq=saved.last_seq)
                 except (ConflictError, SessionNotFound):  # another writer moved it on
                     self._saved.pop(key, None)
                     saved = await _read_saved(service, *key, saved)  # what it added
                     continue
-                await self._saved_as(service, key, _Saved(stored[-1].seq, memories, dead))
+                await self._saved_as(service, key, _Saved(stored[-1].seq, log))
                 return
         # Every memory reset and rewritten: right after whatever the session holds.
-        events, memories, _ = _planned(_Saved(0, {}, 0), split)
+        events, _ = _planned(Entries({}, {}, 0), split)
         try:
             await service.append(key, events)
         except SessionNotFound:
@@ -230,13 +232,15 @@ class SessionHubSession(ServiceStore, SessionBase):
         self, service: SessionHistoryService, key: tuple[str, str], saved: _Saved
     ) -> None:
         """Remember ``saved``; compact the history first if it gathered enough dead events."""
-        live = sum(len(entries) for entries in saved.memories.values())
-        if saved.dead > _COMPACT_AFTER + live // 16 and _capable(service, "replace_events"):
-            events = [
-                event
-                for path, entries in saved.memories.items()
-                for event in [reset_event(path), *entry_events(path, entries)]
-            ]
+        found = saved.log.found
+        live = sum(len(entries) for entries in found.values())
+        if saved.log.dead > _COMPACT_AFTER + live // 16 and _capable(service, "replace_events"):
+            events: list[dict[str, Any]] = []
+            held: dict[str, int] = {}
+            for path, entries in found.items():
+                batches = batch_events(path, entries)
+                events += [reset_event(path), *batches]
+                held[path] = len(batches)
             try:
                 stored = await service.replace_events(
                     *key, events, expected_last_seq=saved.last_seq
@@ -245,7 +249,7 @@ class SessionHubSession(ServiceStore, SessionBase):
                 self._saved.pop(key, None)
                 return
             last_seq = stored[-1].seq if stored else saved.last_seq
-            saved = _Saved(last_seq, saved.memories, len(saved.memories))
+            saved = _Saved(last_seq, Entries(found, held, len(found)))
         current = self._saved.get(key)
         if current is None or current.last_seq < saved.last_seq:
             self._saved[key] = saved
@@ -254,29 +258,32 @@ class SessionHubSession(ServiceStore, SessionBase):
                 self._saved.popitem(last=False)
 
 
-def _planned(saved: _Saved, split: Split) -> tuple[list[dict[str, Any]], dict[str, list[Any]], int]:
-    """The events of a save after ``saved``, the entries stored then, and the dead events."""
+def _planned(saved: Entries, split: Split) -> tuple[list[dict[str, Any]], Entries]:
+    """The events of a save after ``saved``, and what the session holds then."""
     events: list[dict[str, Any]] = []
-    memories: dict[str, list[Any]] = {}
+    found: dict[str, list[Any]] = {}
+    held: dict[str, int] = {}
     dead = saved.dead + sum(
-        len(entries) for path, entries in saved.memories.items() if path not in split.memories
+        saved.held.get(path, 0) for path in saved.found if path not in split.memories
     )
     for path, (_, entries) in split.memories.items():
-        old = saved.memories.get(path)
+        old = saved.found.get(path)
         if old is not None and len(entries) >= len(old) and entries[: len(old)] == old:
             fresh = json_copy(entries[len(old) :], path)
-            memories[path] = [*old, *fresh] if fresh else old
-        else:  # new here, or an earlier entry changed: this path starts again
-            events.append(reset_event(path))
-            dead += 1 + (len(old) if old else 0)
-            fresh = json_copy(entries, path)
-            memories[path] = fresh
-        events.extend(entry_events(path, fresh))
+            found[path] = [*old, *fresh] if fresh else old
+            held[path] = saved.held.get(path, 0) + len(fresh)
+            events.extend(entry_events(path, fresh))
+        else:  # new here, or an earlier entry changed: this path starts again, in batches
+            found[path] = json_copy(entries, path)
+            batches = batch_events(path, found[path])
+            events += [reset_event(path), *batches]
+            dead += 1 + saved.held.get(path, 0)
+            held[path] = len(batches)
     # The state rides on a marker of its own: entries stay small, compaction drops markers.
     events.append(
         {**save_event(), "state_delta": {STATE_KEY: split.text, MEMORIES_KEY: split.index()}}
     )
-    return events, memories, dead + 1
+    return events, Entries(found, held, dead + 1)
 
 
 async def _loaded_states(
@@ -292,7 +299,7 @@ async def _loaded_states(
         counts = index_counts(index) if isinstance(session.state.get(STATE_KEY), str) else None
         if counts is None:  # no memory kept as events: the snapshot holds everything
             return states
-        entries, _ = memory_entries(session.events)
+        entries = memory_entries(session.events).found
         if all(len(entries.get(path, ())) == count for path, count in counts.items()):
             return restore_memories(states, session.state[MEMORIES_KEY], entries)
     raise BackendError(
@@ -314,17 +321,17 @@ async def _read_saved(
     session = await service.get_session(user, session_id, after_seq=after)
     if session is None:
         await _created(service, user, session_id)
-        return _Saved(0, {}, 0)
+        return _Saved(0, Entries({}, {}, 0))
     if known is not None and session.last_seq < known.last_seq:
         return await _read_saved(service, user, session_id)  # deleted and created again
     # The service's events are decoded afresh on every read: their entries are ours to keep.
-    entries, dead = memory_entries(session.events, known.memories if known else None)
+    log = memory_entries(session.events, known.log if known else None)
     counts = index_counts(session.state.get(MEMORIES_KEY)) or {}
-    memories = {path: found for path, found in entries.items() if counts.get(path) == len(found)}
-    if known is not None and len(memories) != len(counts):
+    found = {path: got for path, got in log.found.items() if counts.get(path) == len(got)}
+    if known is not None and len(found) != len(counts):
         return await _read_saved(service, user, session_id)
-    dead += sum(len(found) for path, found in entries.items() if path not in memories)
-    return _Saved(session.last_seq, memories, dead + (known.dead if known else 0))
+    dead = log.dead + sum(log.held.get(path, 0) for path in log.found if path not in found)
+    return _Saved(session.last_seq, Entries(found, {path: log.held[path] for path in found}, dead))
 
 
 async def _created(service: SessionHistoryService, user: str, session_id: str) -> None:
