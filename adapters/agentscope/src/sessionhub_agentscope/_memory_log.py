@@ -143,15 +143,19 @@ def _taken(state: Any, keys: Sequence[str]) -> tuple[Any, list[Any] | None]:
     return ({**state, keys[0]: inner} if entries is not None else state), entries
 
 
-def json_copy(entries: Sequence[Any], path: str) -> list[Any]:
-    """What a store and load give back for ``entries``: their JSON round trip."""
+def json_copy(entries: Sequence[Any], path: str) -> tuple[list[Any], list[int]]:
+    """What a store and load give back for ``entries`` (their JSON round trip), and their sizes.
+
+    Each entry's size is the length of its JSON text, what ``batch_events`` weighs.
+    """
     try:
-        copied: list[Any] = json.loads(json.dumps(list(entries), ensure_ascii=False))
+        texts = [json.dumps(entry, ensure_ascii=False) for entry in entries]
     except (TypeError, ValueError) as exc:
         raise InvalidInput(
             f"{path}.content", f"must be JSON to be saved, as for JSONSession: {exc}"
         ) from exc
-    return copied
+    copied: list[Any] = json.loads("[" + ",".join(texts) + "]")
+    return copied, [len(text) for text in texts]
 
 
 def entry_events(path: str, entries: Sequence[Any]) -> list[dict[str, Any]]:
@@ -177,12 +181,18 @@ def _entry_event(path: str, entry: Any) -> dict[str, Any]:
     return {"role": _MARKER_ROLE, "metadata": metadata}
 
 
-def batch_events(path: str, entries: Sequence[Any]) -> list[dict[str, Any]]:
-    """``entries`` in as few events as keep each under ``BATCH_BYTES`` of JSON."""
+def batch_events(
+    path: str, entries: Sequence[Any], sizes: Sequence[int] | None = None
+) -> list[dict[str, Any]]:
+    """``entries`` in as few events as keep each under ``BATCH_BYTES`` of JSON.
+
+    ``sizes``: each entry's JSON length, as ``json_copy`` gives them (measured if not given).
+    """
+    if sizes is None:
+        sizes = [len(json.dumps(entry, ensure_ascii=False)) for entry in entries]
     events: list[dict[str, Any]] = []
     start, size = 0, 0
-    for end, entry in enumerate(entries):
-        length = len(json.dumps(entry, ensure_ascii=False))
+    for end, length in enumerate(sizes):
         if size + length > BATCH_BYTES and end > start:
             events.append(_batch_event(path, entries[start:end]))
             start, size = end, 0

@@ -269,13 +269,13 @@ def _planned(saved: Entries, split: Split) -> tuple[list[dict[str, Any]], Entrie
     for path, (_, entries) in split.memories.items():
         old = saved.found.get(path)
         if old is not None and len(entries) >= len(old) and entries[: len(old)] == old:
-            fresh = json_copy(entries[len(old) :], path)
+            fresh, _ = json_copy(entries[len(old) :], path)
             found[path] = [*old, *fresh] if fresh else old
             held[path] = saved.held.get(path, 0) + len(fresh)
             events.extend(entry_events(path, fresh))
         else:  # new here, or an earlier entry changed: this path starts again, in batches
-            found[path] = json_copy(entries, path)
-            batches = batch_events(path, found[path])
+            found[path], sizes = json_copy(entries, path)
+            batches = batch_events(path, found[path], sizes)
             events += [reset_event(path), *batches]
             dead += 1 + saved.held.get(path, 0)
             held[path] = len(batches)
