@@ -244,6 +244,7 @@ def execute(
                 W6_NAME,
                 "sessionhub-adk on redis",
                 "ADK RedisSessionService",
+                "sessionhub-agentscope on redis",
             ]
         redis = Server(None, "not needed")
         if any(_wanted(only, name) for name in redis_users):

@@ -867,6 +867,10 @@ def _peer_subjects(
         "AgentScope RedisSession",
         "agentscope",
     )
+    if _importable("agentscope.session") and _importable("sessionhub_agentscope"):
+        from benchmarks.agentscope_subjects import agentscope_subjects
+
+        found += agentscope_subjects(redis, run_id)
     return found
 
 

@@ -24,6 +24,7 @@ from sessionhub import InvalidInput, SessionHistoryService, SessionNotFound
 from sessionhub.transfer import import_records, read_agentscope_sessions
 from sessionhub_agentscope import (
     DEFAULT_USER_ID,
+    MEMORIES_KEY,
     STATE_KEY,
     SessionHubSession,
     SessionStateNotFound,
@@ -190,8 +191,9 @@ async def test_a_save_replaces_the_whole_snapshot(session):
     await session.load_session_state("s", notes=stale)
     assert stale.sys_prompt == "untouched"
     stored = await session.service.get_session(DEFAULT_USER_ID, "s")
-    assert sorted(stored.state) == [STATE_KEY]
+    assert sorted(stored.state) == [MEMORIES_KEY, STATE_KEY]
     assert list(json.loads(stored.state[STATE_KEY])) == ["agent"]
+    assert list(stored.state[MEMORIES_KEY]) == ["agent.memory"]
 
 
 async def test_users_and_sessions_are_separate(session):
@@ -210,14 +212,39 @@ async def test_users_and_sessions_are_separate(session):
         await session.load_session_state("other", user_id="alice", allow_not_exist=False)
 
 
-async def test_a_save_stores_what_json_session_writes_in_one_state_value(
+async def test_a_save_stores_json_sessions_file_as_text_and_memory_entries_as_events(
     session, service, tmp_path
 ):
     agent, notes = await answered_agent(), NoteAgent()
+    await notes.memory.add(Msg("Alice", "Hi!", "user"))
     await session.save_session_state("s", user_id="ada", agent=agent, notes=notes)
     await JSONSession(str(tmp_path)).save_session_state("s", agent=agent, notes=notes)
     stored = await service.get_session("ada", "s")
-    assert json.loads(stored.state[STATE_KEY]) == json.loads((tmp_path / "s.json").read_text())
+    written = json.loads((tmp_path / "s.json").read_text())
+    entries = {path: [] for path in ("agent.memory", "notes.memory")}
+    for event in stored.events:  # a first save writes each memory as a batch
+        if "agentscope_entries" in event.metadata:
+            entries[event.metadata["agentscope_memory"]] += event.metadata["agentscope_entries"]
+    assert entries == {
+        "agent.memory": written["agent"]["memory"]["content"],
+        "notes.memory": written["notes"]["memory"]["content"],
+    }
+    for name in ("agent", "notes"):
+        written[name]["memory"]["content"] = []
+    assert json.loads(stored.state[STATE_KEY]) == written
+    assert stored.state[MEMORIES_KEY] == {
+        "agent.memory": {"keys": ["agent", "memory"], "count": 4},
+        "notes.memory": {"keys": ["notes", "memory"], "count": 1},
+    }
+    await notes.memory.add(Msg("Bob", "Hello", "assistant"))
+    await session.save_session_state("s", user_id="ada", agent=agent, notes=notes)
+    added = [
+        e
+        for e in (await service.get_session("ada", "s")).events
+        if "agentscope_entry" in e.metadata
+    ]
+    assert [(e.role, e.metadata["name"]) for e in added] == [("assistant", "Bob")]
+    assert added[0].content == []  # the entry holds the blocks, once
 
 
 async def test_snapshots_saved_by_the_service_load_here(session, service):

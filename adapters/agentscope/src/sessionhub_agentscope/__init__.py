@@ -20,6 +20,7 @@ if TYPE_CHECKING:  # each version's modules are type-checked in that version's e
     from sessionhub_agentscope._messages import MSG_KEY, event_to_msg, msg_to_event_input
     from sessionhub_agentscope._session import (
         DEFAULT_USER_ID,
+        MEMORIES_KEY,
         SNAPSHOT_PREFIX,
         STATE_KEY,
         SessionHubSession,
@@ -32,6 +33,7 @@ __all__ = [
     "SessionStateNotFound",
     "DEFAULT_USER_ID",
     "STATE_KEY",
+    "MEMORIES_KEY",
     "SNAPSHOT_PREFIX",
     # AgentScope 2.x
     "AgentStateStore",
@@ -46,6 +48,7 @@ _MODULES = {
     "SessionStateNotFound": "_session",
     "DEFAULT_USER_ID": "_session",
     "STATE_KEY": "_session",
+    "MEMORIES_KEY": "_session",
     "SNAPSHOT_PREFIX": "_session",
     "AgentStateStore": "_agent_state",
     "STATE_PREFIX": "_agent_state",
