@@ -54,6 +54,18 @@ class Store:
         """A new id for one write: it marks the event documents and the lease it holds."""
         return f"{self.instance}:{next(self.writes)}"
 
+    @property
+    def reads_follow_writes(self) -> bool:
+        """Whether a read sees every write this process saw acknowledged (or read) before.
+
+        Reads go to the primary and either see the latest data (read concern
+        local) or writes wait for the majority the reads see.
+        """
+        settings = self.settings
+        return settings.read_preference == "primary" and (
+            settings.read_concern in (None, "local") or settings.write_concern == "majority"
+        )
+
     def write_concern(self) -> WriteConcern:
         """The write concern every write uses."""
         return write_concern(self.settings)
