@@ -1,4 +1,4 @@
-"""get_session by a process whose remembered head went stale, and what a read sends.
+"""get_session by a process whose remembered head went stale.
 
 A backend that knows a session's head reads the document by ``_id`` and the
 events of that head alongside; these tests make another backend (another
@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from pymongo import AsyncMongoClient, monitoring
 
 from sessionhub import SessionHistoryService
 from sessionhub.models import Session
@@ -112,37 +111,3 @@ async def test_a_full_read_skips_events_outside_the_visible_range(services, targ
     await readers.see(["a", "b", "c"])
     async with MongoBackend(target.settings()) as fresh:  # no remembered head
         await Readers(_service(fresh), _service(fresh)).see(["a", "b", "c"])
-
-
-class _Commands(monitoring.CommandListener):
-    def __init__(self) -> None:
-        self.seen: list[tuple[str, Any]] = []
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        if event.command_name in ("find", "getMore", "aggregate", "findAndModify"):
-            self.seen.append((event.command_name, event.command.get("filter")))
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
-
-
-async def test_a_read_of_a_known_session_is_three_finds_two_by_id(target):
-    commands = _Commands()
-    client: Any = AsyncMongoClient(target.url, event_listeners=[commands], tz_aware=True)
-    try:
-        async with MongoBackend(target.settings(), client=client) as backend:
-            service = _service(backend)
-            await service.create_session("alice", "s1")
-            await service.append(("alice", "s1"), [str(i) for i in range(300)])
-            for last_n in (None, 20):
-                commands.seen.clear()
-                session = await service.get_session("alice", "s1", last_n=last_n)
-                assert len(session.events) == (300 if last_n is None else 20)
-                assert [name for name, _ in commands.seen] == ["find"] * 3
-                by_id = [query for _, query in commands.seen if list(query) == ["_id"]]
-                assert len(by_id) == 2  # the session document and both states
-    finally:
-        await client.close()
