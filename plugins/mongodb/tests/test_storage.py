@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import time
+from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -256,11 +259,14 @@ class _Commands(monitoring.CommandListener):
 
     def __init__(self) -> None:
         self.names: list[str] = []
+        self.filters: list[Any] = []
+        """The ``filter`` of each command (None where it has none)."""
         self.on = False
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
         if self.on:
             self.names.append(event.command_name)
+            self.filters.append(event.command.get("filter"))
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
         pass
@@ -269,37 +275,57 @@ class _Commands(monitoring.CommandListener):
         pass
 
 
-async def test_an_append_is_one_command(target):
-    """Session-scope appends are one bulkWrite on either scheme; app: deltas need more."""
+@contextlib.asynccontextmanager
+async def _watched(target) -> AsyncIterator[tuple[SessionHistoryService, _Commands]]:
+    """A service whose client reports its commands to the listener it comes with."""
     listener = _Commands()
     client = AsyncMongoClient(target.url, event_listeners=[listener], tz_aware=True)
     try:
         async with _service(MongoBackend(target.settings(), client=client)) as service:
-            await service.create_session("alice", "s1")
-            listener.on = True
-            for seq, text in enumerate(("one", "two", "three"), start=1):
-                [event] = await service.append(("alice", "s1"), text)
-                assert event.seq == seq
-                assert listener.names == ["bulkWrite"], (text, listener.names)
-                listener.names.clear()
-            await service.append(
-                ("alice", "s1"), Event(role="user", content=[], state_delta={"k": 1})
-            )
-            assert listener.names == ["bulkWrite"]
-            listener.names.clear()
-            await service.append(
-                ("alice", "s1"), Event(role="user", content=[], state_delta={"app:k": 1})
-            )
-            if target.scheme == "transactions":
-                assert listener.names[-1] == "commitTransaction"
-            assert len(listener.names) > 1
-            listener.on = False
-            got = await service.get_session("alice", "s1")
-            assert got is not None
-            assert [e.seq for e in got.events] == [1, 2, 3, 4, 5]
-            assert got.state == {"k": 1, "app:k": 1}
+            yield service, listener
     finally:
         await client.close()
+
+
+async def test_a_read_of_a_known_session_is_three_finds_two_by_id(target):
+    """With the head remembered: the session document and both states by _id, and the events."""
+    async with _watched(target) as (service, listener):
+        await service.create_session("alice", "s1")
+        await service.append(("alice", "s1"), [str(i) for i in range(300)])
+        listener.on = True
+        for last_n in (None, 20):
+            listener.names.clear()
+            listener.filters.clear()
+            session = await service.get_session("alice", "s1", last_n=last_n)
+            assert len(session.events) == (300 if last_n is None else 20)
+            assert listener.names == ["find"] * 3
+            assert sum(list(query) == ["_id"] for query in listener.filters) == 2
+
+
+async def test_an_append_is_one_command(target):
+    """Session-scope appends are one bulkWrite on either scheme; app: deltas need more."""
+    async with _watched(target) as (service, listener):
+        await service.create_session("alice", "s1")
+        listener.on = True
+        for seq, text in enumerate(("one", "two", "three"), start=1):
+            [event] = await service.append(("alice", "s1"), text)
+            assert event.seq == seq
+            assert listener.names == ["bulkWrite"], (text, listener.names)
+            listener.names.clear()
+        await service.append(("alice", "s1"), Event(role="user", content=[], state_delta={"k": 1}))
+        assert listener.names == ["bulkWrite"]
+        listener.names.clear()
+        await service.append(
+            ("alice", "s1"), Event(role="user", content=[], state_delta={"app:k": 1})
+        )
+        if target.scheme == "transactions":
+            assert listener.names[-1] == "commitTransaction"
+        assert len(listener.names) > 1
+        listener.on = False
+        got = await service.get_session("alice", "s1")
+        assert got is not None
+        assert [e.seq for e in got.events] == [1, 2, 3, 4, 5]
+        assert got.state == {"k": 1, "app:k": 1}
 
 
 async def test_an_optimistic_publish_on_a_stale_head_changes_nothing(target):

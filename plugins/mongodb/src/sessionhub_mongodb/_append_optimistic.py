@@ -45,7 +45,7 @@ from sessionhub_mongodb._append_plan import (
 from sessionhub_mongodb._documents import NEVER, event_document
 from sessionhub_mongodb._expiry import horizon, move_horizon
 from sessionhub_mongodb._heads import Head
-from sessionhub_mongodb._store import Store
+from sessionhub_mongodb._store import Store, conditional, equals
 
 __all__ = ["append_optimistic"]
 
@@ -67,7 +67,7 @@ async def append_optimistic(
         {"$eq": ["$last_seq", head.last_seq]},
         {"$eq": ["$event_count", head.event_count]},
         {"$eq": ["$version", head.version]},
-        _equals("lock", None),
+        equals("lock", None),
     ]
     # Fields that keep their value are matched rather than written again.
     if request.expiry.session is None and head.expires_us == NEVER:
@@ -77,8 +77,8 @@ async def append_optimistic(
         conditions.append({"$gt": ["$expires_us", to_micros(request.expiry.now)]})
     if date == head.horizon_us:
         del sets["horizon_us"]
-        conditions.append(_equals("horizon_us", date))
-    publish = ({"_id": head.id}, _conditional(conditions, sets, unsets))
+        conditions.append(equals("horizon_us", date))
+    publish = ({"_id": head.id}, conditional(conditions, sets, unsets))
     if moved:
         await move_horizon(store, head.incarnation, date, None)
     # If the publishing update fails without an answer it may still have been
@@ -159,34 +159,3 @@ async def _insert_and_publish(
             raise
         return False
     return bool(outcome.update_results[len(models) - 1].modified_count == 1)
-
-
-_PUBLISH = "_publish"
-"""A field the publishing pipeline holds its condition in while it runs (never stored)."""
-
-
-def _equals(field: str, value: Any) -> dict[str, Any]:
-    """``field`` equals ``value``, a missing field counting as null (as a query's equality does)."""
-    if value is None:
-        return {"$eq": [{"$ifNull": [f"${field}", None]}, None]}
-    return {"$eq": [f"${field}", value]}
-
-
-def _conditional(
-    conditions: list[dict[str, Any]], sets: dict[str, Any], unsets: dict[str, str]
-) -> list[dict[str, Any]]:
-    """An update pipeline applying ``sets`` and ``unsets`` only if every condition holds.
-
-    Otherwise each field keeps its value (a missing one stays missing), so the
-    document is not modified.
-    """
-    fields: dict[str, Any] = {
-        path: {"$cond": [f"${_PUBLISH}", {"$literal": value}, f"${path}"]}
-        for path, value in sets.items()
-    }
-    fields.update({path: {"$cond": [f"${_PUBLISH}", "$$REMOVE", f"${path}"]} for path in unsets})
-    return [
-        {"$set": {_PUBLISH: {"$and": conditions}}},
-        {"$set": fields},
-        {"$unset": _PUBLISH},
-    ]

@@ -81,6 +81,21 @@ class Head:
             lowest = max(lowest, self.last_seq - newest - gaps)
         return {"$gt": lowest, "$lte": self.last_seq}
 
+    def grown_from(self, old: Head) -> bool:
+        """Whether this head is ``old`` with only events appended (no pop, trim or replace).
+
+        The events visible under ``old`` are then all still visible, the new ones
+        being exactly the seqs in ``(old.last_seq, last_seq]``.
+        """
+        return (
+            self.id == old.id
+            and self.incarnation == old.incarnation
+            and self.version == old.version
+            and self.floor == old.floor
+            and self.popped == old.popped
+            and self.last_seq - old.last_seq == self.event_count - old.event_count >= 0
+        )
+
     def shown(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """``rows`` (event documents with their ``seq``) without the one ``popped`` hides."""
         if self.popped is None:
@@ -115,6 +130,10 @@ class HeadCache:
     def clear(self) -> None:
         """Forget every head (the connection closed)."""
         self._heads.clear()
+
+    def contended(self, key: SessionKey) -> bool:
+        """Whether another writer beat this process to ``key`` lately (counts nothing down)."""
+        return key in self._contended
 
     def skip_optimistic(self, key: SessionKey) -> bool:
         """Whether this append should skip the optimistic attempt (counts one skip down)."""

@@ -34,7 +34,7 @@ from sessionhub_mongodb._append_standalone import acquire_lease, recover
 from sessionhub_mongodb._documents import event_from_document
 from sessionhub_mongodb._expiry import expiry_fields, horizon, move_horizon
 from sessionhub_mongodb._heads import Head
-from sessionhub_mongodb._store import Store, live, update_of
+from sessionhub_mongodb._store import Store, conditional, equals, live
 
 __all__ = ["pop_event"]
 
@@ -60,15 +60,14 @@ async def pop_event(store: Store, key: SessionKey, expiry: Expiry) -> Event | No
             if newest is None and fresh:
                 return None
             if newest is not None:
-                match = {
-                    "_id": head.id,
-                    "last_seq": head.last_seq,
-                    "event_count": head.event_count,
-                    "version": head.version,
-                    "lock": None,
-                    "expires_us": {"$gt": now_us},
-                }
-                if await _claim(store, key, head, newest, expiry, match, release=False):
+                conditions = [
+                    {"$eq": ["$last_seq", head.last_seq]},
+                    {"$eq": ["$event_count", head.event_count]},
+                    {"$eq": ["$version", head.version]},
+                    equals("lock", None),
+                    {"$gt": ["$expires_us", now_us]},
+                ]
+                if await _claim(store, key, head, newest, expiry, conditions, release=False):
                     return newest
             head, fresh = None, False
         store.heads.remember(key, None)
@@ -88,8 +87,8 @@ async def _pop_leased(store: Store, key: SessionKey, expiry: Expiry) -> Event | 
         newest = await _newest(store, head)
         if newest is None:
             return None
-        match = {"_id": head.id, "lock.owner": token}
-        released = await _claim(store, key, head, newest, expiry, match, release=True)
+        owned = [equals("lock.owner", token)]
+        released = await _claim(store, key, head, newest, expiry, owned, release=True)
         if not released:
             raise ConflictError(
                 f"Session {key.session_id!r} of user {key.user_id!r} changed hands while an "
@@ -124,12 +123,14 @@ async def _claim(
     head: Head,
     event: Event,
     expiry: Expiry,
-    match: dict[str, Any],
+    conditions: list[dict[str, Any]],
     *,
     release: bool,
 ) -> bool:
-    """Take ``event`` out of the visible range if ``match`` still holds.
+    """Take ``event`` out of the visible range if every one of ``conditions`` still holds.
 
+    The update names the document by ``_id`` alone, its conditions in an update
+    pipeline (as the optimistic append publishes): a point lookup on any server.
     What ``popped`` hid so far is deleted first (in the same ``bulkWrite`` where
     the deployment has it): ``popped`` is about to name another seq.
     """
@@ -145,8 +146,8 @@ async def _claim(
     }
     unsets: dict[str, str] = {"lock": ""} if release else {}
     expires_us = expiry_fields(expiry.session, sets, unsets)
-    update = update_of(sets, unsets)
-    update["$inc"] = {"version": 1}
+    update = conditional(conditions, sets, unsets, increment="version")
+    match = {"_id": head.id}
     store.heads.remember(key, None)  # until the outcome is known
     hidden = head.popped is not None and not head.popped_gone
     if store.bulk:
@@ -162,12 +163,12 @@ async def _claim(
         outcome = await store.client.bulk_write(
             models, ordered=True, write_concern=store.write_concern(), verbose_results=True
         )
-        matched = outcome.update_results[len(models) - 1].matched_count
+        modified = outcome.update_results[len(models) - 1].modified_count
     else:
         if hidden:
             await store.events.delete_one({"session": head.incarnation, "seq": head.popped})
-        matched = (await store.sessions.update_one(match, update)).matched_count
-    if matched == 0:
+        modified = (await store.sessions.update_one(match, update)).modified_count
+    if modified != 1:
         return False
     after = replace(
         head,

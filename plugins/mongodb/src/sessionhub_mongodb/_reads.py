@@ -33,7 +33,7 @@ from sessionhub.backend_tools import events_from_json, to_micros
 from sessionhub_mongodb._documents import session_from_document
 from sessionhub_mongodb._expiry import expiry_fields, extend_horizon
 from sessionhub_mongodb._heads import Head
-from sessionhub_mongodb._state import read_state
+from sessionhub_mongodb._state import read_state, read_states
 from sessionhub_mongodb._store import Store, live, update_of
 
 __all__ = ["get_session", "list_sessions", "list_app_sessions", "list_users", "list_apps"]
@@ -44,43 +44,150 @@ async def get_session(
 ) -> StoredSession | None:
     """Read the session, then only the events of ``window``; app and user state alongside."""
     now_us = to_micros(expiry.now)
-
-    async def session_part() -> tuple[dict[str, Any], list[Event]] | None:
-        if refresh:
-            sets: dict[str, Any] = {}
-            unsets: dict[str, str] = {}
-            expiry_fields(expiry.session, sets, unsets)
-            document = await store.sessions.find_one_and_update(
-                live(key, now_us), update_of(sets, unsets), return_document=ReturnDocument.AFTER
-            )
-            if document is not None:
-                await extend_horizon(store, document, expiry)
-        else:
-            document = await store.sessions.find_one(live(key, now_us))
-        if document is None:
-            store.heads.remember(key, None)
-            return None
-        events = await _read_events(store, document, window)
-        store.heads.remember(key, Head.of(document))
-        return document, events
-
-    found, app_state, user_state = await asyncio.gather(
-        session_part(),
-        read_state(store, StateKey.app(key.app_name), expiry, refresh=refresh),
-        read_state(store, StateKey.user(key.app_name, key.user_id), expiry, refresh=refresh),
-    )
+    if refresh:
+        found, app_state, user_state = await asyncio.gather(
+            _refreshed_session(store, key, window, expiry),
+            read_state(store, StateKey.app(key.app_name), expiry, refresh=True),
+            read_state(store, StateKey.user(key.app_name, key.user_id), expiry, refresh=True),
+        )
+    else:
+        found, (app_state, user_state) = await asyncio.gather(
+            _session(store, key, window, now_us), read_states(store, key, now_us)
+        )
     if found is None:
         return None
     document, events = found
     return StoredSession(session_from_document(document, events), app_state, user_state)
 
 
-async def _read_events(
-    store: Store, document: Mapping[str, Any], window: EventWindow
-) -> list[Event]:
+_ALL = 2**31 - 1
+"""``batch_size`` of a read of every event: one batch, as far as the server's 16 MiB allow."""
+
+Found = tuple[dict[str, Any], list[Event]] | None
+
+
+async def _refreshed_session(
+    store: Store, key: SessionKey, window: EventWindow, expiry: Expiry
+) -> Found:
+    """The live session with its expiry slid, and its events."""
+    sets: dict[str, Any] = {}
+    unsets: dict[str, str] = {}
+    expiry_fields(expiry.session, sets, unsets)
+    document = await store.sessions.find_one_and_update(
+        live(key, to_micros(expiry.now)),
+        update_of(sets, unsets),
+        return_document=ReturnDocument.AFTER,
+    )
+    if document is None:
+        store.heads.remember(key, None)
+        return None
+    await extend_horizon(store, document, expiry)
+    head = Head.of(document)
+    events = _events(await _rows(store, head, window))
+    store.heads.remember(key, head)
+    return document, events
+
+
+async def _session(store: Store, key: SessionKey, window: EventWindow, now_us: int) -> Found:
+    """The live session and its events.
+
+    When this process knows the session's head, the document is read by
+    ``_id`` (a point lookup) and the events of the remembered head are read
+    alongside; if the document shows only appends since, the new events are
+    read after them, and anything else reads the window again.
+    """
+    known = store.heads.get(key)
+    if known is None:
+        return await _session_by_key(store, key, window, now_us)
+    ahead = _speculates(store, key, window)
+    early = asyncio.ensure_future(_rows(store, known, window)) if ahead else None
+    try:
+        document = await store.sessions.find_one({"_id": known.id})
+        if not _is_live(document, key, now_us):
+            document = None
+        rows = None if early is None or document is None else await early
+    finally:
+        if early is not None and not early.done():
+            early.cancel()
+        elif early is not None and not early.cancelled():
+            early.exception()  # retrieved: a failure of the document read is the one raised
+    if document is None:
+        return await _session_by_key(store, key, window, now_us)
+    head = Head.of(document)
+    if rows is not None:
+        rows = await _grown(store, known, head, window, rows)
+    if rows is None:
+        rows = await _rows(store, head, window)
+    store.heads.remember(key, head)
+    return document, _events(rows)
+
+
+async def _session_by_key(store: Store, key: SessionKey, window: EventWindow, now_us: int) -> Found:
+    document = await store.sessions.find_one(live(key, now_us))
+    if document is None:
+        store.heads.remember(key, None)
+        return None
+    head = Head.of(document)
+    events = _events(await _rows(store, head, window))
+    store.heads.remember(key, head)
+    return document, events
+
+
+def _is_live(document: Mapping[str, Any] | None, key: SessionKey, now_us: int) -> bool:
+    """Whether ``document`` is the live session of ``key`` (what ``live(key)`` matches)."""
+    return (
+        document is not None
+        and document.get("app") == key.app_name
+        and document.get("user") == key.user_id
+        and document.get("sid") == key.session_id
+        and document.get("expires_us", 0) > now_us
+    )
+
+
+def _speculates(store: Store, key: SessionKey, window: EventWindow) -> bool:
+    """Whether the events of the remembered head are worth reading before the document.
+
+    Only for a plain window (everything, or the newest ``last_n``), whose rows
+    can be counted against the document's ``event_count``, where a read sees
+    what this process saw written, and when no other writer is busy with it.
+    """
+    return (
+        window.after_seq is None
+        and window.after_time is None
+        and window.last_n != 0
+        and store.reads_follow_writes
+        and not store.heads.contended(key)
+    )
+
+
+async def _grown(
+    store: Store, known: Head, head: Head, window: EventWindow, rows: list[dict[str, Any]]
+) -> list[dict[str, Any]] | None:
+    """The window's rows under ``head`` from those read under ``known``; None: read again.
+
+    They carry over when ``head`` only appended to ``known``: the seqs after
+    ``known.last_seq`` are read and joined. The count must then be the
+    window's exactly, or something moved under the read.
+    """
+    if not head.grown_from(known):
+        return None
+    if head.last_seq > known.last_seq:
+        newer = EventWindow(after_seq=known.last_seq, last_n=window.last_n)
+        rows = rows + await _rows(store, head, newer)
+    if window.last_n is not None:
+        rows = rows[-window.last_n :]
+    expected = head.event_count if window.last_n is None else min(window.last_n, head.event_count)
+    return rows if len(rows) == expected else None
+
+
+def _events(rows: list[dict[str, Any]]) -> list[Event]:
+    return events_from_json([row["data"] for row in rows])
+
+
+async def _rows(store: Store, head: Head, window: EventWindow) -> list[dict[str, Any]]:
+    """The window's visible event documents (``data`` and ``seq``) under ``head``, oldest first."""
     if window.last_n == 0:
         return []
-    head = Head.of(document)
     seqs = head.visible(window.last_n if window.after_time is None else None)
     if window.after_seq is not None:
         seqs["$gt"] = max(seqs["$gt"], window.after_seq)
@@ -91,15 +198,24 @@ async def _read_events(
         query["timestamp_us"] = {"$gt": to_micros(window.after_time)}
     projection = {"data": 1, "seq": 1, "_id": 0}
     if window.last_n is None:
-        rows = await store.events.find(query, projection).sort("seq", 1).to_list(None)
-        rows = head.shown(rows)
-    else:
-        extra = 0 if head.popped is None else 1
-        cursor = store.events.find(query, projection).sort("seq", -1)
-        rows = head.shown(await cursor.limit(window.last_n + extra).to_list(None))
-        rows = rows[: window.last_n]
-        rows.reverse()
-    return events_from_json([row["data"] for row in rows])
+        everything = window.after_seq is None and window.after_time is None
+        if everything:
+            # The whole history: the range is checked here instead. Beyond it lie
+            # only leftovers (unpublished or trimmed events not yet deleted), and
+            # a one-field filter is cheaper to plan and match on some servers.
+            del query["seq"]
+        cursor = store.events.find(query, projection).sort("seq", 1).batch_size(_ALL)
+        rows = await cursor.to_list(None)
+        if everything:
+            low, high = seqs["$gt"], seqs["$lte"]
+            rows = [row for row in rows if low < row["seq"] <= high]
+        return head.shown(rows)
+    extra = 0 if head.popped is None else 1
+    cursor = store.events.find(query, projection).sort("seq", -1)
+    rows = head.shown(await cursor.limit(window.last_n + extra).to_list(None))
+    rows = rows[: window.last_n]
+    rows.reverse()
+    return rows
 
 
 _HEADER = dict.fromkeys(

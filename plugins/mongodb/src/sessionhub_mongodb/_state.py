@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,7 +15,7 @@ from sessionhub_mongodb._documents import NEVER, decode_map, map_delta, state_id
 from sessionhub_mongodb._expiry import expiry_fields
 from sessionhub_mongodb._store import WRITE_RETRIES, Store, update_of
 
-__all__ = ["read_state", "apply_state", "apply_scopes", "fill_states"]
+__all__ = ["read_state", "read_states", "apply_state", "apply_scopes", "fill_states"]
 
 States = tuple[dict[str, Any] | None, dict[str, Any] | None]
 
@@ -25,20 +24,37 @@ async def read_state(
     store: Store, key: StateKey, expiry: Expiry, *, refresh: bool
 ) -> dict[str, Any]:
     """The app or user state (``{}`` if absent or expired); with ``refresh``, slide its expiry."""
-    query = {
-        "_id": state_id(key.app_name, key.user_id),
-        "expires_us": {"$gt": to_micros(expiry.now)},
-    }
+    now_us = to_micros(expiry.now)
     if refresh:
         sets: dict[str, Any] = {}
         unsets: dict[str, str] = {}
         expiry_fields(key.expires_at(expiry), sets, unsets)
         document = await store.state.find_one_and_update(
-            query, update_of(sets, unsets), return_document=ReturnDocument.AFTER
+            {"_id": state_id(key.app_name, key.user_id), "expires_us": {"$gt": now_us}},
+            update_of(sets, unsets),
+            return_document=ReturnDocument.AFTER,
         )
     else:
-        document = await store.state.find_one(query)
-    return {} if document is None else decode_map(document.get("state"))
+        # By _id alone (a point lookup on any server); expiry is judged here.
+        document = await store.state.find_one({"_id": state_id(key.app_name, key.user_id)})
+    return _live_state(document, now_us)
+
+
+async def read_states(
+    store: Store, key: SessionKey, now_us: int
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The app and user state of ``key``'s app and user, in one ``find`` by ``_id``."""
+    app_id, user_id = state_id(key.app_name, None), state_id(key.app_name, key.user_id)
+    rows = await store.state.find({"_id": {"$in": [app_id, user_id]}}).to_list(None)
+    found = {row["_id"]: row for row in rows}
+    return _live_state(found.get(app_id), now_us), _live_state(found.get(user_id), now_us)
+
+
+def _live_state(document: Mapping[str, Any] | None, now_us: int) -> dict[str, Any]:
+    """The state a stored document holds: ``{}`` if there is none or it has expired."""
+    if document is None or not document.get("expires_us", 0) > now_us:
+        return {}
+    return decode_map(document.get("state"))
 
 
 async def apply_state(
@@ -124,7 +140,7 @@ async def fill_states(
         return await read_state(store, state_key, expiry, refresh=False)
 
     if app_state is None and user_state is None:
-        app_state, user_state = await asyncio.gather(read(app_key), read(user_key))
+        app_state, user_state = await read_states(store, key, to_micros(expiry.now))
     elif app_state is None:
         app_state = await read(app_key)
     elif user_state is None:

@@ -22,7 +22,16 @@ from sessionhub import SessionKey
 from sessionhub_mongodb._heads import HeadCache, KeyLocks
 from sessionhub_mongodb._settings import MongoSettings, read_preference, write_concern
 
-__all__ = ["Store", "connect", "key_filter", "live", "update_of", "WRITE_RETRIES"]
+__all__ = [
+    "Store",
+    "connect",
+    "key_filter",
+    "live",
+    "update_of",
+    "equals",
+    "conditional",
+    "WRITE_RETRIES",
+]
 
 WRITE_RETRIES = 5
 """How often a write that collided with a concurrent one is tried before ConflictError."""
@@ -53,6 +62,18 @@ class Store:
     def token(self) -> str:
         """A new id for one write: it marks the event documents and the lease it holds."""
         return f"{self.instance}:{next(self.writes)}"
+
+    @property
+    def reads_follow_writes(self) -> bool:
+        """Whether a read sees every write this process saw acknowledged (or read) before.
+
+        Reads go to the primary and either see the latest data (read concern
+        local) or writes wait for the majority the reads see.
+        """
+        settings = self.settings
+        return settings.read_preference == "primary" and (
+            settings.read_concern in (None, "local") or settings.write_concern == "majority"
+        )
 
     def write_concern(self) -> WriteConcern:
         """The write concern every write uses."""
@@ -162,3 +183,42 @@ def update_of(sets: Mapping[str, Any], unsets: Mapping[str, str]) -> dict[str, A
     if unsets:
         update["$unset"] = dict(unsets)
     return update
+
+
+_PUBLISH = "_publish"
+"""A field the publishing pipeline holds its condition in while it runs (never stored)."""
+
+
+def equals(field: str, value: Any) -> dict[str, Any]:
+    """``field`` equals ``value``, a missing field counting as null (as a query's equality does)."""
+    if value is None:
+        return {"$eq": [{"$ifNull": [f"${field}", None]}, None]}
+    return {"$eq": [f"${field}", value]}
+
+
+def conditional(
+    conditions: list[dict[str, Any]],
+    sets: dict[str, Any],
+    unsets: dict[str, str],
+    *,
+    increment: str | None = None,
+) -> list[dict[str, Any]]:
+    """An update pipeline applying ``sets`` and ``unsets`` only if every condition holds.
+
+    Otherwise each field keeps its value (a missing one stays missing), so the
+    document is not modified. ``increment`` names a field that then goes up by
+    one (a missing one counting as 0), as ``$inc`` would.
+    """
+    fields: dict[str, Any] = {
+        path: {"$cond": [f"${_PUBLISH}", {"$literal": value}, f"${path}"]}
+        for path, value in sets.items()
+    }
+    fields.update({path: {"$cond": [f"${_PUBLISH}", "$$REMOVE", f"${path}"]} for path in unsets})
+    if increment is not None:
+        path = f"${increment}"
+        fields[increment] = {"$cond": [f"${_PUBLISH}", {"$add": [{"$ifNull": [path, 0]}, 1]}, path]}
+    return [
+        {"$set": {_PUBLISH: {"$and": conditions}}},
+        {"$set": fields},
+        {"$unset": _PUBLISH},
+    ]
