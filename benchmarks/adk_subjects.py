@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.payload import Turn
+from benchmarks.peer_subjects import AdkSubject
 from benchmarks.servers import Server
 from benchmarks.subjects import (
     BENCH_APP,
     PREFILL_BATCH,
-    AdkSubject,
     Subject,
     Unavailable,
     _delete_prefix,

@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from benchmarks.subjects import OpenAISubject
+from benchmarks.peer_subjects import OpenAISubject
 
 __all__ = ["OpenAIMongoSubject", "MONGODB_NAME"]
 

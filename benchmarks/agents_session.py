@@ -1,7 +1,7 @@
 """W6, the OpenAI Agents session workload: what the SDK's runner does to its session per turn.
 
 One sample is ``add_items`` of one turn (two Responses items: the assistant
-message and its function call, as in :class:`benchmarks.subjects.OpenAISubject`)
+message and its function call, as in :class:`benchmarks.peer_subjects.OpenAISubject`)
 followed by ``get_items(limit=20)``, at several history lengths; the subjects on
 one storage are timed alternately, turn by turn. The subjects:
 ``SessionHubSession`` (``sessionhub-openai-agents``) on every sessionhub backend,
@@ -21,14 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.payload import TurnFactory
+from benchmarks.peer_subjects import OpenAISubject, _importable
 from benchmarks.results import Cell, SubjectResult
 from benchmarks.servers import Server
 from benchmarks.subjects import (
-    OpenAISubject,
     SessionhubSubject,
     Subject,
     Unavailable,
-    _importable,
     discover,
 )
 from benchmarks.timing import Samples

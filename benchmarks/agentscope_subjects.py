@@ -15,8 +15,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from benchmarks.peer_subjects import AgentScopeSubject
 from benchmarks.servers import Server
-from benchmarks.subjects import AgentScopeSubject, Subject, Unavailable, _delete_prefix
+from benchmarks.subjects import Subject, Unavailable, _delete_prefix
 
 __all__ = ["ADAPTER_ROWS", "NOT_IN_API", "AgentScopeAdapterSubject", "agentscope_subjects"]
 
