@@ -12,8 +12,8 @@ import statistics
 import sys
 from pathlib import Path
 
+from benchmarks.plans import append_key
 from benchmarks.results import RunResult
-from benchmarks.workloads import append_key
 
 __all__ = ["draw_append_chart"]
 

@@ -18,10 +18,10 @@ from pathlib import Path
 
 from benchmarks.agents_session import SIZES, turn_key
 from benchmarks.agentscope_subjects import NOT_IN_API
+from benchmarks.plans import Plan, expected_keys
 from benchmarks.results import RunResult
 from benchmarks.servers import HELPER_FAILED
 from benchmarks.subjects import NOT_MEASURED, UNDECLARED
-from benchmarks.workloads import Plan, expected_keys
 
 __all__ = ["find_problems"]
 

@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from benchmarks.payload import Turn
 from benchmarks.servers import Server
@@ -32,6 +32,7 @@ from benchmarks.subjects import (
     BENCH_APP,
     PEER_PACKAGES,
     PREFILL_BATCH,
+    Family,
     StoredTurn,
     Subject,
     Unavailable,
@@ -55,7 +56,7 @@ class AdkSubject(Subject):
     writers in one process share it, as agents of one runner do.
     """
 
-    family = "peer"
+    family: ClassVar[Family] = "peer"
 
     def __init__(
         self, database: bool, postgres_url: str | None = None, schema: str = "adk"
@@ -240,7 +241,7 @@ class OpenAISubject(Subject):
     the first ``add_items``; the handle is that object. A turn is two items.
     """
 
-    family = "peer"
+    family: ClassVar[Family] = "peer"
 
     def __init__(self, redis_url: str | None, key_prefix: str) -> None:
         if redis_url is None:
@@ -356,7 +357,7 @@ class AgentScopeSubject(Subject):
     application do.
     """
 
-    family = "peer"
+    family: ClassVar[Family] = "peer"
 
     def __init__(self, redis_url: str | None, key_prefix: str) -> None:
         if redis_url is None:

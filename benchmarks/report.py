@@ -14,9 +14,7 @@ from pathlib import Path
 
 from benchmarks.agents_session import LIMIT, SIZES, turn_key
 from benchmarks.chart import draw_append_chart
-from benchmarks.results import Cell, RunResult, SubjectResult
-from benchmarks.timing import Samples
-from benchmarks.workloads import (
+from benchmarks.plans import (
     CONCURRENT,
     CREATE,
     LIST_FIRST,
@@ -28,6 +26,8 @@ from benchmarks.workloads import (
     last_key,
     pop_key,
 )
+from benchmarks.results import Cell, RunResult, SubjectResult
+from benchmarks.timing import Samples
 
 __all__ = ["render_markdown", "write_report", "format_seconds", "format_ratio"]
 

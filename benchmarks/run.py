@@ -42,12 +42,13 @@ from benchmarks.agents_session import W6_NAME, agents_subjects, run_agents_sessi
 from benchmarks.completeness import find_problems
 from benchmarks.floors import Floor, make_floors
 from benchmarks.payload import TurnFactory
+from benchmarks.plans import Plan
 from benchmarks.profiling import ProfileRequest
 from benchmarks.report import write_report
 from benchmarks.results import RunResult, SubjectResult
 from benchmarks.servers import Server, start_mongodb, start_postgres, start_redis
 from benchmarks.subjects import Subject, Unavailable, discover
-from benchmarks.workloads import Plan, run_subject
+from benchmarks.workloads import run_subject
 
 __all__ = ["main", "execute", "parse_args"]
 

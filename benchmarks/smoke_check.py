@@ -19,10 +19,10 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.completeness import find_problems
+from benchmarks.plans import Plan
 from benchmarks.report import write_report
 from benchmarks.results import RunResult
 from benchmarks.run import execute
-from benchmarks.workloads import Plan
 
 __all__ = ["run_smoke", "main"]
 

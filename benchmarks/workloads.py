@@ -45,7 +45,6 @@ from benchmarks.plans import (
     Plan,
     append_key,
     cas_key,
-    expected_keys,
     get_key,
     last_key,
     pop_key,
@@ -55,20 +54,7 @@ from benchmarks.results import Cell
 from benchmarks.subjects import StoredTurn, Subject
 from benchmarks.timing import Operation, Samples, measure, measure_paired
 
-__all__ = [
-    "Plan",
-    "run_subject",
-    "append_key",
-    "pop_key",
-    "cas_key",
-    "get_key",
-    "last_key",
-    "LIST_FIRST",
-    "LIST_WALK",
-    "CONCURRENT",
-    "CREATE",
-    "expected_keys",
-]
+__all__ = ["run_subject"]
 
 WARMUP = 5
 GROWTH = 5

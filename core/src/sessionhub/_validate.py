@@ -96,30 +96,25 @@ def is_json(value: Any, depth: int = 0) -> bool:
         return math.isfinite(value)
     if depth >= _MAX_DEPTH:
         return False
-    # Atoms inside a container are checked in line: most values are flat.
     if kind is dict:
-        for key, item in value.items():
+        for key in value:
             if type(key) is not str or not (key.isascii() or _encodable(key)):
                 return False
-            if type(item) is str:
-                if not (item.isascii() or _encodable(item)):
-                    return False
-            elif not (
-                type(item) is int or type(item) is bool or item is None or is_json(item, depth + 1)
-            ):
+        items = value.values()
+    elif kind is list or kind is tuple:
+        items = value
+    else:
+        return False  # subclasses and everything else: let check_json decide and explain
+    # Atoms inside a container are checked in line: most values are flat.
+    for item in items:
+        if type(item) is str:
+            if not (item.isascii() or _encodable(item)):
                 return False
-        return True
-    if kind is list or kind is tuple:
-        for item in value:
-            if type(item) is str:
-                if not (item.isascii() or _encodable(item)):
-                    return False
-            elif not (
-                type(item) is int or type(item) is bool or item is None or is_json(item, depth + 1)
-            ):
-                return False
-        return True
-    return False  # subclasses and everything else: let check_json decide and explain
+        elif not (
+            type(item) is int or type(item) is bool or item is None or is_json(item, depth + 1)
+        ):
+            return False
+    return True
 
 
 def _encodable(text: str) -> bool:
