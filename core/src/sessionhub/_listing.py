@@ -24,7 +24,7 @@ from sessionhub._cursor import (
     encode_name_cursor,
 )
 from sessionhub._operations import operation
-from sessionhub.backend import Backend, Expiry, StateKey
+from sessionhub.backend import Backend, Expiry, ListedPage, ListRequest, StateKey
 from sessionhub.errors import ConfigError, InvalidInput
 from sessionhub.models import Page, Session
 
@@ -93,63 +93,57 @@ class ListingOperations:
                 )
             require_capability(self.backend, "list_all_sessions")
             after = decode_all_users_cursor(cursor) if cursor else None
-            await self._ready()
-            expiry = self._expiry(self._clock())
-            rows = await self.backend.list_app_sessions(
-                self.app_name, limit=limit + 1, after=after, now=expiry.now
-            )
-            return await self._page(rows, limit, expiry, encode_all_users_cursor)
-        user_id = _validate.check_identifier(user_id, "user_id")
-        after = decode_cursor(cursor) if cursor else None
-        if parent_id is not None:
-            parent_id = _validate.check_identifier(parent_id, "parent_id")
+            encode = encode_all_users_cursor
+        else:
+            user_id = _validate.check_identifier(user_id, "user_id")
+            after = decode_cursor(cursor) if cursor else None
+            if parent_id is not None:
+                parent_id = _validate.check_identifier(parent_id, "parent_id")
+            encode = encode_cursor
         await self._ready()
-        expiry = self._expiry(self._clock())
-        rows = await self.backend.list_sessions(
-            self.app_name,
-            user_id,
+        request = ListRequest(
+            app_name=self.app_name,
+            user_id=user_id,
             limit=limit + 1,
             after=after,
             parent_id=parent_id,
-            now=expiry.now,
+            expiry=self._expiry(self._clock()),
         )
-        return await self._page(rows, limit, expiry, encode_cursor)
+        if self.backend.capabilities.list_page:
+            listed = await self.backend.list_page(request)
+        else:
+            listed = await self._read_page(request)
+        return _merged_page(listed, limit, encode)
 
-    async def _page(
-        self,
-        rows: list[Session],
-        limit: int,
-        expiry: Expiry,
-        encode: Callable[[Session], str],
-    ) -> Page[Session]:
-        """Cut ``rows`` to a page and merge each session's state with its wider scopes."""
-        next_cursor = None
-        if len(rows) > limit:
-            rows = rows[:limit]
-            next_cursor = encode(rows[-1])
-        if rows:
-            users = sorted({row.user_id for row in rows})
-            states = await asyncio.gather(
-                self.backend.read_state(StateKey.app(self.app_name), expiry, refresh=False),
-                *(
-                    self.backend.read_state(
-                        StateKey.user(self.app_name, user), expiry, refresh=False
-                    )
-                    for user in users
-                ),
+    async def _read_page(self, request: ListRequest) -> ListedPage:
+        """The page, then its app state and each of its users' states (no ``list_page``)."""
+        backend = self.backend
+        if request.user_id is None:
+            rows = await backend.list_app_sessions(
+                request.app_name, limit=request.limit, after=request.after, now=request.expiry.now
             )
-            # The app and user keys of each user, prefixed once per page, not once per row.
-            scopes = {
-                user: merge_scopes(states[0], user_state, {})
-                for user, user_state in zip(users, states[1:], strict=True)
-            }
-            for row in rows:
-                wider = scopes[row.user_id]
-                if wider:
-                    merged = wider.copy()
-                    merged.update(row.state)
-                    row.__dict__["state"] = merged  # a field already set: skip __setattr__
-        return _SESSION_PAGE(items=rows, next_cursor=next_cursor)
+        else:
+            rows = await backend.list_sessions(
+                request.app_name,
+                request.user_id,
+                limit=request.limit,
+                after=request.after,
+                parent_id=request.parent_id,
+                now=request.expiry.now,
+            )
+        if not rows:
+            return ListedPage(rows, {}, {})
+        users = sorted({row.user_id for row in rows})
+        states = await asyncio.gather(
+            backend.read_state(StateKey.app(request.app_name), request.expiry, refresh=False),
+            *(
+                backend.read_state(
+                    StateKey.user(request.app_name, user), request.expiry, refresh=False
+                )
+                for user in users
+            ),
+        )
+        return ListedPage(rows, states[0], dict(zip(users, states[1:], strict=True)))
 
     @operation
     async def list_users(self, *, limit: int = 50, cursor: str | None = None) -> Page[str]:
@@ -184,3 +178,24 @@ class ListingOperations:
             names = names[:limit]
             next_cursor = encode_name_cursor(kind, names[-1])
         return _NAME_PAGE(items=names, next_cursor=next_cursor)
+
+
+def _merged_page(listed: ListedPage, limit: int, encode: Callable[[Session], str]) -> Page[Session]:
+    """Cut the rows to a page and merge each session's state with its wider scopes."""
+    rows = listed.sessions
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        next_cursor = encode(rows[-1])
+    # The app and user keys of each user, prefixed once per page, not once per row.
+    scopes: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        wider = scopes.get(row.user_id)
+        if wider is None:
+            user_state = listed.user_states.get(row.user_id, {})
+            wider = scopes[row.user_id] = merge_scopes(listed.app_state, user_state, {})
+        if wider:
+            merged = wider.copy()
+            merged.update(row.state)
+            row.__dict__["state"] = merged  # a field already set: skip __setattr__
+    return _SESSION_PAGE(items=rows, next_cursor=next_cursor)

@@ -2,8 +2,9 @@
 
 Keys (``SessionKey``, ``StateKey``, ``Scope``), what the service computed for a
 call (``StateDeltas``, ``Expiry``, ``EventWindow``, ``ListCursor``), the requests
-(``AppendRequest``, ``ReplaceRequest``) and the results (``StoredSession``,
-``AppendResult``). Import them from ``sessionhub`` or ``sessionhub.backend``.
+(``AppendRequest``, ``ReplaceRequest``, ``ListRequest``) and the results
+(``StoredSession``, ``AppendResult``, ``ListedPage``). Import them from
+``sessionhub`` or ``sessionhub.backend``.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ __all__ = [
     "AppendRequest",
     "ReplaceRequest",
     "AppendResult",
+    "ListRequest",
+    "ListedPage",
 ]
 
 
@@ -275,3 +278,39 @@ class AppendResult:
     ``expires_at``) only when the append stored at least one new event."""
     expires_at: datetime | None
     """The session's ``expires_at`` after the append."""
+
+
+@dataclass
+class ListRequest:
+    """One page of a session listing, as ``Backend.list_page`` takes it.
+
+    The same page ``list_sessions`` (``user_id`` set) or ``list_app_sessions``
+    (``user_id`` is ``None``) returns for these arguments.
+    """
+
+    app_name: str
+    """The app whose sessions are listed."""
+    user_id: str | None
+    """The user whose sessions are listed; ``None``: every user's (``list_all_sessions``)."""
+    limit: int
+    """How many sessions at most."""
+    after: ListCursor | None
+    """The exclusive keyset position to start after (``None``: from the newest)."""
+    parent_id: str | None
+    """Only the direct children of this session (only with a ``user_id``)."""
+    expiry: Expiry
+    """``expiry.now`` decides what is live: sessions and states expired by then are left out."""
+
+
+@dataclass
+class ListedPage:
+    """A page of sessions and the wider state scopes they are shown with, read together."""
+
+    sessions: list[Session]
+    """The page, as ``list_sessions`` / ``list_app_sessions`` return it (session-scope state,
+    no events)."""
+    app_state: dict[str, Any]
+    """The app state, keys without ``app:`` (``{}`` if absent or expired)."""
+    user_states: dict[str, dict[str, Any]]
+    """The user state of every user owning a session of the page, keys without ``user:``
+    (``{}`` if absent or expired)."""

@@ -24,6 +24,8 @@ from sessionhub._records import (
     EventWindow,
     Expiry,
     ListCursor,
+    ListedPage,
+    ListRequest,
     ReplaceRequest,
     Scope,
     SessionKey,
@@ -62,6 +64,8 @@ __all__ = [
     "AppendResult",
     "ReplaceRequest",
     "ListCursor",
+    "ListRequest",
+    "ListedPage",
 ]
 
 _OPTIONAL_METHODS = {
@@ -71,6 +75,7 @@ _OPTIONAL_METHODS = {
     "restore_session": "restore_session",
     "pop_event": "pop_event",
     "replace_events": "replace_events",
+    "list_page": "list_page",
 }
 """Methods of ``Backend`` a backend may leave out, by the capability each one declares."""
 
@@ -81,8 +86,8 @@ class Capabilities:
 
     The conformance suite skips the tests of a capability a backend does not declare.
     ``list_users``, ``list_all_sessions`` (the method ``list_app_sessions``),
-    ``list_apps``, ``restore_session``, ``pop_event`` and ``replace_events`` name
-    optional methods of ``Backend``:
+    ``list_apps``, ``restore_session``, ``pop_event``, ``replace_events`` and
+    ``list_page`` name optional methods of ``Backend``:
     left at ``None``, each is declared by implementing the method, and the
     ``Backend`` subclass gets a ``capabilities`` with ``True`` or ``False`` in
     its place when the class is defined.
@@ -116,6 +121,10 @@ class Capabilities:
     replace_events: bool | None = None
     """``Backend.replace_events`` works: ``svc.replace_events`` / ``clear_events``.
     ``None``: true if the backend class overrides the method."""
+    list_page: bool | None = None
+    """``Backend.list_page`` works: a listing page and the state scopes it needs are read
+    together (one transaction or round trip where the store allows), instead of the page
+    then one ``read_state`` per scope. ``None``: true if the backend class overrides it."""
     compare_and_set: bool = False
     """``append`` honours ``AppendRequest.expected_last_seq``. Declare it explicitly:
     a backend written before the field existed would ignore it."""
@@ -400,6 +409,18 @@ class Backend(abc.ABC):
         configured app only.
         """
         raise NotImplementedError(f"The {self.name!r} backend cannot list the apps of a store.")
+
+    async def list_page(self, request: ListRequest) -> ListedPage:
+        """Return a listing page with the app state and the state of each user in it.
+
+        The sessions are those ``list_sessions`` (``request.user_id`` set) or
+        ``list_app_sessions`` (``None``) return for the same arguments; the
+        states are what ``read_state`` returns without ``refresh`` at
+        ``request.expiry``. Read them together, in one transaction or round trip
+        where the store allows: the service otherwise reads the page, then each
+        state. Optional: declares the ``list_page`` capability.
+        """
+        raise NotImplementedError(f"The {self.name!r} backend cannot read a listing page at once.")
 
     async def restore_session(self, session: Session, events: list[Event], expiry: Expiry) -> None:
         """Write ``session`` with exactly ``events``, replacing any session with its key.

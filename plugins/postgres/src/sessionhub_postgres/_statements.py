@@ -53,6 +53,10 @@ class Statements:
     """By (with parent_id, with a cursor)."""
     list_app_sessions: dict[bool, str]
     """By whether a cursor is given."""
+    page_sessions: dict[tuple[bool, bool], str]
+    """``list_sessions`` with the app and user states: by (with parent_id, with a cursor)."""
+    page_app_sessions: dict[bool, str]
+    """``list_app_sessions`` with the app state and each user's state: by with a cursor."""
     list_users: str
     list_apps: str
     read_app_state: str
@@ -89,6 +93,22 @@ class Statements:
             },
             list_app_sessions={
                 cursor: _list_app_sessions(sessions, cursor=cursor) for cursor in (False, True)
+            },
+            page_sessions={
+                (parent, cursor): _with_states(
+                    names,
+                    _list_sessions(sessions, parent=parent, cursor=cursor, numbered=True),
+                    now="$3",
+                    one_user=True,
+                )
+                for parent in (False, True)
+                for cursor in (False, True)
+            },
+            page_app_sessions={
+                cursor: _with_states(
+                    names, _list_app_sessions(sessions, cursor=cursor, numbered=True), now="$2"
+                )
+                for cursor in (False, True)
             },
             list_apps=_list_apps(names),
             list_users=(
@@ -164,10 +184,11 @@ def _append_plain(names: Names) -> str:
     )
 
 
-def _list_sessions(sessions: str, *, parent: bool, cursor: bool) -> str:
+def _list_sessions(sessions: str, *, parent: bool, cursor: bool, numbered: bool = False) -> str:
+    order = "updated_at DESC, session_id DESC"
     sql = (
-        f"SELECT {_LISTED} FROM {sessions} WHERE app_name = $1 AND user_id = $2 AND "
-        + _LIVE.format(now="$3")
+        f"SELECT {_LISTED}{_numbered(order) if numbered else ''} FROM {sessions} "
+        "WHERE app_name = $1 AND user_id = $2 AND " + _LIVE.format(now="$3")
     )
     n = 4
     if parent:
@@ -176,18 +197,49 @@ def _list_sessions(sessions: str, *, parent: bool, cursor: bool) -> str:
     if cursor:
         sql += f" AND (updated_at, session_id) < (${n}, ${n + 1})"
         n += 2
-    return sql + f" ORDER BY updated_at DESC, session_id DESC LIMIT ${n}"
+    return sql + f" ORDER BY {order} LIMIT ${n}"
 
 
-def _list_app_sessions(sessions: str, *, cursor: bool) -> str:
+def _list_app_sessions(sessions: str, *, cursor: bool, numbered: bool = False) -> str:
     # Along the (app_name, updated_at, user_id, session_id) index, read backwards.
-    sql = f"SELECT {_LISTED}, user_id FROM {sessions} WHERE app_name = $1 AND " + _LIVE.format(
-        now="$2"
+    order = "updated_at DESC, user_id DESC, session_id DESC"
+    sql = (
+        f"SELECT {_LISTED}, user_id{_numbered(order) if numbered else ''} FROM {sessions} "
+        "WHERE app_name = $1 AND " + _LIVE.format(now="$2")
     )
     if cursor:
         sql += " AND (updated_at, user_id, session_id) < ($3, $4, $5)"
-    return sql + (
-        f" ORDER BY updated_at DESC, user_id DESC, session_id DESC LIMIT ${6 if cursor else 3}"
+    return sql + f" ORDER BY {order} LIMIT ${6 if cursor else 3}"
+
+
+def _numbered(order: str) -> str:
+    """The owner and the row's place in the page, numbered along the listing's own order.
+
+    ``row_number()`` in the index's order streams, so the ``LIMIT`` still stops the scan.
+    """
+    return f", user_id AS owner, row_number() OVER (ORDER BY {order}) AS n"
+
+
+def _with_states(names: Names, page: str, *, now: str, one_user: bool = False) -> str:
+    """``page`` with the app state on its first row and a user's state on that user's first.
+
+    Elsewhere those two columns are ``NULL``, so each state is sent once. Columns: the
+    listing's, ``owner``, ``n`` (the row's place), the app state and the user state
+    (``NULL`` on the row that would carry it too when absent or expired). A listing of
+    one user's sessions has one user state: on the first row, as the app state.
+    """
+    live = _LIVE.format(now=now)
+    return (
+        "SELECT p.*, CASE WHEN p.n = 1 THEN "
+        f"(SELECT state FROM {names.app_state} WHERE app_name = $1 AND {live}) END, "
+        + (
+            "CASE WHEN p.n = 1 THEN "
+            if one_user
+            else "CASE WHEN row_number() OVER (PARTITION BY p.owner ORDER BY p.n) = 1 THEN "
+        )
+        + f"(SELECT state FROM {names.user_state} AS u WHERE u.app_name = $1 "
+        f"AND u.user_id = p.owner AND {live}) END "
+        f"FROM ({page}) AS p ORDER BY p.n"
     )
 
 

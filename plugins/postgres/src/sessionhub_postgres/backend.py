@@ -33,6 +33,8 @@ from sessionhub import (
     EventWindow,
     Expiry,
     ListCursor,
+    ListedPage,
+    ListRequest,
     ReplaceRequest,
     Session,
     SessionExists,
@@ -354,6 +356,40 @@ class PostgresBackend(Backend):
             ]
 
         return await self._run(read, retry=True)
+
+    async def list_page(self, request: ListRequest) -> ListedPage:
+        """A listing page with the app state and each of its users' state, in one statement.
+
+        Each state comes once, on the first row of the page (the app's) or of its
+        user (see ``Statements.page_sessions``).
+        """
+        app_name, after = request.app_name, request.after
+        args: list[Any] = [app_name]
+        if request.user_id is None:
+            args.append(request.expiry.now)
+            if after is not None:
+                args += [after.updated_at, after.user_id or "", after.session_id]
+            query = self._sql.page_app_sessions[after is not None]
+        else:
+            args += [request.user_id, request.expiry.now]
+            if request.parent_id is not None:
+                args.append(request.parent_id)
+            if after is not None:
+                args += [after.updated_at, after.session_id]
+            query = self._sql.page_sessions[request.parent_id is not None, after is not None]
+        args.append(request.limit)
+        rows = await self._run(lambda conn: conn.fetch(query, *args), retry=True)
+        page = ListedPage([], {}, {})
+        for row in rows:
+            owner = row[-4]
+            page.sessions.append(
+                session_from_row(SessionKey(app_name, owner, row[0]), row, events=False)
+            )
+            if owner not in page.user_states:  # the user's first row carries the state
+                page.user_states[owner] = decode_object(row[-1])
+        if rows:
+            page.app_state = decode_object(rows[0][-2])
+        return page
 
     async def list_apps(self, *, limit: int, after: str | None) -> list[str]:
         """One page of the store's app names, ascending (a loose scan of three indexes)."""

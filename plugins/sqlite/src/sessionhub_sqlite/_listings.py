@@ -12,11 +12,11 @@ import sqlite3
 from datetime import datetime
 from typing import Any
 
-from sessionhub import ListCursor, Session
+from sessionhub import ListCursor, ListedPage, ListRequest, Session, StateKey
 from sessionhub.backend_tools import to_micros
-from sessionhub_sqlite._transactions import _SESSION_COLUMNS, _session_from_row
+from sessionhub_sqlite._transactions import _SESSION_COLUMNS, _session_from_row, read_state
 
-__all__ = ["list_sessions", "list_app_sessions", "list_users", "list_apps"]
+__all__ = ["list_sessions", "list_app_sessions", "list_page", "list_users", "list_apps"]
 
 
 def _sessions(cursor: sqlite3.Cursor) -> list[Session]:
@@ -84,6 +84,34 @@ def list_app_sessions(
     sql += " ORDER BY updated_at DESC, user_id DESC, session_id DESC LIMIT ?"
     params.append(limit)
     return _sessions(conn.execute(sql, params))
+
+
+def list_page(conn: sqlite3.Connection, request: ListRequest) -> ListedPage:
+    """A listing page and the app and user states it is shown with, in one transaction."""
+    now = request.expiry.now
+    if request.user_id is None:
+        rows = list_app_sessions(conn, request.app_name, request.limit, request.after, now)
+    else:
+        rows = list_sessions(
+            conn,
+            request.app_name,
+            request.user_id,
+            request.limit,
+            request.after,
+            request.parent_id,
+            now,
+        )
+    if not rows:
+        return ListedPage(rows, {}, {})
+    app = request.app_name
+    return ListedPage(
+        rows,
+        read_state(conn, StateKey.app(app), request.expiry, refresh=False),
+        {
+            user: read_state(conn, StateKey.user(app, user), request.expiry, refresh=False)
+            for user in {row.user_id for row in rows}
+        },
+    )
 
 
 def list_users(conn: sqlite3.Connection, app_name: str, limit: int, after: str | None) -> list[str]:

@@ -42,6 +42,8 @@ from sessionhub import (
     EventWindow,
     Expiry,
     ListCursor,
+    ListedPage,
+    ListRequest,
     ReplaceRequest,
     Session,
     SessionKey,
@@ -408,6 +410,10 @@ class SQLiteBackend(Backend):
         return await self._transaction(
             _listings.list_app_sessions, app_name, limit, after, now, write=False
         )
+
+    async def list_page(self, request: ListRequest) -> ListedPage:
+        """A listing page with the app and user states, in one short read transaction."""
+        return await self._transaction(_listings.list_page, request, write=False)
 
     async def list_apps(self, *, limit: int, after: str | None) -> list[str]:
         """One page of the store's app names, ascending (a loose scan of indexes)."""

@@ -6,14 +6,14 @@ from datetime import timedelta
 
 import pytest
 
-from sessionhub.backend import Backend, Expiry
+from sessionhub.backend import Backend, Expiry, ListCursor, ListRequest, StateKey
 from sessionhub.errors import InvalidInput
 from sessionhub.service import SessionHistoryService
 from sessionhub.testing._base import FakeClock, MakeService, requires
 
 
 class ListingTests:
-    """DESIGN §3: ``list_sessions(None)``, ``list_users`` and ``list_apps``."""
+    """DESIGN §3: ``list_sessions(None)``, ``list_users``, ``list_apps``; ``list_page``."""
 
     pytestmark = pytest.mark.asyncio
 
@@ -194,6 +194,45 @@ class ListingTests:
             if cursor is None:
                 break
         assert seen == expected
+
+    @requires("list_page")
+    async def test_list_page_reads_what_the_listing_and_read_state_read(
+        self, backend: Backend, make_service: MakeService, clock: FakeClock
+    ) -> None:
+        """list_page: the page of list_sessions / list_app_sessions and the live wider states."""
+        service = make_service(user_state_ttl=60)
+        await service.update_app_state({"greeting": "hi"})
+        a1 = await service.create_session("alice", "a1", state={"user:name": "Alice", "k": 1})
+        await service.create_session("alice", "a2", state={"user:name": "Alice"})
+        await service.create_session("bob", "b1", state={"user:name": "Bob"})
+        await service.create_session("carol", "c1")
+        await make_service(app_name="other").create_session("alice", "o1", state={"user:x": 1})
+        clock.advance(61)  # the user states expire; the sessions and the app state do not
+        await service.update_user_state("bob", {"fresh": True})
+        await service.spawn_child(a1, "a3")
+        expiry = Expiry(now=clock.now)
+        page = await backend.list_page(ListRequest("default", "alice", 2, None, None, expiry))
+        rows = await backend.list_sessions(
+            "default", "alice", limit=2, after=None, parent_id=None, now=clock.now
+        )
+        assert page.sessions == rows and [s.id for s in rows] == ["a3", "a2"]
+        assert (page.app_state, page.user_states) == ({"greeting": "hi"}, {"alice": {}})
+        after = ListCursor(rows[-1].updated_at, rows[-1].id)
+        page = await backend.list_page(ListRequest("default", "alice", 5, after, None, expiry))
+        assert [s.id for s in page.sessions] == ["a1"]
+        assert page.sessions[0].state == {"k": 1}  # the session scope only
+        page = await backend.list_page(ListRequest("default", "alice", 5, None, "a1", expiry))
+        assert [s.id for s in page.sessions] == ["a3"]
+        page = await backend.list_page(ListRequest("default", "nobody", 5, None, None, expiry))
+        assert page.sessions == [] and page.user_states == {}
+        if backend.capabilities.list_all_sessions:
+            page = await backend.list_page(ListRequest("default", None, 10, None, None, expiry))
+            rows = await backend.list_app_sessions("default", limit=10, after=None, now=clock.now)
+            assert page.sessions == rows and len(rows) == 5
+            assert page.user_states == {"alice": {}, "bob": {"fresh": True}, "carol": {}}
+            for user, state in page.user_states.items():
+                key = StateKey.user("default", user)
+                assert state == await backend.read_state(key, expiry, refresh=False)
 
 
 async def _all_users(service: SessionHistoryService, page_size: int) -> list[tuple[str, str]]:
