@@ -187,6 +187,8 @@ def _merged_page(listed: ListedPage, limit: int, encode: Callable[[Session], str
     if len(rows) > limit:
         rows = rows[:limit]
         next_cursor = encode(rows[-1])
+    if not listed.app_state and not any(listed.user_states.values()):
+        return _SESSION_PAGE(items=rows, next_cursor=next_cursor)
     # The app and user keys of each user, prefixed once per page, not once per row.
     scopes: dict[str, dict[str, Any]] = {}
     for row in rows:
