@@ -116,34 +116,38 @@ class ListingOperations:
         return _merged_page(listed, limit, encode)
 
     async def _read_page(self, request: ListRequest) -> ListedPage:
-        """The page, then its app state and each of its users' states (no ``list_page``)."""
-        backend = self.backend
-        if request.user_id is None:
-            rows = await backend.list_app_sessions(
-                request.app_name, limit=request.limit, after=request.after, now=request.expiry.now
+        """The page and its states through calls of their own (a backend without ``list_page``).
+
+        The states the page needs are read beside the page where they are known before
+        it (the app's, and the user's of a one-user listing): one wait, not two.
+        """
+        backend, app, expiry = self.backend, request.app_name, request.expiry
+        user = request.user_id
+        if user is None:
+            rows, app_state = await asyncio.gather(
+                backend.list_app_sessions(
+                    app, limit=request.limit, after=request.after, now=expiry.now
+                ),
+                backend.read_state(StateKey.app(app), expiry, refresh=False),
             )
-        else:
-            rows = await backend.list_sessions(
-                request.app_name,
-                request.user_id,
+            users = sorted({row.user_id for row in rows})
+            states = await asyncio.gather(
+                *(backend.read_state(StateKey.user(app, u), expiry, refresh=False) for u in users)
+            )
+            return ListedPage(rows, app_state, dict(zip(users, states, strict=True)))
+        rows, app_state, user_state = await asyncio.gather(
+            backend.list_sessions(
+                app,
+                user,
                 limit=request.limit,
                 after=request.after,
                 parent_id=request.parent_id,
-                now=request.expiry.now,
-            )
-        if not rows:
-            return ListedPage(rows, {}, {})
-        users = sorted({row.user_id for row in rows})
-        states = await asyncio.gather(
-            backend.read_state(StateKey.app(request.app_name), request.expiry, refresh=False),
-            *(
-                backend.read_state(
-                    StateKey.user(request.app_name, user), request.expiry, refresh=False
-                )
-                for user in users
+                now=expiry.now,
             ),
+            backend.read_state(StateKey.app(app), expiry, refresh=False),
+            backend.read_state(StateKey.user(app, user), expiry, refresh=False),
         )
-        return ListedPage(rows, states[0], dict(zip(users, states[1:], strict=True)))
+        return ListedPage(rows, app_state, {user: user_state})
 
     @operation
     async def list_users(self, *, limit: int = 50, cursor: str | None = None) -> Page[str]:
