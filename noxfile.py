@@ -165,8 +165,9 @@ def docs(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    """Type-check every package's src/ with mypy --strict, one package at a time."""
+    """Type-check each package's src/ with mypy --strict, one at a time, then the benchmarks."""
     _sync(session, "dev")
     for package in PACKAGES:
         if package != "adapters/agentscope":  # typed per AgentScope major in its adapter sessions
             session.run("mypy", "--strict", f"{package}/src")
+    session.run("mypy", "--strict", "benchmarks")

@@ -97,3 +97,11 @@ def test_no_module_imports_itself_in_a_circle():
         if name not in state:
             walk(name)
     assert not circles, "import circles:\n" + "\n".join(circles)
+
+
+@pytest.mark.parametrize("src", SOURCES, ids=lambda src: src.parent.name)
+def test_each_package_ships_its_type_hints(src):
+    """Every distribution's package carries ``py.typed``, so type checkers read its hints."""
+    packages = [path.parent for path in src.glob("*/__init__.py")]
+    assert packages, f"no package under {src}"
+    assert [p.name for p in packages if not (p / "py.typed").is_file()] == []
