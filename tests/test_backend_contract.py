@@ -39,6 +39,7 @@ class WithoutExtras(MemoryBackend):
     restore_session = Backend.restore_session
     pop_event = Backend.pop_event
     replace_events = Backend.replace_events
+    list_page = Backend.list_page
 
 
 class ListsAgain(WithoutExtras):
@@ -77,6 +78,10 @@ def test_optional_methods_are_capabilities_declared_by_implementing_them():
         WithoutExtras.capabilities.list_all_sessions,
         WithoutExtras.capabilities.list_apps,
     ) == (False, False)
+    assert (MemoryBackend.capabilities.list_page, WithoutExtras.capabilities.list_page) == (
+        True,
+        False,
+    )
 
 
 SUITE = """
@@ -94,6 +99,7 @@ class WithoutExtras(MemoryBackend):
     restore_session = Backend.restore_session
     pop_event = Backend.pop_event
     replace_events = Backend.replace_events
+    list_page = Backend.list_page
 
 
 class TestWithoutExtras(BackendConformance):
@@ -125,6 +131,7 @@ def test_a_backend_without_the_optional_methods_passes_the_suite(pytester):
         "restore_session",
         "pop_event",
         "replace_events",
+        "list_page",
         "compare_and_set",
     ):  # one at a time: the skips are reported in the order the tests ran
         result.stdout.fnmatch_lines(

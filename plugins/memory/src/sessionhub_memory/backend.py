@@ -33,6 +33,8 @@ from sessionhub import (
     EventWindow,
     Expiry,
     ListCursor,
+    ListedPage,
+    ListRequest,
     ReplaceRequest,
     Session,
     SessionExists,
@@ -340,6 +342,29 @@ class MemoryBackend(Backend):
         if after is not None:
             rows = [r for r in rows if position(r) < after.key()]
         return [self._session(r) for r in rows[:limit]]
+
+    async def list_page(self, request: ListRequest) -> ListedPage:
+        """A listing page and the states it is shown with, read without yielding (one view)."""
+        app, expiry = request.app_name, request.expiry
+        if request.user_id is None:
+            rows = await self.list_app_sessions(
+                app, limit=request.limit, after=request.after, now=expiry.now
+            )
+        else:
+            rows = await self.list_sessions(
+                app,
+                request.user_id,
+                limit=request.limit,
+                after=request.after,
+                parent_id=request.parent_id,
+                now=expiry.now,
+            )
+        users = {row.user_id for row in rows}
+        return ListedPage(
+            rows,
+            self._state(StateKey.app(app), expiry, refresh=False) if rows else {},
+            {user: self._state(StateKey.user(app, user), expiry, refresh=False) for user in users},
+        )
 
     async def list_apps(self, *, limit: int, after: str | None) -> list[str]:
         """Apps with sessions, user state or app state, ascending."""
