@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
 
+from sessionhub._event_slots import assign
 from sessionhub.backend import StateDeltas
 from sessionhub.errors import InvalidInput
 from sessionhub.models import (
@@ -207,7 +208,7 @@ def check_event(event: Event, field: str) -> StateDeltas:
         check_part(part, f"{field}.content[{number}]")
     check_mapping(event.metadata, f"{field}.metadata")
     if event.timestamp is not None:
-        event.timestamp = check_time(event.timestamp, f"{field}.timestamp")
+        assign(event, "timestamp", check_time(event.timestamp, f"{field}.timestamp"))
     if event.state_delta or type(event.state_delta) is not dict:
         check_mapping(event.state_delta, f"{field}.state_delta")
         return split_delta(event.state_delta, f"{field}.state_delta")
