@@ -5,7 +5,7 @@ makes one from an event being stored, ``thaw`` makes the fresh ``Event`` a read
 returns. So a caller changing an event it passed in or got back, its parts or
 any dict or list inside, never changes what is stored, without turning events
 into JSON text and back. A snapshot is ``(id, seq, role, parts, timestamp,
-state_delta, metadata)``; ``SEQ``, ``ID`` and ``TIMESTAMP`` read it. Each part
+state_delta, metadata)``; ``ID``, ``SEQ`` and ``TIMESTAMP`` read it. Each part
 is ``(model, fields, json_field, copy, extra, fields_set)``: ``copy`` is what a
 fresh copy of its JSON field's value takes (``None`` for a string, a number or
 ``None``; a shallow copy for a dict or list holding no container; else a deep
@@ -41,7 +41,7 @@ from pydantic import BaseModel
 from sessionhub import DataPart, Event, FilePart, TextPart, ToolCallPart, ToolResultPart
 from sessionhub.backend_tools import event_from_json, event_to_json
 
-__all__ = ["ID", "SEQ", "TIMESTAMP", "Snapshot", "freeze", "number", "thaw"]
+__all__ = ["ID", "SEQ", "TIMESTAMP", "PartSnapshot", "Snapshot", "freeze", "number", "thaw"]
 
 _Copy = Callable[[Any], Any] | None
 PartSnapshot = tuple[

@@ -50,7 +50,7 @@ from sessionhub.backend_tools import (
     dump_json,
     stored_session,
 )
-from sessionhub_memory._snapshots import SEQ, TIMESTAMP, Snapshot, freeze, number, thaw
+from sessionhub_memory._snapshots import ID, SEQ, TIMESTAMP, Snapshot, freeze, number, thaw
 
 __all__ = ["MemoryBackend", "MemorySettings", "MemoryStore"]
 
@@ -84,7 +84,7 @@ class _Record:
             self.rising = _rising(self.events[-1:], snapshots)
         self.events += snapshots
         for snapshot in snapshots:
-            self.by_id[snapshot[0]] = snapshot[1]
+            self.by_id[ID(snapshot)] = SEQ(snapshot)
 
 
 @dataclass
@@ -268,7 +268,7 @@ class MemoryBackend(Backend):
         if not record.events:
             return None
         snapshot = record.events.pop()
-        del record.by_id[snapshot[0]]
+        del record.by_id[ID(snapshot)]
         record.header["updated_at"] = expiry.now
         record.header["expires_at"] = expiry.session
         return thaw(snapshot)
@@ -285,7 +285,7 @@ class MemoryBackend(Backend):
         snapshots = [freeze(event, seq) for seq, event in enumerate(request.events, start=first)]
         saved = []
         for snapshot, event in zip(snapshots, request.events, strict=True):
-            number(event, snapshot[1])  # the service's own copy: returned, never kept
+            number(event, SEQ(snapshot))  # the service's own copy: returned, never kept
             saved.append(event)
         record.events, record.by_id, record.rising = [], {}, True
         record.store(snapshots)
@@ -421,9 +421,9 @@ class MemoryBackend(Backend):
 
 def _rising(before: Sequence[Snapshot], snapshots: Sequence[Snapshot]) -> bool:
     """Whether ``before`` then ``snapshots`` have timestamps that never fall."""
-    previous = before[-1][4] if before else None
+    previous = TIMESTAMP(before[-1]) if before else None
     for snapshot in snapshots:
-        timestamp = snapshot[4]
+        timestamp = TIMESTAMP(snapshot)
         if timestamp is None or (previous is not None and timestamp < previous):
             return False
         previous = timestamp
@@ -456,7 +456,7 @@ def _newest_after(
     for index in range(len(events) - 1, start - 1, -1):
         if last_n is not None and len(picked) == last_n:
             break
-        timestamp = events[index][4]
+        timestamp = TIMESTAMP(events[index])
         if timestamp is not None and timestamp > after:
             picked.append(events[index])
     picked.reverse()
@@ -490,7 +490,7 @@ def _state_slot(key: StateKey) -> tuple[str, str, str | None]:
 def _trim(record: _Record, limit: int | None) -> None:
     if limit is not None and len(record.events) > limit:
         for snapshot in record.events[:-limit]:
-            del record.by_id[snapshot[0]]
+            del record.by_id[ID(snapshot)]
         del record.events[:-limit]
 
 
