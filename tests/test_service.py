@@ -101,3 +101,28 @@ async def test_listing_pages_reuse_one_page_class():
         gc.collect()  # a parametrized model nothing refers to is freed here
         assert sessions() is type(await svc.list_sessions("alice"))
         assert users() is type(await svc.list_users())
+
+
+BAD_EVENTS = {
+    "events[1].id": lambda: ["ok", {"id": "bad\x00", "role": "user"}],
+    "events[0].content[1].data.k": lambda: {
+        "role": "a",
+        "content": ["x", {"type": "data", "data": {"k": {1: 2}}}],
+    },
+    "events[0].content[0].q[1]": lambda: {"role": "a", "content": [{"type": "zz", "q": [1, b"x"]}]},
+    "events[0].metadata.x": lambda: {"role": "a", "metadata": {"x": float("nan")}},
+    "events[0].state_delta": lambda: {"role": "a", "state_delta": {"": 1}},
+}
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("field", list(BAD_EVENTS))
+async def test_append_names_the_field_that_breaks_a_rule(field):
+    """The full dotted path of the field, from the batch down, whatever check fails."""
+    service = SessionHistoryService(backend=MemoryBackend())
+    await service.create_session("u", "s")
+    events = BAD_EVENTS[field]()
+    with pytest.raises(InvalidInput) as caught:
+        await service.append(("u", "s"), events if isinstance(events, list) else [events])
+    assert caught.value.field == field
+    assert str(caught.value).startswith(f"Invalid {field}: ")

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from sessionhub import _validate
+from sessionhub._event_slots import assign
 from sessionhub.backend import AppendResult, StateDeltas
 from sessionhub.backend_tools import apply_delta
 from sessionhub.errors import InvalidInput
@@ -30,9 +31,9 @@ def stamp(batch: list[Event], now: datetime) -> None:
     """Give events without an id a generated one, and without a timestamp ``now``."""
     for event in batch:
         if blank(event.id):
-            event.id = new_event_id()
+            assign(event, "id", new_event_id())
         if event.timestamp is None:
-            event.timestamp = now
+            assign(event, "timestamp", now)
 
 
 def check_batch(batch: list[Event]) -> list[StateDeltas]:
@@ -49,8 +50,8 @@ def check_batch(batch: list[Event]) -> list[StateDeltas]:
             raise InvalidInput(f"{field}.id", f"{event.id!r} appears twice in one append")
         seen.add(event.id)
         if event.state_delta:
-            event.state_delta = _validate.without_temp(event.state_delta)
-        event.seq = 0
+            assign(event, "state_delta", _validate.without_temp(event.state_delta))
+        assign(event, "seq", 0)
     return deltas
 
 

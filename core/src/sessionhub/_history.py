@@ -25,7 +25,6 @@ from sessionhub.backend import (
     Expiry,
     ReplaceRequest,
     SessionKey,
-    StateDeltas,
     StoredSession,
 )
 from sessionhub.errors import InvalidInput
@@ -63,6 +62,9 @@ class HistoryOperations:
     async def _ready(self) -> None:
         raise NotImplementedError
 
+    def _open_here(self) -> bool:
+        raise NotImplementedError
+
     def _merged(self, stored: StoredSession) -> Session:
         raise NotImplementedError
 
@@ -97,12 +99,13 @@ class HistoryOperations:
         with the ``compare_and_set`` capability.
         Raises ``SessionNotFound`` if the session is absent or expired.
         """
-        if isinstance(session, Session):
-            key = self._key(session.user_id, session.id)
-            if session.app_name != self.app_name:
+        given = session if isinstance(session, Session) else None
+        if given is not None:
+            key = self._key(given.user_id, given.id)
+            if given.app_name != self.app_name:
                 raise InvalidInput(
                     "session.app_name",
-                    f"belongs to app {session.app_name!r}, but this service is for app "
+                    f"belongs to app {given.app_name!r}, but this service is for app "
                     f"{self.app_name!r}",
                 )
         else:
@@ -111,19 +114,23 @@ class HistoryOperations:
             key = self._key(*session)
         expected = self._expected_last_seq(expected_last_seq, "compare_and_set")
         now = self._clock()
-        batch, deltas = await self._prepared(key, events, now)
+        batch = _stamped(events, now)
+        if batch and has_implementations(self.plugin_manager, "sessionhub_before_append"):
+            batch = await self._before_append(key, batch, now)
         if not batch:
             return []
-        await self._ready()
+        deltas = check_batch(batch)
+        if not self._open_here():
+            await self._ready()
         expiry = self._expiry(now)
         result = await self.backend.append(
             AppendRequest(key, batch, deltas, expiry, self.settings.event_limit, expected)
         )
         check_retries(batch, result.events)
-        if isinstance(session, Session):
-            update_in_place(session, result.events, deltas, result)
+        if given is not None:
+            update_in_place(given, result.events, deltas, result)
         if has_implementations(self.plugin_manager, "sessionhub_after_append"):
-            observed = session if isinstance(session, Session) else await self._header(key)
+            observed = given if given is not None else await self._header(key)
             if observed is not None:
                 await call_hook(
                     self.plugin_manager,
@@ -170,7 +177,10 @@ class HistoryOperations:
         self._require("replace_events")
         expected = self._expected_last_seq(expected_last_seq, "replace_events")
         now = self._clock()
-        batch, deltas = await self._prepared(key, events, now)
+        batch = _stamped(events, now)
+        if batch and has_implementations(self.plugin_manager, "sessionhub_before_append"):
+            batch = await self._before_append(key, batch, now)
+        deltas = check_batch(batch)
         for index, delta in enumerate(deltas):
             if delta or batch[index].state_delta:
                 raise InvalidInput(
@@ -192,26 +202,19 @@ class HistoryOperations:
         """
         await self.replace_events(user_id, session_id, [], expected_last_seq=expected_last_seq)
 
-    async def _prepared(
-        self, key: SessionKey, events: EventInput | Sequence[EventInput], now: datetime
-    ) -> tuple[list[Event], list[StateDeltas]]:
-        """Normalise, stamp, run ``before_append`` hooks and check events about to be stored."""
-        batch = to_events(events)
-        if not batch:
-            return [], []
-        stamp(batch, now)
-        if has_implementations(self.plugin_manager, "sessionhub_before_append"):
-            # A hook may edit events in place: it gets copies of the caller's parts and dicts.
-            ctx = AppendContext(
-                self.app_name,
-                key.user_id,
-                key.session_id,
-                [event.model_copy(deep=True) for event in batch],
-            )
-            await call_hook(self.plugin_manager, "sessionhub_before_append", ctx=ctx)
-            batch = to_events(ctx.events)  # a hook may have added dicts or strings
-            stamp(batch, now)
-        return batch, check_batch(batch)
+    async def _before_append(
+        self, key: SessionKey, batch: list[Event], now: datetime
+    ) -> list[Event]:
+        """Run the ``before_append`` hooks on copies of ``batch``; return their events, stamped."""
+        # A hook may edit events in place: it gets copies of the caller's parts and dicts.
+        ctx = AppendContext(
+            self.app_name,
+            key.user_id,
+            key.session_id,
+            [event.model_copy(deep=True) for event in batch],
+        )
+        await call_hook(self.plugin_manager, "sessionhub_before_append", ctx=ctx)
+        return _stamped(ctx.events, now)  # a hook may have added dicts or strings
 
     def _expected_last_seq(self, value: int | None, capability: str) -> int | None:
         if value is None:
@@ -228,3 +231,10 @@ class HistoryOperations:
             key, EventWindow(last_n=0), self._expiry(self._clock()), refresh=False
         )
         return None if stored is None else self._merged(stored)
+
+
+def _stamped(events: EventInput | Sequence[EventInput], now: datetime) -> list[Event]:
+    """The events about to be stored, normalised (copies) and stamped with ids and times."""
+    batch = to_events(events)
+    stamp(batch, now)
+    return batch

@@ -18,6 +18,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from sessionhub._event_slots import copy_event
 from sessionhub._validate import ROLE_RULE
 from sessionhub.errors import InvalidInput
 from sessionhub.models import (
@@ -50,7 +51,7 @@ def to_events(value: Any) -> list[Event]:
 def to_event(value: Any, field: str = "event") -> Event:
     """Normalise a single input to a new ``Event``."""
     if isinstance(value, Event):
-        return value.model_copy()
+        return copy_event(value)
     if isinstance(value, str):
         return Event(role="user", content=[TextPart(text=value)])
     if not isinstance(value, Mapping):

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
 
+from sessionhub._event_slots import assign
 from sessionhub.backend import StateDeltas
 from sessionhub.errors import InvalidInput
 from sessionhub.models import (
@@ -201,16 +202,27 @@ def check_event(event: Event, field: str) -> StateDeltas:
 
     Return the split delta. A timestamp is set to its UTC form.
     """
-    check_identifier(event.id, f"{field}.id")
-    check_role(event.role, f"{field}.role")
+    try:
+        return _checked_event(event)
+    except InvalidInput as error:  # the field's full name is built for an error only
+        raise InvalidInput(f"{field}.{error.field}", error.rule) from error.__cause__
+
+
+def _checked_event(event: Event) -> StateDeltas:
+    """``check_event`` naming fields from the event (``id``, ``content[0].text``)."""
+    check_identifier(event.id, "id")
+    check_role(event.role, "role")
     for number, part in enumerate(event.content):
-        check_part(part, f"{field}.content[{number}]")
-    check_mapping(event.metadata, f"{field}.metadata")
+        try:
+            check_part(part, "")
+        except InvalidInput as error:
+            raise InvalidInput(f"content[{number}]{error.field}", error.rule) from error.__cause__
+    check_mapping(event.metadata, "metadata")
     if event.timestamp is not None:
-        event.timestamp = check_time(event.timestamp, f"{field}.timestamp")
+        assign(event, "timestamp", check_time(event.timestamp, "timestamp"))
     if event.state_delta or type(event.state_delta) is not dict:
-        check_mapping(event.state_delta, f"{field}.state_delta")
-        return split_delta(event.state_delta, f"{field}.state_delta")
+        check_mapping(event.state_delta, "state_delta")
+        return split_delta(event.state_delta, "state_delta")
     return StateDeltas()
 
 

@@ -8,6 +8,7 @@ backend's atomic primitives.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import copy
 import logging
@@ -227,6 +228,10 @@ class SessionHistoryService(HistoryOperations, ListingOperations):
 
     async def _ready(self) -> None:
         await self._runner.ready()
+
+    def _open_here(self) -> bool:
+        """Whether the backend is open on the running loop: ``_ready`` would do nothing."""
+        return self._runner.loop is asyncio.get_running_loop()
 
     # --- sessions --------------------------------------------------------------
 

@@ -52,7 +52,7 @@ from sessionhub.backend_tools import (
     dump_json,
     stored_session,
 )
-from sessionhub_memory._snapshots import freeze, thaw
+from sessionhub_memory._snapshots import ID, SEQ, TIMESTAMP, Snapshot, freeze, number, thaw
 
 __all__ = ["MemoryBackend", "MemorySettings", "MemoryStore"]
 
@@ -69,7 +69,7 @@ class MemorySettings(BackendSettings):
 class _Record:
     header: dict[str, Any]
     """The session's fields as JSON-ready values, state as JSON text."""
-    events: list[Event] = field(default_factory=list)
+    events: list[Snapshot] = field(default_factory=list)
     """Snapshots of the stored events, in seq order (gaps where events were popped or replaced)."""
     by_id: dict[str, int] = field(default_factory=dict)
     """Event id -> seq."""
@@ -78,15 +78,15 @@ class _Record:
 
     def index(self, seq: int) -> int:
         """The position of the stored event numbered ``seq``."""
-        return bisect.bisect_left(self.events, seq, key=_seq)
+        return bisect.bisect_left(self.events, seq, key=SEQ)
 
-    def store(self, snapshots: Sequence[Event]) -> None:
+    def store(self, snapshots: Sequence[Snapshot]) -> None:
         """Add snapshots after the stored events (their seqs are higher)."""
         if self.rising:
             self.rising = _rising(self.events[-1:], snapshots)
         self.events += snapshots
         for snapshot in snapshots:
-            self.by_id[snapshot.id] = snapshot.seq
+            self.by_id[ID(snapshot)] = SEQ(snapshot)
 
 
 @dataclass
@@ -230,7 +230,7 @@ class MemoryBackend(Backend):
         known: dict[str, Event] = {}
         for event in request.events:
             if event.id in record.by_id:
-                known[event.id] = record.events[record.index(record.by_id[event.id])]
+                known[event.id] = thaw(record.events[record.index(record.by_id[event.id])])
                 # an id reused for other content: nothing is written
                 check_retry(event, known[event.id])
         # Snapshots first: nothing is stored if one of them fails.
@@ -241,10 +241,10 @@ class MemoryBackend(Backend):
         session_state: dict[str, Any] | None = None
         for event, delta in zip(request.events, request.deltas, strict=True):
             if event.id in known:
-                stored.append(thaw(known[event.id]))
+                stored.append(known[event.id])
                 continue
             last_seq += 1
-            event.seq = last_seq  # the service's own copy: returned, never kept
+            number(event, last_seq)  # the service's own copy: returned, never kept
             stored.append(event)
             if delta.session:
                 if session_state is None:
@@ -270,10 +270,10 @@ class MemoryBackend(Backend):
         if not record.events:
             return None
         snapshot = record.events.pop()
-        del record.by_id[snapshot.id]
+        del record.by_id[ID(snapshot)]
         record.header["updated_at"] = expiry.now
         record.header["expires_at"] = expiry.session
-        return thaw(snapshot)  # snapshots share their field-name sets
+        return thaw(snapshot)
 
     async def replace_events(self, request: ReplaceRequest) -> AppendResult:
         """Swap the history in one step: nothing else runs in between."""
@@ -287,7 +287,7 @@ class MemoryBackend(Backend):
         snapshots = [freeze(event, seq) for seq, event in enumerate(request.events, start=first)]
         saved = []
         for snapshot, event in zip(snapshots, request.events, strict=True):
-            event.seq = snapshot.seq  # the service's own copy: returned, never kept
+            number(event, SEQ(snapshot))  # the service's own copy: returned, never kept
             saved.append(event)
         record.events, record.by_id, record.rising = [], {}, True
         record.store(snapshots)
@@ -444,51 +444,44 @@ class MemoryBackend(Backend):
         return len(doomed) + len(stale)
 
 
-def _seq(event: Event) -> int:
-    return event.seq
-
-
-def _timestamp(event: Event) -> datetime:
-    return event.timestamp  # type: ignore[return-value]  # set on every stored event
-
-
-def _rising(before: Sequence[Event], events: Sequence[Event]) -> bool:
-    """Whether ``before`` then ``events`` have timestamps that never fall."""
-    previous = before[-1].timestamp if before else None
-    for event in events:
-        if event.timestamp is None or (previous is not None and event.timestamp < previous):
+def _rising(before: Sequence[Snapshot], snapshots: Sequence[Snapshot]) -> bool:
+    """Whether ``before`` then ``snapshots`` have timestamps that never fall."""
+    previous = TIMESTAMP(before[-1]) if before else None
+    for snapshot in snapshots:
+        timestamp = TIMESTAMP(snapshot)
+        if timestamp is None or (previous is not None and timestamp < previous):
             return False
-        previous = event.timestamp
+        previous = timestamp
     return True
 
 
-def _window(record: _Record, window: EventWindow) -> list[Event]:
+def _window(record: _Record, window: EventWindow) -> list[Snapshot]:
     """The snapshots ``window`` selects, oldest first; costs the window, not the history."""
     events = record.events
     if window.last_n == 0 or not events:
         return []
     start = 0
     if window.after_seq is not None:
-        start = bisect.bisect_right(events, window.after_seq, key=_seq)
+        start = bisect.bisect_right(events, window.after_seq, key=SEQ)
     after = window.after_time
     if after is not None and not record.rising:
         return _newest_after(events, start, after, window.last_n)
     if after is not None:
-        start = bisect.bisect_right(events, after, lo=start, key=_timestamp)
+        start = bisect.bisect_right(events, after, lo=start, key=TIMESTAMP)
     if window.last_n is not None:
         start = max(start, len(events) - window.last_n)
     return events[start:]
 
 
 def _newest_after(
-    events: list[Event], start: int, after: datetime, last_n: int | None
-) -> list[Event]:
+    events: list[Snapshot], start: int, after: datetime, last_n: int | None
+) -> list[Snapshot]:
     """The newest ``last_n`` events from ``start`` on stamped after ``after``, by a scan."""
-    picked: list[Event] = []
+    picked: list[Snapshot] = []
     for index in range(len(events) - 1, start - 1, -1):
         if last_n is not None and len(picked) == last_n:
             break
-        timestamp = events[index].timestamp
+        timestamp = TIMESTAMP(events[index])
         if timestamp is not None and timestamp > after:
             picked.append(events[index])
     picked.reverse()
@@ -522,7 +515,7 @@ def _state_slot(key: StateKey) -> tuple[str, str, str | None]:
 def _trim(record: _Record, limit: int | None) -> None:
     if limit is not None and len(record.events) > limit:
         for snapshot in record.events[:-limit]:
-            del record.by_id[snapshot.id]
+            del record.by_id[ID(snapshot)]
         del record.events[:-limit]
 
 
