@@ -104,30 +104,33 @@ class SessionStateNotFound(SessionNotFound, ValueError):
 
 @dataclass(frozen=True)
 class _Tail:
-    """What a save stored of an append-only memory: its entry count, last pair, own state."""
+    """What a save stored of an append-only memory: its entry count, last entry, own state."""
 
     count: int
     last: Any
-    """The ``(Msg, marks)`` pair stored last, compared by identity."""
+    """The ``Msg`` stored last, compared by identity (AgentScope rebuilds the pairs)."""
+    marks: tuple[Any, ...]
+    """Its marks then."""
     own: str
 
     @classmethod
     def of(cls, pairs: Sequence[Any], own: str) -> _Tail:
-        return cls(len(pairs), pairs[-1] if pairs else None, own)
+        msg, marks = pairs[-1] if pairs else (None, ())
+        return cls(len(pairs), msg, tuple(marks), own)
 
     def continues(self, part: MemoryPart) -> bool:
         """Whether ``part`` holds these entries and more, by what is cheap to see.
 
-        Not a comparison: an entry edited in place, or its marks changed,
-        without the memory's own state changing, goes unnoticed.
+        Not a comparison: an entry edited in place, or the marks of one before
+        the last changed without the memory's own state changing, go unnoticed.
         """
         pairs = part.pairs
-        return (
-            pairs is not None
-            and part.own == self.own
-            and len(pairs) >= self.count
-            and (self.count == 0 or pairs[self.count - 1] is self.last)
-        )
+        if pairs is None or part.own != self.own or len(pairs) < self.count:
+            return False
+        if self.count == 0:
+            return True
+        msg, marks = pairs[self.count - 1]
+        return msg is self.last and tuple(marks) == self.marks
 
 
 @dataclass(frozen=True)
