@@ -1,21 +1,27 @@
 """``SessionHubSession``: AgentScope 1.x's ``SessionBase`` on any sessionhub backend.
 
-A save costs what is new since the last one, not the whole history: the
+A save stores what is new since the last one, not the whole history: the
 entries of every ``InMemoryMemory`` among the saved modules are sessionhub
 events tagged with the memory's path (``"agent.memory"``), one per entry a
-save adds, batches of entries when a memory is written whole; the
-rest of ``{module name: state_dict()}`` is JSON text in the state value
+save adds, batches of entries when a memory is written whole; the rest of
+``{module name: state_dict()}`` is JSON text in the state value
 ``STATE_KEY``, beside an index of the memories (``MEMORIES_KEY``). Each save is
 one atomic ``append`` with compare-and-set: the entries added since the last
 save (or, when an earlier entry changed, a reset of that memory and all its
-entries in batches), then a marker event carrying the new state. So concurrent saves never
-mix, and the last one applied wins. Each object remembers, for its 64 most
-recently saved sessions, the last seq and the entries it stored; on a first
-save it reads them back, and when another writer moved the session on, it
-reads the events added since. After
-conflicts that keep recurring, a save appends every entry after a reset,
-without compare-and-set, which is right whatever came before. The layout of
-the stored values and events is ``sessionhub_agentscope._memory_log``'s.
+entries in batches), then a marker event carrying the new state. So
+concurrent saves never mix, and the last one applied wins. Each object
+remembers, for its 64 most recently saved sessions, the last seq and the
+entries it stored, which a save compares the memories' entries with; on a
+first save it reads them back, and when another writer moved the session on,
+it reads the events added since. After conflicts that keep recurring, a save
+appends every entry after a reset, without compare-and-set, which is right
+whatever came before. The layout of the stored values and events is
+``sessionhub_agentscope._memory_log``'s.
+
+With ``append_only_memories=True`` a save neither serialises nor compares
+the entries it stored: the object remembers (for 4,096 sessions) each
+memory's entry count and last ``Msg`` after a save or a load, and serialises
+only the messages after it (``sessionhub_agentscope._split``).
 
 Sessions saved before memories were events (the whole snapshot in
 ``STATE_KEY``) and those holding per-module ``snapshot:<name>`` values
@@ -81,6 +87,8 @@ _TRIES = 5
 """Compare-and-set appends a save tries before it appends every entry without it."""
 _REMEMBERED = 64
 """Sessions whose last save an object remembers (least recently saved forgotten first)."""
+_REMEMBERED_APPEND_ONLY = 4096
+"""The same with ``append_only_memories``, which keeps no entries: a few hundred bytes each."""
 _COMPACT_AFTER = 32
 """Events holding no live entry (markers, resets, replaced entries) a session may gather,
 beyond a sixteenth of its live entries, before a save compacts its history."""
@@ -200,6 +208,7 @@ class SessionHubSession(ServiceStore, SessionBase):
     ) -> None:
         super().__init__(service, url=url, settings=settings, app_name=app_name, **options)
         self._append_only = append_only_memories
+        self._remembered = _REMEMBERED_APPEND_ONLY if append_only_memories else _REMEMBERED
         self._saved: OrderedDict[tuple[str, str], _Saved] = OrderedDict()
         self._locks: dict[tuple[str, str], tuple[asyncio.Lock, asyncio.AbstractEventLoop]] = {}
 
@@ -238,7 +247,7 @@ class SessionHubSession(ServiceStore, SessionBase):
         held = self._locks.get(key)
         if held is not None and held[1] is loop:
             return held[0]
-        if len(self._locks) >= 2 * _REMEMBERED:  # forget the idle ones
+        if len(self._locks) >= 2 * self._remembered:  # forget the idle ones
             self._locks = {k: v for k, v in self._locks.items() if v[0].locked()}
         lock = asyncio.Lock()
         self._locks[key] = (lock, loop)
@@ -356,7 +365,7 @@ class SessionHubSession(ServiceStore, SessionBase):
         ):
             self._saved[key] = saved
             self._saved.move_to_end(key)
-            while len(self._saved) > _REMEMBERED:
+            while len(self._saved) > self._remembered:
                 self._saved.popitem(last=False)
 
 
