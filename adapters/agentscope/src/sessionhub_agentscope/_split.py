@@ -40,7 +40,8 @@ class MemoryPart:
 
     keys: list[str]
     given: list[Any] | None
-    """The entries as the whole ``state_dict()`` gave them; ``None`` when set aside."""
+    """The entries as ``state_dict()`` gives them: from the whole ``state_dict()``, or, set
+    aside, made from ``pairs`` the first time all of them are needed (``None`` until then)."""
     pairs: list[tuple[Any, Any]] | None = None
     """Set aside: a copy of the memory's ``content`` list (the ``Msg`` objects themselves)."""
     own: str = ""
@@ -53,8 +54,10 @@ class MemoryPart:
 
     def entries(self, start: int = 0) -> list[Any]:
         """The entries from ``start`` on, as ``state_dict()`` gives them."""
-        if self.pairs is not None:
-            return entries_of(self.pairs[start:])
+        if self.given is None and self.pairs is not None:
+            if start:  # the new ones only: what an append-only save makes
+                return entries_of(self.pairs[start:])
+            self.given = entries_of(self.pairs)
         given = self.given or []
         return given[start:] if start else given
 
