@@ -8,9 +8,10 @@ those entries are stored as events, the rest as text
 
 With ``set_aside`` (``SessionHubSession(append_only_memories=True)``) a memory's
 history is not serialised by ``state_dict()`` at all: its ``content`` is set
-aside while ``state_dict()`` runs (synchronously, so no other task sees the
-memory without it) and kept as its ``(Msg, marks)`` pairs, and a save makes
-only the entries it stores, in the form ``InMemoryMemory.state_dict()`` gives.
+aside while ``state_dict()`` runs (synchronously, so no other asyncio task
+sees the memory without it; a thread reading it at that moment would) and kept
+as its ``(Msg, marks)`` pairs, and a save makes only the entries it stores, in
+the form ``InMemoryMemory.state_dict()`` gives.
 """
 
 from __future__ import annotations
