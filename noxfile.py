@@ -81,7 +81,9 @@ def _typecheck_agentscope(session: nox.Session, major: str) -> None:
     """Type-check the modules of the installed AgentScope major (the others need the other)."""
     package = ROOT / "adapters/agentscope/src/sessionhub_agentscope"
     modules = (
-        ["_session", "_memory_log"] if major == "agentscope1" else ["_agent_state", "_messages"]
+        ["_session", "_memory_log", "_split"]
+        if major == "agentscope1"
+        else ["_agent_state", "_messages"]
     )
     files = [str(package / f"{name}.py") for name in ("__init__", "_store", *modules)]
     version = [] if major == "agentscope1" else ["--python-version", "3.11"]  # enum.StrEnum

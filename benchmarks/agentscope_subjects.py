@@ -1,7 +1,8 @@
 """AgentScope 1.x session stores on the same storage: sessionhub-agentscope beside its own.
 
 - ``sessionhub-agentscope on sqlite`` / ``on redis``: :class:`AgentScopeAdapterSubject`,
-  ``SessionHubSession`` over the sessionhub backend with its defaults.
+  ``SessionHubSession(append_only_memories=True)`` over the sessionhub backend with
+  its defaults: the workloads only add messages, which is what the option is for.
 
 With ``AgentScope JSONSession`` and ``AgentScope RedisSession`` in
 :mod:`benchmarks.subjects`, these are the rows the adapter is compared with:
@@ -29,11 +30,12 @@ NOT_IN_API = "AgentScope's SessionBase has no such call"
 
 
 class AgentScopeAdapterSubject(AgentScopeSubject):
-    """``SessionHubSession`` over one sessionhub backend (sqlite or redis).
+    """``SessionHubSession(append_only_memories=True)`` over one sessionhub backend.
 
-    A save appends the messages added since the last save as events, so an
-    append (``memory.add`` then ``save_session_state``) stores one message
-    whatever the history's length; a load reads every event back.
+    A save serialises and appends only the messages added since the last save
+    (or load) as events, so an append (``memory.add`` then
+    ``save_session_state``) costs about the same whatever the history's
+    length; a load reads every event back.
     """
 
     family = "sessionhub"
@@ -66,7 +68,7 @@ class AgentScopeAdapterSubject(AgentScopeSubject):
             }
         store = SessionHistoryService(settings=SessionHubSettings.isolated(**settings))
         await store.start()
-        self.session = SessionHubSession(store)
+        self.session = SessionHubSession(store, append_only_memories=True)
 
     async def close(self) -> None:
         """Stop the service; on Redis, remove the run's keys."""

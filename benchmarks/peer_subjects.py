@@ -423,8 +423,13 @@ class AgentScopeSubject(Subject):
         )
 
     async def append(self, handle: Any, item: Any) -> None:
-        """``memory.add(msg)``, then ``save_session_state``."""
-        await handle.memory.add(item)
+        """``memory.add(msg)``, then ``save_session_state``.
+
+        ``allow_duplicates=True``: AgentScope's duplicate check builds a set of
+        every id in the memory (about 1 ms at 10,000 messages), the same for
+        every store; the rows compare the stores.
+        """
+        await handle.memory.add(item, allow_duplicates=True)
         await self._save(handle)
 
     async def prefill(self, handle: Any, turns: Sequence[Turn]) -> Any:

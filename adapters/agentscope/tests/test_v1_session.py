@@ -375,3 +375,23 @@ async def test_memory_module_alone_round_trips(session):
     await session.load_session_state("s", memory=loaded)
     assert loaded.state_dict() == memory.state_dict()
     assert [m.content for m in await loaded.get_memory()] == ["one", "two"]
+
+
+async def test_a_react_agent_saved_append_only_loads_as_an_exact_save_does(service):
+    """Turn by turn with real tool calls: the option's saves store what exact saves store."""
+    questions = [(1, 2), (3, 4), (5, 6)]
+    agent = react_agent(*(response for a, b in questions for response in tool_turn(a, b)))
+    fast = SessionHubSession(service, append_only_memories=True)
+    exact = SessionHubSession(service)
+    for a, b in questions:
+        await agent(Msg("user", f"What is {a}+{b}?", "user"))
+        await fast.save_session_state("fast", agent=agent)
+        await exact.save_session_state("exact", agent=agent)
+        from_fast, from_exact = react_agent(name="?"), react_agent(name="?")
+        await exact.load_session_state("fast", agent=from_fast)
+        await exact.load_session_state("exact", agent=from_exact)
+        assert from_fast.state_dict() == from_exact.state_dict() == agent.state_dict()
+    stored = await service.get_session(DEFAULT_USER_ID, "fast")
+    resets = [e for e in stored.events if e.metadata.get("agentscope_reset")]
+    assert len(resets) == 1  # the first save's: every later one only appended
+    assert len(memory_of(agent)) == 4 * len(questions)

@@ -1,18 +1,18 @@
 """The storage format of ``SessionHubSession``: memories as events, the rest as JSON text.
 
-A save splits the modules' states: the entries of every ``InMemoryMemory``
-among them (top-level or a registered sub-module, e.g. a ReActAgent's
-``memory``) become sessionhub events, one per entry, tagged with the memory's
-path (``"agent.memory"``); the states with those memories' ``content`` emptied
-are the snapshot text (``STATE_KEY``), and ``MEMORIES_KEY`` indexes each path
-(its keys and entry count). A ``reset`` event of a path drops that path's
-earlier events: a memory is its path's entries after the last reset. A save
-adding entries writes one event per entry; a path written whole (new, reset
-or compacted) is written in batches, one event per ``BATCH_BYTES`` of entries,
-so a load decodes a few long events rather than one short event per message
-(each event's read and decoding cost more than its entry's share of a batch). This
-module builds those events and puts the entries back for a load; when and how
-they are appended is ``sessionhub_agentscope._session``'s job.
+A save splits the modules' states (``sessionhub_agentscope._split``): the
+entries of every ``InMemoryMemory`` among them become sessionhub events, one
+per entry, tagged with the memory's path (``"agent.memory"``); the states with
+those memories' ``content`` emptied are the snapshot text (``STATE_KEY``), and
+``MEMORIES_KEY`` indexes each path (its keys and entry count). A ``reset``
+event of a path drops that path's earlier events: a memory is its path's
+entries after the last reset. A save adding entries writes one event per
+entry; a path written whole (new, reset or compacted) is written in batches,
+one event per ``BATCH_BYTES`` of entries, so a load decodes a few long events
+rather than one short event per message (each event's read and decoding cost
+more than its entry's share of a batch). This module builds those events and
+puts the entries back for a load; when and how they are appended is
+``sessionhub_agentscope._session``'s job.
 """
 
 from __future__ import annotations
@@ -21,9 +21,6 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
-
-from agentscope.memory import InMemoryMemory
-from agentscope.module import StateModule
 
 from sessionhub import Event, InvalidInput
 
@@ -35,9 +32,7 @@ __all__ = [
     "ENTRIES_KEY",
     "BATCH_BYTES",
     "RESET_KEY",
-    "Split",
     "Entries",
-    "split_snapshot",
     "entry_events",
     "batch_events",
     "reset_event",
@@ -73,74 +68,6 @@ SAVE_KEY = "agentscope_save"
 """Event metadata: ``True`` on the marker of a save that added no entry."""
 
 _MARKER_ROLE = "agentscope"
-
-
-@dataclass
-class Split:
-    """One save's modules split into the snapshot text and each memory's entries."""
-
-    text: str
-    """``{name: state}`` as JSON text, each indexed memory's ``content`` emptied."""
-    memories: dict[str, tuple[list[str], list[Any]]]
-    """Memory path -> (keys from the snapshot's top, entries as ``state_dict()`` gives them)."""
-
-    def index(self) -> dict[str, Any]:
-        """The ``MEMORIES_KEY`` value: each path's keys and entry count."""
-        return {
-            path: {"keys": keys, "count": len(entries)}
-            for path, (keys, entries) in self.memories.items()
-        }
-
-
-def split_snapshot(modules: Mapping[str, StateModule]) -> Split:
-    """Each module's ``state_dict()`` once, its memories' entries taken out of the text.
-
-    Raises ``InvalidInput`` naming a module whose state is not JSON (entries
-    are checked when they are copied, see ``json_copy``).
-    """
-    parts: list[str] = []
-    memories: dict[str, tuple[list[str], list[Any]]] = {}
-    for name, module in modules.items():
-        if not name:
-            raise InvalidInput("state_modules_mapping", "a state module needs a non-empty name")
-        state = module.state_dict()
-        for keys in _memory_keys(module, [name], set()):
-            state, entries = _taken(state, keys[1:])
-            if entries is not None:
-                path = ".".join(keys)  # readable; names with dots could make two alike
-                memories[json.dumps(keys) if path in memories else path] = (keys, entries)
-        try:
-            text = json.dumps(state, ensure_ascii=False)
-        except (TypeError, ValueError) as exc:
-            raise InvalidInput(
-                f"{name}.state_dict()", f"must be JSON to be saved, as for JSONSession: {exc}"
-            ) from exc
-        parts.append(f"{json.dumps(name, ensure_ascii=False)}: {text}")
-    return Split("{" + ", ".join(parts) + "}", memories)
-
-
-def _memory_keys(module: Any, keys: list[str], seen: set[int]) -> Iterable[list[str]]:
-    """The key paths of the ``InMemoryMemory`` modules in ``module`` (itself included)."""
-    if id(module) in seen or not isinstance(module, StateModule):
-        return
-    seen.add(id(module))
-    if isinstance(module, InMemoryMemory):
-        yield keys
-        return
-    for key in getattr(module, "_module_dict", {}):  # StateModule's registered sub-modules
-        yield from _memory_keys(getattr(module, key, None), [*keys, key], seen)
-
-
-def _taken(state: Any, keys: Sequence[str]) -> tuple[Any, list[Any] | None]:
-    """``state`` with the ``content`` at ``keys`` emptied (copies along the path), and it."""
-    if not keys:
-        if isinstance(state, dict) and isinstance(state.get("content"), list):
-            return {**state, "content": []}, state["content"]
-        return state, None  # a subclass saving another shape stays in the text
-    if not isinstance(state, dict) or keys[0] not in state:
-        return state, None
-    inner, entries = _taken(state[keys[0]], keys[1:])
-    return ({**state, keys[0]: inner} if entries is not None else state), entries
 
 
 def json_copy(entries: Sequence[Any], path: str) -> tuple[list[Any], list[int]]:
