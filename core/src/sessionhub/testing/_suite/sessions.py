@@ -206,6 +206,24 @@ class SessionTests:
         everything = await service.list_sessions("alice")
         assert len(everything.items) == 5
 
+    async def test_children_page_by_cursor(self, service: SessionHistoryService) -> None:
+        """A children listing pages like any other: newest first, each child once."""
+        root = await service.create_session("alice", "root", state={"user:name": "Alice"})
+        for name in ("c1", "c2", "c3"):
+            await service.spawn_child(root, name)
+        await service.create_session("alice", "other")
+        await service.append(("alice", "c2"), "moves c2 to the front")
+        seen: list[str] = []
+        cursor = None
+        while True:
+            page = await service.list_sessions("alice", parent_id="root", limit=1, cursor=cursor)
+            assert [s.state for s in page.items] == [{"user:name": "Alice"}]
+            seen += [s.id for s in page.items]
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        assert seen == ["c2", "c3", "c1"]
+
     async def test_delete_cascades_to_descendants(self, service: SessionHistoryService) -> None:
         """delete_session removes children and grandchildren; cascade=False keeps them."""
         root = await service.create_session("alice", "root")
