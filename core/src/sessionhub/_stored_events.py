@@ -104,7 +104,7 @@ def _event(fields: Any) -> Event:
         if fields.keys() != _EVENT_KEYS:
             raise _NotStoredShape
         # Validation fills ``__dict__`` in field order, which repr and iteration show;
-        # a store may keep the keys in another (Redis puts the seq it allocates first).
+        # a store may keep the keys in another (older Redis events hold the seq first).
         fields = {name: fields[name] for name in _EVENT_ORDER}
     parts: list[BaseModel] = []
     for part_fields in fields["content"]:

@@ -10,6 +10,7 @@ from redis.crc import key_slot
 from redis.exceptions import ResponseError
 
 from sessionhub import Event, TextPart
+from sessionhub.backend_tools import event_to_json
 from sessionhub.testing import FakeClock
 from sessionhub_redis._keys import KeyLayout, escape
 from sessionhub_redis.backend import _LIST_BUDGET_SLACK, RedisBackend
@@ -265,16 +266,36 @@ async def test_delete_leaves_nothing_behind(backend, make_service, raw_redis):
 
 
 @pytest.mark.asyncio
-async def test_stored_events_carry_their_seq(backend, make_service, raw_redis):
+async def test_stored_events_carry_their_seq_in_field_order(backend, make_service, raw_redis):
+    """The list holds each event's JSON as a read builds it: the allocated seq after the id."""
     service = make_service(backend)
     await service.create_session("alice", "s1")
-    await service.append(("alice", "s1"), ["a", "b"])
+    events = await service.append(("alice", "s1"), ["a", 'an id-like text: ,"seq":0,'])
+    tricky = Event(id='x,"seq":7,"y', role="user", content=[TextPart(text="c")])
+    events += await service.append(("alice", "s1"), tricky)
     keys = backend.keys.user(service.app_name, "alice").session("s1")
     stored = await raw_redis.lrange(keys.events, 0, -1)
-    assert [text.startswith(f'{{"seq":{n},"id":') for n, text in enumerate(stored, 1)] == [
-        True,
-        True,
-    ]
+    assert [event.seq for event in events] == [1, 2, 3]
+    assert stored == [event_to_json(event) for event in events]
+    renamed = tricky.model_copy(update={"id": "r"})
+    replaced = await service.replace_events("alice", "s1", [renamed])
+    assert await raw_redis.lrange(keys.events, 0, -1) == [event_to_json(replaced[0])]
+    assert replaced[0].seq == 4
+
+
+@pytest.mark.asyncio
+async def test_events_stored_with_the_seq_first_still_read(backend, make_service, raw_redis):
+    """Events written before the list kept the field order (seq first) read back the same."""
+    service = make_service(backend)
+    await service.create_session("alice", "s1")
+    events = await service.append(("alice", "s1"), ["a", "b"])
+    keys = backend.keys.user(service.app_name, "alice").session("s1")
+    for position, event in enumerate(events):
+        text = event.model_dump_json(exclude={"seq"})
+        await raw_redis.lset(keys.events, position, f'{{"seq":{event.seq},{text[1:]}')
+    session = await service.get_session("alice", "s1")
+    assert session is not None and session.events == events
+    assert [list(event.__dict__) for event in session.events] == [list(Event.model_fields)] * 2
 
 
 @pytest.mark.asyncio

@@ -23,7 +23,6 @@ __all__ = [
 
 _MILLISECOND = timedelta(milliseconds=1)
 _FIRST_MICROS = to_micros(datetime.min.replace(tzinfo=timezone.utc))
-_WITHOUT_SEQ = {"seq"}
 _EVENT_JSON = Event.__pydantic_serializer__.to_json  # bytes, without model_dump_json's decode
 
 
@@ -41,8 +40,8 @@ def time_key(moment: datetime) -> str:
 
 
 def event_json(event: Event) -> bytes:
-    """The event as JSON without its seq field (scripts write the seq they allocate)."""
-    return _EVENT_JSON(event, exclude=_WITHOUT_SEQ)
+    """The event as JSON; scripts set its seq field to the seq they allocate."""
+    return _EVENT_JSON(event)
 
 
 def text(value: bytes | str) -> str:

@@ -29,6 +29,15 @@ local function later(a, b)
   return bytes_less(b, a)
 end
 
+-- An event's JSON as the events list keeps it: the client's text with its seq field (right
+-- after the id: ',"' never occurs inside a JSON string) set to seq, the fields in the order
+-- a read builds them.
+local function numbered(json, seq)
+  local at = string.find(json, ',"seq":', 1, true)
+  local stop = string.find(json, ',', at + 7, true)
+  return string.sub(json, 1, at + 6) .. seq .. string.sub(json, stop)
+end
+
 local function expired(exp, now)
   return exp and exp ~= '' and tonumber(exp) <= now
 end

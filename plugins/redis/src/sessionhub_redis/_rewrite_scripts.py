@@ -97,7 +97,7 @@ REPLACE = (
 -- KEYS: session_hash, event_list, id_index, time_list, user_index, app_sessions?
 -- ARGV: now, exp, ttl, base, session_id, expected_last_seq, event_limit, new_events*
 -- new_events*: id, json, time
--- expected_last_seq: '' for no check; event_limit: '' for none; json: the event without seq.
+-- expected_last_seq: '' for no check; event_limit: '' for none; json: the event (any seq).
 -- Reply: {0} if the session is absent or expired; {2, last_seq} if last_seq is not
 --        expected_last_seq; else {1, last_seq, event_count}
 -- Every event goes (events, ids and times); the new ones are numbered after last_seq and
@@ -119,7 +119,7 @@ local newest, ordered = nil, true
 for k = skip + 1, n do
   local j = 6 + 3 * k
   local seq, time = last_seq + k, ARGV[j + 2]
-  redis.call('RPUSH', event_list, '{"seq":' .. seq .. ',' .. string.sub(ARGV[j + 1], 2))
+  redis.call('RPUSH', event_list, numbered(ARGV[j + 1], seq))
   redis.call('RPUSH', time_list, time)
   redis.call('ZADD', id_index, seq, ARGV[j])
   if newest and later(newest, time) then ordered = false end

@@ -26,7 +26,7 @@ from sessionhub import (
     SessionKey,
     SessionNotFound,
 )
-from sessionhub.backend_tools import check_restorable, event_from_json, to_micros
+from sessionhub.backend_tools import check_restorable, event_from_json, event_to_json, to_micros
 from sessionhub_redis import _codec
 from sessionhub_redis._keys import escape
 from sessionhub_redis._protocol import (
@@ -166,19 +166,13 @@ class HistoryRewrites:
             parent_escaped=escape(session.parent_id) if session.parent_id is not None else "",
             fields=fields,
             restored_events=[
-                RestoredEvent(id=event.id, seq=event.seq, time=time, json=_stored_json(event))
+                RestoredEvent(id=event.id, seq=event.seq, time=time, json=event_to_json(event))
                 for event, time in zip(events, times, strict=True)
             ],
             user_id=session.user_id,
             app_name=session.app_name,
         )
         await topology.run(RESTORE, args)
-
-
-def _stored_json(event: Event) -> str:
-    """The event as the events list holds it: JSON with its seq first."""
-    text = event.model_dump_json(exclude={"seq"})
-    return f'{{"seq":{event.seq},{text[1:]}'
 
 
 def _parts(key: SessionKey) -> tuple[str, str, str]:

@@ -80,7 +80,7 @@ APPEND = (
 -- ARGV: now, exp, ttl, user_exp, user_ttl, app_exp, app_ttl, base, session_id, event_limit,
 --       app_clock, expected_last_seq, verified*, new_events*
 -- new_events*: id, json, time, session_delta*, user_delta*, app_delta*
--- app_clock: Cluster, when an event has app deltas (else ''); json: the event without seq;
+-- app_clock: Cluster, when an event has app deltas (else ''); json: the event (any seq);
 -- expected_last_seq: compare and set, '' for no check; verified: (id, seq) pairs of
 -- stored events the caller compared with its own (a seq is never reused, so the same id at
 -- the same seq is the same event).
@@ -170,7 +170,7 @@ for _ = 1, event_total do
     last_seq = last_seq + 1
     count = count + 1
     fresh = fresh + 1
-    redis.call('RPUSH', event_list, '{"seq":' .. last_seq .. ',' .. string.sub(json, 2))
+    redis.call('RPUSH', event_list, numbered(json, last_seq))
     if timed then
       if ordered and newest and later(newest, time) then ordered = false end
       newest = time
