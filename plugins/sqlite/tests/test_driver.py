@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import threading
+import weakref
 
 import aiosqlite
 import pytest
@@ -41,3 +42,20 @@ async def test_the_worker_thread_is_a_daemon_and_ends_when_an_open_backend_is_dr
     gc.collect()
     await asyncio.to_thread(worker.join, 30)
     assert not worker.is_alive()
+
+
+async def test_the_worker_thread_keeps_no_result_once_it_is_handed_over(db_path):
+    """A read's result is the caller's alone: dropping it frees it (the thread keeps none)."""
+
+    class Result:
+        pass
+
+    connection = Connection(str(db_path), 1.0, uri=False)
+    await connection
+    try:
+        result = await run_on_thread(connection, lambda raw: Result())
+        released = weakref.ref(result)
+        del result
+        assert released() is None  # freed by reference counting, no collection needed
+    finally:
+        await connection.close()

@@ -69,15 +69,27 @@ def _close_and_stop(raw: sqlite3.Connection) -> object:
     return aiosqlite.core._STOP_RUNNING_SENTINEL  # ends the worker thread's loop
 
 
-def run_on_thread(
+async def run_on_thread(
     connection: aiosqlite.Connection, work: Callable[[sqlite3.Connection], T]
-) -> Awaitable[T]:
-    """Run ``work(raw_connection)`` on the connection's own thread, in one hand-over."""
+) -> T:
+    """Run ``work(raw_connection)`` on the connection's own thread, in one hand-over.
+
+    The result comes back in a box emptied here: aiosqlite's thread keeps its last
+    result in a local variable until the next call arrives, which would keep a read's
+    whole history alive after the caller dropped it (and have the garbage collector
+    walk it again).
+    """
     raw = connection._connection
     if raw is None:
         raise ValueError("no active connection")
-    result: Awaitable[T] = connection._execute(work, raw)  # type: ignore[no-untyped-call]
-    return result
+    box: list[T] = []
+
+    def boxed(conn: sqlite3.Connection) -> list[T]:
+        box.append(work(conn))
+        return box
+
+    pending: Awaitable[list[T]] = connection._execute(boxed, raw)  # type: ignore[no-untyped-call]
+    return (await pending).pop()
 
 
 async def wait_stopped(connection: aiosqlite.Connection, timeout: float) -> None:
