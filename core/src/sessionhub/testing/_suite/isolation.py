@@ -19,7 +19,7 @@ from sessionhub.testing._base import FakeClock, MakeService, requires
 
 
 def _rich_event(event_id: str, *, delta: bool = True) -> Event:
-    """An event with something mutable in every field that can hold it."""
+    """An event with something mutable in every field that can hold it, flat and nested."""
     return Event(
         id=event_id,
         role="assistant",
@@ -28,6 +28,10 @@ def _rich_event(event_id: str, *, delta: bool = True) -> Event:
             ToolCallPart(id="c1", name="search", arguments={"q": [1, {"deep": [2]}]}),
             ToolResultPart(call_id="c1", output={"rows": [[1, 2]]}),
             DataPart(data=[{"x": {"y": [3]}}]),
+            # Containers of atoms only: a store may copy those shallow, never share them.
+            ToolCallPart(id="c2", name="flat", arguments={"q": "x", "n": 1}),
+            ToolResultPart(call_id="c2", output=[1, "two", None]),
+            DataPart(data={"k": "v"}),
         ],
         state_delta={"plan": {"steps": [1]}} if delta else {},
         metadata={"tags": ["a"], "nested": {"k": ["v"]}},
