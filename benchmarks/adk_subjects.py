@@ -25,6 +25,7 @@ from benchmarks.subjects import (
     Subject,
     Unavailable,
     _delete_prefix,
+    adapter_store,
 )
 
 __all__ = ["AdkAdapterSubject", "AdkSqliteSubject", "AdkRedisSubject", "adk_subjects"]
@@ -46,17 +47,11 @@ class AdkAdapterSubject(AdkSubject):
     async def open(self, workdir: Path) -> None:
         """Build the adapter on the backend, with the backend's default settings."""
         self._load_adk_types()
-        from sessionhub import SessionHistoryService, SessionHubSettings
         from sessionhub_adk import SessionHubSessionService
 
-        if self.backend == "sqlite":
-            settings: dict[str, Any] = {"url": f"sqlite:///{workdir / 'sessionhub-adk.db'}"}
-        else:
-            settings = {
-                "backend": "redis",
-                "redis": {"url": self.redis_url, "key_prefix": self.key_prefix},
-            }
-        store = SessionHistoryService(settings=SessionHubSettings.isolated(**settings))
+        store = adapter_store(
+            self.backend, workdir, "sessionhub-adk", self.redis_url, self.key_prefix
+        )
         self.service = SessionHubSessionService(store)
         await store.start()
 

@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
 
 from benchmarks.peer_subjects import AgentScopeSubject
 from benchmarks.servers import Server
-from benchmarks.subjects import Subject, Unavailable, _delete_prefix
+from benchmarks.subjects import Subject, Unavailable, _delete_prefix, adapter_store
 
 __all__ = ["ADAPTER_ROWS", "NOT_IN_API", "AgentScopeAdapterSubject", "agentscope_subjects"]
 
@@ -54,19 +53,13 @@ class AgentScopeAdapterSubject(AgentScopeSubject):
         from agentscope.memory import InMemoryMemory
         from agentscope.message import Msg
 
-        from sessionhub import SessionHistoryService, SessionHubSettings
         from sessionhub_agentscope import SessionHubSession
 
         logging.getLogger("as").setLevel(logging.WARNING)
         self._msg, self._memory = Msg, InMemoryMemory
-        if self.backend == "sqlite":
-            settings: dict[str, Any] = {"url": f"sqlite:///{workdir / 'sessionhub-agentscope.db'}"}
-        else:
-            settings = {
-                "backend": "redis",
-                "redis": {"url": self.adapter_redis_url, "key_prefix": self.key_prefix},
-            }
-        store = SessionHistoryService(settings=SessionHubSettings.isolated(**settings))
+        store = adapter_store(
+            self.backend, workdir, "sessionhub-agentscope", self.adapter_redis_url, self.key_prefix
+        )
         await store.start()
         self.session = SessionHubSession(store, append_only_memories=True)
 

@@ -36,6 +36,7 @@ __all__ = [
     "PEER_PACKAGES",
     "HISTORY_OPERATIONS",
     "UNDECLARED",
+    "adapter_store",
 ]
 
 Family = Literal["sessionhub", "peer"]
@@ -171,6 +172,23 @@ class Subject(abc.ABC):
     async def append_expecting(self, handle: Any, item: Any, last_seq: int) -> int:
         """Append one turn if the session's ``last_seq`` is ``last_seq``; return the new one."""
         raise NotImplementedError(self.missing.get("compare_and_set", NOT_MEASURED))
+
+
+def adapter_store(
+    backend: str, workdir: Path, name: str, redis_url: str | None, key_prefix: str
+) -> Any:
+    """The sessionhub service (not started) an adapter's subject stores through.
+
+    A SQLite file of its own in ``workdir`` (``<name>.db``), or the run's Redis under
+    ``key_prefix``; each with the backend's default settings.
+    """
+    from sessionhub import SessionHistoryService, SessionHubSettings
+
+    if backend == "sqlite":
+        settings: dict[str, Any] = {"url": f"sqlite:///{workdir / f'{name}.db'}"}
+    else:
+        settings = {"backend": "redis", "redis": {"url": redis_url, "key_prefix": key_prefix}}
+    return SessionHistoryService(settings=SessionHubSettings.isolated(**settings))
 
 
 async def drop_postgres_schema(url: str, schema: str) -> None:
