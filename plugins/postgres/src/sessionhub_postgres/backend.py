@@ -46,6 +46,7 @@ from sessionhub import (
     StoredSession,
 )
 from sessionhub.backend_tools import check_restorable, event_from_json, mask_url
+from sessionhub_postgres import _listings
 from sessionhub_postgres._append import STORED_MET, moved_on
 from sessionhub_postgres._append import append as append_batch
 from sessionhub_postgres._codec import (
@@ -321,75 +322,25 @@ class PostgresBackend(Backend):
         now: datetime,
     ) -> list[Session]:
         """Read one keyset page of the user's live sessions, newest first."""
-        args: list[Any] = [app_name, user_id, now]
-        if parent_id is not None:
-            args.append(parent_id)
-        if after is not None:
-            args += [after.updated_at, after.session_id]
-        args.append(limit)
-        query = self._sql.list_sessions[parent_id is not None, after is not None]
-
-        async def read(conn: Connection) -> list[Session]:
-            rows = await conn.fetch(query, *args)
-            return [
-                session_from_row(SessionKey(app_name, user_id, row[0]), row, events=False)
-                for row in rows
-            ]
-
-        return await self._run(read, retry=True)
+        query, args = _listings.user_page(
+            self._sql, app_name, user_id, limit=limit, after=after, parent_id=parent_id, now=now
+        )
+        rows = await self._run(lambda conn: conn.fetch(query, *args), retry=True)
+        return _listings.sessions(app_name, user_id, rows)
 
     async def list_app_sessions(
         self, app_name: str, *, limit: int, after: ListCursor | None, now: datetime
     ) -> list[Session]:
         """One keyset page of every user's live sessions, along the app's listing index."""
-        args: list[Any] = [app_name, now]
-        if after is not None:
-            args += [after.updated_at, after.user_id or "", after.session_id]
-        args.append(limit)
-        query = self._sql.list_app_sessions[after is not None]
-
-        async def read(conn: Connection) -> list[Session]:
-            rows = await conn.fetch(query, *args)
-            return [
-                session_from_row(SessionKey(app_name, row[11], row[0]), row, events=False)
-                for row in rows
-            ]
-
-        return await self._run(read, retry=True)
+        query, args = _listings.app_page(self._sql, app_name, limit=limit, after=after, now=now)
+        rows = await self._run(lambda conn: conn.fetch(query, *args), retry=True)
+        return _listings.sessions(app_name, None, rows)
 
     async def list_page(self, request: ListRequest) -> ListedPage:
-        """A listing page with the app state and each of its users' state, in one statement.
-
-        Each state comes once, on the first row of the page (the app's) or of its
-        user (see ``Statements.page_sessions``).
-        """
-        app_name, after = request.app_name, request.after
-        args: list[Any] = [app_name]
-        if request.user_id is None:
-            args.append(request.expiry.now)
-            if after is not None:
-                args += [after.updated_at, after.user_id or "", after.session_id]
-            query = self._sql.page_app_sessions[after is not None]
-        else:
-            args += [request.user_id, request.expiry.now]
-            if request.parent_id is not None:
-                args.append(request.parent_id)
-            if after is not None:
-                args += [after.updated_at, after.session_id]
-            query = self._sql.page_sessions[request.parent_id is not None, after is not None]
-        args.append(request.limit)
+        """A listing page with the app state and each of its users' state, in one statement."""
+        query, args = _listings.page_of(self._sql, request)
         rows = await self._run(lambda conn: conn.fetch(query, *args), retry=True)
-        page = ListedPage([], {}, {})
-        for row in rows:
-            owner = row[-4]
-            page.sessions.append(
-                session_from_row(SessionKey(app_name, owner, row[0]), row, events=False)
-            )
-            if owner not in page.user_states:  # the user's first row carries the state
-                page.user_states[owner] = decode_object(row[-1])
-        if rows:
-            page.app_state = decode_object(rows[0][-2])
-        return page
+        return _listings.listed_page(request.app_name, rows)
 
     async def list_apps(self, *, limit: int, after: str | None) -> list[str]:
         """One page of the store's app names, ascending (a loose scan of three indexes)."""
