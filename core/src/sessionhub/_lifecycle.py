@@ -88,9 +88,13 @@ class BackendRunner:
         self.purge_task: asyncio.Task[None] | None = None
         """The running sweep, if any."""
 
+    def open_here(self) -> bool:
+        """Whether the backend is open on the running loop (``ready`` would do nothing)."""
+        return self.loop is asyncio.get_running_loop()
+
     async def ready(self) -> None:
         """Open the backend on the running loop unless it is open there already."""
-        if self.loop is not asyncio.get_running_loop():
+        if not self.open_here():
             await self.start()
 
     async def start(self) -> None:

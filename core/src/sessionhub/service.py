@@ -8,7 +8,6 @@ backend's atomic primitives.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import copy
 import logging
@@ -231,7 +230,7 @@ class SessionHistoryService(HistoryOperations, ListingOperations):
 
     def _open_here(self) -> bool:
         """Whether the backend is open on the running loop: ``_ready`` would do nothing."""
-        return self._runner.loop is asyncio.get_running_loop()
+        return self._runner.open_here()
 
     # --- sessions --------------------------------------------------------------
 
