@@ -18,10 +18,11 @@ from redis.asyncio import ConnectionPool
 from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.connection import Connection as TCPConnection
 from redis.asyncio.retry import Retry
+from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from sessionhub_redis import _driver
-from sessionhub_redis._driver import ConnectionCache, run_script
+from sessionhub_redis._driver import ConnectionCache, run_script, run_script_beside
 from sessionhub_redis._protocol import DELETE
 
 PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
@@ -45,6 +46,7 @@ def test_the_connection_methods_used_keep_their_signatures():
     read = _parameters(AbstractConnection.read_response)
     assert read["timeout"].default is None  # None: bounded by socket_timeout, unset: unbounded
     assert read["disconnect_on_error"].default is True
+    assert _parameters(AbstractConnection.disconnect)["nowait"].default is False
     assert list(_parameters(AbstractConnection.disconnect))[:1] == ["self"]
     assert isinstance(inspect.getattr_static(AbstractConnection, "is_connected"), property)
     connection = TCPConnection(socket_timeout=2.5)
@@ -106,6 +108,37 @@ async def test_a_script_call_gives_its_deadline_back_and_a_timeout_disconnects(
             server.signal(signal.SIGCONT)
         assert used[0].socket_timeout == 0.2
         assert not used[0].is_connected
+    finally:
+        await cache.close()
+        await pool.aclose()
+
+
+@pytest.mark.asyncio
+async def test_a_script_beside_a_command_is_one_transaction_and_a_refused_one_disconnects(
+    redis_server_factory,
+):
+    """Both replies come back together; a command refused while queued (its reply an
+    error before EXEC's) leaves the connection closed, so no later call misreads a reply."""
+    server = redis_server_factory(name="beside")
+    pool = ConnectionPool.from_url(server.url)
+    cache = ConnectionCache(pool, keep=True)
+    source = "return redis.call('RPUSH', KEYS[1], ARGV[1])"
+    sha = "0" * 40  # not loaded: the EVAL retry inside the transaction sends the source
+    used: list[AbstractConnection] = []
+
+    async def beside(command: tuple[object, ...]) -> list[object]:
+        async def exchange(connection: AbstractConnection) -> list[object]:
+            used.append(connection)
+            return await run_script_beside(connection, sha, source, ["l"], ["x"], command)
+
+        return await cache.call(exchange)
+
+    try:
+        assert await beside(("LRANGE", "l", 0, -1)) == [1, [b"x"]]
+        with pytest.raises(ResponseError):
+            await beside(("LRANGE", "l"))  # wrong arity: refused while queued
+        assert not used[-1].is_connected
+        assert await beside(("LLEN", "l")) == [2, 2]  # the refused transaction ran nothing
     finally:
         await cache.close()
         await pool.aclose()

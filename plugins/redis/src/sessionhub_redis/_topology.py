@@ -32,7 +32,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from sessionhub import BackendError, BackendUnavailable, Expiry, SessionHubError
 from sessionhub.backend_tools import to_micros
 from sessionhub_redis import _codec
-from sessionhub_redis._driver import ConnectionCache, run_script
+from sessionhub_redis._driver import ConnectionCache, run_script, run_script_beside
 from sessionhub_redis._keys import KeyLayout, app_member
 from sessionhub_redis._protocol import (
     APP_DELTA,
@@ -87,6 +87,9 @@ class Topology:
     in the session's script); :class:`Cluster` overrides the ones that differ.
     """
 
+    reads_beside = False
+    """Whether :meth:`get_beside` is there: a long window read by a plain ``LRANGE``."""
+
     def __init__(self, client: Redis | RedisCluster, keys: KeyLayout, where: str) -> None:
         self.client = client
         self.keys = keys
@@ -116,6 +119,13 @@ class Topology:
             return await self._send(script, keys, argv)
         except _FAILURES as exc:
             raise failure(exc, self.where) from exc
+
+    async def get_beside(self, args: GetArgs, start: int) -> tuple[Any, list[bytes]]:
+        """GET's reply and the events list from ``start``, in one transaction.
+
+        Only where :attr:`reads_beside` says so (:class:`SingleNode`).
+        """
+        raise NotImplementedError
 
     async def command(self, *args: Any) -> Any:
         """Send one command; raise sessionhub's error if the server fails."""
@@ -244,6 +254,46 @@ class SingleNode(Topology):
         return self.cache.call(
             lambda connection: run_script(connection, script.sha, script.source, keys, argv)
         )
+
+    reads_beside = True
+
+    async def get_beside(self, args: GetArgs, start: int) -> tuple[Any, list[bytes]]:
+        """GET's reply, and ``LRANGE event_list start -1``, run in one ``MULTI``/``EXEC``.
+
+        For a long window: Redis turns a script's reply into its answer at about
+        1 µs an element more than a command's (5,000 events of 530 bytes: 7.9 ms
+        in GET's reply, 2.6 ms beside it). ``args`` should ask GET for no events;
+        nothing runs between the two, so the list is the one the script saw.
+        """
+        keys, argv = args.to_keys_argv()
+        command = ("LRANGE", args.event_list, start, -1)
+        try:
+            if self.cache is None:
+                replies = await self._beside_through_client(keys, argv, command)
+            else:
+                replies = await self.cache.call(
+                    lambda connection: run_script_beside(
+                        connection, GET.sha, GET.source, keys, argv, command
+                    )
+                )
+        except _FAILURES as exc:
+            raise failure(exc, self.where) from exc
+        return replies[0], replies[1]
+
+    async def _beside_through_client(
+        self, keys: list[str], argv: list[Any], command: tuple[Any, ...]
+    ) -> list[Any]:
+        client = await self.ready()
+        for call in (("EVALSHA", GET.sha), ("EVAL", GET.source)):
+            pipe = client.pipeline(transaction=True)
+            pipe.execute_command(*call, len(keys), *keys, *argv)
+            pipe.execute_command(*command)
+            try:
+                replies: list[Any] = await pipe.execute()
+            except NoScriptError:
+                continue
+            return replies
+        raise NoScriptError("the server refused the script's source")  # pragma: no cover
 
 
 class Cluster(Topology):

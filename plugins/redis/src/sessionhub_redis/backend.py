@@ -113,6 +113,7 @@ from sessionhub_redis._replies import (
     decode_get,
     decode_list,
     decode_update,
+    newest_events,
 )
 from sessionhub_redis._rewrites import HistoryRewrites, moved_on
 from sessionhub_redis._settings import DEFAULT_KEY_PREFIX, DEFAULT_URL, RedisSettings
@@ -122,6 +123,11 @@ __all__ = ["RedisBackend", "RedisSettings", "DEFAULT_URL", "DEFAULT_KEY_PREFIX"]
 
 _LIST_BUDGET_SLACK = 64
 """A LIST call examines at most ``limit`` + this many index entries."""
+
+_READ_BESIDE_FROM = 64
+"""A read of every event, or of at least this many of the newest, fetches them by an
+``LRANGE`` beside GET (``SingleNode.get_beside``); a shorter one costs less in GET's reply
+than the transaction's own replies."""
 
 _Args = TypeVar("_Args", bound=SessionArgs)
 
@@ -325,7 +331,13 @@ class RedisBackend(HistoryRewrites, Backend):
     ) -> StoredSession | None:
         """Read the session and only the events of ``window``; slide the TTLs with ``refresh``."""
         topology = self._open()
-        after_time = window.after_time
+        after_time, last_n = window.after_time, window.last_n
+        beside = (
+            topology.reads_beside
+            and after_time is None
+            and not window.after_seq
+            and (last_n is None or last_n >= _READ_BESIDE_FROM)
+        )
         args = self._session_args(
             GetArgs,
             topology,
@@ -333,17 +345,24 @@ class RedisBackend(HistoryRewrites, Backend):
             expiry,
             refresh="1" if refresh else "",
             after_seq=window.after_seq or 0,
-            last_n="" if window.last_n is None else window.last_n,
+            last_n=0 if beside else "" if last_n is None else last_n,
             after_time="" if after_time is None else _codec.time_key(after_time),
         )
-        raw, app_state = await topology.get(args, key.app_name, expiry, refresh=refresh)
+        listed: list[bytes] = []
+        if beside:
+            raw, listed = await topology.get_beside(args, 0 if last_n is None else -last_n)
+            app_state = None
+        else:
+            raw, app_state = await topology.get(args, key.app_name, expiry, refresh=refresh)
         reply = decode_get(raw)
         if reply is None:
             return None
         now = to_micros(expiry.now)
         if app_state is None:
             app_state = _codec.state(reply.app_state, now)
-        events = events_from_json(reply.events)
+        events = events_from_json(
+            newest_events(reply.session, listed, last_n) if beside else reply.events
+        )
         if after_time is not None and not reply.windowed:
             # Events stored before their times were kept: the script left the window to us.
             events = [e for e in events if e.timestamp is None or e.timestamp > after_time]
