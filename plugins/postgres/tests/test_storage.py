@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import random
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import asyncpg
 import pytest
 
-from sessionhub import BackendError, Event, Expiry, StateKey, TextPart
+from sessionhub import BackendError, Event, Expiry, SessionKey, StateKey, TextPart
 from sessionhub.testing import FakeClock
+from sessionhub_postgres._codec import stored_from_rows
 from sessionhub_postgres._settings import driver_dsn
 from sessionhub_postgres.backend import PURGE_BATCH, PostgresBackend, app_refresh_step
 
@@ -112,6 +114,32 @@ async def test_no_primitive_scans_a_table(backend, make_service, raw, schema):
     assert "sessionhub_sessions_app_name_user_id_session_id_key" in append
     for text in (window, listing, users, purge, everyone, apps, append):
         assert "Seq Scan" not in text, text
+
+
+async def test_a_read_puts_rows_sent_in_another_order_in_order(backend, make_service, raw):
+    """SQL promises no order for ``read_session``'s rows: any order gives the same session."""
+    async with make_service(backend) as svc:
+        await svc.update_app_state({"mode": "a"})
+        await svc.create_session("alice", "s1", state={"user:name": "Alice", "k": 1})
+        await svc.append(("alice", "s1"), [f"m{n}" for n in range(12)])
+        await svc.pop_event("alice", "s1")
+        await svc.append(("alice", "s1"), ["last"])
+    key = SessionKey("default", "alice", "s1")
+    now = datetime.now(timezone.utc)
+    for last_n in (None, 5):
+        rows = await raw.fetch(
+            backend._sql.read_session, "default", "alice", "s1", now, None, None, last_n
+        )
+        assert rows[0][13] is None and [row[13] for row in rows[1:]] == sorted(
+            (row[13] for row in rows[1:]), reverse=True
+        )
+        expected = stored_from_rows(key, rows)
+        assert [e.seq for e in expected.session.events][-2:] == [11, 13]
+        assert expected.app_state == {"mode": "a"} and expected.user_state == {"name": "Alice"}
+        for seed in range(5):
+            shuffled = list(rows)
+            random.Random(seed).shuffle(shuffled)
+            assert stored_from_rows(key, shuffled) == expected
 
 
 async def test_app_state_expiry_moves_only_by_a_step(backend, raw, schema):

@@ -10,11 +10,12 @@ it touches and a ``jsonb`` object of the values it sets (``None`` deletes).
 from __future__ import annotations
 
 import json
+import operator
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sessionhub import Event, Session, SessionKey
+from sessionhub import Event, Session, SessionKey, StoredSession
 from sessionhub.backend_tools import dump_json, event_to_json, events_from_json, stored_session
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "session_columns",
     "decode_events",
     "session_from_row",
+    "stored_from_rows",
 ]
 
 _EMPTY = "{}"
@@ -101,6 +103,31 @@ def decode_events(seqs: Sequence[int] | None, texts: Sequence[str] | None) -> li
     for event, seq in zip(events, seqs, strict=True):
         event.__dict__["seq"] = seq  # a field of the model: what ``event.seq = seq`` sets, directly
     return events
+
+
+def stored_from_rows(key: SessionKey, rows: Sequence[Any]) -> StoredSession:
+    """The session, app and user state of the rows of ``Statements.read_session``.
+
+    The statement sends the session's row first and the events newest first, as its
+    plan runs; nothing in SQL promises that order, so rows found in another are put
+    in it (the check costs a pass over the seqs).
+    """
+    head = rows[0]
+    if head[13] is None:
+        events = rows[1:]
+    else:
+        [head] = [row for row in rows if row[13] is None]
+        events = [row for row in rows if row[13] is not None]
+    seqs = [row[13] for row in reversed(events)]
+    if any(map(operator.ge, seqs, seqs[1:])):
+        events = sorted(events, key=_SEQ, reverse=True)
+        seqs.sort()
+    session = session_from_row(key, head, events=False)
+    session.events = decode_events(seqs, [row[14] for row in reversed(events)])
+    return StoredSession(session, decode_object(head[11]), decode_object(head[12]))
+
+
+_SEQ = operator.itemgetter(13)
 
 
 def session_from_row(key: SessionKey, row: Sequence[Any], *, events: bool = True) -> Session:

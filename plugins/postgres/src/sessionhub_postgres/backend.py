@@ -55,6 +55,7 @@ from sessionhub_postgres._codec import (
     event_columns,
     session_columns,
     session_from_row,
+    stored_from_rows,
 )
 from sessionhub_postgres._errors import is_connection_error, storage_error
 from sessionhub_postgres._functions import STORED_IDS
@@ -298,16 +299,19 @@ class PostgresBackend(Backend):
         if refresh:
             query = self._sql.read_session_refresh
             args += (expiry.session, expiry.user, expiry.app, app_refresh_step(expiry))
-        else:
-            query = self._sql.read_session
 
-        async def read(conn: Connection) -> StoredSession | None:
-            row = await conn.fetchrow(query, *args)
-            if row is None:
-                return None
-            return StoredSession(
-                session_from_row(key, row), decode_object(row[11]), decode_object(row[12])
-            )
+            async def read(conn: Connection) -> StoredSession | None:
+                row = await conn.fetchrow(query, *args)
+                if row is None:
+                    return None
+                return StoredSession(
+                    session_from_row(key, row), decode_object(row[11]), decode_object(row[12])
+                )
+        else:
+
+            async def read(conn: Connection) -> StoredSession | None:
+                rows = await conn.fetch(self._sql.read_session, *args)
+                return stored_from_rows(key, rows) if rows else None
 
         return await self._run(read, retry=True)
 
