@@ -27,7 +27,7 @@ def copy_event(event: Event) -> Event:
     if event.__class__ is not Event or event.__pydantic_private__ is not None:
         return event.model_copy()
     copied: Event = _new(Event)
-    _set_dict(copied, "__dict__", event.__dict__.copy())
+    _set_dict(copied, event.__dict__.copy())
     extra = event.__pydantic_extra__
     _set_extra(copied, None if extra is None else extra.copy())
     _set_fields_set(copied, event.__pydantic_fields_set__.copy())

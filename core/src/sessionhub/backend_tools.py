@@ -24,7 +24,15 @@ from typing import Any
 from sessionhub import _validate
 from sessionhub._retries import check_retry
 from sessionhub._secrets import mask_url
-from sessionhub._stored_events import built_all, event_from_json, events_from_json
+from sessionhub._stored_events import (
+    _set_dict,
+    _set_extra,
+    _set_fields_set,
+    _set_private,
+    built_all,
+    event_from_json,
+    events_from_json,
+)
 from sessionhub.errors import InvalidInput
 from sessionhub.models import Event, Session
 
@@ -141,7 +149,6 @@ def event_to_json(event: Event) -> str:
 
 _SESSION_FIELDS = frozenset(Session.model_fields)
 _new_session = Session.__new__
-_set = object.__setattr__
 
 
 def stored_session(
@@ -174,9 +181,8 @@ def stored_session(
     a validated ``Session`` (equality, dump, copy, JSON round trip).
     """
     session = _new_session(Session)
-    _set(
+    _set_dict(
         session,
-        "__dict__",
         {
             "id": id,
             "app_name": app_name,
@@ -194,7 +200,7 @@ def stored_session(
             "events": [] if events is None else events,
         },
     )
-    _set(session, "__pydantic_fields_set__", set(_SESSION_FIELDS))
-    _set(session, "__pydantic_extra__", None)
-    _set(session, "__pydantic_private__", None)
+    _set_fields_set(session, set(_SESSION_FIELDS))
+    _set_extra(session, None)
+    _set_private(session, None)
     return session
