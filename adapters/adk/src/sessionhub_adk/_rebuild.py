@@ -52,7 +52,13 @@ _INERT = frozenset(
     }
 )
 _IMMUTABLE = (type(None), str, int, float, bool, bytes, tuple, frozenset, enum.Enum)
-_set = object.__setattr__
+# The instance slots pydantic 2 gives every model, each set through its descriptor
+# (cheaper than ``object.__setattr__``, which looks the descriptor up on every call).
+_SLOTS: Any = pydantic.BaseModel.__dict__
+_set_dict = _SLOTS["__dict__"].__set__
+_set_fields_set = _SLOTS["__pydantic_fields_set__"].__set__
+_set_extra = _SLOTS["__pydantic_extra__"].__set__
+_set_private = _SLOTS["__pydantic_private__"].__set__
 
 
 class _Slow(Exception):
@@ -343,10 +349,10 @@ def _maker(model: type[Model]) -> Callable[[dict[str, Any], set[str]], Model]:
 
     def make(values: dict[str, Any], fields_set: set[str]) -> Model:
         instance = new(model)
-        _set(instance, "__dict__", values)
-        _set(instance, "__pydantic_fields_set__", fields_set)
-        _set(instance, "__pydantic_extra__", None)
-        _set(instance, "__pydantic_private__", private() if private is not None else None)
+        _set_dict(instance, values)
+        _set_fields_set(instance, fields_set)
+        _set_extra(instance, None)
+        _set_private(instance, private() if private is not None else None)
         if post_init:
             instance.model_post_init(None)
         return instance
