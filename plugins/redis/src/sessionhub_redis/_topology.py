@@ -238,6 +238,8 @@ class Topology:
 class SingleNode(Topology):
     """One server or a Sentinel master: every script through ``cache`` when there is one."""
 
+    reads_beside = True
+
     def __init__(
         self,
         client: Redis | RedisCluster,
@@ -254,8 +256,6 @@ class SingleNode(Topology):
         return self.cache.call(
             lambda connection: run_script(connection, script.sha, script.source, keys, argv)
         )
-
-    reads_beside = True
 
     async def get_beside(self, args: GetArgs, start: int) -> tuple[Any, list[bytes]]:
         """GET's reply, and ``LRANGE event_list start -1``, run in one ``MULTI``/``EXEC``.
