@@ -129,22 +129,17 @@ def decode_get(reply: Sequence[Any]) -> GetReply | None:
     )
 
 
-def newest_events(session: Sequence[Any], listed: list[Any], last_n: int | None) -> list[Any]:
+def newest_events(
+    listed: list[Any], event_count: int, last_seq: int, last_n: int | None
+) -> list[Any]:
     """The events GET gives for every event or the newest ``last_n``, from a read beside it.
 
-    ``session`` is GET's session hash fields, ``listed`` the newest entries of the
-    events list read in the same transaction (all of it, or ``last_n``). As the
-    script picks them: ``min(count, last_seq)`` of the newest (the two agree on
-    every session this backend wrote), at most ``last_n``.
+    ``listed`` holds the newest entries of the events list, read in the same
+    transaction as GET (all of it, or ``last_n``); ``event_count`` and ``last_seq``
+    are the session's. As the script picks them: ``min(event_count, last_seq)`` of
+    the newest (the two agree on every session this backend wrote), at most ``last_n``.
     """
-    count = last_seq = 0
-    fields = iter(session)
-    for name, value in zip(fields, fields, strict=True):
-        if name in (b"count", "count"):
-            count = int(value)
-        elif name in (b"last_seq", "last_seq"):
-            last_seq = int(value)
-    tail = min(count, max(0, last_seq))
+    tail = min(event_count, max(0, last_seq))
     if last_n is not None:
         tail = min(tail, last_n)
     return listed[-tail:] if tail > 0 else []

@@ -360,15 +360,18 @@ class RedisBackend(HistoryRewrites, Backend):
         now = to_micros(expiry.now)
         if app_state is None:
             app_state = _codec.state(reply.app_state, now)
-        events = events_from_json(
-            newest_events(reply.session, listed, last_n) if beside else reply.events
-        )
+        session = _codec.session(reply.session)
+        if beside:
+            texts = newest_events(listed, session.event_count, session.last_seq, last_n)
+        else:
+            texts = reply.events
+        events = events_from_json(texts)
         if after_time is not None and not reply.windowed:
             # Events stored before their times were kept: the script left the window to us.
             events = [e for e in events if e.timestamp is None or e.timestamp > after_time]
-            if window.last_n is not None:
-                events = events[max(0, len(events) - window.last_n) :]
-        session = _codec.session(reply.session, events)
+            if last_n is not None:
+                events = events[max(0, len(events) - last_n) :]
+        session.events = events
         if refresh:
             session.expires_at = expiry.session
         return StoredSession(session, app_state, _codec.state(reply.user_state, now))
