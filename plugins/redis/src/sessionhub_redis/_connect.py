@@ -1,4 +1,4 @@
-"""Building a redis-py asyncio client from a URL and the backend's settings.
+"""The redis-py asyncio client a backend uses: one given to it, or one built from its settings.
 
 URL forms::
 
@@ -106,8 +106,28 @@ def _common(settings: RedisSettings) -> dict[str, Any]:
     return options
 
 
-def connect(settings: RedisSettings) -> Connection:
-    """Create the client the settings describe; nothing is sent to the server yet."""
+def connect(
+    settings: RedisSettings,
+    client: Redis | RedisCluster | None = None,
+    pool: ConnectionPool | None = None,
+) -> Connection:
+    """The connection a backend uses; nothing is sent to the server yet.
+
+    ``client`` or ``pool`` when one was given (closing the connection leaves it
+    open), else the client the settings describe.
+    """
+    if client is not None:
+        connection = Connection(client)
+        if type(client) is Redis and client.connection is None:
+            connection.cache = ConnectionCache(client.connection_pool, keep=False)
+        return connection
+    if pool is not None:
+        made = Redis(connection_pool=pool)
+        return Connection(
+            made,
+            [lambda: made.aclose(close_connection_pool=False)],
+            ConnectionCache(pool, keep=False),
+        )
     url = settings.url.get_secret_value() if settings.url is not None else "redis://localhost"
     scheme = check_url(url)
     cluster = settings.cluster if settings.cluster is not None else scheme.endswith("+cluster")

@@ -85,7 +85,6 @@ from sessionhub.backend_tools import events_from_json, mask_url, to_micros
 from sessionhub_redis import _app_index, _codec
 from sessionhub_redis._conflicts import VERIFY_ROUNDS, stored_event, verified
 from sessionhub_redis._connect import Connection, connect
-from sessionhub_redis._driver import ConnectionCache
 from sessionhub_redis._keys import KeyLayout, escape
 from sessionhub_redis._protocol import (
     APPEND,
@@ -194,25 +193,9 @@ class RedisBackend(HistoryRewrites, Backend):
 
     def _open(self) -> Topology:
         if self._topology is None:
-            self._connection = self._connect()
+            self._connection = connect(self.settings, self._given_client, self._given_pool)
             self._topology = self._topology_for(self._connection)
         return self._topology
-
-    def _connect(self) -> Connection:
-        given = self._given_client
-        if given is not None:
-            connection = Connection(given)
-            if type(given) is Redis and given.connection is None:
-                connection.cache = ConnectionCache(given.connection_pool, keep=False)
-            return connection
-        if self._given_pool is not None:
-            client = Redis(connection_pool=self._given_pool)
-            return Connection(
-                client,
-                [lambda: client.aclose(close_connection_pool=False)],
-                ConnectionCache(self._given_pool, keep=False),
-            )
-        return connect(self.settings)
 
     def _topology_for(self, connection: Connection) -> Topology:
         """The strategy for the connection's deployment: :class:`Cluster` or :class:`SingleNode`."""
