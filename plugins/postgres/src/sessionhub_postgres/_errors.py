@@ -5,7 +5,10 @@
   that does not exist): ``BackendUnavailable``, saying what to check.
 - The server answered with any other error (missing privileges, a table
   someone dropped, a constraint the backend's own writes never break), or a
-  stored record does not decode: ``BackendError`` quoting it.
+  stored record does not decode: ``BackendError`` quoting it. A prepared
+  statement of asyncpg's that the server does not know (or knows already) means
+  a pooler in transaction mode sits in between: the message says which setting
+  to change.
 
 Messages name the server by its URL with the password masked; the driver's
 exception is chained.
@@ -31,6 +34,7 @@ _UNAVAILABLE = (
     pg.InvalidAuthorizationSpecificationError,  # bad login or password (28xxx)
     pg.InvalidCatalogNameError,  # the database does not exist
 )
+_PREPARED = (pg.InvalidSQLStatementNameError, pg.DuplicatePreparedStatementError)
 _DROPPED = (
     pg.PostgresConnectionError,
     pg.ConnectionDoesNotExistError,
@@ -78,6 +82,13 @@ def storage_error(url: str, exc: BaseException, timeout: float | None) -> Sessio
         return BackendError(
             f"The PostgreSQL server at {where} refused: {_quote(exc)}. Grant the user the "
             "privileges on the schema (or the database, to create the schema)."
+        )
+    if isinstance(exc, _PREPARED) and "__asyncpg_" in str(exc):
+        return BackendError(
+            f"The PostgreSQL server at {where} answered: {_quote(exc)}. A connection pooler "
+            "in transaction or statement mode (PgBouncer before 1.21, say) does not keep "
+            "prepared statements: set statement_cache_size = 0 in the [postgres] settings, "
+            "or max_prepared_statements in PgBouncer 1.21 or later."
         )
     if isinstance(exc, asyncpg.PostgresError):
         return BackendError(f"The PostgreSQL server at {where} answered: {_quote(exc)}")

@@ -7,7 +7,8 @@ when a Docker engine answers; else the machine's own server on
 when it answers. Tests then work in a schema of their own, dropped afterwards
 (``scratch_schema``). ``PrivateCluster`` starts a throwaway cluster of its own
 (``initdb`` and ``pg_ctl`` from the machine's PostgreSQL) for a test that must
-stop and restart its server. When none can be had they raise
+stop and restart its server, and ``PgBouncer`` runs a private PgBouncer in
+transaction mode in front of a server. When none can be had they raise
 ``ServerUnavailable``; a test suite turns that into a skip, or a failure in CI.
 """
 
@@ -19,10 +20,12 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import time
 import uuid
 from contextlib import AbstractContextManager, nullcontext, suppress
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from sessionhub.testing.servers import ServerUnavailable, docker_answers, find_server
 
@@ -34,6 +37,7 @@ __all__ = [
     "RUN_PREFIX",
     "drop_schema",
     "PrivateCluster",
+    "PgBouncer",
     "docker_answers",
 ]
 
@@ -133,13 +137,7 @@ class PrivateCluster:
         self.port = free_port()
         self.directory = Path(tempfile.mkdtemp(prefix="sessionhub-pg-"))
         self.data = self.directory / "data"
-        self._as: list[str] = []
-        if os.geteuid() == 0:
-            runuser = shutil.which("runuser")
-            if runuser is None:
-                raise ServerUnavailable("running as root and no runuser to drop to 'postgres'")
-            self._as = [runuser, "-u", "postgres", "--"]
-            shutil.chown(self.directory, "postgres")
+        self._as = _as_postgres_user(self.directory)
 
     @property
     def url(self) -> str:
@@ -202,4 +200,91 @@ class PrivateCluster:
         if (self.data / "postmaster.pid").exists():
             with suppress(ServerUnavailable):
                 self.stop("immediate")
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def _as_postgres_user(directory: Path) -> list[str]:
+    """The command prefix that drops root to ``postgres`` (which then owns ``directory``)."""
+    if os.geteuid() != 0:
+        return []
+    runuser = shutil.which("runuser")
+    if runuser is None:
+        raise ServerUnavailable("running as root and no runuser to drop to 'postgres'")
+    shutil.chown(directory, "postgres")
+    return [runuser, "-u", "postgres", "--"]
+
+
+class PgBouncer:
+    """A private PgBouncer in transaction pooling mode, in front of the server at ``url``.
+
+    It listens on a free loopback port and lets in the URL's user with trust
+    authentication (so ``url`` must need no password); ``pool_size`` server
+    connections are shared by every client, which is what makes a pooler in
+    transaction mode hand one client's statements to different server
+    connections. ``pgbouncer`` comes from ``PATH`` or ``/usr/sbin`` (apt-get install
+    pgbouncer); as root it runs as the ``postgres`` user (it refuses root). Use it as
+    a context manager: the process is stopped and its directory removed at exit.
+    """
+
+    def __init__(self, url: str, *, pool_size: int = 2) -> None:
+        binary = shutil.which("pgbouncer") or shutil.which("pgbouncer", path="/usr/sbin")
+        if binary is None:
+            raise ServerUnavailable("no pgbouncer found (apt-get install pgbouncer)")
+        parts = urlsplit(url)
+        self._target = (parts.hostname or "127.0.0.1", parts.port or 5432)
+        self._database = parts.path.lstrip("/") or "postgres"
+        self._user = parts.username or "postgres"
+        self._binary = binary
+        self._pool_size = pool_size
+        self.port = free_port()
+        self.directory = Path(tempfile.mkdtemp(prefix="sessionhub-pgbouncer-"))
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """The URL clients connect to (the pooler, same user and database)."""
+        return f"postgresql://{self._user}@127.0.0.1:{self.port}/{self._database}"
+
+    def __enter__(self) -> PgBouncer:
+        host, port = self._target
+        config = self.directory / "pgbouncer.ini"
+        users = self.directory / "users.txt"
+        users.write_text(f'"{self._user}" ""\n')
+        config.write_text(
+            f"[databases]\n{self._database} = host={host} port={port} dbname={self._database}\n"
+            f"[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {self.port}\n"
+            f"unix_socket_dir =\nauth_type = trust\nauth_file = {users}\n"
+            f"pool_mode = transaction\ndefault_pool_size = {self._pool_size}\n"
+            "max_client_conn = 500\n"
+        )
+        log = self.directory / "pgbouncer.log"
+        try:
+            prefix = _as_postgres_user(self.directory)
+            # Its log goes to a file: a pipe nobody reads would fill and stall it.
+            with log.open("wb") as output:
+                self._process = subprocess.Popen(
+                    [*prefix, self._binary, str(config)],
+                    stdout=output,
+                    stderr=subprocess.STDOUT,
+                )
+            deadline = time.monotonic() + START_TIMEOUT
+            while not _answers("127.0.0.1", self.port):
+                if self._process.poll() is not None or time.monotonic() > deadline:
+                    said = log.read_text(errors="replace").strip()
+                    raise ServerUnavailable(f"pgbouncer did not start: {said[-1000:]}")
+                time.sleep(0.05)
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._process is not None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+            self._process = None
         shutil.rmtree(self.directory, ignore_errors=True)
