@@ -4,8 +4,9 @@ Each test runs a private PgBouncer (``sessionhub_postgres.testing.PgBouncer``)
 in front of the tests' server, with fewer server connections than clients, so
 one backend's statements run on different server connections and different
 backends' on the same one. Skipped where ``pgbouncer`` is not installed
-(apt-get install pgbouncer), in CI too: the pooler is an option of a
-deployment, not a server the backend needs.
+(apt-get install pgbouncer; CI installs it where it can), even with
+``CI=true``: the pooler is an option of a deployment, not a server the
+backend needs.
 """
 
 from __future__ import annotations
