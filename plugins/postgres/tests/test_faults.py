@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 
+import asyncpg
 import pytest
 
 from sessionhub import BackendUnavailable, Event, TextPart
@@ -113,3 +114,40 @@ async def test_a_crash_mid_storm_leaves_no_half_applied_append(cluster, make_ser
             # The append in flight at the crash may have committed, unacknowledged.
             assert acknowledged[name] <= len(events) <= acknowledged[name] + 1
             assert [e.id for e in events] == [f"{name}-{i}" for i in range(1, len(events) + 1)]
+
+
+async def test_connections_the_server_closed_while_idle_are_replaced_unseen(cluster, make_service):
+    """A server idle timeout (or a proxy's) closes the connections between calls: no call fails.
+
+    Without it, the connection the backend keeps out of the pool was found handed back
+    to asyncpg's pool, and every primitive failed once per idle spell, a pop included.
+    """
+    conn = await asyncpg.connect(cluster.url)
+    try:
+        await conn.execute("ALTER DATABASE postgres SET idle_session_timeout = '200ms'")
+    finally:
+        await conn.close()
+    service = make_service(PostgresBackend(_settings(cluster)))
+
+    async def idle() -> None:
+        await asyncio.sleep(0.6)  # three times the timeout: the server has closed them
+
+    async with service:
+        await service.create_session("alice", "s1")
+        for i in range(1, 4):
+            await idle()
+            await service.append(("alice", "s1"), _event(f"e{i}", i))
+        await idle()
+        popped = await service.pop_event("alice", "s1")
+        assert popped is not None and popped.id == "e3"
+        await idle()
+        assert (await service.create_session("alice", "s2")).id == "s2"
+        await idle()
+        assert [s.id for s in (await service.list_sessions("alice")).items] == ["s2", "s1"]
+        await idle()
+        assert await service.update_app_state({"k": 1}) == {"k": 1}
+        await idle()
+        got = await service.get_session("alice", "s1")
+        assert got is not None  # popped once: e3 gone, its seq not reused
+        assert [(e.id, e.seq) for e in got.events] == [("e1", 1), ("e2", 2)]
+        assert (got.event_count, got.last_seq) == (2, 3)

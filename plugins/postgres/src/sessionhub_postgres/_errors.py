@@ -51,7 +51,11 @@ def is_connection_error(exc: BaseException) -> bool:
     """
     if isinstance(exc, _DROPPED):
         return True
-    return isinstance(exc, asyncpg.InterfaceError) and "closed" in str(exc)
+    if not isinstance(exc, asyncpg.InterfaceError):
+        return False
+    # A connection asyncpg handed back to its pool when the server closed it says so.
+    said = str(exc)
+    return "closed" in said or "released back to the pool" in said
 
 
 def storage_error(url: str, exc: BaseException, timeout: float | None) -> SessionHubError:

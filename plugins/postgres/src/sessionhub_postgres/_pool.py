@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-__all__ = ["acquire", "keep_session"]
+import asyncpg
+
+__all__ = ["acquire", "keep_session", "open_connection"]
 
 _TIMEOUT = getattr(asyncio, "timeout", None)  # Python 3.11+
 
@@ -30,3 +32,16 @@ async def acquire(pool: Any, timeout: float | None) -> Any:
         return await pool.acquire(timeout=timeout)
     async with _TIMEOUT(timeout):
         return await pool.acquire()
+
+
+def open_connection(connection: Any) -> bool:
+    """Whether a pooled connection the backend holds is still open.
+
+    When the server closes a connection (an idle timeout, a restart), asyncpg hands
+    it back to its pool at once, and the backend's reference then refuses every
+    call with ``InterfaceError``, before sending anything.
+    """
+    try:
+        return not connection.is_closed()
+    except asyncpg.InterfaceError:  # released back to the pool as it closed
+        return False

@@ -59,7 +59,7 @@ from sessionhub_postgres._codec import (
 )
 from sessionhub_postgres._errors import is_connection_error, storage_error
 from sessionhub_postgres._functions import STORED_IDS
-from sessionhub_postgres._pool import acquire, keep_session
+from sessionhub_postgres._pool import acquire, keep_session, open_connection
 from sessionhub_postgres._schema import SCHEMA_VERSION, Names, SchemaTooNew, migrate
 from sessionhub_postgres._settings import DEFAULT_URL, PostgresSettings, driver_dsn
 from sessionhub_postgres._statements import Statements
@@ -230,6 +230,11 @@ class PostgresBackend(Backend):
         """
         self._held_busy = True
         try:
+            if self._held is not None and not open_connection(self._held):
+                # Closed while held idle (a server's idle timeout, a restart): no call
+                # was sent on it, so any primitive may run on another.
+                await pool.release(self._held)
+                self._held = None
             if self._held is None:
                 if self.settings.max_pool_size < 2:
                     # Held, the only connection would starve every concurrent call.
