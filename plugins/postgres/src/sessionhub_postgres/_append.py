@@ -1,7 +1,8 @@
 """An append as the backend sends it, and a batch reusing stored ids compared before it writes.
 
 The usual batch (new ids, no trim, no user or app delta) is one plain statement
-(``Statements.append_plain``); any other one call of the ``append`` function. A
+(``Statements.append_plain``, or ``append_one`` for one event); any other one call
+of the ``append`` function. A
 batch holding an id stored already makes either write nothing (they raise
 ``STORED_IDS``, rolling themselves back); it is sent again in check mode, which
 returns the stored events of the batch without writing. They are compared with
@@ -87,11 +88,15 @@ async def append(send: Send, sql: Statements, request: AppendRequest) -> AppendR
     ids, times, texts = event_columns(request.events, expiry.now)
     if request.event_limit is None and not any(d.user or d.app for d in request.deltas):
         session = _merged_deltas(request, ())[0]
+        if len(ids) == 1:
+            statement, columns = sql.append_one, (ids[0], times[0], texts[0])
+        else:
+            statement, columns = sql.append_plain, (ids, times, texts)
         row = await send(
-            sql.append_plain,
+            statement,
             (
                 *(key.app_name, key.user_id, key.session_id, expiry.now, expiry.session),
-                *(request.expected_last_seq, ids, times, texts, *encode_delta(session)),
+                *(request.expected_last_seq, *columns, *encode_delta(session)),
             ),
         )
         if row is not None and row is not STORED_MET:
