@@ -88,6 +88,7 @@ async def append(send: Send, sql: Statements, request: AppendRequest) -> AppendR
     ids, times, texts = event_columns(request.events, expiry.now)
     if request.event_limit is None and not any(d.user or d.app for d in request.deltas):
         session = _merged_deltas(request, ())[0]
+        columns: tuple[Any, ...]
         if len(ids) == 1:
             statement, columns = sql.append_one, (ids[0], times[0], texts[0])
         else:
