@@ -1,6 +1,6 @@
-"""Faults: a server stopped or crashed under the backend; typed errors, nothing half-done.
+"""Faults: a server stopped, crashed, read-only or closing idle connections; typed errors.
 
-These tests stop their server, so they never use the shared one: each starts a
+These tests stop or reconfigure their server, so they never use the shared one: each starts a
 private cluster of its own (``initdb`` and ``pg_ctl`` from the machine's
 PostgreSQL) in a temporary directory, removed afterwards.
 """
@@ -12,7 +12,7 @@ import asyncio
 import asyncpg
 import pytest
 
-from sessionhub import BackendUnavailable, Event, TextPart
+from sessionhub import BackendError, BackendUnavailable, Event, TextPart
 from sessionhub_postgres.backend import PostgresBackend, PostgresSettings
 from sessionhub_postgres.testing import PrivateCluster
 
@@ -151,3 +151,37 @@ async def test_connections_the_server_closed_while_idle_are_replaced_unseen(clus
         assert got is not None  # popped once: e3 gone, its seq not reused
         assert [(e.id, e.seq) for e in got.events] == [("e1", 1), ("e2", 2)]
         assert (got.event_count, got.last_seq) == (2, 3)
+
+
+async def test_a_read_only_server_serves_reads_and_refuses_writes_saying_where_to_point(
+    cluster, make_service
+):
+    """A hot standby (here a database read-only by default): reads work, writes say why not."""
+    writer = make_service(PostgresBackend(_settings(cluster)))
+    async with writer:
+        await writer.create_session("alice", "s1")
+        await writer.append(("alice", "s1"), _event("e1", 1))
+    conn = await asyncpg.connect(cluster.url)
+    try:
+        await conn.execute("ALTER DATABASE postgres SET default_transaction_read_only = on")
+    finally:
+        await conn.close()
+
+    reader = make_service(PostgresBackend(_settings(cluster)))
+    async with reader:  # the tables are there: opening only reads their version
+        got = await reader.get_session("alice", "s1")
+        assert got is not None and [e.id for e in got.events] == ["e1"]
+        assert [s.id for s in (await reader.list_sessions("alice")).items] == ["s1"]
+        with pytest.raises(BackendError) as caught:
+            await reader.append(("alice", "s1"), _event("e2", 2))
+        message = str(caught.value)
+        assert "read-only" in message and "primary" in message and "\n" not in message
+        assert "s3cret-pw" not in message
+        got = await reader.get_session("alice", "s1")
+        assert got is not None and got.last_seq == 1  # nothing written
+
+    # A new deployment cannot create its tables there: the same advice, at start.
+    settings = _settings(cluster).model_copy(update={"db_schema": "elsewhere"})
+    with pytest.raises(BackendError, match="Point a service that writes at the primary"):
+        async with make_service(PostgresBackend(settings)):
+            pass

@@ -8,7 +8,8 @@
   stored record does not decode: ``BackendError`` quoting it. A prepared
   statement of asyncpg's that the server does not know (or knows already) means
   a pooler in transaction mode sits in between: the message says which setting
-  to change.
+  to change. A write refused by a read-only server (a standby) says where to
+  point the service instead.
 
 Messages name the server by its URL with the password masked; the driver's
 exception is chained.
@@ -86,6 +87,13 @@ def storage_error(url: str, exc: BaseException, timeout: float | None) -> Sessio
         return BackendError(
             f"The PostgreSQL server at {where} refused: {_quote(exc)}. Grant the user the "
             "privileges on the schema (or the database, to create the schema)."
+        )
+    if isinstance(exc, pg.ReadOnlySQLTransactionError):
+        return BackendError(
+            f"The PostgreSQL server at {where} is read-only (a hot standby, or "
+            f"default_transaction_read_only): {_quote(exc)}. Point a service that writes at "
+            "the primary; a service without TTLs only reads in get_session, list_sessions and "
+            "the state reads, and may use a standby once the primary has created the tables."
         )
     if isinstance(exc, _PREPARED) and "__asyncpg_" in str(exc):
         return BackendError(
