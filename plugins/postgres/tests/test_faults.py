@@ -51,6 +51,15 @@ async def _assert_whole(service, session_id: str) -> list[Event]:
     return got.events
 
 
+async def _set_for_new_connections(cluster: PrivateCluster, setting: str) -> None:
+    """Set ``setting`` (``name = value``) for every later connection to the cluster's database."""
+    conn = await asyncpg.connect(cluster.url)
+    try:
+        await conn.execute(f"ALTER DATABASE postgres SET {setting}")
+    finally:
+        await conn.close()
+
+
 async def _unavailable(call) -> BackendUnavailable:
     with pytest.raises(BackendUnavailable) as caught:
         await asyncio.wait_for(call, HANG_GUARD)
@@ -122,11 +131,7 @@ async def test_connections_the_server_closed_while_idle_are_replaced_unseen(clus
     Without it, the connection the backend keeps out of the pool was found handed back
     to asyncpg's pool, and every primitive failed once per idle spell, a pop included.
     """
-    conn = await asyncpg.connect(cluster.url)
-    try:
-        await conn.execute("ALTER DATABASE postgres SET idle_session_timeout = '200ms'")
-    finally:
-        await conn.close()
+    await _set_for_new_connections(cluster, "idle_session_timeout = '200ms'")
     service = make_service(PostgresBackend(_settings(cluster)))
 
     async def idle() -> None:
@@ -161,11 +166,7 @@ async def test_a_read_only_server_serves_reads_and_refuses_writes_saying_where_t
     async with writer:
         await writer.create_session("alice", "s1")
         await writer.append(("alice", "s1"), _event("e1", 1))
-    conn = await asyncpg.connect(cluster.url)
-    try:
-        await conn.execute("ALTER DATABASE postgres SET default_transaction_read_only = on")
-    finally:
-        await conn.close()
+    await _set_for_new_connections(cluster, "default_transaction_read_only = on")
 
     reader = make_service(PostgresBackend(_settings(cluster)))
     async with reader:  # the tables are there: opening only reads their version
