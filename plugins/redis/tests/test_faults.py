@@ -231,3 +231,31 @@ async def test_a_server_refusing_writes_is_a_server_error_not_server_down(
             assert event.seq == 1
     finally:
         await admin.aclose()
+
+
+async def test_a_read_only_replica_serves_reads_and_refuses_writes_saying_where_to_point(
+    redis_server_factory, key_prefix, make_service
+):
+    """A replica (a url naming one by mistake): reads work, a write says to use the primary."""
+    primary = redis_server_factory("repl-diskless-sync-delay 0\n", name="primary")
+    writer = make_service(RedisBackend(_settings(primary, key_prefix)))
+    async with writer:
+        await writer.create_session("alice", "s1")
+        await writer.append(("alice", "s1"), _event("e1", 1))
+    replica = redis_server_factory(f"replicaof 127.0.0.1 {primary.port}\n", name="replica")
+    reader = make_service(RedisBackend(_settings(replica, key_prefix)))
+    async with reader:
+        for _ in range(HANG_GUARD * 20):  # until the replica has synced
+            if await reader.get_session("alice", "s1") is not None:
+                break
+            await asyncio.sleep(0.05)
+        else:
+            pytest.fail("the replica never synced with its primary")
+        with pytest.raises(BackendError) as caught:
+            await reader.append(("alice", "s1"), _event("e2", 2))
+        message = str(caught.value)
+        assert "read-only replica" in message and "primary" in message
+        assert not isinstance(caught.value, BackendUnavailable)
+    async with writer:  # nothing was written
+        got = await writer.get_session("alice", "s1")
+        assert got is not None and [e.id for e in got.events] == ["e1"]

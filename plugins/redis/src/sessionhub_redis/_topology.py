@@ -25,7 +25,13 @@ from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import ClusterDownError, NoScriptError, RedisClusterException, RedisError
+from redis.exceptions import (
+    ClusterDownError,
+    NoScriptError,
+    ReadOnlyError,
+    RedisClusterException,
+    RedisError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -64,9 +70,15 @@ def failure(exc: BaseException, where: str) -> SessionHubError:
     """The one rule mapping a redis-py failure to sessionhub's error.
 
     Unreachable or timed out is ``BackendUnavailable``; an answer that is an
-    error (WRONGTYPE, OOM, a script's error, ...) is ``BackendError`` quoting it.
+    error (WRONGTYPE, OOM, a script's error, ...) is ``BackendError`` quoting it,
+    saying where to point the url when a read-only replica refused a write.
     """
     detail = str(exc).rstrip(".")
+    if isinstance(exc, ReadOnlyError):
+        return BackendError(
+            f"Redis at {where} is a read-only replica: {detail}. Point the url at the primary, "
+            "or use a redis+sentinel:// url, which follows the primary through failovers."
+        )
     if isinstance(exc, _UNREACHABLE):
         return BackendUnavailable(
             f"Redis at {where} failed: {type(exc).__name__}: {detail}. Check that the server "
