@@ -2,13 +2,12 @@
 
 The usual batch (new ids, no trim, no user or app delta) is one plain statement
 (``Statements.append_plain``, or ``append_one`` for one event); any other one call
-of the ``append`` function. A
-batch holding an id stored already makes either write nothing (they raise
-``STORED_IDS``, rolling themselves back); it is sent again in check mode, which
-returns the stored events of the batch without writing. They are compared with
-the requested ones (``check_retry``: ``ConflictError``, nothing written, if one
-differs), and the next call writes the new events, provided the stored ones are
-still those compared.
+of the ``append`` function. A batch holding an id stored already makes either
+write nothing (they raise ``STORED_IDS``, rolling themselves back); it is sent
+again in check mode, which returns the stored events of the batch without
+writing. They are compared with the requested ones (``check_retry``:
+``ConflictError``, nothing written, if one differs), and the next call writes
+the new events, provided the stored ones are still those compared.
 """
 
 from __future__ import annotations
