@@ -2,7 +2,8 @@
 
 - The server cannot be used (refused or dropped connection, a server shutting
   down or starting up, too many connections, a timeout, a login or database
-  that does not exist): ``BackendUnavailable``, saying what to check.
+  that does not exist, a certificate not trusted): ``BackendUnavailable``,
+  saying what to check.
 - The server answered with any other error (missing privileges, a table
   someone dropped, a constraint the backend's own writes never break), or a
   stored record does not decode: ``BackendError`` quoting it. A prepared
@@ -18,6 +19,7 @@ exception is chained.
 from __future__ import annotations
 
 import asyncio
+import ssl
 
 import asyncpg
 from asyncpg import exceptions as pg
@@ -77,6 +79,17 @@ def storage_error(url: str, exc: BaseException, timeout: float | None) -> Sessio
         return BackendUnavailable(
             f"The PostgreSQL server at {where} has no such database: {_quote(exc)}. Create it "
             "(createdb NAME) or fix the database name in the URL."
+        )
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return BackendUnavailable(
+            f"The PostgreSQL server at {where} showed a certificate this client does not "
+            f"trust: {_quote(exc)}. Check sslrootcert in the URL (the authority that signed "
+            "the server's certificate) and that the host name is one the certificate names."
+        )
+    if isinstance(exc, ssl.SSLError):
+        return BackendUnavailable(
+            f"TLS with the PostgreSQL server at {where} failed: {_quote(exc)}. Check sslmode "
+            "and the certificate and key files named in the URL."
         )
     if isinstance(exc, (OSError, *_UNAVAILABLE)) or is_connection_error(exc):
         return BackendUnavailable(
