@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -25,6 +26,7 @@ from sessionhub import SessionHistoryService
 from sessionhub.plugins import get_plugin_manager
 from sessionhub.settings import SessionHubSettings
 from sessionhub.testing.servers import missing
+from sessionhub_redis._topology import ACL_RULES
 from sessionhub_redis.backend import RedisBackend, RedisSettings
 from sessionhub_redis.testing import (
     CLUSTER_NODE,
@@ -139,3 +141,30 @@ def make_service() -> Callable[..., SessionHistoryService]:
         )
 
     return make
+
+
+@dataclass(frozen=True)
+class AclServer:
+    """A private server with ACL users limited to keys under ``prefix``."""
+
+    server: RedisServer
+    prefix: str
+    password: str
+
+    def url(self, user: str) -> str:
+        """The URL of ``user`` (``app`` or ``narrow``) with its password."""
+        return f"redis://{user}:{self.password}@127.0.0.1:{self.server.port}/0"
+
+
+@pytest.fixture(scope="module")
+def acl_server(redis_server_factory: Callable[..., RedisServer]) -> AclServer:
+    """A server whose users may touch only keys under ``acl-app:``.
+
+    ``app`` has the rules the backend names when it is refused (``ACL_RULES``, as the
+    README gives them); ``narrow`` has the same without ``+@scripting``.
+    """
+    prefix, password = "acl-app:", "acl-Pw_7"
+    rules = f"on >{password} " + ACL_RULES.replace("<key_prefix>", prefix)
+    narrow = rules.replace(" +@scripting", "")
+    server = redis_server_factory(f"user app {rules}\nuser narrow {narrow}\n", name="acl")
+    return AclServer(server, prefix, password)

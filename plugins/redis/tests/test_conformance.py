@@ -1,4 +1,4 @@
-"""The Redis backend against the whole sessionhub contract: on one node and on a Cluster."""
+"""The Redis backend against the whole sessionhub contract: one node, a Cluster, an ACL user."""
 
 from __future__ import annotations
 
@@ -11,12 +11,10 @@ from sessionhub.testing import BackendConformance
 from sessionhub_redis.backend import RedisBackend, RedisSettings
 
 
-class TestRedisConformance(BackendConformance):
-    @pytest_asyncio.fixture
-    async def backend(self, redis_url, key_prefix):
-        self.settings = RedisSettings(url=redis_url, key_prefix=key_prefix)
-        async with RedisBackend(self.settings) as backend:
-            yield backend
+class _OpenAgain:
+    """``connect`` and ``backend_factory`` from the settings the ``backend`` fixture set."""
+
+    settings: RedisSettings
 
     @pytest_asyncio.fixture
     async def connect(self, backend):
@@ -30,7 +28,15 @@ class TestRedisConformance(BackendConformance):
         return functools.partial(RedisBackend, self.settings)
 
 
-class TestRedisClusterConformance(BackendConformance):
+class TestRedisConformance(_OpenAgain, BackendConformance):
+    @pytest_asyncio.fixture
+    async def backend(self, redis_url, key_prefix):
+        self.settings = RedisSettings(url=redis_url, key_prefix=key_prefix)
+        async with RedisBackend(self.settings) as backend:
+            yield backend
+
+
+class TestRedisClusterConformance(_OpenAgain, BackendConformance):
     @pytest_asyncio.fixture
     async def backend(self, redis_cluster_url, key_prefix):
         self.settings = RedisSettings(url=redis_cluster_url, key_prefix=key_prefix)
@@ -38,13 +44,14 @@ class TestRedisClusterConformance(BackendConformance):
             assert backend.is_cluster
             yield backend
 
+
+class TestRedisConformanceAsAnAclUser(_OpenAgain, BackendConformance):
+    """As a user whose ACL is only the rules the backend names (``ACL_RULES``)."""
+
     @pytest_asyncio.fixture
-    async def connect(self, backend):
-        async def open_another():
-            return await RedisBackend(self.settings).__aenter__()
-
-        yield open_another
-
-    @pytest.fixture
-    def backend_factory(self, backend):
-        return functools.partial(RedisBackend, self.settings)
+    async def backend(self, acl_server, key_prefix):
+        self.settings = RedisSettings(
+            url=acl_server.url("app"), key_prefix=acl_server.prefix + key_prefix
+        )
+        async with RedisBackend(self.settings) as backend:
+            yield backend

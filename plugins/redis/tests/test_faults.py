@@ -13,6 +13,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from sessionhub import BackendError, BackendUnavailable, Event, TextPart
 from sessionhub_redis._protocol import APPEND
+from sessionhub_redis._topology import ACL_RULES
 from sessionhub_redis.backend import RedisBackend, RedisSettings
 
 pytestmark = pytest.mark.asyncio
@@ -259,3 +260,17 @@ async def test_a_read_only_replica_serves_reads_and_refuses_writes_saying_where_
     async with writer:  # nothing was written
         got = await writer.get_session("alice", "s1")
         assert got is not None and [e.id for e in got.events] == ["e1"]
+
+
+async def test_a_command_the_acl_refuses_names_the_rules_to_give(
+    acl_server, key_prefix, make_service
+):
+    settings = RedisSettings(
+        url=acl_server.url("narrow"), key_prefix=acl_server.prefix + key_prefix
+    )
+    async with make_service(RedisBackend(settings)) as service:
+        with pytest.raises(BackendError) as caught:
+            await service.create_session("alice", "s1")
+    message = str(caught.value)
+    assert "no permissions" in message and ACL_RULES in message
+    assert acl_server.password not in message

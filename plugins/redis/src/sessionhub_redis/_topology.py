@@ -27,6 +27,7 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import (
     ClusterDownError,
+    NoPermissionError,
     NoScriptError,
     ReadOnlyError,
     RedisClusterException,
@@ -51,7 +52,7 @@ from sessionhub_redis._protocol import (
     StateArgs,
 )
 
-__all__ = ["Cluster", "SingleNode", "Topology", "failure"]
+__all__ = ["ACL_RULES", "Cluster", "SingleNode", "Topology", "failure"]
 
 logger = logging.getLogger("sessionhub.redis")
 
@@ -66,14 +67,24 @@ _UNREACHABLE = (
 )
 
 
+ACL_RULES = "~<key_prefix>* resetchannels +@read +@write +@scripting +@transaction +ping"
+"""The Redis ACL rules a user needs to run this backend (the whole conformance suite passes)."""
+
+
 def failure(exc: BaseException, where: str) -> SessionHubError:
     """The one rule mapping a redis-py failure to sessionhub's error.
 
     Unreachable or timed out is ``BackendUnavailable``; an answer that is an
     error (WRONGTYPE, OOM, a script's error, ...) is ``BackendError`` quoting it,
-    saying where to point the url when a read-only replica refused a write.
+    saying where to point the url when a read-only replica refused a write, and
+    which ACL the user needs when the server refused it a command or a key.
     """
     detail = str(exc).rstrip(".")
+    if isinstance(exc, NoPermissionError):
+        return BackendError(
+            f"Redis at {where} refused the user: {detail}. Give it the ACL this backend "
+            f"needs: {ACL_RULES} (with key_prefix in place of <key_prefix>)."
+        )
     if isinstance(exc, ReadOnlyError):
         return BackendError(
             f"Redis at {where} is a read-only replica: {detail}. Point the url at the primary, "
