@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
@@ -27,6 +29,7 @@ from sessionhub_postgres._settings import driver_dsn
 from sessionhub_postgres.backend import PostgresBackend, PostgresSettings
 from sessionhub_postgres.testing import (
     RUN_PREFIX,
+    PgBouncer,
     PrivateCluster,
     ServerUnavailable,
     drop_schema,
@@ -76,9 +79,7 @@ def postgres_url() -> Iterator[str]:
         missing(str(exc))
 
 
-@pytest.fixture
-def cluster() -> Iterator[PrivateCluster]:
-    """A private cluster for a test that stops its server (never the shared one)."""
+def _private_cluster() -> Iterator[PrivateCluster]:
     if os.environ.get("SESSIONHUB_TEST_POSTGRES_URL"):
         pytest.skip("SESSIONHUB_TEST_POSTGRES_URL names the server: no private cluster is started")
     try:
@@ -86,6 +87,18 @@ def cluster() -> Iterator[PrivateCluster]:
             yield started
     except ServerUnavailable as exc:
         missing(f"no private PostgreSQL cluster: {exc}")
+
+
+@pytest.fixture
+def cluster() -> Iterator[PrivateCluster]:
+    """A private cluster for a test that stops its server (never the shared one)."""
+    yield from _private_cluster()
+
+
+@pytest.fixture(scope="module")
+def module_cluster() -> Iterator[PrivateCluster]:
+    """A private cluster shared by a module's tests, for roles (they belong to a cluster)."""
+    yield from _private_cluster()
 
 
 @pytest_asyncio.fixture
@@ -137,3 +150,80 @@ def make_service() -> Callable[..., SessionHistoryService]:
         )
 
     return make
+
+
+# --- behind a pooler ----------------------------------------------------------------
+
+
+def _bouncer(postgres_url: str, pool_size: int) -> Iterator[PgBouncer]:
+    if urlsplit(postgres_url).password:
+        pytest.skip("the tests' server needs a password: the private PgBouncer trusts its users")
+    try:
+        with PgBouncer(postgres_url, pool_size=pool_size) as started:
+            yield started
+    except ServerUnavailable as exc:
+        # Not `missing`: the pooler is an option of a deployment, not a server the
+        # backend needs, so its tests skip even with CI=true (CI installs it where it can).
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="module")
+def bouncer(postgres_url: str) -> Iterator[PgBouncer]:
+    """A private PgBouncer in transaction mode sharing two server connections among clients."""
+    yield from _bouncer(postgres_url, pool_size=2)
+
+
+@pytest.fixture
+def behind(bouncer: PgBouncer, schema: str) -> Callable[..., PostgresSettings]:
+    """Settings of a backend reaching the test's schema through the pooler, cache off."""
+
+    def make(**overrides: Any) -> PostgresSettings:
+        values: dict[str, Any] = {
+            "url": bouncer.url,
+            "schema": schema,
+            "max_pool_size": 4,
+            "statement_cache_size": 0,
+        }
+        values.update(overrides)
+        return PostgresSettings.model_validate(values)
+
+    return make
+
+
+# --- least privilege ----------------------------------------------------------------
+
+DML_ROLE = "sessionhub_dml"
+
+GRANTS = (
+    'GRANT USAGE ON SCHEMA "{schema}" TO {role}',
+    'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA "{schema}" TO {role}',
+    'GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA "{schema}" TO {role}',
+)
+"""What the application's role needs once the tables exist, as the README lists it.
+
+No grant on the identity sequence: inserting into an identity column does not need one.
+"""
+
+
+@pytest_asyncio.fixture
+async def dml_settings(module_cluster: PrivateCluster) -> PostgresSettings:
+    """Settings of a role holding only ``GRANTS`` on a schema its owner just created.
+
+    ``EXECUTE`` is taken from ``PUBLIC`` first, so the grant is what lets the role in.
+    """
+    schema = f"app_{uuid.uuid4().hex[:12]}"
+    async with PostgresBackend(
+        PostgresSettings.model_validate({"url": module_cluster.url, "schema": schema})
+    ):
+        pass  # the owner creates the tables
+    conn = await asyncpg.connect(module_cluster.url)
+    try:
+        if not await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", DML_ROLE):
+            await conn.execute(f"CREATE ROLE {DML_ROLE} LOGIN")
+        await conn.execute(f'REVOKE ALL ON ALL FUNCTIONS IN SCHEMA "{schema}" FROM PUBLIC')
+        for grant in GRANTS:
+            await conn.execute(grant.format(schema=schema, role=DML_ROLE))
+    finally:
+        await conn.close()
+    url = module_cluster.url.replace("postgres@", f"{DML_ROLE}@", 1)
+    return PostgresSettings.model_validate({"url": url, "schema": schema, "max_pool_size": 4})

@@ -1,86 +1,28 @@
 """Behind PgBouncer in transaction mode: what the deployment guide says works, shown working.
 
-Each test runs a private PgBouncer (``sessionhub_postgres.testing.PgBouncer``)
-in front of the tests' server, with fewer server connections than clients, so
-one backend's statements run on different server connections and different
-backends' on the same one. Skipped where ``pgbouncer`` is not installed
-(apt-get install pgbouncer; CI installs it where it can), even with
-``CI=true``: the pooler is an option of a deployment, not a server the
-backend needs.
+Each test runs a private PgBouncer (``sessionhub_postgres.testing.PgBouncer``,
+the ``bouncer`` fixture) in front of the tests' server, with fewer server
+connections than clients, so one backend's statements run on different server
+connections and different backends' on the same one. Skipped where
+``pgbouncer`` is not installed (apt-get install pgbouncer; CI installs it where
+it can), even with ``CI=true``: the pooler is an option of a deployment, not a
+server the backend needs. The whole conformance suite through it is in
+``test_conformance.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
-from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any
-from urllib.parse import urlsplit
+from collections.abc import Callable
 
 import asyncpg
 import pytest
-import pytest_asyncio
 
 from sessionhub import BackendError, Event, SessionHistoryService, TextPart
 from sessionhub.settings import SessionHubSettings
-from sessionhub.testing import BackendConformance
 from sessionhub_postgres._settings import driver_dsn
 from sessionhub_postgres.backend import PostgresBackend, PostgresSettings
-from sessionhub_postgres.testing import PgBouncer, ServerUnavailable
-
-
-def _bouncer(postgres_url: str, pool_size: int) -> Iterator[PgBouncer]:
-    if urlsplit(postgres_url).password:
-        pytest.skip("the tests' server needs a password: the private PgBouncer trusts its users")
-    try:
-        with PgBouncer(postgres_url, pool_size=pool_size) as started:
-            yield started
-    except ServerUnavailable as exc:
-        pytest.skip(str(exc))
-
-
-@pytest.fixture(scope="module")
-def bouncer(postgres_url: str) -> Iterator[PgBouncer]:
-    """A PgBouncer sharing two server connections among every client."""
-    yield from _bouncer(postgres_url, pool_size=2)
-
-
-@pytest.fixture
-def behind(bouncer: PgBouncer, schema: str) -> Callable[..., PostgresSettings]:
-    """Settings of a backend reaching the test's schema through the pooler."""
-
-    def make(**overrides: Any) -> PostgresSettings:
-        values: dict[str, Any] = {
-            "url": bouncer.url,
-            "schema": schema,
-            "max_pool_size": 4,
-            "statement_cache_size": 0,
-        }
-        values.update(overrides)
-        return PostgresSettings.model_validate(values)
-
-    return make
-
-
-class TestConformanceBehindPgBouncer(BackendConformance):
-    """The whole contract through the pooler, with asyncpg's statement cache off."""
-
-    @pytest_asyncio.fixture
-    async def backend(self, behind: Callable[..., PostgresSettings]) -> AsyncIterator[Any]:
-        self.settings = behind()
-        async with PostgresBackend(self.settings) as backend:
-            yield backend
-
-    @pytest_asyncio.fixture
-    async def connect(self, backend: Any) -> AsyncIterator[Any]:
-        async def open_another() -> Any:
-            return await PostgresBackend(self.settings).__aenter__()
-
-        yield open_another
-
-    @pytest.fixture
-    def backend_factory(self, backend: Any) -> Any:
-        return functools.partial(PostgresBackend, self.settings)
+from sessionhub_postgres.testing import PgBouncer
 
 
 def _service(settings: PostgresSettings) -> SessionHistoryService:

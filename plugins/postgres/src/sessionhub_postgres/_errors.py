@@ -98,8 +98,10 @@ def storage_error(url: str, exc: BaseException, timeout: float | None) -> Sessio
         )
     if isinstance(exc, pg.InsufficientPrivilegeError):
         return BackendError(
-            f"The PostgreSQL server at {where} refused: {_quote(exc)}. Grant the user the "
-            "privileges on the schema (or the database, to create the schema)."
+            f"The PostgreSQL server at {where} refused: {_quote(exc)}. Either let this user "
+            "create the tables (CREATE on the database, or on the schema if it exists), or open "
+            "the backend once as the tables' owner and grant this user USAGE on the schema, "
+            "SELECT, INSERT, UPDATE, DELETE on its tables and EXECUTE on its functions."
         )
     if isinstance(exc, pg.ReadOnlySQLTransactionError):
         return BackendError(
