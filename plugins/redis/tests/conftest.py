@@ -26,7 +26,7 @@ from sessionhub import SessionHistoryService
 from sessionhub.plugins import get_plugin_manager
 from sessionhub.settings import SessionHubSettings
 from sessionhub.testing.servers import missing
-from sessionhub_redis._topology import ACL_RULES
+from sessionhub_redis._topology import ACL_RULES, CLUSTER_ACL_RULES
 from sessionhub_redis.backend import RedisBackend, RedisSettings
 from sessionhub_redis.testing import (
     CLUSTER_NODE,
@@ -86,7 +86,12 @@ def redis_cluster_url(redis_server_factory: Callable[..., RedisServer]) -> str:
     url = os.environ.get("SESSIONHUB_TEST_REDIS_CLUSTER_URL")
     if url:
         return url
-    nodes = [redis_server_factory(CLUSTER_NODE, name=f"cluster{n}") for n in range(3)]
+    # Each node also has the ACL users of ``acl_cluster_url``: ``app``, and ``narrow``
+    # without the Cluster's own rules.
+    config = CLUSTER_NODE + (
+        f"user app {_ACL_USER_RULES} {CLUSTER_ACL_RULES}\nuser narrow {_ACL_USER_RULES}\n"
+    )
+    nodes = [redis_server_factory(config, name=f"cluster{n}") for n in range(3)]
     try:
         return start_cluster(nodes)
     except ServerUnavailable as exc:
@@ -156,6 +161,10 @@ class AclServer:
         return f"redis://{user}:{self.password}@127.0.0.1:{self.server.port}/0"
 
 
+_ACL_PREFIX, _ACL_PASSWORD = "acl-app:", "acl-Pw_7"
+_ACL_USER_RULES = f"on >{_ACL_PASSWORD} " + ACL_RULES.replace("<key_prefix>", _ACL_PREFIX)
+
+
 @pytest.fixture(scope="module")
 def acl_server(redis_server_factory: Callable[..., RedisServer]) -> AclServer:
     """A server whose users may touch only keys under ``acl-app:``.
@@ -163,8 +172,16 @@ def acl_server(redis_server_factory: Callable[..., RedisServer]) -> AclServer:
     ``app`` has the rules the backend names when it is refused (``ACL_RULES``, as the
     README gives them); ``narrow`` has the same without ``+@scripting``.
     """
-    prefix, password = "acl-app:", "acl-Pw_7"
-    rules = f"on >{password} " + ACL_RULES.replace("<key_prefix>", prefix)
-    narrow = rules.replace(" +@scripting", "")
-    server = redis_server_factory(f"user app {rules}\nuser narrow {narrow}\n", name="acl")
-    return AclServer(server, prefix, password)
+    narrow = _ACL_USER_RULES.replace(" +@scripting", "")
+    server = redis_server_factory(f"user app {_ACL_USER_RULES}\nuser narrow {narrow}\n", name="acl")
+    return AclServer(server, _ACL_PREFIX, _ACL_PASSWORD)
+
+
+@pytest.fixture(scope="session")
+def acl_cluster_url(redis_cluster_url: str) -> tuple[str, str]:
+    """The private Cluster's URL as user ``app`` (``ACL_RULES`` and ``CLUSTER_ACL_RULES``),
+    and the key prefix it may touch; ``narrow`` in place of ``app`` lacks the latter."""
+    if os.environ.get("SESSIONHUB_TEST_REDIS_CLUSTER_URL"):
+        pytest.skip("SESSIONHUB_TEST_REDIS_CLUSTER_URL names the cluster: it has no ACL user")
+    url = redis_cluster_url.replace("redis+cluster://", f"redis+cluster://app:{_ACL_PASSWORD}@", 1)
+    return url, _ACL_PREFIX

@@ -55,3 +55,15 @@ class TestRedisConformanceAsAnAclUser(_OpenAgain, BackendConformance):
         )
         async with RedisBackend(self.settings) as backend:
             yield backend
+
+
+class TestRedisClusterConformanceAsAnAclUser(_OpenAgain, BackendConformance):
+    """On the Cluster as a user holding ``ACL_RULES`` and ``CLUSTER_ACL_RULES`` only."""
+
+    @pytest_asyncio.fixture
+    async def backend(self, acl_cluster_url, key_prefix):
+        url, prefix = acl_cluster_url
+        self.settings = RedisSettings(url=url, key_prefix=prefix + key_prefix)
+        async with RedisBackend(self.settings) as backend:
+            assert backend.is_cluster
+            yield backend

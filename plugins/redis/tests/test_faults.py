@@ -13,7 +13,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from sessionhub import BackendError, BackendUnavailable, Event, TextPart
 from sessionhub_redis._protocol import APPEND
-from sessionhub_redis._topology import ACL_RULES
+from sessionhub_redis._topology import ACL_RULES, CLUSTER_ACL_RULES
 from sessionhub_redis.backend import RedisBackend, RedisSettings
 
 pytestmark = pytest.mark.asyncio
@@ -274,3 +274,14 @@ async def test_a_command_the_acl_refuses_names_the_rules_to_give(
     message = str(caught.value)
     assert "no permissions" in message and ACL_RULES in message
     assert acl_server.password not in message
+
+
+async def test_a_cluster_user_without_the_cluster_rules_is_told_them(
+    acl_cluster_url, key_prefix, make_service
+):
+    url, prefix = acl_cluster_url
+    settings = RedisSettings(url=url.replace("app:", "narrow:", 1), key_prefix=prefix + key_prefix)
+    with pytest.raises(BackendUnavailable) as caught:  # CLUSTER SLOTS refused
+        async with make_service(RedisBackend(settings)) as service:
+            await service.create_session("alice", "s1")
+    assert CLUSTER_ACL_RULES in str(caught.value)

@@ -52,7 +52,7 @@ from sessionhub_redis._protocol import (
     StateArgs,
 )
 
-__all__ = ["ACL_RULES", "Cluster", "SingleNode", "Topology", "failure"]
+__all__ = ["ACL_RULES", "CLUSTER_ACL_RULES", "Cluster", "SingleNode", "Topology", "failure"]
 
 logger = logging.getLogger("sessionhub.redis")
 
@@ -69,6 +69,8 @@ _UNREACHABLE = (
 
 ACL_RULES = "~<key_prefix>* resetchannels +@read +@write +@scripting +@transaction +ping"
 """The Redis ACL rules a user needs to run this backend (the whole conformance suite passes)."""
+CLUSTER_ACL_RULES = "+cluster|slots +command"
+"""What a user needs besides ``ACL_RULES`` on Redis Cluster (redis-py maps slots and keys)."""
 
 
 def failure(exc: BaseException, where: str) -> SessionHubError:
@@ -83,7 +85,8 @@ def failure(exc: BaseException, where: str) -> SessionHubError:
     if isinstance(exc, NoPermissionError):
         return BackendError(
             f"Redis at {where} refused the user: {detail}. Give it the ACL this backend "
-            f"needs: {ACL_RULES} (with key_prefix in place of <key_prefix>)."
+            f"needs: {ACL_RULES} (with key_prefix in place of <key_prefix>; on Redis Cluster "
+            f"also {CLUSTER_ACL_RULES})."
         )
     if isinstance(exc, ReadOnlyError):
         return BackendError(
@@ -91,9 +94,15 @@ def failure(exc: BaseException, where: str) -> SessionHubError:
             "or use a redis+sentinel:// url, which follows the primary through failovers."
         )
     if isinstance(exc, _UNREACHABLE):
+        # A Cluster user whose ACL refuses CLUSTER SLOTS looks like a node out of cluster mode.
+        acl = (
+            f" A user whose ACL lacks {CLUSTER_ACL_RULES} fails this way too."
+            if isinstance(exc, RedisClusterException)
+            else ""
+        )
         return BackendUnavailable(
             f"Redis at {where} failed: {type(exc).__name__}: {detail}. Check that the server "
-            "is running and reachable, and the url, password and timeouts."
+            f"is running and reachable, and the url, password and timeouts.{acl}"
         )
     return BackendError(
         f"Redis at {where} answered with an error: {type(exc).__name__}: {detail}. The "
