@@ -155,22 +155,18 @@ def make_service() -> Callable[..., SessionHistoryService]:
 # --- behind a pooler ----------------------------------------------------------------
 
 
-def _bouncer(postgres_url: str, pool_size: int) -> Iterator[PgBouncer]:
+@pytest.fixture(scope="module")
+def bouncer(postgres_url: str) -> Iterator[PgBouncer]:
+    """A private PgBouncer in transaction mode sharing two server connections among clients."""
     if urlsplit(postgres_url).password:
         pytest.skip("the tests' server needs a password: the private PgBouncer trusts its users")
     try:
-        with PgBouncer(postgres_url, pool_size=pool_size) as started:
+        with PgBouncer(postgres_url, pool_size=2) as started:
             yield started
     except ServerUnavailable as exc:
         # Not `missing`: the pooler is an option of a deployment, not a server the
         # backend needs, so its tests skip even with CI=true (CI installs it where it can).
         pytest.skip(str(exc))
-
-
-@pytest.fixture(scope="module")
-def bouncer(postgres_url: str) -> Iterator[PgBouncer]:
-    """A private PgBouncer in transaction mode sharing two server connections among clients."""
-    yield from _bouncer(postgres_url, pool_size=2)
 
 
 @pytest.fixture

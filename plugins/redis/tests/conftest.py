@@ -80,13 +80,18 @@ def redis_url(request: pytest.FixtureRequest) -> Iterator[str]:
     yield server.url
 
 
+# The ACL users of ``acl_server`` and ``acl_cluster`` may touch only keys under this prefix.
+_ACL_PREFIX, _ACL_PASSWORD = "acl-app:", "acl-Pw_7"
+_ACL_USER_RULES = f"on >{_ACL_PASSWORD} " + ACL_RULES.replace("<key_prefix>", _ACL_PREFIX)
+
+
 @pytest.fixture(scope="session")
 def redis_cluster_url(redis_server_factory: Callable[..., RedisServer]) -> str:
     """A redis+cluster:// URL of a private three-master Redis Cluster."""
     url = os.environ.get("SESSIONHUB_TEST_REDIS_CLUSTER_URL")
     if url:
         return url
-    # Each node also has the ACL users of ``acl_cluster_url``: ``app``, and ``narrow``
+    # Each node also has the ACL users of ``acl_cluster``: ``app``, and ``narrow``
     # without the Cluster's own rules.
     config = CLUSTER_NODE + (
         f"user app {_ACL_USER_RULES} {CLUSTER_ACL_RULES}\nuser narrow {_ACL_USER_RULES}\n"
@@ -149,24 +154,23 @@ def make_service() -> Callable[..., SessionHistoryService]:
 
 
 @dataclass(frozen=True)
-class AclServer:
-    """A private server with ACL users limited to keys under ``prefix``."""
+class AclUsers:
+    """Where the ACL users ``app`` and ``narrow`` log in, and the key prefix they may touch."""
 
-    server: RedisServer
+    url: str
+    """The server's or Cluster's URL, without credentials."""
     prefix: str
     password: str
 
-    def url(self, user: str) -> str:
-        """The URL of ``user`` (``app`` or ``narrow``) with its password."""
-        return f"redis://{user}:{self.password}@127.0.0.1:{self.server.port}/0"
-
-
-_ACL_PREFIX, _ACL_PASSWORD = "acl-app:", "acl-Pw_7"
-_ACL_USER_RULES = f"on >{_ACL_PASSWORD} " + ACL_RULES.replace("<key_prefix>", _ACL_PREFIX)
+    def settings(self, user: str, key_prefix: str) -> RedisSettings:
+        """Settings of ``user`` under ``key_prefix`` (a test's own) inside ``prefix``."""
+        scheme, rest = self.url.split("://", 1)
+        url = f"{scheme}://{user}:{self.password}@{rest}"
+        return RedisSettings(url=url, key_prefix=self.prefix + key_prefix)
 
 
 @pytest.fixture(scope="module")
-def acl_server(redis_server_factory: Callable[..., RedisServer]) -> AclServer:
+def acl_server(redis_server_factory: Callable[..., RedisServer]) -> AclUsers:
     """A server whose users may touch only keys under ``acl-app:``.
 
     ``app`` has the rules the backend names when it is refused (``ACL_RULES``, as the
@@ -174,14 +178,13 @@ def acl_server(redis_server_factory: Callable[..., RedisServer]) -> AclServer:
     """
     narrow = _ACL_USER_RULES.replace(" +@scripting", "")
     server = redis_server_factory(f"user app {_ACL_USER_RULES}\nuser narrow {narrow}\n", name="acl")
-    return AclServer(server, _ACL_PREFIX, _ACL_PASSWORD)
+    return AclUsers(server.url, _ACL_PREFIX, _ACL_PASSWORD)
 
 
 @pytest.fixture(scope="session")
-def acl_cluster_url(redis_cluster_url: str) -> tuple[str, str]:
-    """The private Cluster's URL as user ``app`` (``ACL_RULES`` and ``CLUSTER_ACL_RULES``),
-    and the key prefix it may touch; ``narrow`` in place of ``app`` lacks the latter."""
+def acl_cluster(redis_cluster_url: str) -> AclUsers:
+    """The private Cluster's ACL users: ``app`` holds ``ACL_RULES`` and
+    ``CLUSTER_ACL_RULES``, ``narrow`` only the former."""
     if os.environ.get("SESSIONHUB_TEST_REDIS_CLUSTER_URL"):
         pytest.skip("SESSIONHUB_TEST_REDIS_CLUSTER_URL names the cluster: it has no ACL user")
-    url = redis_cluster_url.replace("redis+cluster://", f"redis+cluster://app:{_ACL_PASSWORD}@", 1)
-    return url, _ACL_PREFIX
+    return AclUsers(redis_cluster_url, _ACL_PREFIX, _ACL_PASSWORD)

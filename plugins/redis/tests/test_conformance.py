@@ -50,9 +50,7 @@ class TestRedisConformanceAsAnAclUser(_OpenAgain, BackendConformance):
 
     @pytest_asyncio.fixture
     async def backend(self, acl_server, key_prefix):
-        self.settings = RedisSettings(
-            url=acl_server.url("app"), key_prefix=acl_server.prefix + key_prefix
-        )
+        self.settings = acl_server.settings("app", key_prefix)
         async with RedisBackend(self.settings) as backend:
             yield backend
 
@@ -61,9 +59,8 @@ class TestRedisClusterConformanceAsAnAclUser(_OpenAgain, BackendConformance):
     """On the Cluster as a user holding ``ACL_RULES`` and ``CLUSTER_ACL_RULES`` only."""
 
     @pytest_asyncio.fixture
-    async def backend(self, acl_cluster_url, key_prefix):
-        url, prefix = acl_cluster_url
-        self.settings = RedisSettings(url=url, key_prefix=prefix + key_prefix)
+    async def backend(self, acl_cluster, key_prefix):
+        self.settings = acl_cluster.settings("app", key_prefix)
         async with RedisBackend(self.settings) as backend:
             assert backend.is_cluster
             yield backend

@@ -265,10 +265,7 @@ async def test_a_read_only_replica_serves_reads_and_refuses_writes_saying_where_
 async def test_a_command_the_acl_refuses_names_the_rules_to_give(
     acl_server, key_prefix, make_service
 ):
-    settings = RedisSettings(
-        url=acl_server.url("narrow"), key_prefix=acl_server.prefix + key_prefix
-    )
-    async with make_service(RedisBackend(settings)) as service:
+    async with make_service(RedisBackend(acl_server.settings("narrow", key_prefix))) as service:
         with pytest.raises(BackendError) as caught:
             await service.create_session("alice", "s1")
     message = str(caught.value)
@@ -277,10 +274,9 @@ async def test_a_command_the_acl_refuses_names_the_rules_to_give(
 
 
 async def test_a_cluster_user_without_the_cluster_rules_is_told_them(
-    acl_cluster_url, key_prefix, make_service
+    acl_cluster, key_prefix, make_service
 ):
-    url, prefix = acl_cluster_url
-    settings = RedisSettings(url=url.replace("app:", "narrow:", 1), key_prefix=prefix + key_prefix)
+    settings = acl_cluster.settings("narrow", key_prefix)
     with pytest.raises(BackendUnavailable) as caught:  # CLUSTER SLOTS refused
         async with make_service(RedisBackend(settings)) as service:
             await service.create_session("alice", "s1")
